@@ -1,0 +1,65 @@
+# Every target creates the virtual environment with pinned dependencies when it is missing.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# python3.12 matches the Lambda runtime; pyenv keeps it outside PATH on some machines.
+PYTHON312 := $(shell for p in python3.12 /root/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do \
+	if $$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1; then command -v $$p || echo $$p; break; fi; done)
+# sam build looks for python3.12 on PATH: the venv provides it.
+export PATH := $(abspath $(BIN)):$(PATH)
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: install test test-fast lint format build validate invoke run bench lock clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -n "$(PYTHON312)" || { echo "python3.12 is required (the Lambda runtime version)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON312) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+## The whole product on this machine, no AWS account: the embedded local stack runs the demo workload.
+run: $(STAMP)
+	$(BIN)/batchgate local demo
+
+## The full check: lint, types, and every test (unit, integration, template validate and build).
+test: lint
+	$(BIN)/python -m pytest -n 2 -q
+
+## Unit tests only (in-process moto), for a quick loop.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not integration"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+validate: $(STAMP)
+	$(BIN)/sam validate --lint
+
+build: $(STAMP)
+	$(BIN)/sam build
+
+## sam local invoke needs Docker and the Lambda emulation image (see README).
+invoke: build
+	$(BIN)/sam local invoke DispatchFunction --event events/sqs-submit-batch.json --env-vars events/env.json
+	$(BIN)/sam local invoke TrackFunction --event events/task-stopped-exit-0.json --env-vars events/env.json
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+lock:
+	$(BIN)/python -m pip freeze --exclude-editable | sed '1i # Pinned development and test environment (make install). Regenerate with: make lock' > requirements.lock
+
+clean:
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
