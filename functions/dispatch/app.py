@@ -1,0 +1,60 @@
+"""Dispatch Lambda: SQS batch of submit messages -> job items and ECS tasks.
+
+Records are dispatched concurrently on a bounded thread pool (RunTask is I/O bound); a record whose
+launch must be retried is reported as a batch item failure and returns to the queue on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    AsyncBatchProcessor,
+    EventType,
+    async_process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from batchgate.dispatch import Dispatcher, DispatchResult, RetryLater
+from batchgate.queue_backoff import QueueBackoff
+from batchgate.requeue import RETRY_KIND, message_kind
+from batchgate.settings import Settings
+from batchgate.telemetry import logger, metrics, tracer
+
+processor = AsyncBatchProcessor(event_type=EventType.SQS)
+dispatcher = Dispatcher.from_settings(Settings.from_environment())
+pool = ThreadPoolExecutor(max_workers=dispatcher.settings.dispatch_concurrency)
+backoff = QueueBackoff(dispatcher.strategy_settings)
+
+
+def dispatch_record(record: SQSRecord) -> DispatchResult:
+    logger.thread_safe_append_keys(message_id=record.message_id)
+    try:
+        # batchgate's own relaunch messages (a retry's next attempt) carry batchgate-kind=retry.
+        if message_kind(record.raw_event.get("messageAttributes")) == RETRY_KIND:
+            return dispatcher.relaunch(record.body)
+        return dispatcher.dispatch(record.message_id, record.body)
+    except RetryLater as retry:
+        if retry.throttled:
+            # Back to the queue later than its visibility timeout would bring it: no hot loop.
+            receive_count = int(record.attributes.approximate_receive_count or 1)
+            backoff.delay(record.event_source_arn, record.receipt_handle, receive_count, retry.delay_seconds)
+        raise
+    finally:
+        logger.thread_safe_clear_keys()
+
+
+async def handle_record(record: SQSRecord) -> DispatchResult:
+    return await asyncio.get_running_loop().run_in_executor(pool, dispatch_record, record)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return async_process_partial_response(
+        event=event, record_handler=handle_record, processor=processor, context=context
+    )

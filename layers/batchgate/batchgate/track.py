@@ -1,0 +1,154 @@
+"""Track: an ECS task state change event in, the job's new state in the job table out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from batchgate.catalog import BatchSpec, Catalog, load_catalog
+from batchgate.ecs import EcsTasks, LogPointer
+from batchgate.history import HistoryTable
+from batchgate.jobs import Attempt, Job, JobStatus, parse_iso
+from batchgate.latency_sketch import observation_of
+from batchgate.requeue import JobsQueue, Relaunch
+from batchgate.retry import backoff_seconds
+from batchgate.settings import Settings
+from batchgate.table import JobTable
+from batchgate.task_events import TaskStateChange, apply_task_event
+from batchgate.telemetry import count, logger, record_start_latency
+
+
+class TrackResult(StrEnum):
+    APPLIED = "APPLIED"
+    UNCHANGED = "UNCHANGED"
+    NOT_OURS = "NOT_OURS"
+
+
+class JobNotFound(LookupError):
+    """A task we started names a job the table does not have: raised so the event lands in the
+    track dead-letter queue instead of vanishing."""
+
+
+@dataclass(frozen=True)
+class Tracker:
+    catalog: Catalog
+    table: JobTable
+    ecs: EcsTasks
+    history: HistoryTable | None = None
+    # Where a failed attempt's retry is sent (JOBS_QUEUE_URL); without it, the sweep sends it.
+    jobs_queue: JobsQueue | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Tracker:
+        return cls(
+            catalog=load_catalog(settings.catalog_path),
+            table=JobTable(settings.table_name),
+            ecs=EcsTasks(settings.cluster),
+            history=HistoryTable(settings.history_table_name) if settings.history_table_name else None,
+            jobs_queue=JobsQueue(settings.jobs_queue_url) if settings.jobs_queue_url else None,
+        )
+
+    def track(self, event: Mapping[str, Any]) -> TrackResult:
+        change = TaskStateChange.from_event(event)
+        job_id = change.job_id
+        if job_id is None:
+            return TrackResult.NOT_OURS
+        logger.append_keys(job_id=job_id, task_arn=change.task_arn)
+        before = self.table.get(job_id)
+        if before is None:
+            raise JobNotFound(f"no job {job_id} for task {change.task_arn}")
+        spec = self.catalog.get(before.batch)
+        container = spec.container if spec else None
+        pointer = self._log_pointer(change, container)
+        # The attempt this write stopped, if any: decided by the change that was actually written (the
+        # last call of the closure), so a finished attempt feeds the history exactly once.
+        stopped: list[Attempt] = []
+
+        def change_job(job: Job) -> Job | None:
+            changed = apply_task_event(job, change, container, pointer, spec)
+            stopped[:] = _newly_stopped(job, changed)
+            return changed
+
+        after = self.table.mutate(job_id, change_job)
+        if after is not None and spec is not None:
+            # Also for a duplicate event: if sending failed the first time, the retried event sends it.
+            self._send_retry(after, change, spec, first=before.status is not JobStatus.RETRYING)
+        if after is None or after.revision == before.revision:
+            logger.debug("event changed nothing", extra={"version": change.version})
+            return TrackResult.UNCHANGED
+        self._emit_metrics(before, after, change)
+        for attempt in stopped:
+            self._record_history(after.batch, attempt)
+        logger.info(
+            "task state applied",
+            extra={"last_status": change.last_status, "version": change.version, "status": after.status},
+        )
+        return TrackResult.APPLIED
+
+    def _send_retry(self, job: Job, change: TaskStateChange, spec: BatchSpec, *, first: bool) -> None:
+        """Send the retry message of a job the retry policy gave another attempt (batchgate.requeue).
+        An error is raised, so the event is retried and the message sent then; dispatch ignores
+        duplicates."""
+        current = job.attempt
+        if job.status is not JobStatus.RETRYING or current is None:
+            return
+        if change.attempt is not None and change.attempt != current.number:
+            return
+        if self.jobs_queue is None:
+            logger.warning("no jobs queue configured: the sweep will send the retry")
+            return
+        delay = backoff_seconds(spec.retry_policy, job.job_id, current.number)
+        self.jobs_queue.send_relaunch(Relaunch(job.job_id, current.number + 1), delay)
+        if first:
+            count("JobsRetried")
+            logger.info("attempt failed; next attempt queued", extra={"delay": delay, "reason": job.reason})
+
+    def _record_history(self, batch: str, attempt: Attempt) -> None:
+        """Feed a finished attempt to the history table. A failure is logged, never raised: the job's
+        state is already written, and a retried event would change nothing (so history is at most
+        once per attempt, never twice)."""
+        if self.history is None:
+            return
+        try:
+            self.history.record(batch, observation_of(attempt))
+        except Exception as error:
+            logger.warning("could not record the attempt in the history table", extra={"error": str(error)})
+            count("HistoryWriteFailed")
+
+    def _log_pointer(self, change: TaskStateChange, container: str | None) -> LogPointer | None:
+        if not change.task_definition_arn or not container:
+            return None
+        try:
+            return self.ecs.log_pointer(change.task_definition_arn, container, change.task_arn)
+        except (ClientError, BotoCoreError) as error:
+            # The job's state matters more than its log pointer: record the state without it.
+            logger.warning(
+                "could not read the task definition's log configuration", extra={"error": str(error)}
+            )
+            return None
+
+    @staticmethod
+    def _emit_metrics(before: Job, after: Job, change: TaskStateChange) -> None:
+        if after.status != before.status and after.status.is_terminal:
+            count(f"Jobs{after.status.value.title().replace('_', '')}")
+        attempt = after.attempt
+        earlier = before.attempt_by_number(attempt.number) if attempt else None
+        if attempt is None or "started" not in attempt.timeline or "created" not in attempt.timeline:
+            return
+        if earlier is not None and "started" in earlier.timeline:
+            return  # latency already reported for this attempt
+        latency = parse_iso(attempt.timeline["started"]) - parse_iso(attempt.timeline["created"])
+        record_start_latency(change.strategy, latency.total_seconds())
+
+
+def _newly_stopped(before: Job, after: Job | None) -> list[Attempt]:
+    """The attempts that are stopped in `after` but were not in `before` (at most one per event)."""
+    if after is None:
+        return []
+    finished = ("STOPPED", "DELETED")
+    was_stopped = {a.number for a in before.attempts if a.last_status in finished}
+    return [a for a in after.attempts if a.last_status in finished and a.number not in was_stopped]

@@ -1,0 +1,194 @@
+"""Shared fixtures: an in-process moto account with the stack's table, an ECS cluster with the
+catalog's task definitions, and the Lambda handlers loaded from `functions/`."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+
+# Powertools reads these when batchgate.telemetry is first imported, as in Lambda's environment.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "batchgate")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Batchgate")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
+from batchgate.catalog import Catalog, load_catalog
+from batchgate.dispatch import Dispatcher
+from batchgate.ecs import EcsTasks
+from batchgate.settings import Settings
+from batchgate.table import JobTable
+from batchgate.template import load_template, table_definition
+from batchgate.track import Tracker
+from moto import mock_aws
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+REGION = "us-east-1"
+CLUSTER = "batchgate-dev"
+TABLE = "batchgate-test-jobs"
+
+
+def event_fixture(name: str) -> dict[str, Any]:
+    """One of the sample events in events/, the same files `sam local invoke` uses."""
+    loaded: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return loaded
+
+
+@dataclass(frozen=True)
+class LambdaContextStub:
+    function_name: str = "batchgate-test"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:batchgate-test"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+
+@dataclass(frozen=True)
+class Stack:
+    settings: Settings
+    catalog: Catalog
+    table: JobTable
+    ecs_client: Any
+    cluster_arn: str
+
+    def dispatcher(self, ecs: EcsTasks | None = None) -> Dispatcher:
+        return Dispatcher(
+            catalog=self.catalog,
+            table=self.table,
+            ecs=ecs or EcsTasks(self.settings.cluster, self.ecs_client),
+            settings=self.settings,
+        )
+
+    def tracker(self) -> Tracker:
+        return Tracker(
+            catalog=self.catalog, table=self.table, ecs=EcsTasks(self.settings.cluster, self.ecs_client)
+        )
+
+    def tasks_started_by(self, job_id: str) -> list[str]:
+        arns: list[str] = self.ecs_client.list_tasks(cluster=self.settings.cluster, startedBy=job_id)[
+            "taskArns"
+        ]
+        return arns
+
+
+@pytest.fixture(autouse=True)
+def _powertools_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "batchgate")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Batchgate")
+    monkeypatch.delenv("BATCHGATE_CATALOG", raising=False)
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+def create_stack_resources(region: str = REGION, table_name: str = TABLE) -> Stack:
+    """The table exactly as template.yaml declares it, plus a cluster and the catalog's task
+    definitions (awslogs configured, as ECS would have them)."""
+    dynamodb = boto3.client("dynamodb", region_name=region)
+    dynamodb.create_table(
+        TableName=table_name,
+        **table_definition(load_template(ROOT / "template.yaml")),
+    )
+    ecs = boto3.client("ecs", region_name=region)
+    cluster_arn = ecs.create_cluster(clusterName=CLUSTER)["cluster"]["clusterArn"]
+    catalog = load_catalog()
+    for spec in catalog.batches.values():
+        ecs.register_task_definition(
+            family=spec.task_definition,
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE", "EC2"],
+            cpu=str(spec.cpu),
+            memory=str(spec.memory),
+            containerDefinitions=[
+                {
+                    "name": spec.container,
+                    "image": f"123456789012.dkr.ecr.{region}.amazonaws.com/{spec.task_definition}:latest",
+                    "memory": spec.memory,
+                    "essential": True,
+                    "command": list(spec.command),
+                    "logConfiguration": {
+                        "logDriver": "awslogs",
+                        "options": {
+                            "awslogs-group": f"/ecs/{spec.task_definition}",
+                            "awslogs-region": region,
+                            "awslogs-stream-prefix": "batch",
+                        },
+                    },
+                }
+            ],
+        )
+    ec2 = boto3.client("ec2", region_name=region)
+    subnets = [subnet["SubnetId"] for subnet in ec2.describe_subnets()["Subnets"]][:2]
+    groups = [group["GroupId"] for group in ec2.describe_security_groups()["SecurityGroups"]][:1]
+    settings = Settings(
+        table_name=table_name,
+        cluster=cluster_arn,
+        subnets=tuple(subnets),
+        security_groups=tuple(groups),
+    )
+    return Stack(
+        settings=settings,
+        catalog=catalog,
+        table=JobTable(table_name, dynamodb),
+        ecs_client=ecs,
+        cluster_arn=cluster_arn,
+    )
+
+
+@pytest.fixture
+def stack(aws: None) -> Stack:
+    return create_stack_resources()
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    return {
+        "JOB_TABLE_NAME": settings.table_name,
+        "ECS_CLUSTER": settings.cluster,
+        "ECS_SUBNETS": ",".join(settings.subnets),
+        "ECS_SECURITY_GROUPS": ",".join(settings.security_groups),
+        "ECS_ASSIGN_PUBLIC_IP": settings.assign_public_ip,
+        "EC2_CAPACITY_PROVIDER": settings.ec2_capacity_provider or "",
+        "DISPATCH_CONCURRENCY": str(settings.dispatch_concurrency),
+        "JOB_RETENTION_DAYS": str(settings.job_retention_days),
+    }
+
+
+@pytest.fixture
+def load_handler(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], ModuleType]:
+    """Import functions/<name>/app.py fresh, as a Lambda cold start would, against the moto stack."""
+    for key, value in settings_environment(stack.settings).items():
+        monkeypatch.setenv(key, value)
+
+    def load(name: str) -> ModuleType:
+        path = ROOT / "functions" / name / "app.py"
+        spec = importlib.util.spec_from_file_location(f"batchgate_function_{name}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+def sqs_event(*bodies: str, message_ids: list[str] | None = None) -> dict[str, Any]:
+    """An SQS event shaped like the one in events/, with the given bodies."""
+    template = event_fixture("sqs-submit-batch.json")["Records"][0]
+    records = []
+    for index, body in enumerate(bodies):
+        record = json.loads(json.dumps(template))
+        record["messageId"] = message_ids[index] if message_ids else f"msg-{index:04d}"
+        record["body"] = body
+        records.append(record)
+    return {"Records": records}

@@ -1,0 +1,257 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import pytest
+from batchgate.dispatch import DispatchResult, RetryLater, run_task_request
+from batchgate.ecs import EcsTasks
+from batchgate.jobs import JobStatus, client_token, job_id_for
+from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.stub import Stubber
+
+from tests.conftest import LambdaContextStub, Stack, event_fixture, sqs_event
+
+PAYROLL = json.dumps(
+    {
+        "schema_version": 1,
+        "batch": "payroll-calculation",
+        "arguments": ["2026-11"],
+        "environment": {"LOG_LEVEL": "DEBUG"},
+        "idempotency_key": "payroll-2026-11-acme",
+    }
+)
+PAYROLL_JOB = job_id_for("payroll-calculation", "payroll-2026-11-acme")
+
+
+class FlakyEcsClient:
+    """The moto ECS client with RunTask recorded, and failing once with `fail_first` if given
+    (moto neither dedupes clientToken nor fails)."""
+
+    def __init__(self, client: Any, fail_first: Exception | None) -> None:
+        self._client = client
+        self.fail_first = fail_first
+        self.requests: list[dict[str, Any]] = []
+
+    def run_task(self, **request: Any) -> Any:
+        self.requests.append(request)
+        if self.fail_first is not None:
+            error, self.fail_first = self.fail_first, None
+            raise error
+        return self._client.run_task(**request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class RecordingEcs(EcsTasks):
+    """The real adapter over a FlakyEcsClient."""
+
+    def __init__(self, stack: Stack, fail_first: Exception | None = None) -> None:
+        self.flaky = FlakyEcsClient(stack.ecs_client, fail_first)
+        super().__init__(stack.settings.cluster, self.flaky)  # type: ignore[arg-type]
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        return self.flaky.requests
+
+
+def throttled() -> ClientError:
+    return ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "RunTask")
+
+
+def test_good_message_creates_job_and_starts_one_task(stack: Stack) -> None:
+    result = stack.dispatcher().dispatch("m-1", PAYROLL)
+    assert result is DispatchResult.DISPATCHED
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.DISPATCHED
+    assert job.plan is not None and "launch class standard" in job.plan.reason
+    attempt = job.attempt
+    assert attempt is not None and attempt.number == 1 and attempt.task_arn
+    assert stack.tasks_started_by(PAYROLL_JOB) == [attempt.task_arn]
+    task = stack.ecs_client.describe_tasks(cluster=stack.settings.cluster, tasks=[attempt.task_arn])["tasks"][
+        0
+    ]
+    override = task["overrides"]["containerOverrides"][0]
+    assert override["command"] == ["python", "-m", "payroll.calculate", "2026-11"]
+    environment = {variable["name"]: variable["value"] for variable in override["environment"]}
+    assert environment["BATCHGATE_JOB_ID"] == PAYROLL_JOB
+    assert environment["BATCHGATE_ATTEMPT"] == "1"
+    assert environment["LOG_LEVEL"] == "DEBUG"
+
+
+def test_run_task_request_carries_token_tags_and_strategy(stack: Stack) -> None:
+    stack.dispatcher().dispatch("m-1", PAYROLL)
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.attempt is not None
+    spec = stack.catalog.get("payroll-calculation")
+    assert spec is not None
+    request = run_task_request(job, spec, job.attempt, stack.settings)
+    assert request["startedBy"] == PAYROLL_JOB
+    assert request["clientToken"] == client_token(PAYROLL_JOB, 1)
+    assert request["capacityProviderStrategy"] == [{"capacityProvider": "FARGATE", "weight": 1}]
+    assert {"key": "batchgate:job-id", "value": PAYROLL_JOB} in request["tags"]
+    assert request["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == list(stack.settings.subnets)
+    assert len(json.dumps(request["overrides"])) <= 8192
+
+
+def test_duplicate_delivery_launches_once(stack: Stack) -> None:
+    dispatcher = stack.dispatcher()
+    assert dispatcher.dispatch("m-1", PAYROLL) is DispatchResult.DISPATCHED
+    assert dispatcher.dispatch("m-1", PAYROLL) is DispatchResult.DUPLICATE
+    # Same idempotency key in a different SQS message: still the same job.
+    assert dispatcher.dispatch("m-2", PAYROLL) is DispatchResult.DUPLICATE
+    assert len(stack.tasks_started_by(PAYROLL_JOB)) == 1
+
+
+def test_throttled_run_task_returns_record_and_retry_reuses_the_token(stack: Stack) -> None:
+    ecs = RecordingEcs(stack, fail_first=throttled())
+    dispatcher = stack.dispatcher(ecs)
+    with pytest.raises(RetryLater, match="ThrottlingException"):
+        dispatcher.dispatch("m-1", PAYROLL)
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.DISPATCHING
+    assert job.attempt is not None and "ThrottlingException" in (job.attempt.error or "")
+    assert dispatcher.dispatch("m-1", PAYROLL) is DispatchResult.DISPATCHED
+    assert [request["clientToken"] for request in ecs.requests] == [client_token(PAYROLL_JOB, 1)] * 2
+    assert ecs.requests[0] == ecs.requests[1]  # same parameters, so ECS would dedupe by token
+    assert len(stack.tasks_started_by(PAYROLL_JOB)) == 1
+
+
+def test_run_task_timeout_is_retryable(stack: Stack) -> None:
+    ecs = RecordingEcs(stack, fail_first=ReadTimeoutError(endpoint_url="https://ecs"))
+    with pytest.raises(RetryLater, match="did not answer"):
+        stack.dispatcher(ecs).dispatch("m-1", PAYROLL)
+
+
+def test_permanent_run_task_error_fails_the_job_with_the_reason(stack: Stack) -> None:
+    ecs = RecordingEcs(
+        stack,
+        fail_first=ClientError(
+            {"Error": {"Code": "InvalidParameterException", "Message": "No Fargate configuration"}}, "RunTask"
+        ),
+    )
+    assert stack.dispatcher(ecs).dispatch("m-1", PAYROLL) is DispatchResult.FAILED
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.FAILED
+    assert job.reason == "RunTask InvalidParameterException: No Fargate configuration"
+    # Redelivery of the same message does not try again.
+    assert stack.dispatcher().dispatch("m-1", PAYROLL) is DispatchResult.DUPLICATE
+
+
+def stubbed_ecs(stack: Stack, responses: list[dict[str, Any]]) -> tuple[EcsTasks, Stubber]:
+    client = stack.ecs_client
+    stubber = Stubber(client)
+    for response in responses:
+        stubber.add_response("run_task", response)
+    stubber.activate()
+    return EcsTasks(stack.settings.cluster, client), stubber
+
+
+def test_capacity_failures_are_recorded_and_retried_with_the_same_token(stack: Stack) -> None:
+    task_arn = "arn:aws:ecs:us-east-1:123456789012:task/batchgate-dev/0123456789abcdef0123456789abcdef"
+    ecs, stubber = stubbed_ecs(
+        stack,
+        [
+            {"tasks": [], "failures": [{"reason": "RESOURCE:MEMORY", "arn": "arn:x"}]},
+        ],
+    )
+    # The redelivery first looks for a task of this attempt by startedBy (running, then stopped).
+    stubber.add_response("list_tasks", {"taskArns": []})
+    stubber.add_response("list_tasks", {"taskArns": []})
+    stubber.add_response("run_task", {"tasks": [{"taskArn": task_arn}], "failures": []})
+    dispatcher = stack.dispatcher(ecs)
+    with pytest.raises(RetryLater, match="RESOURCE:MEMORY"):
+        dispatcher.dispatch("m-1", PAYROLL)
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.attempt is not None
+    assert job.attempt.launch_failures == ({"reason": "RESOURCE:MEMORY", "arn": "arn:x"},)
+    assert dispatcher.dispatch("m-1", PAYROLL) is DispatchResult.DISPATCHED
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.attempt is not None and job.attempt.task_arn == task_arn
+    assert job.attempt_number == 1  # the same attempt, not a second launch
+    stubber.assert_no_pending_responses()
+
+
+def test_permanent_failures_in_the_response_fail_the_job(stack: Stack) -> None:
+    ecs, _ = stubbed_ecs(stack, [{"tasks": [], "failures": [{"reason": "MISSING", "detail": "no instance"}]}])
+    assert stack.dispatcher(ecs).dispatch("m-1", PAYROLL) is DispatchResult.FAILED
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.FAILED
+    assert job.reason == "RunTask failures: MISSING (no instance)"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason_fragment"),
+    [
+        ("{not json", "JSON"),
+        (json.dumps({"schema_version": 1, "batch": "no-such-batch"}), "no-such-batch"),
+        (json.dumps({"schema_version": 2, "batch": "payroll-calculation", "arguments": ["x"]}), "version"),
+        (json.dumps({"schema_version": 1, "batch": "payroll-calculation", "arguments": ["a b"]}), "argument"),
+        ("x" * 9000, "bytes"),
+    ],
+)
+def test_bad_messages_end_rejected_with_a_reason(stack: Stack, body: str, reason_fragment: str) -> None:
+    assert stack.dispatcher().dispatch("m-bad", body) is DispatchResult.REJECTED
+    page = stack.table.query(status="REJECTED")
+    assert len(page.jobs) == 1
+    job = page.jobs[0]
+    assert reason_fragment.lower() in (job.reason or "").lower()
+    assert job.message_id == "m-bad" and job.raw_message == body[:2048]
+    assert stack.ecs_client.list_tasks(cluster=stack.settings.cluster)["taskArns"] == []
+    # Redelivered, it is not recorded twice.
+    assert stack.dispatcher().dispatch("m-bad", body) is DispatchResult.REJECTED
+    assert len(stack.table.query(status="REJECTED").jobs) == 1
+
+
+def test_rejected_message_is_keyed_by_its_idempotency_key(stack: Stack) -> None:
+    body = json.dumps(
+        {"schema_version": 1, "batch": "payroll-calculation", "arguments": [], "idempotency_key": "k-9"}
+    )
+    stack.dispatcher().dispatch("m-1", body)
+    job = stack.table.get(job_id_for("payroll-calculation", "k-9"))
+    assert job is not None and job.status is JobStatus.REJECTED and job.idempotency_key == "k-9"
+
+
+def test_passed_deadline_rejects_without_launching(stack: Stack) -> None:
+    body = json.dumps(
+        {
+            "schema_version": 1,
+            "batch": "report-export",
+            "arguments": ["monthly"],
+            "deadline": "2020-01-01T00:00:00Z",
+        }
+    )
+    assert stack.dispatcher().dispatch("m-1", body) is DispatchResult.REJECTED
+    job = stack.table.get(job_id_for("report-export", "m-1"))
+    assert job is not None and job.status is JobStatus.REJECTED and "deadline" in (job.reason or "")
+    assert stack.ecs_client.list_tasks(cluster=stack.settings.cluster)["taskArns"] == []
+
+
+def test_handler_processes_the_sample_batch_with_partial_failures(
+    stack: Stack, load_handler: Callable[[str], ModuleType]
+) -> None:
+    app = load_handler("dispatch")
+    event = event_fixture("sqs-submit-batch.json")
+    response = app.handler(event, LambdaContextStub())
+    assert response == {"batchItemFailures": []}
+    statuses = {
+        job.status for status in ("DISPATCHED", "REJECTED") for job in stack.table.iterate(status=status)
+    }
+    assert statuses == {JobStatus.DISPATCHED, JobStatus.REJECTED}
+    recorded = {job.message_id for s in ("DISPATCHED", "REJECTED") for job in stack.table.iterate(status=s)}
+    assert recorded == {record["messageId"] for record in event["Records"]}
+
+
+def test_handler_reports_only_the_records_to_retry(
+    stack: Stack, load_handler: Callable[[str], ModuleType]
+) -> None:
+    app = load_handler("dispatch")
+    vars(app)["dispatcher"] = stack.dispatcher(RecordingEcs(stack, fail_first=throttled()))
+    event = sqs_event(PAYROLL, "{bad", message_ids=["m-payroll", "m-bad"])
+    response = app.handler(event, LambdaContextStub())
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-payroll"}]}
+    rejected = stack.table.get(job_id_for("-", "m-bad"))
+    assert rejected is not None and rejected.status is JobStatus.REJECTED

@@ -1,0 +1,220 @@
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import replace
+from types import ModuleType
+from typing import Any
+
+import pytest
+from batchgate.dispatch import begin_attempt, record_task
+from batchgate.ecs import EcsTasks, LaunchOutcome
+from batchgate.jobs import Job, JobStatus, LaunchPlan
+from batchgate.task_events import InvalidTaskEvent, TaskStateChange, apply_task_event
+from batchgate.track import JobNotFound, TrackResult
+from botocore.stub import Stubber
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import LambdaContextStub, Stack, event_fixture
+from tests.test_dispatch import PAYROLL, PAYROLL_JOB
+from tests.test_jobs import make_job
+
+HAPPY_PATH = ["task-provisioning.json", "task-pending.json", "task-running.json", "task-stopped-exit-0.json"]
+TASK_ARN = event_fixture("task-running.json")["detail"]["taskArn"]
+
+
+def dispatched_job(stack: Stack, task_arn: str = TASK_ARN) -> Job:
+    """The fixture job as dispatch leaves it, RunTask having returned the fixture's task."""
+    client = stack.ecs_client
+    stubber = Stubber(client)
+    stubber.add_response("run_task", {"tasks": [{"taskArn": task_arn}], "failures": []})
+    with stubber:
+        stack.dispatcher(EcsTasks(stack.settings.cluster, client)).dispatch("m-1", PAYROLL)
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.DISPATCHED
+    return job
+
+
+def with_registered_task_definition(stack: Stack, event: dict[str, Any]) -> dict[str, Any]:
+    """The fixture event pointing at the task definition registered in the moto account."""
+    event = copy.deepcopy(event)
+    definition = stack.ecs_client.describe_task_definition(taskDefinition="batchgate-payroll")
+    event["detail"]["taskDefinitionArn"] = definition["taskDefinition"]["taskDefinitionArn"]
+    return event
+
+
+@pytest.mark.parametrize(
+    ("fixture", "status", "reason_fragment"),
+    [
+        ("task-provisioning.json", JobStatus.PROVISIONING, None),
+        ("task-pending.json", JobStatus.PENDING, None),
+        ("task-running.json", JobStatus.RUNNING, None),
+        ("task-stopped-exit-0.json", JobStatus.SUCCEEDED, None),
+        ("task-stopped-exit-1.json", JobStatus.FAILED, "exit code 1"),
+        # Infrastructure failures: the default retry policy gives the job another attempt.
+        ("task-stopped-failed-to-start.json", JobStatus.RETRYING, "CannotPullContainerError"),
+        ("task-stopped-spot-interruption.json", JobStatus.RETRYING, "SpotInterruption"),
+    ],
+)
+def test_each_sample_event_moves_the_job(
+    stack: Stack, fixture: str, status: JobStatus, reason_fragment: str | None
+) -> None:
+    event = event_fixture(fixture)
+    dispatched_job(stack, event["detail"]["taskArn"])
+    assert stack.tracker().track(event) is TrackResult.APPLIED
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is status
+    attempt = job.attempt
+    assert attempt is not None and attempt.event_version == event["detail"]["version"]
+    assert attempt.timeline["created"] == event["detail"]["createdAt"]
+    if reason_fragment:
+        assert reason_fragment in (job.reason or "")
+    if status.is_terminal or status is JobStatus.RETRYING:
+        assert attempt.stop_code == event["detail"]["stopCode"]
+        assert attempt.stopped_reason == event["detail"].get("stoppedReason")
+
+
+def test_stopped_event_records_exit_code_and_log_pointer(stack: Stack) -> None:
+    dispatched_job(stack)
+    event = with_registered_task_definition(stack, event_fixture("task-stopped-exit-1.json"))
+    dispatched = stack.table.get(PAYROLL_JOB)
+    assert dispatched is not None and dispatched.attempt is not None
+    stack.table.mutate(PAYROLL_JOB, lambda job: _retarget(job, event["detail"]["taskArn"]))
+    stack.tracker().track(event)
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.attempt is not None
+    assert job.attempt.exit_code == 1
+    task_id = event["detail"]["taskArn"].rsplit("/", 1)[-1]
+    assert job.attempt.log_group == "/ecs/batchgate-payroll"
+    assert job.attempt.log_stream == f"batch/payroll/{task_id}"
+    assert job.to_item()["log_stream"] == job.attempt.log_stream
+
+
+def _retarget(job: Job, task_arn: str) -> Job:
+    attempt = job.attempt
+    assert attempt is not None
+    return record_task(job, attempt.number, task_arn, LaunchOutcome(task_arn), job.updated_at) or job
+
+
+def test_task_not_started_by_batchgate_is_ignored(stack: Stack) -> None:
+    assert stack.tracker().track(event_fixture("task-not-ours.json")) is TrackResult.NOT_OURS
+
+
+def test_event_for_an_unknown_job_is_an_error_so_it_reaches_the_dead_letter_queue(stack: Stack) -> None:
+    with pytest.raises(JobNotFound):
+        stack.tracker().track(event_fixture("task-running.json"))
+
+
+def test_malformed_events_are_refused_clearly() -> None:
+    event = event_fixture("task-running.json")
+    del event["detail"]["lastStatus"]
+    with pytest.raises(InvalidTaskEvent, match="lastStatus"):
+        TaskStateChange.from_event(event)
+    with pytest.raises(InvalidTaskEvent, match=r"aws\.ecs"):
+        TaskStateChange.from_event(event_fixture("sweep-schedule.json"))
+
+
+def test_unknown_fields_are_tolerated() -> None:
+    event = event_fixture("task-running.json")
+    event["detail"]["someFutureField"] = {"nested": [1, 2]}
+    event["brandNewTopLevel"] = True
+    assert TaskStateChange.from_event(event).last_status == "RUNNING"
+
+
+def test_duplicate_and_stale_events_change_nothing(stack: Stack) -> None:
+    dispatched_job(stack)
+    tracker = stack.tracker()
+    assert tracker.track(event_fixture("task-running.json")) is TrackResult.APPLIED
+    assert tracker.track(event_fixture("task-running.json")) is TrackResult.UNCHANGED
+    assert tracker.track(event_fixture("task-pending.json")) is TrackResult.UNCHANGED
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.RUNNING
+
+
+def test_event_before_dispatch_recorded_the_task_is_kept(stack: Stack) -> None:
+    """ECS can report the task before dispatch writes the task ARN; dispatch must not undo it."""
+    plan = LaunchPlan("FARGATE", "FARGATE", "catalog default")
+    stored = stack.table.create(make_job(job_id=PAYROLL_JOB))
+    assert stored is not None
+    stack.table.mutate(PAYROLL_JOB, lambda job: begin_attempt(job, plan, "2026-11-28T10:00:00.000Z"))
+    stack.tracker().track(event_fixture("task-running.json"))
+    stack.table.mutate(PAYROLL_JOB, lambda job: _retarget(job, TASK_ARN))
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.RUNNING
+    assert job.attempt is not None and job.attempt.task_arn == TASK_ARN
+
+
+def test_handler_applies_the_sample_event(stack: Stack, load_handler: Callable[[str], ModuleType]) -> None:
+    dispatched_job(stack)
+    app = load_handler("track")
+    assert app.handler(event_fixture("task-stopped-exit-0.json"), LambdaContextStub()) == {
+        "result": "APPLIED"
+    }
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.SUCCEEDED and job.attempt is not None
+    assert job.attempt.exit_code == 0
+
+
+def _replay(job: Job, names: list[str]) -> Job:
+    for name in names:
+        change = TaskStateChange.from_event(event_fixture(name))
+        job = apply_task_event(job, change, "payroll") or job
+    return job
+
+
+def _dispatched_pure_job() -> Job:
+    plan = LaunchPlan("FARGATE", "FARGATE", "catalog default")
+    job = begin_attempt(make_job(job_id=PAYROLL_JOB), plan, "2026-11-28T10:00:00.000Z")
+    assert job is not None
+    return record_task(job, 1, TASK_ARN, LaunchOutcome(TASK_ARN), "2026-11-28T10:00:00.100Z") or job
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(HAPPY_PATH), max_size=6).flatmap(
+        lambda extra: st.permutations(HAPPY_PATH + extra)
+    )
+)
+def test_any_duplication_and_order_of_events_gives_the_same_job(order: list[str]) -> None:
+    """Invariant 2: the final job depends only on the set of events, not their order or repetition."""
+    expected = _replay(_dispatched_pure_job(), HAPPY_PATH)
+    assert expected.status is JobStatus.SUCCEEDED
+    assert _replay(_dispatched_pure_job(), order) == expected
+
+
+def test_reordered_events_through_the_table_give_the_same_item(stack: Stack) -> None:
+    dispatched_job(stack)
+    tracker = stack.tracker()
+    for name in [
+        "task-stopped-exit-0.json",
+        "task-running.json",
+        "task-provisioning.json",
+        "task-stopped-exit-0.json",
+    ]:
+        tracker.track(event_fixture(name))
+    reordered = stack.table.get(PAYROLL_JOB)
+    assert reordered is not None
+    expected = _replay(_dispatched_pure_job(), HAPPY_PATH)
+    assert reordered.status is JobStatus.SUCCEEDED
+    # Only when dispatch ran differs (the pure replay dispatches at a fixed time).
+    assert [replace(a, dispatched_at="") for a in reordered.attempts] == [
+        replace(a, dispatched_at="") for a in expected.attempts
+    ]
+
+
+def test_a_spot_interrupted_task_that_exits_0_is_not_a_success() -> None:
+    event = event_fixture("task-stopped-spot-interruption.json")
+    for container in event["detail"]["containers"]:
+        container["exitCode"] = 0
+    change = TaskStateChange.from_event(event)
+    job = apply_task_event(_dispatched_pure_job_for(change.task_arn), change, "payroll")
+    assert job is not None and job.status is JobStatus.FAILED
+    assert "SpotInterruption" in (job.reason or "")
+
+
+def _dispatched_pure_job_for(task_arn: str) -> Job:
+    plan = LaunchPlan("FARGATE_SPOT", "FARGATE_SPOT", "catalog default")
+    job = begin_attempt(make_job(job_id=PAYROLL_JOB), plan, "2026-11-28T10:00:00.000Z")
+    assert job is not None
+    return record_task(job, 1, task_arn, LaunchOutcome(task_arn), "2026-11-28T10:00:00.100Z") or job
