@@ -1,0 +1,98 @@
+"""The SAM CLI accepts the template and builds it: `sam validate --lint` and `sam build`.
+
+`sam build` installs the layer's requirements from PyPI, so it needs network access to PyPI; it builds
+into a temporary directory and never touches the repository's .aws-sam/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+# The virtual environment's bin: sam itself, and the python3.12 that `sam build` looks for on PATH.
+VENV_BIN = Path(sys.executable).parent
+VALIDATE_TIMEOUT = 300
+BUILD_TIMEOUT = 1200
+POWERTOOLS_VERSION = "3.37.0"
+
+
+def sam_environment() -> dict[str, str]:
+    environment = dict(os.environ)
+    environment.update(
+        SAM_CLI_TELEMETRY="0",
+        AWS_DEFAULT_REGION="us-east-1",
+        PATH=os.pathsep.join([str(VENV_BIN), environment.get("PATH", "")]),
+    )
+    return environment
+
+
+def sam_executable() -> str:
+    found = shutil.which("sam", path=sam_environment()["PATH"])
+    assert found, f"sam is not installed in {VENV_BIN} (make install)"
+    return found
+
+
+def run_sam(arguments: list[str], timeout: int, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sam_executable(), *arguments],
+        cwd=cwd,
+        env=sam_environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_sam_validate_lint_is_clean() -> None:
+    result = run_sam(["validate", "--lint", "--template-file", str(ROOT / "template.yaml")], VALIDATE_TIMEOUT)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "is a valid SAM Template" in output, output
+
+
+def test_sam_build_packages_the_layer_and_both_functions(tmp_path: Path) -> None:
+    build_dir = tmp_path / "build"
+    result = run_sam(
+        [
+            "build",
+            "--template-file",
+            str(ROOT / "template.yaml"),
+            "--build-dir",
+            str(build_dir),
+            "--base-dir",
+            str(ROOT),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            # The repository's build settings (cached, parallel); run from tmp_path because sam build
+            # keeps its dependency cache in .aws-sam/ under the working directory.
+            "--config-file",
+            str(ROOT / "samconfig.toml"),
+        ],
+        BUILD_TIMEOUT,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (build_dir / "template.yaml").is_file()
+
+    layer = build_dir / "BatchgateLayer" / "python"
+    assert (layer / "batchgate" / "__init__.py").is_file()
+    # Package data the handlers load at import time.
+    assert (layer / "batchgate" / "catalog.json").is_file()
+    assert (layer / "batchgate" / "schemas" / "submit-message-v1.json").is_file()
+    assert (layer / "aws_lambda_powertools" / "__init__.py").is_file()
+    assert (layer / f"aws_lambda_powertools-{POWERTOOLS_VERSION}.dist-info").is_dir()
+    assert (layer / "aws_xray_sdk").is_dir()  # the [tracer] extra
+    assert (layer / "fastjsonschema").is_dir()  # the [validation] extra
+    assert not (layer / "boto3").exists()  # boto3 comes from the Lambda runtime
+
+    for function in ("DispatchFunction", "TrackFunction"):
+        assert (build_dir / function / "app.py").is_file(), function

@@ -1,0 +1,775 @@
+"""template.yaml and samconfig.toml against what the package, the docs and AWS expect of them.
+
+In-process and offline: the template is read with cfn-lint's YAML loader (it understands the short
+intrinsic tags) and translated with aws-sam-translator, so that the IAM checks also see what SAM adds.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+import re
+import tomllib
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from batchgate import history, table
+from batchgate import settings as settings_module
+from batchgate.jobs import JOB_ID_PREFIX
+from batchgate.settings import Settings
+from batchgate.stack_outputs import OUTPUTS
+from cfnlint.decode.cfn_yaml import load as load_cfn_yaml  # type: ignore[import-untyped]
+from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+SAMCONFIG = ROOT / "samconfig.toml"
+CONTRACTS = ROOT / "docs" / "contracts-internal.md"
+CATALOG = ROOT / "layers" / "batchgate" / "batchgate" / "catalog.json"
+LAYER_REQUIREMENTS = ROOT / "layers" / "batchgate" / "requirements.txt"
+ENV_JSON = ROOT / "events" / "env.json"
+EVENTS = ROOT / "events"
+
+FUNCTIONS = ("DispatchFunction", "TrackFunction", "SweepFunction")
+DEPLOY_ENVIRONMENTS = ("default", "dev", "prod")
+REGION = "us-east-1"
+# AWS: the queue's visibility timeout should be at least six times the function's timeout.
+VISIBILITY_FACTOR = 6
+# The bindings of the environment variables batchgate.settings reads (docs/contracts-internal.md).
+ENVIRONMENT_BINDINGS: dict[str, Any] = {
+    "JOB_TABLE_NAME": {"Ref": "JobTable"},
+    "HISTORY_TABLE_NAME": {"Ref": "HistoryTable"},
+    "JOBS_QUEUE_URL": {"Ref": "JobsQueue"},
+    "ECS_CLUSTER": {"Ref": "ClusterArn"},
+    "ECS_SUBNETS": {"Fn::Join": [",", {"Ref": "Subnets"}]},
+    "ECS_SECURITY_GROUPS": {"Fn::Join": [",", {"Ref": "SecurityGroups"}]},
+    "ECS_ASSIGN_PUBLIC_IP": {"Ref": "AssignPublicIp"},
+    "EC2_CAPACITY_PROVIDER": {"Ref": "Ec2CapacityProvider"},
+    "DISPATCH_CONCURRENCY": {"Ref": "DispatchConcurrency"},
+    "DISPATCH_MAX_CONCURRENCY": {"Ref": "DispatchMaxConcurrency"},
+    "JOB_RETENTION_DAYS": {"Ref": "JobRetentionDays"},
+    "POWERTOOLS_SERVICE_NAME": "batchgate",
+    "POWERTOOLS_METRICS_NAMESPACE": "Batchgate",
+    "POWERTOOLS_LOG_LEVEL": {"Ref": "LogLevel"},
+}
+# What each handler calls (batchgate.dispatch, ecs, capacity, cancel, table, history; batchgate.track,
+# requeue), and so must be allowed.
+REQUIRED_ACTIONS = {
+    "DispatchFunction": {
+        "ecs:RunTask",
+        "ecs:TagResource",
+        "iam:PassRole",
+        "ecs:ListTasks",
+        "ecs:DescribeTasks",
+        "ecs:StopTask",
+        "ecs:DescribeTaskDefinition",
+        "ecs:ListContainerInstances",
+        "ecs:DescribeContainerInstances",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+    },
+    "TrackFunction": {
+        "ecs:DescribeTaskDefinition",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "sqs:SendMessage",
+    },
+    # batchgate.sweep: timeouts (StopTask), reconciliation (DescribeTasks), relaunches (SendMessage).
+    "SweepFunction": {
+        "ecs:ListTasks",
+        "ecs:DescribeTasks",
+        "ecs:StopTask",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "sqs:SendMessage",
+    },
+}
+# Read actions AWS authorises against "*" when they cover a whole cluster (ListTasks without a container
+# instance): allowed on "*" only with the condition that keeps them to our cluster.
+CLUSTER_WIDE_ACTIONS = {"ecs:ListTasks"}
+OUR_CLUSTER = {"ArnEquals": {"ecs:cluster": {"Ref": "ClusterArn"}}}
+# The AWS resource type each referenced parameter or resource stands for in a policy.
+REFERENCED_RESOURCE_TYPES = {
+    "ClusterArn": "cluster",
+    "TaskDefinitionArns": "task-definition",
+    "PassRoleArns": "role",
+    "JobTable": "table",
+    "HistoryTable": "table",
+    "JobsQueue": "queue",
+    "JobsDeadLetterQueue": "queue",
+    "TrackDeadLetterQueue": "queue",
+}
+SUB_ARN = re.compile(
+    r"^arn:\$\{AWS::Partition\}:[a-z0-9-]+:(?:\$\{AWS::Region\}|[a-z0-9-]*):(?:\$\{AWS::AccountId\}|[0-9]*)"
+    r":(?P<type>[a-z-]+)[/:]"
+)
+SUB_ATTRIBUTE_PATH = re.compile(r"^\$\{[A-Za-z0-9]+\.Arn\}/(?P<type>[a-z-]+)/")
+
+
+def plain(value: Any) -> Any:
+    """cfn-lint's node classes and SAM's output as plain JSON values."""
+    return json.loads(json.dumps(value))
+
+
+def load_template() -> dict[str, Any]:
+    loaded: dict[str, Any] = plain(load_cfn_yaml(str(TEMPLATE)))
+    return loaded
+
+
+class RecordingPolicyLoader:
+    """Stands in for SAM's ManagedPolicyLoader (which asks IAM): counts how often SAM needs it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def load(self) -> dict[str, str]:
+        self.calls += 1
+        return {}
+
+
+def translate(template: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The CloudFormation template SAM makes of ours, and how many managed policy look-ups it needed."""
+    sam = copy.deepcopy(template)
+    for resource in sam["Resources"].values():
+        properties = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):  # local paths: sam package would upload them
+            if isinstance(properties.get(key), str):
+                properties[key] = f"s3://batchgate-artifacts/{key}.zip"
+    loader = RecordingPolicyLoader()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_DEFAULT_REGION", REGION)
+        translated: dict[str, Any] = plain(transform(sam, {}, loader))
+    return translated, loader.calls
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def translated(template: dict[str, Any]) -> dict[str, Any]:
+    return translate(template)[0]
+
+
+@pytest.fixture(params=["template.yaml", "translated"])
+def iam_document(request: pytest.FixtureRequest, template: dict[str, Any]) -> dict[str, Any]:
+    """Both the template as written and as SAM translates it (with the roles SAM generates)."""
+    if request.param == "translated":
+        document: dict[str, Any] = request.getfixturevalue("translated")
+        return document
+    return template
+
+
+def resource(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = template["Resources"][logical_id]
+    return found
+
+
+def properties(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = resource(template, logical_id)["Properties"]
+    return found
+
+
+def function_setting(template: dict[str, Any], function: str, key: str) -> Any:
+    """A function property, falling back to Globals as SAM does."""
+    own = properties(template, function)
+    if key in own:
+        return own[key]
+    return template.get("Globals", {}).get("Function", {}).get(key)
+
+
+def function_environment(template: dict[str, Any], function: str) -> dict[str, Any]:
+    """Globals' environment variables merged with the function's own."""
+    variables: dict[str, Any] = {}
+    variables.update(
+        template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    )
+    variables.update(properties(template, function).get("Environment", {}).get("Variables", {}))
+    return variables
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def policy_statements(node: Any) -> Iterator[dict[str, Any]]:
+    """Every IAM statement anywhere in a template (role policies, queue policies, trust policies)."""
+    if isinstance(node, dict):
+        if "Statement" in node:
+            for statement in as_list(node["Statement"]):
+                if isinstance(statement, dict) and "Effect" in statement:
+                    yield statement
+        for value in node.values():
+            yield from policy_statements(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from policy_statements(item)
+
+
+def actions_of(statement: dict[str, Any]) -> list[str]:
+    return [str(action) for action in as_list(statement.get("Action", []))]
+
+
+def function_statements(template: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    policies = as_list(properties(template, function).get("Policies", []))
+    for policy in policies:
+        # Inline statements only: no SAM policy templates or managed policies whose grants we cannot see.
+        assert isinstance(policy, dict) and set(policy) <= {"Version", "Statement"}, policy
+    return [statement for policy in policies for statement in as_list(policy["Statement"])]
+
+
+def statements_with(statements: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
+    return [statement for statement in statements if action in actions_of(statement)]
+
+
+# --- AWS's list of actions and resource types (shipped with cfn-lint) ---------------------------------
+
+POLICY_DATA: dict[str, Any] = json.loads(
+    resources.files("cfnlint.data.AdditionalSpecs").joinpath("Policies.json").read_text()
+)
+
+
+def action_resource_types(action: str) -> list[str]:
+    """The resource types AWS lets a policy scope `action` to (empty: the action needs Resource "*")."""
+    service, _, name = action.partition(":")
+    entry = POLICY_DATA.get(service.lower(), {}).get("Actions", {}).get(name.lower())
+    assert entry is not None, f"{action} is not an action AWS knows"
+    types: list[str] = entry.get("Resources", [])
+    return types
+
+
+def resource_type(value: Any) -> str:
+    """The AWS resource type a policy Resource entry names."""
+    if isinstance(value, dict) and "Ref" in value:
+        return REFERENCED_RESOURCE_TYPES[value["Ref"]]
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return REFERENCED_RESOURCE_TYPES[value["Fn::GetAtt"][0]]
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        text = value["Fn::Sub"][0] if isinstance(value["Fn::Sub"], list) else value["Fn::Sub"]
+        match = SUB_ARN.match(text) or SUB_ATTRIBUTE_PATH.match(text)
+        assert match, f"cannot tell the resource type of {text}"
+        return match["type"]
+    raise AssertionError(f"unexpected policy resource {value!r}")
+
+
+# --- queues and the dispatch function -----------------------------------------------------------------
+
+
+def test_queues_are_encrypted(template: dict[str, Any]) -> None:
+    for queue in ("JobsQueue", "JobsDeadLetterQueue", "TrackDeadLetterQueue"):
+        queue_properties = properties(template, queue)
+        assert queue_properties.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in queue_properties
+
+
+def test_jobs_queue_redrives_to_its_dlq_after_max_receive_count(template: dict[str, Any]) -> None:
+    redrive = properties(template, "JobsQueue")["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}
+    assert redrive["maxReceiveCount"] == {"Ref": "MaxReceiveCount"}
+    assert template["Parameters"]["MaxReceiveCount"]["Default"] == 5
+    assert properties(template, "JobsDeadLetterQueue")["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert properties(template, "TrackDeadLetterQueue")["MessageRetentionPeriod"] == 14 * 24 * 3600
+
+
+def test_visibility_timeout_is_at_least_six_dispatch_timeouts(template: dict[str, Any]) -> None:
+    dispatch_timeout = function_setting(template, "DispatchFunction", "Timeout")
+    visibility = properties(template, "JobsQueue")["VisibilityTimeout"]
+    assert isinstance(dispatch_timeout, int) and isinstance(visibility, int)
+    assert visibility >= VISIBILITY_FACTOR * dispatch_timeout
+
+
+def test_dispatch_reads_the_jobs_queue_with_partial_batch_failures(template: dict[str, Any]) -> None:
+    events = properties(template, "DispatchFunction")["Events"]
+    assert len(events) == 1
+    (event,) = events.values()
+    assert event["Type"] == "SQS"
+    sqs = event["Properties"]
+    assert sqs["Queue"] == {"Fn::GetAtt": ["JobsQueue", "Arn"]}
+    assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert sqs["BatchSize"] == {"Ref": "DispatchBatchSize"}
+    assert sqs["MaximumBatchingWindowInSeconds"] == {"Ref": "DispatchBatchingWindowSeconds"}
+    assert sqs["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "DispatchMaxConcurrency"}}
+    parameters = template["Parameters"]
+    assert parameters["DispatchBatchSize"]["Default"] == 10
+    assert parameters["DispatchBatchingWindowSeconds"]["Default"] == 1
+    assert parameters["DispatchMaxConcurrency"]["Default"] == 5
+    assert parameters["DispatchMaxConcurrency"]["MinValue"] >= 2  # the lowest maximum concurrency SQS allows
+
+
+# --- the task state change rule and the track function ------------------------------------------------
+
+
+def track_event(template: dict[str, Any]) -> dict[str, Any]:
+    events = properties(template, "TrackFunction")["Events"]
+    assert len(events) == 1
+    (event,) = events.values()
+    assert event["Type"] == "EventBridgeRule"
+    found: dict[str, Any] = event["Properties"]
+    return found
+
+
+def test_rule_only_matches_task_changes_of_our_cluster_started_by_batchgate(template: dict[str, Any]) -> None:
+    pattern = track_event(template)["Pattern"]
+    assert pattern["source"] == ["aws.ecs"]
+    assert pattern["detail-type"] == ["ECS Task State Change"]
+    assert pattern["detail"]["clusterArn"] == [{"Ref": "ClusterArn"}]
+    assert pattern["detail"]["startedBy"] == [{"prefix": JOB_ID_PREFIX}]
+
+
+def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    """EventBridge matching for what the rule uses: nested fields, exact values and prefixes."""
+    for key, expected in pattern.items():
+        if key not in event:
+            return False
+        if isinstance(expected, dict):
+            if not isinstance(event[key], dict) or not matches(expected, event[key]):
+                return False
+        elif not any(value_matches(rule, event[key]) for rule in expected):
+            return False
+    return True
+
+
+def value_matches(rule: Any, value: Any) -> bool:
+    if isinstance(rule, dict):
+        assert set(rule) == {"prefix"}, f"pattern operator not handled here: {rule}"
+        return isinstance(value, str) and value.startswith(rule["prefix"])
+    return bool(rule == value)
+
+
+def resolve_refs(node: Any, values: dict[str, str]) -> Any:
+    """`node` with every {"Ref": parameter} replaced by the parameter's value."""
+    if isinstance(node, dict):
+        if set(node) == {"Ref"}:
+            return values[node["Ref"]]
+        return {key: resolve_refs(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [resolve_refs(item, values) for item in node]
+    return node
+
+
+def test_rule_delivers_the_sample_task_events_and_no_others(template: dict[str, Any]) -> None:
+    """The sample events (events/, from the dev cluster) are what the deployed dev rule delivers."""
+    parameters = deploy_parameters("default")
+    pattern = resolve_refs(track_event(template)["Pattern"], parameters)
+    ours = sorted(path for path in EVENTS.glob("task-*.json") if path.name != "task-not-ours.json")
+    assert ours
+    for path in ours:
+        event = json.loads(path.read_text())
+        assert matches(pattern, event), path.name
+        elsewhere = copy.deepcopy(event)
+        elsewhere["detail"]["clusterArn"] = parameters["ClusterArn"].rsplit("/", 1)[0] + "/another-cluster"
+        assert not matches(pattern, elsewhere), path.name
+        unstarted = copy.deepcopy(event)
+        del unstarted["detail"]["startedBy"]
+        assert not matches(pattern, unstarted), path.name
+    assert not matches(pattern, json.loads((EVENTS / "task-not-ours.json").read_text()))
+
+
+def test_undeliverable_task_events_go_to_the_track_dlq(template: dict[str, Any]) -> None:
+    event = track_event(template)
+    assert event["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["TrackDeadLetterQueue", "Arn"]}}
+    assert set(event["RetryPolicy"]) == {"MaximumRetryAttempts", "MaximumEventAgeInSeconds"}
+
+
+def test_failed_track_invocations_go_to_the_track_dlq(template: dict[str, Any]) -> None:
+    config = properties(template, "TrackFunction")["EventInvokeConfig"]
+    assert "MaximumRetryAttempts" in config and "MaximumEventAgeInSeconds" in config
+    assert config["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS",
+        "Destination": {"Fn::GetAtt": ["TrackDeadLetterQueue", "Arn"]},
+    }
+
+
+def test_only_the_rule_may_send_to_the_track_dlq(translated: dict[str, Any]) -> None:
+    """Checked after translation: the rule is a resource SAM generates, the policy names it."""
+    rules = {
+        name: body
+        for name, body in translated["Resources"].items()
+        if body["Type"] == "AWS::Events::Rule"
+        and any(
+            target["Arn"] == {"Fn::GetAtt": ["TrackFunction", "Arn"]}
+            for target in body["Properties"]["Targets"]
+        )
+    }
+    assert len(rules) == 1
+    ((rule_id, rule),) = rules.items()
+    (target,) = rule["Properties"]["Targets"]
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["TrackDeadLetterQueue", "Arn"]}}
+    policy = properties(translated, "TrackDeadLetterQueuePolicy")
+    assert policy["Queues"] == [{"Ref": "TrackDeadLetterQueue"}]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert actions_of(statement) == ["sqs:SendMessage"]
+    assert statement["Resource"] == {"Fn::GetAtt": ["TrackDeadLetterQueue", "Arn"]}
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]}}}
+
+
+def test_track_role_may_send_its_failures_to_the_track_dlq(translated: dict[str, Any]) -> None:
+    role = properties(translated, "TrackFunctionRole")
+    sends = statements_with(list(policy_statements(role)), "sqs:SendMessage")
+    # The on-failure destination (added by SAM) and the jobs queue for next attempts (batchgate.requeue).
+    assert sorted(json.dumps(statement["Resource"]) for statement in sends) == sorted(
+        json.dumps({"Fn::GetAtt": [queue, "Arn"]}) for queue in ("TrackDeadLetterQueue", "JobsQueue")
+    )
+
+
+# --- the job table ------------------------------------------------------------------------------------
+
+
+def test_table_keys_indexes_and_ttl_are_the_packages(template: dict[str, Any]) -> None:
+    job_table = properties(template, "JobTable")
+    assert job_table["KeySchema"] == [{"AttributeName": table.KEY_ATTRIBUTE, "KeyType": "HASH"}]
+    indexes = {index["IndexName"]: index for index in job_table["GlobalSecondaryIndexes"]}
+    assert set(indexes) == set(table.INDEXES)
+    for name, (hash_key, range_key) in table.INDEXES.items():
+        assert indexes[name]["KeySchema"] == [
+            {"AttributeName": hash_key, "KeyType": "HASH"},
+            {"AttributeName": range_key, "KeyType": "RANGE"},
+        ]
+        assert indexes[name]["Projection"] == {"ProjectionType": "ALL"}
+        assert range_key == table.SORT_ATTRIBUTE
+    key_attributes = {table.KEY_ATTRIBUTE} | {key for keys in table.INDEXES.values() for key in keys}
+    assert {
+        item["AttributeName"]: item["AttributeType"] for item in job_table["AttributeDefinitions"]
+    } == dict.fromkeys(key_attributes, "S")
+    assert job_table["TimeToLiveSpecification"] == {"AttributeName": table.TTL_ATTRIBUTE, "Enabled": True}
+
+
+def test_table_is_on_demand_backed_up_encrypted_and_retained(template: dict[str, Any]) -> None:
+    job_table = properties(template, "JobTable")
+    assert job_table["BillingMode"] == "PAY_PER_REQUEST"
+    assert job_table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert job_table["SSESpecification"]["SSEEnabled"] is True
+    assert resource(template, "JobTable")["DeletionPolicy"] == "Retain"
+    assert resource(template, "JobTable")["UpdateReplacePolicy"] == "Retain"
+
+
+def test_history_table_keys_are_the_packages(template: dict[str, Any]) -> None:
+    history_table = properties(template, "HistoryTable")
+    assert history_table["KeySchema"] == [
+        {"AttributeName": history.HASH_ATTRIBUTE, "KeyType": "HASH"},
+        {"AttributeName": history.RANGE_ATTRIBUTE, "KeyType": "RANGE"},
+    ]
+    assert history_table["BillingMode"] == "PAY_PER_REQUEST"
+    assert history_table["SSESpecification"]["SSEEnabled"] is True
+    assert "GlobalSecondaryIndexes" not in history_table  # read by key only, never scanned
+
+
+# --- IAM ----------------------------------------------------------------------------------------------
+
+
+def test_translation_needs_no_managed_policy_look_up(template: dict[str, Any]) -> None:
+    assert translate(template)[1] == 0
+
+
+def test_no_statement_allows_a_wildcard_action(iam_document: dict[str, Any]) -> None:
+    statements = list(policy_statements(iam_document))
+    assert statements_with(statements, "ecs:RunTask"), "the walk must find the functions' policies"
+    for statement in statements:
+        assert "NotAction" not in statement, statement
+        for action in actions_of(statement):
+            assert "*" not in action, statement
+
+
+def test_wildcard_resources_only_on_read_actions_aws_cannot_scope(iam_document: dict[str, Any]) -> None:
+    wildcard_actions = set()
+    for statement in policy_statements(iam_document):
+        assert "NotResource" not in statement, statement
+        if "*" not in as_list(statement.get("Resource", [])):
+            continue
+        for action in actions_of(statement):
+            assert action.split(":", 1)[1].startswith(("Describe", "Get", "List")), action
+            if action in CLUSTER_WIDE_ACTIONS:
+                assert statement.get("Condition") == OUR_CLUSTER, statement
+            else:
+                assert action_resource_types(action) == [], f"{action} can be scoped to a resource"
+            wildcard_actions.add(action)
+    assert wildcard_actions == {"ecs:DescribeTaskDefinition", *CLUSTER_WIDE_ACTIONS}
+
+
+def test_scoped_resources_are_of_the_types_their_actions_act_on(iam_document: dict[str, Any]) -> None:
+    """The resource ARNs name the types AWS authorises each action on (e.g. ecs:ListTasks on container
+    instances), so that no statement is silently useless."""
+    for statement in policy_statements(iam_document):
+        scoped = [value for value in as_list(statement.get("Resource", [])) if value != "*"]
+        if not scoped:
+            continue
+        given = {resource_type(value) for value in scoped}
+        for action in actions_of(statement):
+            assert given & set(action_resource_types(action)), f"{action} on {given}"
+        for kind in given:
+            assert any(kind in action_resource_types(action) for action in actions_of(statement)), kind
+
+
+def test_each_function_may_do_what_its_handler_calls(template: dict[str, Any]) -> None:
+    for function, required in REQUIRED_ACTIONS.items():
+        allowed = {
+            action
+            for statement in function_statements(template, function)
+            for action in actions_of(statement)
+        }
+        assert required <= allowed, (function, required - allowed)
+    track_allowed = {
+        action
+        for statement in function_statements(template, "TrackFunction")
+        for action in actions_of(statement)
+    }
+    assert not {"ecs:RunTask", "iam:PassRole", "ecs:TagResource"} & track_allowed
+
+
+def test_run_task_only_for_our_task_definitions_in_our_cluster(template: dict[str, Any]) -> None:
+    statements = statements_with(function_statements(template, "DispatchFunction"), "ecs:RunTask")
+    assert statements
+    for statement in statements:
+        assert statement["Resource"] == {"Ref": "TaskDefinitionArns"}
+        assert statement["Condition"] == {"ArnEquals": {"ecs:cluster": {"Ref": "ClusterArn"}}}
+
+
+def test_tags_only_on_tasks_being_started(template: dict[str, Any]) -> None:
+    statements = statements_with(function_statements(template, "DispatchFunction"), "ecs:TagResource")
+    assert statements
+    for statement in statements:
+        assert as_list(statement["Condition"]["StringEquals"]["ecs:CreateAction"]) == ["RunTask"]
+        assert {resource_type(value) for value in as_list(statement["Resource"])} == {"task"}
+
+
+def test_task_reads_are_limited_to_our_cluster(template: dict[str, Any]) -> None:
+    for function in FUNCTIONS:
+        statements = function_statements(template, function)
+        for action in (
+            "ecs:DescribeTasks",
+            "ecs:ListTasks",
+            "ecs:StopTask",
+            "ecs:DescribeContainerInstances",
+        ):
+            for statement in statements_with(statements, action):
+                assert statement["Condition"] == OUR_CLUSTER, statement
+        for statement in statements_with(statements, "ecs:ListContainerInstances"):
+            assert statement["Resource"] == {"Ref": "ClusterArn"}
+
+
+def test_pass_role_only_to_ecs_tasks_for_the_given_roles(iam_document: dict[str, Any]) -> None:
+    statements = statements_with(list(policy_statements(iam_document)), "iam:PassRole")
+    assert statements
+    for statement in statements:
+        assert statement["Resource"] == {"Ref": "PassRoleArns"}
+        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+
+
+def test_table_access_is_the_stack_tables_only(template: dict[str, Any]) -> None:
+    job_table = [{"Fn::GetAtt": ["JobTable", "Arn"]}, {"Fn::Sub": "${JobTable.Arn}/index/*"}]
+    history_table = [{"Fn::GetAtt": ["HistoryTable", "Arn"]}]
+    for function in FUNCTIONS:
+        for statement in function_statements(template, function):
+            if any(action.startswith("dynamodb:") for action in actions_of(statement)):
+                assert all(action.startswith("dynamodb:") for action in actions_of(statement))
+                assert as_list(statement["Resource"]) in (job_table, history_table), statement
+    # Dispatch only reads the history; track writes it.
+    dispatch_history = [
+        action
+        for statement in function_statements(template, "DispatchFunction")
+        if as_list(statement["Resource"]) == history_table
+        for action in actions_of(statement)
+    ]
+    assert dispatch_history == ["dynamodb:Query"]
+
+
+# --- functions, layer, environment, outputs -----------------------------------------------------------
+
+
+def test_functions_share_runtime_tracing_and_the_package_layer(template: dict[str, Any]) -> None:
+    for function in FUNCTIONS:
+        assert function_setting(template, function, "Runtime") == "python3.12"
+        assert function_setting(template, function, "Architectures") == ["arm64"]
+        assert function_setting(template, function, "Tracing") == "Active"
+        assert function_setting(template, function, "Layers") == [{"Ref": "BatchgateLayer"}]
+        assert function_setting(template, function, "Handler") == "app.handler"
+        code = ROOT / function_setting(template, function, "CodeUri") / "app.py"
+        assert "def handler(" in code.read_text(), code
+
+
+def test_functions_log_to_groups_with_a_retention(template: dict[str, Any]) -> None:
+    for function in FUNCTIONS:
+        group = function_setting(template, function, "LoggingConfig")["LogGroup"]
+        assert set(group) == {"Ref"}, function
+        assert resource(template, group["Ref"])["Type"] == "AWS::Logs::LogGroup"
+        assert properties(template, group["Ref"])["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_layer_is_built_from_the_package_with_its_requirements(template: dict[str, Any]) -> None:
+    layer = resource(template, "BatchgateLayer")
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"].rstrip("/") == "layers/batchgate"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    assert (ROOT / "layers" / "batchgate" / "batchgate" / "__init__.py").is_file()
+    requirements = [line for line in LAYER_REQUIREMENTS.read_text().splitlines() if line.strip()]
+    # boto3 and botocore are pinned together: the tracer's aws-xray-sdk pulls in botocore, which
+    # would otherwise shadow the runtime's with a version its boto3 was not released with.
+    locked = dict(
+        line.lower().replace("_", "-").split("==")
+        for line in (ROOT / "requirements.lock").read_text().splitlines()
+        if "==" in line
+    )
+    assert requirements == [
+        f"aws-lambda-powertools[tracer,validation]=={locked['aws-lambda-powertools']}",
+        f"boto3=={locked['boto3']}",
+        f"botocore=={locked['botocore']}",
+    ]
+
+
+def contract_variables() -> list[str]:
+    """The environment variables docs/contracts-internal.md lists (first column of its table)."""
+    names: list[str] = []
+    for line in CONTRACTS.read_text().splitlines():
+        match = re.match(r"^\|\s*([A-Z][A-Z0-9_]*(?:\s*/\s*[A-Z][A-Z0-9_]*)*)\s*\|", line)
+        if match:
+            names.extend(name.strip() for name in match[1].split("/"))
+    return names
+
+
+def settings_variables() -> set[str]:
+    """The environment variables batchgate.settings reads (the docs may lag behind the code)."""
+    source = Path(settings_module.__file__ or "").read_text()
+    return set(re.findall(r"""env(?:\.get\(|\[)["']([A-Z][A-Z0-9_]*)["']""", source))
+
+
+def test_functions_get_every_variable_the_package_reads(template: dict[str, Any]) -> None:
+    variables = contract_variables() + sorted(settings_variables())
+    assert {"JOB_TABLE_NAME", "ECS_CLUSTER", "POWERTOOLS_SERVICE_NAME"} <= set(variables)
+    assert {"JOB_TABLE_NAME", "ECS_SUBNETS"} <= settings_variables()
+    for function in FUNCTIONS:
+        environment = function_environment(template, function)
+        assert set(variables) <= set(environment), (function, set(variables) - set(environment))
+        for name, binding in ENVIRONMENT_BINDINGS.items():
+            assert environment[name] == binding, (function, name)
+
+
+def test_env_json_sets_only_declared_variables_and_all_the_contract(template: dict[str, Any]) -> None:
+    """`sam local invoke --env-vars` silently ignores a variable the template does not declare."""
+    env_json = json.loads(ENV_JSON.read_text())
+    assert set(env_json) == set(FUNCTIONS)
+    sample_cluster = json.loads((EVENTS / "task-running.json").read_text())["detail"]["clusterArn"]
+    for function in FUNCTIONS:
+        values = env_json[function]
+        assert set(values) <= set(function_environment(template, function)), function
+        assert set(contract_variables()) | settings_variables() <= set(values), function
+        assert all(isinstance(value, str) for value in values.values())
+        settings = Settings.from_environment(values)
+        assert settings.cluster == sample_cluster  # the sample events come from this cluster
+        assert settings.subnets and settings.security_groups
+
+
+def test_outputs_are_described_and_known_to_the_cli(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    required = {
+        "JobsQueueUrl",
+        "JobsQueueArn",
+        "JobTableName",
+        "JobsDeadLetterQueueUrl",
+        "TrackDeadLetterQueueUrl",
+        "DispatchFunctionName",
+        "TrackFunctionName",
+    }
+    assert required <= set(outputs)
+    # Every resource the CLI looks up in the stack's outputs (batchgate.stack_outputs) is there.
+    for cli_name in set(OUTPUTS.values()):
+        assert any(key in outputs for key, name in OUTPUTS.items() if name == cli_name), cli_name
+    for name, output in outputs.items():
+        assert output.get("Description"), name
+
+
+# --- samconfig.toml -----------------------------------------------------------------------------------
+
+
+def samconfig() -> dict[str, Any]:
+    return tomllib.loads(SAMCONFIG.read_text())
+
+
+def deploy_parameters(environment: str) -> dict[str, str]:
+    """parameter_overrides of an environment's deploy section, as SAM CLI reads them."""
+    overrides = samconfig()[environment]["deploy"]["parameters"]["parameter_overrides"]
+    parsed: dict[str, str] = {}
+    if isinstance(overrides, dict):
+        for key, value in overrides.items():
+            parsed[key] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        return parsed
+    for item in as_list(overrides):
+        key, separator, value = str(item).partition("=")
+        assert separator, item
+        parsed[key] = value
+    return parsed
+
+
+def test_samconfig_environments_differ_only_in_what_they_deploy() -> None:
+    config = samconfig()
+    assert str(config["version"]) == "0.1"
+    assert config["default"]["build"]["parameters"] == {"cached": True, "parallel": True}
+    assert config["default"]["validate"]["parameters"]["lint"] is True
+    assert config["default"]["local_invoke"]["parameters"]["env_vars"] == "events/env.json"
+    deploys = {name: config[name]["deploy"]["parameters"] for name in DEPLOY_ENVIRONMENTS}
+    assert deploys["dev"] == deploys["default"]
+    assert set(deploys["dev"]) == set(deploys["prod"])
+    assert deploys["dev"]["stack_name"] != deploys["prod"]["stack_name"]
+    for name, deploy in deploys.items():
+        assert deploy["region"] == REGION
+        assert deploy["resolve_s3"] is True
+        assert deploy["capabilities"] == "CAPABILITY_IAM"
+        # The CLI (batchgate.stack_outputs) finds the stack by the global or the deploy stack_name.
+        assert config[name]["global"]["parameters"]["stack_name"] == deploy["stack_name"]
+
+
+@pytest.mark.parametrize("environment", DEPLOY_ENVIRONMENTS)
+def test_samconfig_parameters_satisfy_the_template(template: dict[str, Any], environment: str) -> None:
+    given = deploy_parameters(environment)
+    declared = template["Parameters"]
+    assert set(given) <= set(declared)
+    assert {name for name, spec in declared.items() if "Default" not in spec} <= set(given)
+    for name, value in given.items():
+        spec = declared[name]
+        values = value.split(",") if spec["Type"].startswith(("List<", "CommaDelimitedList")) else [value]
+        for item in values:
+            assert item and item != "*", (name, value)
+            if "AllowedValues" in spec:
+                assert item in map(str, spec["AllowedValues"]), (name, item)
+            if "AllowedPattern" in spec:
+                assert re.fullmatch(spec["AllowedPattern"], item), (name, item)
+            if spec["Type"] == "Number":
+                assert (
+                    spec.get("MinValue", float("-inf")) <= float(item) <= spec.get("MaxValue", float("inf"))
+                )
+            if spec["Type"] == "List<AWS::EC2::Subnet::Id>":
+                assert re.fullmatch(r"subnet-[0-9a-f]{8,17}", item), item
+            if spec["Type"] == "List<AWS::EC2::SecurityGroup::Id>":
+                assert re.fullmatch(r"sg-[0-9a-f]{8,17}", item), item
+
+
+@pytest.mark.parametrize("environment", DEPLOY_ENVIRONMENTS)
+def test_task_definition_arns_cover_exactly_the_catalog(environment: str) -> None:
+    if not CATALOG.is_file():
+        pytest.skip("no catalog.json yet")
+    families = {spec["task_definition"] for spec in json.loads(CATALOG.read_text())["batches"].values()}
+    assert families
+    parameters = deploy_parameters(environment)
+    patterns = parameters["TaskDefinitionArns"].split(",")
+    arn_prefix = parameters["ClusterArn"].split(":cluster/")[0]  # arn:<partition>:ecs:<region>:<account>
+    for family in sorted(families):
+        revision = f"{arn_prefix}:task-definition/{family}:42"
+        assert any(fnmatch.fnmatchcase(revision, pattern) for pattern in patterns), (environment, family)
+    # Least privilege: every pattern names one catalog family (any revision), nothing broader.
+    named = set()
+    for pattern in patterns:
+        match = re.fullmatch(
+            rf"{re.escape(arn_prefix)}:task-definition/([A-Za-z0-9_-]+):(\*|[0-9]+)", pattern
+        )
+        assert match, (environment, pattern)
+        named.add(match[1])
+    assert named == families, environment
