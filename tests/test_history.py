@@ -1,0 +1,209 @@
+"""History: the latency sketch, and the track Lambda feeding the history table once per attempt."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from batchgate.ecs import EcsTasks
+from batchgate.history import HistoryTable
+from batchgate.latency_sketch import (
+    GROWTH,
+    AttemptObservation,
+    LatencySketch,
+    StrategyHistory,
+    bucket_of,
+)
+from batchgate.stats import percentile
+from batchgate.template import load_template, table_definition
+from batchgate.track import Tracker
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import ROOT, LambdaContextStub, Stack, event_fixture
+from tests.test_dispatch import PAYROLL_JOB
+from tests.test_track import dispatched_job
+
+HISTORY_TABLE = "batchgate-test-history"
+DAY = 86400.0
+# Relative error of a percentile read from the sketch: half a bucket's width, plus rank rounding.
+TOLERANCE = GROWTH - 1
+
+
+def create_history_table(client: Any, name: str = HISTORY_TABLE) -> None:
+    """The history table as template.yaml declares it."""
+    template = load_template(ROOT / "template.yaml")
+    if "HistoryTable" in template.get("Resources", {}):
+        definition = table_definition(template, "HistoryTable")
+    else:  # before the template declares it: the documented key schema
+        definition = {
+            "AttributeDefinitions": [
+                {"AttributeName": "batch", "AttributeType": "S"},
+                {"AttributeName": "strategy", "AttributeType": "S"},
+            ],
+            "KeySchema": [
+                {"AttributeName": "batch", "KeyType": "HASH"},
+                {"AttributeName": "strategy", "KeyType": "RANGE"},
+            ],
+            "BillingMode": "PAY_PER_REQUEST",
+        }
+    client.create_table(TableName=name, **definition)
+
+
+# The sketch, pure.
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.2, 50_000), min_size=20, max_size=300))
+def test_sketch_percentiles_are_within_a_bucket_of_the_exact_ones(values: list[float]) -> None:
+    sketch = LatencySketch()
+    for value in values:
+        sketch = sketch.add(value)
+    ordered = sorted(values)
+    for fraction in (0.5, 0.95):
+        estimate = sketch.quantile(fraction)
+        assert estimate is not None
+        # The sketch answers with a value of the bucket holding the rank-ceil(fraction * n) value.
+        exact = ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)]
+        assert bucket_of(estimate) == bucket_of(exact) or abs(estimate - exact) <= exact * TOLERANCE
+
+
+def test_sketch_stays_small_and_old_runs_fade() -> None:
+    history = StrategyHistory("payroll-calculation", "FARGATE")
+    for day in range(30):
+        for _ in range(20):
+            history = history.observe(
+                AttemptObservation("FARGATE", succeeded=day >= 20, run_seconds=100 if day < 20 else 1000),
+                now=day * DAY,
+                half_life=2 * DAY,
+            )
+    summary = history.summary()
+    assert history.observed == 600
+    # Ten days of 1000 s runs after twenty of 100 s runs: the recent ones decide, the old ones faded.
+    assert summary.run_p50 == pytest.approx(1000, rel=TOLERANCE)
+    assert summary.success_rate is not None and summary.success_rate > 0.95
+    assert len(history.sketch("run").buckets) <= 2
+    assert summary.count < 100  # decayed weight (about 20 a day over a 2-day half-life), not 600
+
+
+def test_empty_history_has_no_percentiles() -> None:
+    summary = StrategyHistory("b", "EC2").summary()
+    assert (summary.count, summary.success_rate, summary.run_p95, summary.start_p50) == (0, None, None, None)
+
+
+# Through the track Lambda, on the moto stack.
+
+
+@pytest.fixture
+def history(stack: Stack) -> HistoryTable:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    create_history_table(client)
+    return HistoryTable(HISTORY_TABLE, client)
+
+
+def tracker_with(stack: Stack, history: HistoryTable) -> Tracker:
+    return Tracker(
+        catalog=stack.catalog,
+        table=stack.table,
+        ecs=EcsTasks(stack.settings.cluster, stack.ecs_client),
+        history=history,
+    )
+
+
+def test_a_finished_attempt_is_recorded_once_with_its_phases(stack: Stack, history: HistoryTable) -> None:
+    dispatched_job(stack)
+    tracker = tracker_with(stack, history)
+    for name in [
+        "task-stopped-exit-0.json",  # out of order, then duplicated: still one observation
+        "task-running.json",
+        "task-provisioning.json",
+        "task-stopped-exit-0.json",
+        "task-stopped-exit-0.json",
+    ]:
+        tracker.track(event_fixture(name))
+    stored, version = history.get("payroll-calculation", "FARGATE")
+    assert (stored.observed, version) == (1, 1)
+    summary = stored.summary()
+    assert summary.success_rate == 1.0
+    # From the fixture: created 10:00:01.482, pull 10:00:10.302-10:00:24.871, started 10:00:27.540,
+    # stopped 10:15:05.617.
+    assert summary.start_p50 == pytest.approx(26.06, rel=TOLERANCE)
+    assert summary.provisioning_p50 == pytest.approx(8.82, rel=TOLERANCE)
+    assert summary.pull_p50 == pytest.approx(14.57, rel=TOLERANCE)
+    assert summary.run_p50 == pytest.approx(878.08, rel=TOLERANCE)
+    assert history.summaries("payroll-calculation")["FARGATE"].observed == 1
+
+
+@pytest.mark.parametrize(
+    ("fixture", "succeeded", "interrupted"),
+    [
+        ("task-stopped-exit-1.json", False, False),
+        ("task-stopped-failed-to-start.json", False, False),
+        ("task-stopped-spot-interruption.json", False, True),
+    ],
+)
+def test_failures_and_interruptions_are_counted(
+    stack: Stack, history: HistoryTable, fixture: str, succeeded: bool, interrupted: bool
+) -> None:
+    event = event_fixture(fixture)
+    dispatched_job(stack, event["detail"]["taskArn"])
+    tracker_with(stack, history).track(event)
+    stored, _ = history.get("payroll-calculation", "FARGATE")
+    assert stored.observed == 1
+    assert stored.successes == (1 if succeeded else 0)
+    assert stored.interruptions == (1 if interrupted else 0)
+
+
+def test_events_before_the_stop_write_no_history(stack: Stack, history: HistoryTable) -> None:
+    dispatched_job(stack)
+    tracker = tracker_with(stack, history)
+    for name in ["task-provisioning.json", "task-pending.json", "task-running.json"]:
+        tracker.track(event_fixture(name))
+    assert history.summaries("payroll-calculation") == {}
+
+
+def test_a_history_failure_does_not_fail_the_job_update(stack: Stack) -> None:
+    dispatched_job(stack)
+    missing = HistoryTable("no-such-table", boto3.client("dynamodb", region_name="us-east-1"))
+    tracker_with(stack, missing).track(event_fixture("task-stopped-exit-0.json"))
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status.value == "SUCCEEDED"
+
+
+def test_summaries_are_cached_per_batch(stack: Stack) -> None:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    create_history_table(client)
+    now = [0.0]
+    table = HistoryTable(HISTORY_TABLE, client, cache_seconds=60, clock=lambda: now[0])
+    assert table.summaries("payroll-calculation") == {}
+    table.record("payroll-calculation", AttemptObservation("EC2", succeeded=True, start_seconds=9))
+    assert table.summaries("payroll-calculation") == {}  # still the cached read
+    now[0] = 61
+    assert table.summaries("payroll-calculation")["EC2"].start_p50 == pytest.approx(9, rel=TOLERANCE)
+
+
+def test_track_handler_writes_history_when_configured(
+    stack: Stack, load_handler: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    create_history_table(client)
+    monkeypatch.setenv("HISTORY_TABLE_NAME", HISTORY_TABLE)
+    dispatched_job(stack)
+    app = load_handler("track")
+    app.handler(event_fixture("task-stopped-exit-0.json"), LambdaContextStub())
+    stored, _ = HistoryTable(HISTORY_TABLE, client).get("payroll-calculation", "FARGATE")
+    assert stored.observed == 1
+
+
+def test_stats_percentile_agrees_with_the_sketch_on_a_known_sample() -> None:
+    values = [float(v) for v in range(1, 101)]
+    sketch = LatencySketch()
+    for value in values:
+        sketch = sketch.add(value)
+    exact = percentile(values, 0.95)
+    assert exact is not None
+    assert sketch.quantile(0.95) == pytest.approx(exact, rel=TOLERANCE)
