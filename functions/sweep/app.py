@@ -1,0 +1,23 @@
+"""Sweep Lambda (scheduled): timeouts, stuck jobs, missed task events and lost launches.
+
+Thin: the domain is batchgate.sweep. Emits the StuckJobs metric on every run (0 included), which the
+StuckJobsAlarm watches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from batchgate.settings import Settings
+from batchgate.sweep import Sweeper
+from batchgate.telemetry import logger, metrics, tracer
+
+sweeper = Sweeper.from_settings(Settings.from_environment())
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return sweeper.sweep().to_dict()

@@ -1,0 +1,92 @@
+"""Internal relaunch messages: a job's next attempt (or a lost launch) sent back to the jobs queue.
+
+They travel on the same queue as the application's submit messages, told apart by the message attribute
+`batchgate-kind=retry` (a submit message never has it), and carry only the job id and the attempt
+number they are for. Dispatch acts on one only while the job still waits for exactly that attempt, so a
+duplicate, a late one or a forged one does nothing. The back-off travels as the SQS message delay.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+from batchgate.jobs import Job, JobStatus, is_job_id
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+KIND_ATTRIBUTE = "batchgate-kind"
+RETRY_KIND = "retry"
+MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
+MAX_BODY_BYTES = 1024
+
+
+class InvalidRelaunchMessage(ValueError):
+    """A message marked batchgate-kind=retry that is not one batchgate wrote."""
+
+
+@dataclass(frozen=True)
+class Relaunch:
+    job_id: str
+    attempt: int
+
+    def body(self) -> str:
+        return json.dumps({"job_id": self.job_id, "attempt": self.attempt}, separators=(",", ":"))
+
+    @classmethod
+    def parse(cls, body: str) -> Relaunch:
+        if len(body.encode("utf-8", "replace")) > MAX_BODY_BYTES:
+            raise InvalidRelaunchMessage("relaunch message too large")
+        try:
+            document = json.loads(body)
+        except ValueError as error:
+            raise InvalidRelaunchMessage(f"relaunch message is not JSON: {error}") from error
+        if not isinstance(document, dict):
+            raise InvalidRelaunchMessage("relaunch message is not a JSON object")
+        job_id, attempt = document.get("job_id"), document.get("attempt")
+        if not isinstance(job_id, str) or not is_job_id(job_id) or len(job_id) > 128:
+            raise InvalidRelaunchMessage("relaunch message has no valid job_id")
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or not 1 <= attempt <= 100:
+            raise InvalidRelaunchMessage("relaunch message has no valid attempt number")
+        return cls(job_id=job_id, attempt=attempt)
+
+
+def message_kind(attributes: Mapping[str, Any] | None) -> str | None:
+    """The batchgate-kind of an SQS record's message attributes (Lambda event or ReceiveMessage shape)."""
+    if not attributes:
+        return None
+    value = attributes.get(KIND_ATTRIBUTE)
+    if not isinstance(value, Mapping):
+        return None
+    kind = value.get("stringValue", value.get("StringValue"))
+    return str(kind) if kind is not None else None
+
+
+def awaited_attempt(job: Job) -> int | None:
+    """The attempt a job waits to launch: the next one while SUBMITTED or RETRYING, the current one
+    while DISPATCHING without a task; None when it waits for nothing (running, ended, cancelled)."""
+    if job.status in (JobStatus.SUBMITTED, JobStatus.RETRYING):
+        return job.attempt_number + 1
+    attempt = job.attempt
+    if job.status is JobStatus.DISPATCHING and attempt is not None and attempt.task_arn is None:
+        return attempt.number
+    return None
+
+
+class JobsQueue:
+    def __init__(self, queue_url: str, client: SQSClient | None = None) -> None:
+        self.queue_url = queue_url
+        self._client: SQSClient = client or boto3.client("sqs")
+
+    def send_relaunch(self, relaunch: Relaunch, delay_seconds: int = 0) -> None:
+        self._client.send_message(
+            QueueUrl=self.queue_url,
+            MessageBody=relaunch.body(),
+            DelaySeconds=max(0, min(MAX_DELAY_SECONDS, int(delay_seconds))),
+            MessageAttributes={KIND_ATTRIBUTE: {"DataType": "String", "StringValue": RETRY_KIND}},
+        )

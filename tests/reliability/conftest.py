@@ -1,0 +1,337 @@
+"""Shared pieces of the reliability tests: a recording jobs queue, fault-injecting client wrappers,
+invariant checks, and the tally that becomes docs/reliability.md.
+
+`BATCHGATE_WRITE_RELIABILITY=1 pytest tests/reliability` writes docs/reliability.md at the end of the
+run with the numbers of that run (what was tried, what held); without the variable nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from batchgate.jobs import Job, JobStatus
+from batchgate.reconcile import task_attempt
+from batchgate.requeue import KIND_ATTRIBUTE, JobsQueue, Relaunch
+from botocore.exceptions import ClientError, ReadTimeoutError
+
+from tests.conftest import Stack, event_fixture
+
+ROOT = Path(__file__).resolve().parents[2]
+REPORT = ROOT / "docs" / "reliability.md"
+WRITE_VARIABLE = "BATCHGATE_WRITE_RELIABILITY"
+
+
+# The tally: what the tests tried and what held, by area.
+
+
+@dataclass
+class Tally:
+    tried: Counter[str] = field(default_factory=Counter)
+    held: Counter[str] = field(default_factory=Counter)
+    outcomes: dict[str, Counter[str]] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, what: str, n: int = 1) -> None:
+        self.tried[what] += n
+
+    def check(self, invariant: str, ok: bool) -> None:
+        """One check of an invariant; a failed check also fails the test (the assert after it)."""
+        self.held[invariant] += 1 if ok else 0
+        self.tried[f"check: {invariant}"] += 1
+
+    def outcome(self, area: str, result: str) -> None:
+        self.outcomes.setdefault(area, Counter())[result] += 1
+
+
+TALLY = Tally()
+_FAILED: list[str] = []
+
+
+@pytest.fixture
+def tally() -> Tally:
+    return TALLY
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.failed and "reliability" in report.nodeid:
+        _FAILED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get(WRITE_VARIABLE) != "1" or not TALLY.tried:
+        return
+    REPORT.write_text(render(TALLY, _FAILED, time.monotonic() - TALLY.started), encoding="utf-8")
+
+
+# Order of the sections in the report, and what each counter means.
+AREAS: list[tuple[str, str, list[tuple[str, str]]]] = [
+    (
+        "Task events: duplication and reordering (invariant 2)",
+        "Hypothesis generates any duplication and order of a job's task events, over one attempt and over "
+        "a failed attempt followed by a retry, and compares the final job with the in-order replay.",
+        [
+            ("event sequences (one attempt)", "event sequences replayed, one attempt"),
+            ("event sequences (two attempts)", "event sequences replayed, a retried job (two attempts)"),
+            ("events applied", "task events applied in those sequences"),
+            ("duplicate events", "of which duplicates"),
+        ],
+    ),
+    (
+        "Redelivery and crashes (invariant 1)",
+        "Submit and relaunch messages delivered again, and dispatch crashing between RunTask and the "
+        "table write; moto counts the tasks per (job, attempt).",
+        [
+            ("duplicated deliveries", "duplicate deliveries of submit and relaunch messages"),
+            ("crash after RunTask", "crashes right after RunTask (the table write failed once)"),
+        ],
+    ),
+    (
+        "Injected faults (invariants 3 and 4)",
+        "AWS errors injected into the ECS, DynamoDB and SQS clients under dispatch, track and the sweep.",
+        [
+            ("fault: RunTask", "RunTask: ThrottlingException, 5xx, read timeouts"),
+            ("fault: ListTasks/DescribeTasks", "ListTasks / DescribeTasks errors"),
+            ("fault: DynamoDB", "DynamoDB errors (throttling, 5xx)"),
+            ("fault: SQS", "SQS SendMessage errors (retry message)"),
+            ("fault: track Lambda", "track invocations failing, then the event applied again"),
+        ],
+    ),
+    (
+        "Bad input (invariant 3)",
+        "Hypothesis-generated submit messages (random JSON, mutated valid messages, random bytes) and "
+        "relaunch bodies through the dispatcher.",
+        [
+            ("fuzz: submit messages", "submit messages fuzzed"),
+            ("fuzz: relaunch messages", "relaunch message bodies fuzzed"),
+            ("fuzz: task events", "malformed task events fuzzed"),
+        ],
+    ),
+    (
+        "Timeouts, stuck jobs and missed events (invariant 5)",
+        "The sweep against moto: tasks past their timeout, tasks that never start, missed STOPPED "
+        "events, lost launches and lost retry messages.",
+        [
+            ("sweep: timeouts", "jobs timed out (StopTask with the reason)"),
+            ("sweep: reconciled", "missed task states applied from DescribeTasks"),
+            ("sweep: relaunched", "lost launches and retries relaunched"),
+            ("sweep: explained", "stuck jobs explained"),
+        ],
+    ),
+    (
+        "Retry policy and cancel",
+        "Failures run through the policy (defaults and catalog rules), back-off bounds, and cancel "
+        "racing launch, retry and task events.",
+        [
+            ("policy decisions", "retry decisions checked"),
+            ("retries", "jobs retried end to end (attempt n+1 dispatched)"),
+            ("cancels", "cancels"),
+        ],
+    ),
+]
+
+INVARIANTS = [
+    ("one task per attempt", "no (job, attempt) ever had two tasks"),
+    ("job visible", "every message ended as a job item (or in the DLQ)"),
+    ("same final job", "any duplication/order of events gave the same final job"),
+    ("not retried", "no cancelled job, application exit or exhausted job was retried"),
+    ("back-off bounded", "every back-off was within 1..900 s and the batch's maximum"),
+    ("sweep ended it", "every job past its timeout or lost was ended or relaunched by the sweep"),
+]
+
+
+def render(tally: Tally, failed: list[str], seconds: float) -> str:
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Reliability: what was tried and what held",
+        "",
+        "Generated by the reliability tests "
+        "(`BATCHGATE_WRITE_RELIABILITY=1 .venv/bin/pytest tests/reliability`); the numbers are those "
+        "of the run below. Do not edit by hand: run the tests again.",
+        "",
+        f"Run: {when}, Python {platform.python_version()}, {seconds:.0f} s, "
+        f"{'all tests passed' if not failed else f'{len(failed)} failing test(s)'}.",
+        "",
+    ]
+    for title, text, counters in AREAS:
+        lines += [f"## {title}", "", text, "", "| tried | count |", "|---|---:|"]
+        lines += [f"| {label} | {tally.tried.get(key, 0):,} |" for key, label in counters]
+        lines.append("")
+    lines += ["## Invariants", "", "| invariant | checks | held |", "|---|---:|---:|"]
+    for key, label in INVARIANTS:
+        checks = tally.tried.get(f"check: {key}", 0)
+        lines.append(f"| {label} | {checks:,} | {tally.held.get(key, 0):,} |")
+    lines.append("")
+    if tally.outcomes:
+        lines += ["## Outcomes", "", "| area | outcome | count |", "|---|---|---:|"]
+        for area in sorted(tally.outcomes):
+            for result, n in sorted(tally.outcomes[area].items()):
+                lines.append(f"| {area} | {result} | {n:,} |")
+        lines.append("")
+    if failed:
+        lines += ["## Failing tests", "", *[f"- `{nodeid}`" for nodeid in failed], ""]
+    lines += [
+        "## Not covered here",
+        "",
+        "- Real ECS: moto neither dedupes `clientToken` nor emits task events; the tests drive events from "
+        "`events/` and DescribeTasks output shaped like ECS's.",
+        "- Lambda's own retries, SQS redrive to the DLQ after `maxReceiveCount` and EventBridge delivery "
+        "are configuration (template.yaml), checked by `sam validate --lint`, not exercised here.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# Recording jobs queue (moto's SQS honours DelaySeconds, which would make tests wait).
+
+
+class RecordingSqs:
+    def __init__(self, fail: list[Exception] | None = None) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.fail = list(fail or [])
+
+    def send_message(self, **request: Any) -> dict[str, Any]:
+        if self.fail:
+            raise self.fail.pop(0)
+        self.sent.append(request)
+        return {"MessageId": f"sent-{len(self.sent)}"}
+
+    def relaunches(self) -> list[tuple[Relaunch, int]]:
+        return [(Relaunch.parse(m["MessageBody"]), int(m.get("DelaySeconds", 0))) for m in self.sent]
+
+    def as_sqs_event(self) -> dict[str, Any]:
+        """The sent messages as the dispatch Lambda would receive them."""
+        template = event_fixture("sqs-submit-batch.json")["Records"][0]
+        records = []
+        for index, message in enumerate(self.sent):
+            record = json.loads(json.dumps(template))
+            record["messageId"] = f"relaunch-{index}"
+            record["body"] = message["MessageBody"]
+            record["messageAttributes"] = {
+                name: {"stringValue": value["StringValue"], "dataType": value["DataType"]}
+                for name, value in message.get("MessageAttributes", {}).items()
+            }
+            records.append(record)
+        return {"Records": records}
+
+
+@pytest.fixture
+def sqs() -> RecordingSqs:
+    return RecordingSqs()
+
+
+@pytest.fixture
+def jobs_queue(sqs: RecordingSqs) -> JobsQueue:
+    return JobsQueue("https://sqs.us-east-1.amazonaws.com/123456789012/batchgate-jobs", sqs)  # type: ignore[arg-type]
+
+
+# Fault injection.
+
+
+def throttling(operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, operation)
+
+
+def server_error(operation: str) -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": "ServiceUnavailableException", "Message": "Service unavailable"},
+            "ResponseMetadata": {"HTTPStatusCode": 503},  # type: ignore[typeddict-item]
+        },
+        operation,
+    )
+
+
+def read_timeout() -> ReadTimeoutError:
+    return ReadTimeoutError(endpoint_url="https://aws.example")
+
+
+FAULTS: dict[str, Callable[[str], Exception]] = {
+    "throttling": throttling,
+    "5xx": server_error,
+    "timeout": lambda _operation: read_timeout(),
+}
+
+
+class FaultyClient:
+    """A boto3 client whose named operations fail with the queued errors first, then pass through."""
+
+    def __init__(self, client: Any, faults: dict[str, list[Exception]] | None = None) -> None:
+        self._client = client
+        self.faults: dict[str, list[Exception]] = {k: list(v) for k, v in (faults or {}).items()}
+        self.calls: Counter[str] = Counter()
+        self.injected = 0
+
+    def inject(self, operation: str, *errors: Exception) -> None:
+        self.faults.setdefault(operation, []).extend(errors)
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._client, name)
+        if not callable(target) or name.startswith("_") or name in ("get_paginator", "meta"):
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            queued = self.faults.get(name)
+            if queued:
+                self.injected += 1
+                raise queued.pop(0)
+            return target(*args, **kwargs)
+
+        return call
+
+
+# Invariants.
+
+
+def tasks_by_attempt(stack: Stack, job_id: str) -> Counter[int | None]:
+    """How many tasks moto started for each attempt of a job (by startedBy and BATCHGATE_ATTEMPT)."""
+    arns = stack.tasks_started_by(job_id)
+    if not arns:
+        return Counter()
+    tasks = stack.ecs_client.describe_tasks(cluster=stack.settings.cluster, tasks=arns)["tasks"]
+    return Counter(task_attempt(task) for task in tasks)
+
+
+def assert_one_task_per_attempt(stack: Stack, job_id: str, tally: Tally) -> None:
+    counts = tasks_by_attempt(stack, job_id)
+    ok = all(n == 1 for n in counts.values())
+    tally.check("one task per attempt", ok)
+    assert ok, f"{job_id}: tasks per attempt {dict(counts)}"
+
+
+def assert_visible(stack: Stack, job_id: str, tally: Tally) -> Job:
+    job = stack.table.get(job_id)
+    tally.check("job visible", job is not None)
+    assert job is not None, f"{job_id} vanished"
+    return job
+
+
+def all_jobs(stack: Stack) -> Iterator[Job]:
+    for status in JobStatus:
+        yield from stack.table.iterate(status=status.value)
+
+
+__all__ = [
+    "FAULTS",
+    "KIND_ATTRIBUTE",
+    "FaultyClient",
+    "RecordingSqs",
+    "Tally",
+    "all_jobs",
+    "assert_one_task_per_attempt",
+    "assert_visible",
+    "read_timeout",
+    "server_error",
+    "tasks_by_attempt",
+    "throttling",
+]

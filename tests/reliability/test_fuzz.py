@@ -1,0 +1,206 @@
+"""Fuzzing: whatever arrives on the jobs queue or from EventBridge, the batch never crashes as a whole and
+every bad submit message ends REJECTED with a reason (or, for a forged relaunch, in the DLQ).
+
+Thousands of cases in seconds: the dispatcher runs in-process against one moto table with an ECS
+double that starts nothing (a valid message's launch is not what is under test here)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import pytest
+from batchgate.dispatch import Dispatcher, DispatchResult
+from batchgate.ecs import EcsTasks, LaunchOutcome
+from batchgate.jobs import JobStatus, job_id_for
+from batchgate.messages import RejectedMessage, parse_submit_message
+from batchgate.requeue import InvalidRelaunchMessage, Relaunch
+from batchgate.task_events import InvalidTaskEvent, TaskStateChange
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import Stack, create_stack_resources, event_fixture
+from tests.reliability.conftest import TALLY
+
+MESSAGE_NUMBERS = itertools.count()
+VALID = {
+    "schema_version": 1,
+    "batch": "payroll-calculation",
+    "arguments": ["2026-11"],
+    "environment": {"LOG_LEVEL": "INFO"},
+    "idempotency_key": "k",
+    "priority": 5,
+}
+
+
+class NoEcs(EcsTasks):
+    """RunTask answers with a task; nothing is started."""
+
+    def __init__(self) -> None:
+        self.cluster = "arn:aws:ecs:us-east-1:123456789012:cluster/batchgate-dev"
+        self.launched = 0
+
+    def run_task(self, request: dict[str, Any]) -> LaunchOutcome:
+        self.launched += 1
+        return LaunchOutcome(
+            task_arn=f"arn:aws:ecs:us-east-1:123456789012:task/batchgate-dev/{self.launched:032x}"
+        )
+
+    def tasks_started_by(self, started_by: str) -> list[dict[str, Any]]:
+        return []
+
+
+@pytest.fixture(scope="module")
+def fuzz_stack() -> Any:
+    from moto import mock_aws
+
+    with mock_aws():
+        yield create_stack_resources(table_name="batchgate-fuzz-jobs")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+mutations = st.fixed_dictionaries(
+    {},
+    optional={
+        "schema_version": json_values,
+        "batch": st.sampled_from(["payroll-calculation", "attendance-import", "nope", "", "PAYROLL"])
+        | json_values,
+        "arguments": st.lists(st.text(max_size=80), max_size=5) | json_values,
+        "environment": st.dictionaries(st.text(max_size=20), st.text(max_size=20), max_size=3) | json_values,
+        "idempotency_key": st.text(max_size=300) | json_values,
+        "priority": st.integers(-1000, 1000) | json_values,
+        "deadline": st.sampled_from(["2020-01-01T00:00:00Z", "2999-01-01T00:00:00Z", "yesterday"])
+        | json_values,
+        "strategy": st.sampled_from(["FARGATE", "FARGATE_SPOT", "EC2", "MOON"]) | json_values,
+        "image": st.text(max_size=20),
+        "task_definition": st.text(max_size=20),
+    },
+)
+bodies = st.one_of(
+    st.text(max_size=300),
+    st.binary(max_size=200).map(lambda raw: raw.decode("utf-8", "replace")),
+    json_values.map(json.dumps),
+    mutations.map(lambda changes: json.dumps({**VALID, **changes})),
+    st.integers(8000, 12000).map(lambda n: json.dumps({**VALID, "arguments": ["x" * n]})),
+)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=bodies)
+def test_any_submit_message_ends_visible_and_never_crashes(fuzz_stack: Stack, body: str) -> None:
+    ecs = NoEcs()
+    dispatcher = Dispatcher(
+        catalog=fuzz_stack.catalog, table=fuzz_stack.table, ecs=ecs, settings=fuzz_stack.settings
+    )
+    message_id = f"fuzz-{next(MESSAGE_NUMBERS)}"  # SQS message ids are unique
+    result = dispatcher.dispatch(message_id, body)  # an exception here fails the test: no crash allowed
+    TALLY.add("fuzz: submit messages")
+    TALLY.outcome("submit fuzz", result.value)
+    assert result in (DispatchResult.DISPATCHED, DispatchResult.DUPLICATE, DispatchResult.REJECTED)
+    if result is DispatchResult.REJECTED:
+        # The job a rejected message is recorded as: keyed like dispatch keys it.
+        try:
+            parse_submit_message(body, fuzz_stack.catalog)
+            batch, key = "-", message_id  # a passed deadline: rejected after parsing
+        except RejectedMessage as rejected:
+            batch, key = (rejected.batch or "-")[:64], rejected.idempotency_key or message_id
+        job = fuzz_stack.table.get(job_id_for(batch, key))
+        if job is None:  # valid but past its deadline: the job of the message itself
+            document = json.loads(body)
+            job = fuzz_stack.table.get(
+                job_id_for(document["batch"], document.get("idempotency_key") or message_id)
+            )
+        found = job is not None and job.status is JobStatus.REJECTED and bool(job.reason)
+        if job is not None and not found:
+            # Its idempotency key names a job an earlier, valid message created: that job stays
+            # as it is (the key is taken) and the refusal is only logged.
+            found = job.message_id != message_id
+            TALLY.outcome("submit fuzz", "REJECTED (idempotency key already used by another job)")
+        TALLY.check("job visible", found)
+        assert found, "a rejected message left no job with a reason"
+    assert ecs.launched <= 1
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    body=st.one_of(
+        st.builds(
+            lambda n, a: json.dumps({"job_id": f"bg-payroll-calculation-{n:020x}", "attempt": a}),
+            st.integers(0, 2**64),
+            st.integers(-5, 120),
+        ),
+        st.text(max_size=200),
+        json_values.map(json.dumps),
+        st.builds(lambda j, a: json.dumps({"job_id": j, "attempt": a}), json_values, json_values),
+    )
+)
+def test_a_relaunch_body_is_read_or_refused_never_misread(body: str) -> None:
+    TALLY.add("fuzz: relaunch messages")
+    try:
+        relaunch = Relaunch.parse(body)
+    except InvalidRelaunchMessage:
+        TALLY.outcome("relaunch fuzz", "refused (to the DLQ)")
+        return
+    TALLY.outcome("relaunch fuzz", "read")
+    assert relaunch.job_id.startswith("bg-") and 1 <= relaunch.attempt <= 100
+    assert Relaunch.parse(relaunch.body()) == relaunch
+
+
+def test_forged_and_stale_relaunches_launch_nothing(stack: Stack) -> None:
+    ecs = NoEcs()
+    dispatcher = stack.dispatcher(ecs)
+    with pytest.raises(InvalidRelaunchMessage):
+        dispatcher.relaunch("{not json")
+    assert (
+        dispatcher.relaunch(Relaunch("bg-payroll-calculation-00000000000000000000", 1).body())
+        is DispatchResult.DUPLICATE
+    )
+    TALLY.add("fuzz: relaunch messages", 2)
+    assert ecs.launched == 0
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    changes=st.dictionaries(
+        st.sampled_from(
+            [
+                "taskArn",
+                "lastStatus",
+                "version",
+                "containers",
+                "overrides",
+                "startedBy",
+                "detail-type",
+                "createdAt",
+                "stopCode",
+            ]
+        ),
+        json_values,
+        max_size=4,
+    )
+)
+def test_a_malformed_task_event_is_refused_clearly_or_read(changes: dict[str, Any]) -> None:
+    event = event_fixture("task-stopped-exit-1.json")
+    for key, value in changes.items():
+        if key == "detail-type":
+            event[key] = value
+        else:
+            event["detail"][key] = value
+    TALLY.add("fuzz: task events")
+    try:
+        change = TaskStateChange.from_event(event)
+    except InvalidTaskEvent:
+        TALLY.outcome("task event fuzz", "refused (InvalidTaskEvent)")
+        return
+    except (TypeError, AttributeError, ValueError) as error:
+        TALLY.outcome("task event fuzz", f"crashed: {type(error).__name__}")
+        raise
+    TALLY.outcome("task event fuzz", "read")
+    assert isinstance(change.version, int)

@@ -1,0 +1,303 @@
+"""The sweep against moto: timeouts, missed events, stuck jobs, lost launches and lost retries."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from batchgate.dispatch import Dispatcher, DispatchResult, RetryLater
+from batchgate.ecs import EcsTasks
+from batchgate.jobs import JobStatus, parse_iso
+from batchgate.requeue import JobsQueue, Relaunch
+from batchgate.sweep import ACTIVE_STATUSES, Sweeper, SweepSettings
+from batchgate.table import JobTable
+from batchgate.task_events import TIMELINE_FIELDS
+
+from tests.conftest import LambdaContextStub, Stack, event_fixture
+from tests.reliability.conftest import (
+    FaultyClient,
+    RecordingSqs,
+    Tally,
+    assert_one_task_per_attempt,
+    tasks_by_attempt,
+    throttling,
+)
+from tests.reliability.test_events_and_retries import retargeted, tracker
+from tests.test_dispatch import PAYROLL, PAYROLL_JOB, RecordingEcs, throttled
+
+T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)  # when dispatch ran (the sample events follow it)
+
+
+def at(seconds: float) -> Callable[[], datetime]:
+    return lambda: T0 + timedelta(seconds=seconds)
+
+
+def dispatcher(stack: Stack, ecs: EcsTasks | None = None) -> Dispatcher:
+    return replace(stack.dispatcher(ecs), clock=at(0))
+
+
+class DescribedEcs(FaultyClient):
+    """moto's ECS client, with DescribeTasks answering like ECS for the tasks given (moto's tasks have
+    no version, stop code or timestamps) and nothing for tasks ECS has forgotten."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.described: dict[str, dict[str, Any]] = {}
+        self.forgotten: set[str] = set()
+        self.stopped: list[tuple[str, str]] = []
+
+    def describe_tasks(self, **request: Any) -> dict[str, Any]:
+        self.calls["describe_tasks"] += 1
+        queued = self.faults.get("describe_tasks")
+        if queued:
+            self.injected += 1
+            raise queued.pop(0)
+        arns = [arn for arn in request["tasks"] if arn not in self.forgotten]
+        known = [arn for arn in arns if arn not in self.described]
+        tasks = self._client.describe_tasks(cluster=request["cluster"], tasks=known)["tasks"] if known else []
+        tasks += [self.described[arn] for arn in arns if arn in self.described]
+        return {"tasks": tasks, "failures": []}
+
+    def stop_task(self, **request: Any) -> dict[str, Any]:
+        self.stopped.append((request["task"], request["reason"]))
+        return dict(self._client.stop_task(**request))
+
+
+def as_described(name: str, task_arn: str, attempt: int = 1, **changes: Any) -> dict[str, Any]:
+    """A sample event's detail as DescribeTasks returns it: datetimes where events have ISO strings."""
+    detail = copy.deepcopy(retargeted(name, task_arn, attempt)["detail"])
+    detail.update(changes)
+    for name_ in [*TIMELINE_FIELDS, "updatedAt"]:
+        if isinstance(detail.get(name_), str):
+            detail[name_] = parse_iso(detail[name_])
+    described: dict[str, Any] = detail
+    return described
+
+
+def sweeper(
+    stack: Stack, client: Any, sqs: RecordingSqs, seconds: float, settings: SweepSettings | None = None
+) -> Sweeper:
+    return Sweeper(
+        catalog=stack.catalog,
+        table=stack.table,
+        ecs=EcsTasks(stack.settings.cluster, client),
+        jobs_queue=JobsQueue("https://sqs.example/jobs", sqs),  # type: ignore[arg-type]
+        settings=settings or SweepSettings(),
+        clock=at(seconds),
+    )
+
+
+def running_job(stack: Stack, sqs: RecordingSqs) -> str:
+    """The payroll job dispatched at T0, its task RUNNING since 10:00:27.5 (from the sample events)."""
+    assert dispatcher(stack).dispatch("m-1", PAYROLL) is DispatchResult.DISPATCHED
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.attempt is not None and job.attempt.task_arn
+    task_arn = job.attempt.task_arn
+    track = tracker(stack, sqs)
+    for name in ["task-provisioning.json", "task-pending.json", "task-running.json"]:
+        track.track(retargeted(name, task_arn, 1))
+    return task_arn
+
+
+def test_a_task_past_its_timeout_is_stopped_and_the_job_ends_timed_out(
+    stack: Stack, sqs: RecordingSqs, tally: Tally
+) -> None:
+    task_arn = running_job(stack, sqs)
+    client = DescribedEcs(stack.ecs_client)
+    early = sweeper(stack, client, sqs, 27 + 1700).sweep()  # within payroll's 1800 s
+    assert early.timed_out == 0 and client.stopped == []
+    report = sweeper(stack, client, sqs, 27 + 1801).sweep()
+    assert report.timed_out == 1
+    assert client.stopped == [(task_arn, "batchgate: exceeded timeout of 1800 s")]
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.TIMED_OUT
+    assert job.reason == "batchgate: exceeded timeout of 1800 s"
+    # The task's STOPPED event (UserInitiated, our reason) follows: still TIMED_OUT, never retried.
+    stopped = retargeted("task-stopped-exit-1.json", task_arn, 1)
+    stopped["detail"].update(stopCode="UserInitiated", stoppedReason="batchgate: exceeded timeout of 1800 s")
+    stopped["detail"]["containers"][0]["exitCode"] = 143
+    tracker(stack, sqs).track(stopped)
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.TIMED_OUT and job.attempt is not None
+    assert job.attempt.exit_code == 143
+    tally.add("sweep: timeouts")
+    tally.check("sweep ended it", True)
+    tally.check("not retried", sqs.sent == [])
+    assert sqs.sent == []
+
+
+def test_a_batch_that_retries_timeouts_gets_its_next_attempt(
+    stack: Stack, sqs: RecordingSqs, tally: Tally
+) -> None:
+    from batchgate.retry import RetryPolicy
+
+    running_job(stack, sqs)
+    spec = stack.catalog.batches["payroll-calculation"]
+    lenient = replace(
+        stack.catalog,
+        batches={
+            **stack.catalog.batches,
+            spec.name: replace(spec, retry_policy=RetryPolicy(retry_timeouts=True)),
+        },
+    )
+    sweep = replace(sweeper(stack, DescribedEcs(stack.ecs_client), sqs, 27 + 1801), catalog=lenient)
+    assert sweep.sweep().timed_out == 1
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.RETRYING
+    assert [relaunch for relaunch, _ in sqs.relaunches()] == [Relaunch(PAYROLL_JOB, 2)]
+    tally.add("sweep: timeouts")
+
+
+def test_a_missed_stopped_event_is_applied_from_describe_tasks(
+    stack: Stack, sqs: RecordingSqs, tally: Tally
+) -> None:
+    task_arn = running_job(stack, sqs)
+    client = DescribedEcs(stack.ecs_client)
+    client.described[task_arn] = as_described("task-stopped-exit-1.json", task_arn)
+    # 10:00:27 RUNNING; nothing since: at 10:06 the sweep asks ECS.
+    report = sweeper(stack, client, sqs, 360).sweep()
+    assert report.reconciled == 1
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.FAILED and job.attempt is not None
+    assert job.attempt.exit_code == 1 and job.attempt.timeline["stopped"] == "2026-11-28T11:22:53.481Z"
+    assert sqs.sent == []  # an application exit is not retried
+    # The late event itself, after the sweep: nothing changes.
+    before = stack.table.get(PAYROLL_JOB)
+    tracker(stack, sqs).track(retargeted("task-stopped-exit-1.json", task_arn, 1))
+    assert stack.table.get(PAYROLL_JOB) == before
+    tally.add("sweep: reconciled")
+    tally.check("sweep ended it", True)  # reached only when every assert above held
+
+
+def test_a_missed_infrastructure_failure_is_retried(stack: Stack, sqs: RecordingSqs, tally: Tally) -> None:
+    task_arn = running_job(stack, sqs)
+    client = DescribedEcs(stack.ecs_client)
+    client.described[task_arn] = as_described("task-stopped-failed-to-start.json", task_arn, version=9)
+    assert sweeper(stack, client, sqs, 360).sweep().reconciled == 1
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.RETRYING
+    assert [relaunch for relaunch, _ in sqs.relaunches()] == [Relaunch(PAYROLL_JOB, 2)]
+    tally.add("sweep: reconciled")
+    tally.check("sweep ended it", True)  # reached only when every assert above held
+
+
+def test_a_task_stuck_pending_is_explained_and_counted(stack: Stack, sqs: RecordingSqs, tally: Tally) -> None:
+    assert dispatcher(stack).dispatch("m-1", PAYROLL) is DispatchResult.DISPATCHED
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.attempt is not None and job.attempt.task_arn
+    task_arn = job.attempt.task_arn
+    track = tracker(stack, sqs)
+    for name in ["task-provisioning.json", "task-pending.json"]:
+        track.track(retargeted(name, task_arn, 1))
+    client = DescribedEcs(stack.ecs_client)
+    client.described[task_arn] = as_described(
+        "task-pending.json", task_arn, pullStartedAt=datetime(2026, 11, 28, 10, 0, 10, tzinfo=UTC)
+    )
+    report = sweeper(stack, client, sqs, 370).sweep()
+    assert report.stuck == 1 and report.reconciled == 0
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.PENDING and job.attempt is not None
+    assert job.attempt.note == "PENDING for 6 min: image pull not finished"
+    assert job.to_item()["note"] == job.attempt.note
+    tally.add("sweep: explained")
+    # When the task finally runs, the note goes: it described a state that is over.
+    track.track(retargeted("task-running.json", task_arn, 1))
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.attempt is not None and job.attempt.note is None
+
+
+def test_a_lost_launch_is_relaunched_with_the_same_attempt(
+    stack: Stack, sqs: RecordingSqs, tally: Tally
+) -> None:
+    ecs = RecordingEcs(stack, fail_first=throttled())
+    with pytest.raises(RetryLater):
+        dispatcher(stack, ecs).dispatch("m-1", PAYROLL)
+    # ...and the record never came back (e.g. redriven to the DLQ by a misconfiguration).
+    client = DescribedEcs(stack.ecs_client)
+    assert sweeper(stack, client, sqs, 300).sweep().relaunched == 0
+    report = sweeper(stack, client, sqs, 700).sweep()
+    assert report.relaunched == 1 and report.stuck == 1
+    [(relaunch, delay)] = sqs.relaunches()
+    assert relaunch == Relaunch(PAYROLL_JOB, 1) and delay == 0
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.attempt is not None
+    assert (job.attempt.note or "").startswith("DISPATCHING for 11 min: launch did not finish")
+    assert dispatcher(stack, ecs).relaunch(relaunch.body()) is DispatchResult.DISPATCHED
+    assert dispatcher(stack, ecs).relaunch(relaunch.body()) is DispatchResult.DUPLICATE
+    assert tasks_by_attempt(stack, PAYROLL_JOB) == {1: 1}
+    assert_one_task_per_attempt(stack, PAYROLL_JOB, tally)
+    tally.add("sweep: relaunched")
+    tally.check("sweep ended it", True)  # reached only when every assert above held
+    tally.add("duplicated deliveries")
+
+
+def test_a_lost_retry_message_is_sent_again(stack: Stack, sqs: RecordingSqs, tally: Tally) -> None:
+    lost = RecordingSqs()
+    task_arn = running_job(stack, lost)
+    tracker(stack, lost).track(retargeted("task-stopped-spot-interruption.json", task_arn, 1))
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.RETRYING
+    retrying_since = (parse_iso(job.updated_at) - T0).total_seconds()
+    client = DescribedEcs(stack.ecs_client)
+    assert sweeper(stack, client, sqs, retrying_since + 600).sweep().relaunched == 0
+    assert sweeper(stack, client, sqs, retrying_since + 1300).sweep().relaunched == 1
+    assert [relaunch for relaunch, _ in sqs.relaunches()] == [Relaunch(PAYROLL_JOB, 2)]
+    tally.add("sweep: relaunched")
+    tally.check("sweep ended it", True)  # reached only when every assert above held
+
+
+def test_a_task_ecs_forgot_ends_the_job_failed_with_the_explanation(
+    stack: Stack, sqs: RecordingSqs, tally: Tally
+) -> None:
+    task_arn = running_job(stack, sqs)
+    client = DescribedEcs(stack.ecs_client)
+    client.forgotten.add(task_arn)
+    settings = SweepSettings(vanished_after_seconds=900)
+    assert sweeper(stack, client, sqs, 600, settings).sweep().reconciled == 0
+    assert sweeper(stack, client, sqs, 1000, settings).sweep().reconciled == 1
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.FAILED
+    assert "no longer known to ECS" in (job.reason or "")
+    tally.add("sweep: reconciled")
+    tally.check("sweep ended it", True)  # reached only when every assert above held
+
+
+def test_describe_tasks_failing_does_not_stop_the_sweep(
+    stack: Stack, sqs: RecordingSqs, tally: Tally
+) -> None:
+    task_arn = running_job(stack, sqs)
+    client = DescribedEcs(stack.ecs_client)
+    client.described[task_arn] = as_described("task-stopped-exit-0.json", task_arn)
+    client.inject("describe_tasks", throttling("DescribeTasks"))
+    first = sweeper(stack, client, sqs, 360).sweep()
+    assert first.errors == 1 and first.reconciled == 0
+    assert sweeper(stack, client, sqs, 420).sweep().reconciled == 1
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.SUCCEEDED
+    tally.add("fault: ListTasks/DescribeTasks")
+
+
+def test_the_sweep_reads_the_status_index_and_never_scans(stack: Stack, sqs: RecordingSqs) -> None:
+    running_job(stack, sqs)
+    dynamodb = FaultyClient(boto3.client("dynamodb", region_name="us-east-1"))
+    counting = replace(
+        sweeper(stack, DescribedEcs(stack.ecs_client), sqs, 60),
+        table=JobTable(stack.settings.table_name, dynamodb),  # type: ignore[arg-type]
+    )
+    assert counting.sweep().examined == 1
+    assert dynamodb.calls["scan"] == 0
+    assert dynamodb.calls["query"] >= len(ACTIVE_STATUSES)
+
+
+def test_the_handler_sweeps_on_the_schedule_event(
+    stack: Stack, load_handler: Callable[[str], ModuleType]
+) -> None:
+    app = load_handler("sweep")
+    result = app.handler(event_fixture("sweep-schedule.json"), LambdaContextStub())
+    assert result["examined"] == 0 and result["errors"] == 0
