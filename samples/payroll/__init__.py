@@ -1,0 +1,1 @@
+"""Sample payroll batch."""

@@ -1,0 +1,343 @@
+"""The embedded local stack end to end, across process boundaries: `batchgate local up` runs in its own
+process (its endpoint, function hosts and tasks in theirs), and the tests talk to it over HTTP as an
+application and an operator would, reading the job table and the logs it points at.
+
+The stack runs with the packaged catalog except report-export's timeout, lowered to a few seconds, and a
+retry rule for attendance-import's exit code 75 with a one-second back-off. Timeouts are enforced by the
+template's scheduled sweep (run every second here) or, while the template has none, by the local
+watchdog: either way the task is stopped with a reason naming the timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+from batchgate.client import BatchClient
+from batchgate.jobs import Attempt, Job, JobStatus, job_id_for
+from batchgate.table import JobTable
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_sqs import SQSClient
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+BATCHGATE = str(Path(sys.executable).parent / "batchgate")
+TIMEOUT_SECONDS = 3  # report-export's timeout in this stack
+STARTUP_SECONDS = 60.0
+JOB_SECONDS = 30.0
+
+
+@dataclass
+class Stack:
+    state: dict[str, Any]
+    state_path: Path
+    session: boto3.session.Session
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.state["endpoint_url"])
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, endpoint_url=self.endpoint)  # type: ignore[call-overload]
+
+    @property
+    def sqs(self) -> SQSClient:
+        client: SQSClient = self.client("sqs")
+        return client
+
+    @property
+    def ecs(self) -> ECSClient:
+        client: ECSClient = self.client("ecs")
+        return client
+
+    @property
+    def logs(self) -> CloudWatchLogsClient:
+        client: CloudWatchLogsClient = self.client("logs")
+        return client
+
+    @property
+    def events(self) -> EventBridgeClient:
+        client: EventBridgeClient = self.client("events")
+        return client
+
+    @property
+    def table(self) -> JobTable:
+        return JobTable(self.state["table_name"], self.client("dynamodb"))
+
+    def submit(self, batch: str, arguments: list[str], key: str) -> str:
+        receipt = BatchClient(self.state["queue_url"], self.sqs).submit(batch, arguments, idempotency_key=key)
+        assert receipt.job_id_hint is not None
+        return receipt.job_id_hint
+
+    def send_raw(self, body: str) -> str:
+        return self.sqs.send_message(QueueUrl=self.state["queue_url"], MessageBody=body)["MessageId"]
+
+    def wait_for(self, job_id: str, done: set[JobStatus] | None = None) -> Job:
+        """The job once it reaches one of `done` (default: any terminal status)."""
+        return self.wait_until(job_id, lambda job: job.status in done if done else job.status.is_terminal)
+
+    def wait_until(self, job_id: str, condition: Callable[[Job], bool], seconds: float = JOB_SECONDS) -> Job:
+        deadline = time.monotonic() + seconds
+        job = None
+        while time.monotonic() < deadline:
+            job = self.table.get(job_id)
+            if job is not None and condition(job):
+                return job
+            time.sleep(0.2)
+        pytest.fail(f"job {job_id} did not get there in {seconds}s; last seen: {job}")
+
+    def log_lines(self, job: Job, attempt: Attempt | None = None) -> list[str]:
+        attempt = attempt or job.attempt
+        assert attempt is not None and attempt.log_group and attempt.log_stream
+        events = self.logs.get_log_events(logGroupName=attempt.log_group, logStreamName=attempt.log_stream)
+        return [event["message"] for event in events["events"]]
+
+
+def short_timeout_catalog(directory: Path) -> Path:
+    document = json.loads(resources.files("batchgate").joinpath("catalog.json").read_text())
+    document["batches"]["report-export"]["timeout_seconds"] = TIMEOUT_SECONDS
+    document["batches"]["attendance-import"]["retry"] = {
+        "rules": [{"action": "RETRY", "exit_codes": [75]}],
+        "base_delay_seconds": 1,
+    }
+    path = directory / "catalog.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def wait_for_state(process: subprocess.Popen[bytes], state_path: Path, output: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"batchgate local up exited with {process.returncode}:\n{output.read_text()}")
+        if state_path.is_file():
+            state: dict[str, Any] = json.loads(state_path.read_text())
+            return state
+        time.sleep(0.2)
+    pytest.fail(f"batchgate local up did not start in {STARTUP_SECONDS}s:\n{output.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    directory = tmp_path_factory.mktemp("local-stack")
+    state_path, output = directory / "local.json", directory / "up.log"
+    command = [BATCHGATE, "local", "up", "--catalog", str(short_timeout_catalog(directory))]
+    command += ["--state-file", str(state_path), "--schedule-seconds", "1"]
+    with output.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        state = wait_for_state(process, state_path, output)
+        session = boto3.session.Session(
+            region_name=state["region"], aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        yield Stack(state=state, state_path=state_path, session=session)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output.read_text()
+    assert not state_path.exists(), "the stack left its state file behind"
+
+
+def test_a_batch_runs_and_succeeds(stack: Stack) -> None:
+    job = stack.wait_for(stack.submit("payroll-calculation", ["2026-11", "acme"], "it-success"))
+
+    assert job.status is JobStatus.SUCCEEDED
+    attempt = job.attempt
+    assert attempt is not None
+    assert (attempt.exit_code, attempt.stop_code, attempt.strategy) == (
+        0,
+        "EssentialContainerExited",
+        "FARGATE",
+    )
+    assert {"created", "pull_started", "pull_stopped", "started", "stopped"} <= set(attempt.timeline)
+    assert attempt.event_version == 5  # PROVISIONING, PENDING, RUNNING, DEPROVISIONING, STOPPED
+
+
+def test_a_non_zero_exit_fails_the_job_with_its_exit_code(stack: Stack) -> None:
+    job = stack.wait_for(stack.submit("payroll-calculation", ["fail"], "it-exit-3"))
+
+    assert job.status is JobStatus.FAILED
+    assert job.attempt is not None and job.attempt.exit_code == 3
+    assert job.reason is not None and job.reason.startswith("exit code 3")
+
+
+def test_bad_input_is_rejected_with_the_reason(stack: Stack) -> None:
+    unknown = {
+        "schema_version": 1,
+        "batch": "payroll-calc",
+        "arguments": ["2026-11"],
+        "idempotency_key": "it-bad",
+    }
+    stack.send_raw(json.dumps(unknown))
+    not_json = stack.send_raw('{"schema_version": 1, "batch": ')
+
+    rejected = stack.wait_for(job_id_for("payroll-calc", "it-bad"))
+    garbled = stack.wait_for(job_id_for("-", not_json))
+
+    assert rejected.status is JobStatus.REJECTED and garbled.status is JobStatus.REJECTED
+    assert rejected.reason is not None and "payroll-calc" in rejected.reason
+    assert garbled.reason and garbled.raw_message == '{"schema_version": 1, "batch": '
+    assert not rejected.attempts and not garbled.attempts
+
+
+def test_a_duplicate_delivery_starts_one_task(stack: Stack) -> None:
+    message = {"schema_version": 1, "batch": "attendance-import", "arguments": ["uploads/dup.csv"]}
+    body = json.dumps({**message, "idempotency_key": "it-duplicate"})
+    # One SendMessageBatch: both copies usually reach the same dispatch invocation, concurrently.
+    stack.sqs.send_message_batch(
+        QueueUrl=stack.state["queue_url"],
+        Entries=[{"Id": "first", "MessageBody": body}, {"Id": "second", "MessageBody": body}],
+    )
+    job_id = job_id_for("attendance-import", "it-duplicate")
+
+    job = stack.wait_for(job_id)
+
+    assert job.status is JobStatus.SUCCEEDED
+    assert len(job.attempts) == 1
+    tasks = stack.ecs.list_tasks(cluster=stack.state["cluster"], startedBy=job_id, desiredStatus="STOPPED")
+    assert len(tasks["taskArns"]) == 1
+
+
+def test_stop_task_kills_the_process_and_the_job_records_user_initiated(stack: Stack) -> None:
+    job_id = stack.submit("report-export", ["slow", "2026-11"], "it-stop")
+    running = stack.wait_for(job_id, {JobStatus.RUNNING})
+    assert running.attempt is not None and running.attempt.task_arn
+
+    stack.ecs.stop_task(
+        cluster=stack.state["cluster"], task=running.attempt.task_arn, reason="stopped by the test"
+    )
+    job = stack.wait_for(job_id)
+
+    attempt = job.attempt
+    assert attempt is not None
+    assert (attempt.stop_code, attempt.stopped_reason, attempt.exit_code) == (
+        "UserInitiated",
+        "stopped by the test",
+        143,
+    )
+    assert stack.log_lines(job)[-1] == "reports: SIGTERM received, export abandoned"
+    assert not processes_of(job_id), "the task's process is still running"
+
+
+def test_a_task_past_its_timeout_is_stopped(stack: Stack) -> None:
+    job_id = stack.submit("report-export", ["slow"], "it-timeout")
+    job = stack.wait_for(job_id)
+    stopped = stack.wait_until(
+        job_id, lambda job: job.attempt is not None and job.attempt.last_status == "STOPPED"
+    )
+
+    attempt = stopped.attempt
+    assert attempt is not None and attempt.stopped_reason
+    # TIMED_OUT when the sweep stopped it; FAILED (stop code UserInitiated) with the local watchdog.
+    assert job.status in (JobStatus.TIMED_OUT, JobStatus.FAILED)
+    assert f"timeout of {TIMEOUT_SECONDS} s" in attempt.stopped_reason
+    assert (attempt.stop_code, attempt.exit_code) == ("UserInitiated", 143)
+    assert {"started", "stopped"} <= set(attempt.timeline)
+    assert not processes_of(job_id)
+
+
+def test_a_retryable_exit_gets_another_attempt(stack: Stack) -> None:
+    job = stack.wait_for(stack.submit("attendance-import", ["uploads/flaky.csv"], "it-retry"))
+
+    assert job.status is JobStatus.SUCCEEDED
+    assert [attempt.exit_code for attempt in job.attempts] == [75, 0]
+    first, second = job.attempts
+    assert first.task_arn != second.task_arn
+    assert stack.log_lines(job, first)[-1] == "attendance: uploads/flaky.csv: storage busy, try again later"
+
+
+def test_logs_are_in_the_stream_the_job_points_at(stack: Stack) -> None:
+    job = stack.wait_for(stack.submit("payroll-calculation", ["2026-12", "globex"], "it-logs"))
+    attempt = job.attempt
+    assert attempt is not None and attempt.task_arn
+
+    task_id = attempt.task_arn.rsplit("/", 1)[-1]
+    assert (attempt.log_group, attempt.log_stream) == ("/ecs/batchgate-payroll", f"batch/payroll/{task_id}")
+    assert stack.log_lines(job) == [
+        f"payroll 2026-12: 1 company (job {job.job_id})",
+        "payroll 2026-12: globex: 42 employees calculated",
+        "payroll 2026-12: done",
+    ]
+    # The ops CLI, in its own process, finds them from the job id alone.
+    result = subprocess.run(
+        [BATCHGATE, "--local", "--local-state", str(stack.state_path), "logs", job.job_id],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "payroll 2026-12: done" in result.stdout
+
+
+def test_an_event_track_cannot_apply_lands_in_the_track_dlq(stack: Stack) -> None:
+    """Track raises for a task whose job does not exist; after Lambda's retries the event goes to the
+    template's on-failure destination as a destination record."""
+    detail = {
+        "clusterArn": stack.state["cluster"],
+        "startedBy": "bg-payroll-calculation-00000000000000000000",
+        "taskArn": stack.state["cluster"].replace(":cluster/", ":task/") + "/0123",
+        "lastStatus": "RUNNING",
+        "version": 1,
+    }
+    stack.events.put_events(
+        Entries=[{"Source": "aws.ecs", "DetailType": "ECS Task State Change", "Detail": json.dumps(detail)}]
+    )
+    dlq = stack.state["dlq_urls"]["track"]
+    deadline = time.monotonic() + JOB_SECONDS
+    messages: list[Any] = []
+    while not messages and time.monotonic() < deadline:
+        messages = stack.sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=1).get("Messages", [])
+
+    assert messages, "nothing reached the track dead-letter queue"
+    record = json.loads(messages[0]["Body"])
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 3
+    assert record["requestPayload"]["detail"]["startedBy"] == detail["startedBy"]
+    assert record["responsePayload"]["errorType"] == "JobNotFound"
+
+
+def test_the_demo_passes() -> None:
+    """`make run`: the demo's own checks of every job, in a fresh stack."""
+    result = subprocess.run(
+        [BATCHGATE, "local", "demo", "--start-profile", "none"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "demo passed" in result.stdout
+
+
+def processes_of(job_id: str) -> list[int]:
+    """Local processes whose environment names the job (Linux /proc; empty elsewhere)."""
+    marker = f"BATCHGATE_JOB_ID={job_id}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found

@@ -1,0 +1,286 @@
+"""The local stack's pure parts: template intrinsics and creation order, Lambda's SQS record shape and
+partial batch responses, and the task state change events the executor publishes (which the track
+code must read exactly as it reads the real ones in events/)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from typing import Any
+
+import boto3
+import pytest
+from batchgate.local.executor import ContainerDefinition, StartDelays
+from batchgate.local.intrinsics import Intrinsics, TemplateError, dependencies
+from batchgate.local.poller import PollResult, SqsPoller, failed_message_ids, lambda_record
+from batchgate.local.resources import SqsEventSource, creation_order, parameter_values
+from batchgate.local.task_state import TaskState
+from batchgate.task_events import TaskStateChange
+
+from tests.conftest import event_fixture
+
+CLUSTER = "arn:aws:ecs:us-east-1:123456789012:cluster/batchgate-local"
+
+
+def intrinsics() -> Intrinsics:
+    return Intrinsics(
+        parameters={"Subnets": ["subnet-1", "subnet-2"], "Level": "INFO", "AWS::Region": "us-east-1"},
+        conditions={"IsInfo": {"Fn::Equals": [{"Ref": "Level"}, "INFO"]}},
+        refs={"JobTable": "jobs"},
+        attributes={"JobTable": {"Arn": "arn:aws:dynamodb:us-east-1:123456789012:table/jobs"}},
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"Ref": "JobTable"}, "jobs"),
+        ({"Fn::Join": [",", {"Ref": "Subnets"}]}, "subnet-1,subnet-2"),
+        (
+            {"Fn::Sub": "${JobTable.Arn}/index/*"},
+            "arn:aws:dynamodb:us-east-1:123456789012:table/jobs/index/*",
+        ),
+        (
+            {"Fn::Sub": ["${Name}-${AWS::Region}-${!Literal}", {"Name": {"Ref": "JobTable"}}]},
+            "jobs-us-east-1-${Literal}",
+        ),
+        ({"Fn::Select": [1, {"Fn::Split": ["/", "a/b/c"]}]}, "b"),
+        ({"Fn::If": ["IsInfo", "yes", "no"]}, "yes"),
+        ({"Key": {"Ref": "AWS::NoValue"}, "Other": 1}, {"Other": 1}),
+        ([{"Ref": "AWS::NoValue"}, "kept"], ["kept"]),
+    ],
+)
+def test_intrinsics_resolve(value: Any, expected: Any) -> None:
+    assert intrinsics().resolve(value) == expected
+
+
+def test_an_unknown_reference_is_an_error() -> None:
+    with pytest.raises(TemplateError, match="NotCreated"):
+        intrinsics().resolve({"Fn::GetAtt": ["NotCreated", "Arn"]})
+
+
+def test_dependencies_and_creation_order() -> None:
+    resources: dict[str, dict[str, Any]] = {
+        "Policy": {"Properties": {"Queues": [{"Ref": "Queue"}], "Rule": {"Fn::Sub": "${Rule.Arn}"}}},
+        "Rule": {"Properties": {"Target": {"Fn::GetAtt": "Queue.Arn"}}},
+        "Queue": {"Properties": {"Name": {"Ref": "Level"}}},
+    }
+    assert dependencies(resources["Policy"]["Properties"], {"Level": "x"}) == {"Queue", "Rule"}
+    assert creation_order(resources, {"Level": "x"}) == ["Queue", "Rule", "Policy"]
+    with pytest.raises(TemplateError, match="circular"):
+        creation_order({"A": {"DependsOn": "B"}, "B": {"DependsOn": "A"}}, {})
+
+
+def test_parameter_values_use_defaults_and_lists() -> None:
+    template = {
+        "Parameters": {
+            "Subnets": {"Type": "List<AWS::EC2::Subnet::Id>"},
+            "Names": {"Type": "CommaDelimitedList", "Default": "a,b"},
+            "Size": {"Type": "Number", "Default": 10},
+        }
+    }
+    assert parameter_values(template, {"Subnets": ["s-1"]}) == {
+        "Subnets": ["s-1"],
+        "Names": ["a", "b"],
+        "Size": "10",
+    }
+    with pytest.raises(TemplateError, match="Subnets"):
+        parameter_values(template, {})
+
+
+SOURCE = SqsEventSource(
+    function="DispatchFunction",
+    queue_url="http://127.0.0.1:1/123456789012/jobs",
+    queue_arn="arn:aws:sqs:us-east-1:123456789012:jobs",
+    batch_size=10,
+    window_seconds=0,
+    report_item_failures=True,
+    max_concurrency=None,
+)
+
+
+def test_sqs_records_have_lambdas_shape() -> None:
+    message: Any = {
+        "MessageId": "m-1",
+        "ReceiptHandle": "r-1",
+        "Body": "{}",
+        "MD5OfBody": "99914b932bd37a50b983c5e7c90ae93b",
+        "Attributes": {"ApproximateReceiveCount": "1"},
+        "MessageAttributes": {"Kind": {"DataType": "String", "StringValue": "submit"}},
+    }
+    record = lambda_record(message, SOURCE, "us-east-1")
+
+    fixture = event_fixture("sqs-submit-batch.json")["Records"][0]
+    assert set(record) == set(fixture)
+    assert record["messageAttributes"]["Kind"] == {
+        "stringValue": "submit",
+        "stringListValues": [],
+        "binaryListValues": [],
+        "dataType": "String",
+    }
+
+
+@pytest.mark.parametrize(
+    ("response", "failed"),
+    [
+        ({"batchItemFailures": []}, set()),
+        ({"batchItemFailures": [{"itemIdentifier": "b"}]}, {"b"}),
+        ({"batchItemFailures": [{"itemIdentifier": "zzz"}]}, {"a", "b"}),  # invalid: the whole batch
+        ({"batchItemFailures": [{"itemIdentifier": ""}]}, {"a", "b"}),
+        (None, set()),
+    ],
+)
+def test_partial_batch_responses(response: Any, failed: set[str]) -> None:
+    assert failed_message_ids(response, ["a", "b"], report_item_failures=True) == failed
+    assert failed_message_ids(response, ["a", "b"], report_item_failures=False) == set()
+
+
+def described_task(capacity_provider: str = "FARGATE_SPOT") -> dict[str, Any]:
+    """A task as the local endpoint's DescribeTasks returns it."""
+    return {
+        "taskArn": f"{CLUSTER.replace(':cluster/', ':task/')}/0f1e2d3c",
+        "clusterArn": CLUSTER,
+        "taskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/batchgate-reports:1",
+        "capacityProviderName": capacity_provider,
+        "launchType": "",
+        "startedBy": "bg-report-export-0123456789abcdef0123",
+        "group": "family:batchgate-reports",
+        "overrides": {
+            "cpu": "256",
+            "memory": "512",
+            "containerOverrides": [
+                {
+                    "name": "reports",
+                    "command": ["python", "-m", "reports.export", "headcount"],
+                    "environment": [{"name": "BATCHGATE_ATTEMPT", "value": "1"}],
+                }
+            ],
+        },
+        "attachments": [
+            {"id": "a-1", "type": "ElasticNetworkInterface", "status": "ATTACHED", "details": []}
+        ],
+    }
+
+
+def test_published_events_read_like_the_real_ones() -> None:
+    state = TaskState(task=described_task(), container="reports", image="reports:local", region="us-east-1")
+    entries = [
+        state.change("PROVISIONING", "createdAt"),
+        state.change("PENDING", "connectivityAt", "pullStartedAt"),
+        state.change("RUNNING", "pullStoppedAt", "startedAt"),
+    ]
+    state.exit_code, state.stop_code, state.stopped_reason = 0, "EssentialContainerExited", "exited"
+    state.desired_status = "STOPPED"
+    entries += [
+        state.change("DEPROVISIONING", "stoppingAt", "executionStoppedAt"),
+        state.change("STOPPED", "stoppedAt"),
+    ]
+
+    events = [
+        {"detail-type": entry["DetailType"], "source": entry["Source"], "detail": json.loads(entry["Detail"])}
+        for entry in entries
+    ]
+    changes = [TaskStateChange.from_event(event) for event in events]
+
+    assert [change.version for change in changes] == [1, 2, 3, 4, 5]
+    assert [change.last_status for change in changes] == [
+        "PROVISIONING",
+        "PENDING",
+        "RUNNING",
+        "DEPROVISIONING",
+        "STOPPED",
+    ]
+    last = changes[-1]
+    assert (last.attempt, last.strategy, last.launch_type, last.stop_code) == (
+        1,
+        "FARGATE_SPOT",
+        "FARGATE",
+        "EssentialContainerExited",
+    )
+    container = last.container("reports")
+    assert container is not None and container.exit_code == 0
+    phases = {"created", "connectivity", "pull_started", "pull_stopped", "started", "stopping", "stopped"}
+    assert set(last.timestamps) == {*phases, "execution_stopped"}
+    # Every field of a real STOPPED event is there (and the same fields of its container).
+    real = event_fixture("task-stopped-exit-1.json")["detail"]
+    assert set(real) <= set(events[-1]["detail"])
+    assert set(real["containers"][0]) - {"imageDigest"} <= set(events[-1]["detail"]["containers"][0])
+
+
+def test_container_definition_and_log_stream() -> None:
+    definition = ContainerDefinition.from_task_definition(
+        {
+            "containerDefinitions": [
+                {
+                    "name": "reports",
+                    "image": "reports:local",
+                    "command": ["python", "-m", "reports.export"],
+                    "logConfiguration": {
+                        "logDriver": "awslogs",
+                        "options": {
+                            "awslogs-group": "/ecs/batchgate-reports",
+                            "awslogs-stream-prefix": "batch",
+                        },
+                    },
+                }
+            ]
+        }
+    )
+    assert definition.log_stream("0f1e2d3c") == "batch/reports/0f1e2d3c"
+    assert definition.log_group == "/ecs/batchgate-reports"
+
+
+def test_start_delays_by_strategy() -> None:
+    delays = StartDelays.profile("production", scale=0.1)
+    assert delays.for_provider("FARGATE") == pytest.approx(5.0)
+    assert delays.for_provider("my-ec2-provider") == pytest.approx(1.5)
+    assert StartDelays.profile("none").for_provider("FARGATE_SPOT") == 0.0
+    with pytest.raises(ValueError, match="unknown start profile"):
+        StartDelays.profile("fast")
+
+
+def test_the_poller_deletes_what_succeeded_and_failures_reach_the_dlq(aws: None) -> None:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    dlq = sqs.create_queue(QueueName="jobs-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2})
+    url = sqs.create_queue(QueueName="jobs", Attributes={"VisibilityTimeout": "1", "RedrivePolicy": redrive})[
+        "QueueUrl"
+    ]
+    source = replace(SOURCE, queue_url=url, queue_arn="arn:aws:sqs:us-east-1:123456789012:jobs")
+    invocations: list[list[str]] = []
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        bodies = [record["body"] for record in event["Records"]]
+        invocations.append(bodies)
+        failed = [record["messageId"] for record in event["Records"] if record["body"] == "bad"]
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+
+    poller = SqsPoller(sqs, source, invoke, "us-east-1")
+    for body in ("good", "bad"):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+
+    assert poller.poll_once() == PollResult(received=2, failed=1)
+    time.sleep(1.1)  # the failed record comes back after the visibility timeout
+    assert poller.poll_once() == PollResult(received=1, failed=1)
+    time.sleep(1.1)
+    assert poller.poll_once() == PollResult(received=0, failed=0)  # moved to the DLQ instead
+
+    assert sorted(invocations[0]) == ["bad", "good"] and invocations[1] == ["bad"]
+    assert [message["Body"] for message in sqs.receive_message(QueueUrl=dlq)["Messages"]] == ["bad"]
+
+
+def test_a_raising_handler_leaves_the_whole_batch(aws: None) -> None:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="jobs", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
+    poller = SqsPoller(sqs, replace(SOURCE, queue_url=url), lambda event: 1 / 0, "us-east-1")
+    sqs.send_message(QueueUrl=url, MessageBody="one")
+
+    result = poller.poll_once()
+
+    assert (result.received, result.failed) == (1, 1) and result.error and "ZeroDivisionError" in result.error
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )
+    assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
