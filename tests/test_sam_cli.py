@@ -92,7 +92,13 @@ def test_sam_build_packages_the_layer_and_both_functions(tmp_path: Path) -> None
     assert (layer / f"aws_lambda_powertools-{POWERTOOLS_VERSION}.dist-info").is_dir()
     assert (layer / "aws_xray_sdk").is_dir()  # the [tracer] extra
     assert (layer / "fastjsonschema").is_dir()  # the [validation] extra
-    assert not (layer / "boto3").exists()  # boto3 comes from the Lambda runtime
+    # boto3 and botocore ship together at the pinned versions, so the layer never pairs the
+    # runtime's boto3 with another botocore.
+    shipped = {path.name.split("-")[0]: path.name for path in layer.glob("boto*-*.dist-info")}
+    pins = dict(
+        line.split("==") for line in (ROOT / "layers" / "batchgate" / "requirements.txt").read_text().split()
+    )
+    assert shipped == {name: f"{name}-{pins[name]}.dist-info" for name in ("boto3", "botocore")}
 
     for function in ("DispatchFunction", "TrackFunction"):
         assert (build_dir / function / "app.py").is_file(), function
