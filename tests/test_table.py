@@ -73,3 +73,12 @@ def test_query_newest_first_by_status_and_batch_with_pagination(stack: Stack) ->
 def test_query_needs_exactly_one_index(stack: Stack) -> None:
     with pytest.raises(ValueError, match="exactly one"):
         stack.table.query()
+
+
+def test_mutate_from_a_stale_read_rereads_and_keeps_the_other_write(stack: Stack) -> None:
+    stored = stack.table.create(make_job())
+    assert stored is not None
+    stack.table.save(stored.moved_to(JobStatus.DISPATCHING, "t1"))
+    after = stack.table.mutate(stored.job_id, lambda job: replace(job, reason="mutated"), read=stored)
+    assert after is not None and after.status is JobStatus.DISPATCHING and after.reason == "mutated"
+    assert after.revision == 3

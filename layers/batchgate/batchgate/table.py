@@ -112,22 +112,34 @@ class JobTable:
             raise
         return saved
 
-    def mutate(self, job_id: str, change: Callable[[Job], Job | None], tries: int = 8) -> Job | None:
+    def mutate(
+        self,
+        job_id: str,
+        change: Callable[[Job], Job | None],
+        tries: int = 8,
+        *,
+        read: Job | None = None,
+    ) -> Job | None:
         """Read, change and conditionally write a job, re-reading when another writer got there first.
 
         `change` is a pure function of the current job; it returns None when there is nothing to write.
-        Returns the job as stored afterwards, or None when there is no such job.
+        `read` is the job as the caller just read it, which saves the first read; a stale one only
+        costs a failed conditional write. Returns the job as stored afterwards, or None when there is
+        no such job.
         """
+        current: Job | None = read
         for _ in range(tries):
-            current = self.get(job_id)
             if current is None:
-                return None
+                current = self.get(job_id)
+                if current is None:
+                    return None
             changed = change(current)
             if changed is None or changed == current:
                 return current
             try:
                 return self.save(changed)
             except ConcurrentUpdateError:
+                current = None
                 continue
         raise ConcurrentUpdateError(job_id)
 

@@ -73,7 +73,7 @@ class Tracker:
             stopped[:] = _newly_stopped(job, changed)
             return changed
 
-        after = self.table.mutate(job_id, change_job)
+        after = self.table.mutate(job_id, change_job, read=before)
         if after is not None and spec is not None:
             # Also for a duplicate event: if sending failed the first time, the retried event sends it.
             self._send_retry(after, change, spec, first=before.status is not JobStatus.RETRYING)
