@@ -10,7 +10,6 @@ the waits are short.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 import traceback
@@ -19,9 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from batchgate.jobs import iso, utc_now
+from batchgate.local.poller import poll_until_stopped
 from batchgate.local.resources import AsyncInvokeConfig, RuleTarget, ScheduleTarget
 
 if TYPE_CHECKING:
@@ -34,7 +32,6 @@ RETRY_PAUSES_SECONDS = (0.5, 1.0)
 # Longer than any local invocation: the host deletes each message once it was handled.
 ROUTING_VISIBILITY_SECONDS = 120
 
-ERROR_PAUSE_SECONDS = 1.0
 
 Invoke = Callable[[dict[str, Any]], Any]
 
@@ -130,13 +127,7 @@ class EventQueueReader:
         self._invoker = invoker
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.poll_once()
-            except (ClientError, BotoCoreError) as error:
-                # The endpoint hiccuped; Lambda's poller would keep polling too.
-                print(f"batchgate local: {type(self).__name__}: {error}", file=sys.stderr, flush=True)
-                stop.wait(ERROR_PAUSE_SECONDS)
+        poll_until_stopped(self.poll_once, stop, type(self).__name__)
 
     def poll_once(self) -> int:
         response = self._sqs.receive_message(

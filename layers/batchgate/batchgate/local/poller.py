@@ -85,6 +85,17 @@ def failed_message_ids(response: Any, message_ids: Sequence[str], report_item_fa
     return named
 
 
+def poll_until_stopped(poll_once: Callable[[], object], stop: threading.Event, name: str) -> None:
+    """Poll until `stop` is set; an endpoint error pauses the loop instead of ending it, as
+    Lambda's own pollers keep polling."""
+    while not stop.is_set():
+        try:
+            poll_once()
+        except (ClientError, BotoCoreError) as error:
+            print(f"batchgate local: {name}: {error}", file=sys.stderr, flush=True)
+            stop.wait(ERROR_PAUSE_SECONDS)
+
+
 class SqsPoller:
     def __init__(self, sqs: SQSClient, source: SqsEventSource, invoke: Invoke, region: str) -> None:
         self._sqs = sqs
@@ -93,13 +104,7 @@ class SqsPoller:
         self._region = region
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.poll_once()
-            except (ClientError, BotoCoreError) as error:
-                # The endpoint hiccuped; Lambda's poller would keep polling too.
-                print(f"batchgate local: {type(self).__name__}: {error}", file=sys.stderr, flush=True)
-                stop.wait(ERROR_PAUSE_SECONDS)
+        poll_until_stopped(self.poll_once, stop, type(self).__name__)
 
     def poll_once(self) -> PollResult:
         messages = self._receive()
