@@ -255,3 +255,23 @@ def test_handler_reports_only_the_records_to_retry(
     assert response == {"batchItemFailures": [{"itemIdentifier": "m-payroll"}]}
     rejected = stack.table.get(job_id_for("-", "m-bad"))
     assert rejected is not None and rejected.status is JobStatus.REJECTED
+
+
+def test_bad_message_reusing_a_taken_idempotency_key_is_still_recorded(stack: Stack) -> None:
+    assert stack.dispatcher().dispatch("m-1", PAYROLL) is DispatchResult.DISPATCHED
+    bad = json.dumps(
+        {
+            "schema_version": 1,
+            "batch": "payroll-calculation",
+            "arguments": ["a b"],
+            "idempotency_key": "payroll-2026-11-acme",
+        }
+    )
+    for _ in range(2):  # redelivered: recorded once
+        assert stack.dispatcher().dispatch("m-2", bad) is DispatchResult.REJECTED
+    rejected = stack.table.query(status="REJECTED").jobs
+    assert len(rejected) == 1
+    assert rejected[0].job_id == job_id_for("payroll-calculation", "m-2")
+    assert f"already used by job {PAYROLL_JOB}" in (rejected[0].reason or "")
+    original = stack.table.get(PAYROLL_JOB)
+    assert original is not None and original.status is JobStatus.DISPATCHED

@@ -117,12 +117,12 @@ def test_any_submit_message_ends_visible_and_never_crashes(fuzz_stack: Stack, bo
             job = fuzz_stack.table.get(
                 job_id_for(document["batch"], document.get("idempotency_key") or message_id)
             )
-        found = job is not None and job.status is JobStatus.REJECTED and bool(job.reason)
-        if job is not None and not found:
-            # Its idempotency key names a job an earlier, valid message created: that job stays
-            # as it is (the key is taken) and the refusal is only logged.
-            found = job.message_id != message_id
+        if job is not None and job.message_id != message_id:
+            # Its idempotency key names another message's job: that job stays as it is and the
+            # refusal is recorded under this message's own id.
+            job = fuzz_stack.table.get(job_id_for(batch, message_id))
             TALLY.outcome("submit fuzz", "REJECTED (idempotency key already used by another job)")
+        found = job is not None and job.status is JobStatus.REJECTED and bool(job.reason)
         TALLY.check("job visible", found)
         assert found, "a rejected message left no job with a reason"
     assert ecs.launched <= 1

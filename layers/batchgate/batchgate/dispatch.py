@@ -343,9 +343,21 @@ class Dispatcher:
             reason=rejected.reason,
             raw_message=body[:RAW_MESSAGE_LIMIT],
         )
-        if self.table.create(job) is not None:
+        stored = self.table.create(job)
+        if stored is None and rejected.idempotency_key:
+            existing = self.table.get(job_id)
+            if existing is not None and existing.message_id != message_id:
+                # The key belongs to another message's job: record this one under its own message id,
+                # so that it stays visible without touching that job.
+                job = replace(
+                    job,
+                    job_id=job_id_for(batch, message_id),
+                    reason=f"{rejected.reason} (idempotency key already used by job {existing.job_id})",
+                )
+                stored = self.table.create(job)
+        if stored is not None:
             count("JobsRejected")
-        logger.warning("message rejected", extra={"reason": rejected.reason, "message_id": message_id})
+        logger.warning("message rejected", extra={"reason": job.reason, "message_id": message_id})
         return DispatchResult.REJECTED
 
     def _expiry(self, now: datetime) -> int:
