@@ -84,7 +84,12 @@ def billed_seconds(attempt: Attempt) -> int | None:
     end = attempt.timeline.get("stopped") or attempt.timeline.get("execution_stopped")
     if not begin or not end:
         return None
-    seconds = (parse_iso(end) - parse_iso(begin)).total_seconds()
+    return billed_duration((parse_iso(end) - parse_iso(begin)).total_seconds())
+
+
+def billed_duration(seconds: float) -> int:
+    """Seconds Fargate bills for a task that ran `seconds` from image pull start to stop: rounded up
+    to a whole second, at least one minute."""
     return max(MINIMUM_BILLED_SECONDS, math.ceil(max(seconds, 0.0)))
 
 
