@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import click
 from botocore.exceptions import BotoCoreError, ClientError
@@ -33,12 +34,18 @@ from batchgate import job_views
 from batchgate import logs as logs_module
 from batchgate.dead_letters import JOBS, TRACK, DeadLetter, DeadLetterQueue, DeadLetters, RedriveResult
 from batchgate.job_search import InvalidToken, JobFilter, JobSearch
-from batchgate.jobs import Attempt, Job, JobStatus, iso, job_id_for, utc_now
+from batchgate.jobs import Attempt, Job, JobStatus, iso, job_id_for, parse_iso, utc_now
 from batchgate.logs import LogEvent, LogsUnavailable, TaskLogs, location_of
 from batchgate.resubmit import JobNotFound, Refused, plan_retry
 from batchgate.stack_outputs import AwsSession, ConfigurationError, Target
 from batchgate.stats import StatsRow, TaskSize, price_is_listed, summarize
 from batchgate.table import JobTable
+
+if TYPE_CHECKING:
+    from batchgate.catalog import Catalog
+    from batchgate.whatif.model import WhatIfSettings
+    from batchgate.whatif.outcome import PolicyOutcome
+    from batchgate.whatif.trace import Trace
 
 
 class ExitCode(IntEnum):
@@ -321,12 +328,12 @@ STATUS_CHOICE = click.Choice([status.value for status in JobStatus], case_sensit
 # --- submit -------------------------------------------------------------------------------------------
 
 
-def _environment_pairs(values: Iterable[str]) -> dict[str, str]:
+def _environment_pairs(values: Iterable[str], option: str = "--env") -> dict[str, str]:
     environment: dict[str, str] = {}
     for value in values:
         name, separator, content = value.partition("=")
         if not separator or not name:
-            raise click.BadParameter(f"{value!r} is not NAME=VALUE", param_hint="--env")
+            raise click.BadParameter(f"{value!r} is not NAME=VALUE", param_hint=option)
         environment[name] = content
     return environment
 
@@ -957,6 +964,196 @@ def render_stats(console: Console, rows: list[StatsRow], job_filter: JobFilter, 
             plain("note: '+' marks a cost that leaves out running jobs or strategies without a price"),
             style="dim",
         )
+
+
+# --- whatif -------------------------------------------------------------------------------------------
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--trace",
+    "trace_path",
+    type=click.Path(dir_okay=False),
+    help="Replay this trace file (CSV or JSON lines) instead of the job table.",
+)
+@click.option(
+    "--since", default="30d", show_default=True, help="Job table: queued at or after (2h, 30d, ISO)."
+)
+@click.option("--until", help="Job table: queued at or before (default: now).")
+@click.option("--batch", help="Job table: only this batch.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A model or engine setting, e.g. ec2_fleet_instances=3 (repeatable; docs/whatif.md lists them).",
+)
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False), help="Write report.md and the plots here."
+)
+@click.option("--no-plots", is_flag=True, help="With --out: only report.md (no matplotlib needed).")
+@click.option(
+    "--catalog",
+    "catalog_path",
+    type=click.Path(dir_okay=False),
+    help="Catalog the adaptive policy plans with (default: $BATCHGATE_CATALOG or the packaged one).",
+)
+@click.option("--max-jobs", type=click.IntRange(min=1), default=20_000, show_default=True)
+@json_option
+@target_options(hidden=True)
+@click.pass_context
+def whatif(
+    ctx: click.Context,
+    *,
+    trace_path: str | None,
+    since: str,
+    until: str | None,
+    batch: str | None,
+    overrides: tuple[str, ...],
+    out_dir: str | None,
+    no_plots: bool,
+    catalog_path: str | None,
+    max_jobs: int,
+    as_json: bool,
+) -> None:
+    """Replay real jobs under each launch policy: cost, start latency and queueing side by side.
+
+    \b
+    Policies: a dedicated batch server, a fixed EC2 fleet, all Fargate, all Fargate Spot, and
+    batchgate's adaptive policy (plan_launch with a small EC2 fleet). The jobs come from the job table
+    (--since/--until/--batch) or from a trace file (--trace). Exit 1 when there is no job to replay.
+    """
+    from batchgate.catalog import CatalogError, load_catalog
+    from batchgate.whatif.model import DEFAULT_WHATIF_SETTINGS
+    from batchgate.whatif.outcome import compare
+    from batchgate.whatif.report import notes
+    from batchgate.whatif.trace import TraceError, load_trace
+
+    pairs = _environment_pairs(overrides, option="--set")
+    table_options = [
+        name
+        for name in ("since", "until", "batch")
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    ]
+    if trace_path is not None and table_options:
+        raise click.UsageError(f"--trace replays a file: --{table_options[0]} reads the job table")
+    if trace_path is None and "container_overhead_seconds" not in pairs:
+        pairs["container_overhead_seconds"] = "0"  # the table's run times were measured in containers
+    try:
+        settings = DEFAULT_WHATIF_SETTINGS.with_overrides(pairs)
+        catalog = load_catalog(catalog_path)
+    except CatalogError as error:
+        raise ConfigError(str(error)) from error
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--set") from error
+    extra: list[str] = []
+    if trace_path is not None:
+        try:
+            trace = load_trace(trace_path)
+        except TraceError as error:
+            raise ConfigError(str(error)) from error
+    else:
+        window = JobFilter(
+            batch=batch, since=parse_time(ctx, "--since", since), until=parse_time(ctx, "--until", until)
+        )
+        trace = _trace_from_table(app(ctx), window, catalog, max_jobs, extra)
+    if not trace.jobs:
+        raise Failure(f"no job to replay in {trace.source} (jobs that never ran to an end: {trace.skipped})")
+    measured = trace.measured_start_p50()
+    settings = settings.with_measured_starts(measured, keep=frozenset(pairs))
+    try:
+        outcomes = compare(trace, catalog, settings)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    extra = [*notes(trace, outcomes, measured), *extra]
+    written: list[str] = []
+    if out_dir is not None:
+        written = _write_whatif_report(
+            Path(out_dir), trace=trace, outcomes=outcomes, settings=settings, plots=not no_plots, notes=extra
+        )
+    if as_json:
+        print_json(
+            {
+                "source": trace.source,
+                "window": {"start": trace.window_start, "end": trace.window_end, "jobs": len(trace.jobs)},
+                "skipped": trace.skipped,
+                "measured_start_p50_seconds": measured,
+                "settings": settings.to_dict(),
+                "policies": [outcome.to_dict() for outcome in outcomes],
+                "notes": extra,
+                "files": written,
+            }
+        )
+        return
+    render_whatif(
+        app(ctx).console, trace, outcomes, settings, [*extra, *(f"wrote {name}" for name in written)]
+    )
+
+
+def _trace_from_table(
+    state: AppContext, job_filter: JobFilter, catalog: Catalog, max_jobs: int, notes: list[str]
+) -> Trace:
+    """The window's jobs through the job table's indexes, as `batchgate stats` reads them."""
+    from batchgate.whatif.trace import trace_from_jobs
+
+    table = state.table()
+    selected: list[Job] = []
+    for job in JobSearch(table).each(job_filter):
+        if len(selected) >= max_jobs:
+            notes.append(f"stopped after {max_jobs} jobs (--max-jobs): the rest of the window is left out")
+            break
+        selected.append(job)
+    sizes = {name: TaskSize(cpu=spec.cpu, memory=spec.memory) for name, spec in catalog.batches.items()}
+    end = job_filter.until or iso(state.clock())
+    window = (parse_iso(job_filter.since or end).timestamp(), parse_iso(end).timestamp())
+    return trace_from_jobs(selected, sizes, window, source=f"job table {table.table_name}")
+
+
+def render_whatif(
+    console: Console,
+    trace: Trace,
+    outcomes: Sequence[PolicyOutcome],
+    settings: WhatIfSettings,
+    notes: Sequence[str],
+) -> None:
+    from batchgate.whatif.report import COLUMNS, rows, window_text
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in COLUMNS:
+        table.add_column(
+            name, no_wrap=True, justify="left" if name in ("POLICY", "SPOF", "RAN ON") else "right"
+        )
+    for row in rows(outcomes):
+        table.add_row(*(plain(cell) for cell in row))
+    console.print(table)
+    console.print(plain(window_text(trace, settings)), style="dim")
+    for note in notes:
+        console.print(plain(note if note.startswith("wrote ") else f"note: {note}"), style="dim")
+
+
+def _write_whatif_report(
+    directory: Path,
+    *,
+    trace: Trace,
+    outcomes: Sequence[PolicyOutcome],
+    settings: WhatIfSettings,
+    plots: bool,
+    notes: Sequence[str],
+) -> list[str]:
+    """report.md (and the plots unless `plots` is False) in `directory`: the paths written."""
+    from batchgate.whatif.plots import PlotsUnavailable, write_plots
+    from batchgate.whatif.report import markdown
+
+    directory.mkdir(parents=True, exist_ok=True)
+    images: list[str] = []
+    if plots:
+        try:
+            images = write_plots(outcomes, directory)
+        except PlotsUnavailable as error:
+            raise ConfigError(f"{error} (or --no-plots)") from error
+    report = directory / "report.md"
+    report.write_text(markdown(trace, outcomes, settings, plots=images, notes=notes), encoding="utf-8")
+    return [str(report), *(str(directory / name) for name in images)]
 
 
 # --- cancel and retry ---------------------------------------------------------------------------------
