@@ -2,13 +2,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
+import boto3
 import pytest
 from batchgate.dispatch import DispatchResult, RetryLater, run_task_request
 from batchgate.ecs import EcsTasks
 from batchgate.jobs import JobStatus, client_token, job_id_for
+from batchgate.table import JobTable
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.stub import Stubber
 
@@ -80,6 +83,18 @@ def test_good_message_creates_job_and_starts_one_task(stack: Stack) -> None:
     assert environment["BATCHGATE_JOB_ID"] == PAYROLL_JOB
     assert environment["BATCHGATE_ATTEMPT"] == "1"
     assert environment["LOG_LEVEL"] == "DEBUG"
+
+
+def test_first_attempt_costs_three_writes_and_no_read(stack: Stack) -> None:
+    """Create, begin the attempt, record the task: each write starts from the job dispatch holds."""
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    operations: list[str] = []
+    client.meta.events.register("before-call.dynamodb", lambda model, **_: operations.append(model.name))
+    dispatcher = replace(stack.dispatcher(), table=JobTable(stack.settings.table_name, client))
+    assert dispatcher.dispatch("m-1", PAYROLL) is DispatchResult.DISPATCHED
+    assert operations == ["PutItem", "PutItem", "PutItem"]
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.DISPATCHED and job.revision == 3
 
 
 def test_run_task_request_carries_token_tags_and_strategy(stack: Stack) -> None:

@@ -185,7 +185,10 @@ class Dispatcher:
                 settings=self.strategy_settings,
             )
             number = job.attempt_number + 1
-            stored = self.table.mutate(job.job_id, lambda j: begin_attempt(j, plan, iso(now), number))
+            # The job was just created or read: no second read before the conditional write.
+            stored = self.table.mutate(
+                job.job_id, lambda j: begin_attempt(j, plan, iso(now), number), read=job
+            )
             if stored is None:
                 raise RetryLater(f"job {job.job_id} could not be read back")
             began = stored.attempt
@@ -283,8 +286,12 @@ class Dispatcher:
     ) -> DispatchResult:
         if outcome.task_arn is not None:
             task_arn = outcome.task_arn
+            # `job` is as this dispatch last wrote or read it; a task event written since only costs
+            # a failed conditional write and a re-read.
             recorded = self.table.mutate(
-                job.job_id, lambda j: record_task(j, attempt.number, task_arn, outcome, iso(now))
+                job.job_id,
+                lambda j: record_task(j, attempt.number, task_arn, outcome, iso(now)),
+                read=job,
             )
             if recorded is not None and recorded.status is JobStatus.CANCELLED:
                 stop_cancelled_task(self.ecs, recorded, task_arn)
