@@ -243,8 +243,8 @@ def test_a_bad_trace_names_the_line_and_the_field(tmp_path: Path, content: str, 
 def test_the_adaptive_policy_and_the_dispatcher_share_one_plan_launch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert dispatch.plan_launch is strategy.plan_launch
     real = strategy.plan_launch
+    assert vars(dispatch)["plan_launch"] is vars(strategy)["plan_launch"]  # dispatch imports this very one
     calls: list[dict[str, Any]] = []
 
     def spy(spec: BatchSpec, **options: Any) -> LaunchPlan:
