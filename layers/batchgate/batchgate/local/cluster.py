@@ -3,6 +3,7 @@ definitions and their log groups, and a network for awsvpc tasks."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from batchgate.catalog import Catalog
@@ -38,10 +39,24 @@ def log_group_of(family: str) -> str:
     return f"/ecs/{family}"
 
 
-def create_cluster(aws: LocalAws, name: str, catalog: Catalog) -> LocalCluster:
+def families(catalog: Catalog) -> list[str]:
+    """The catalog's task definition families, in catalog order."""
+    return list(dict.fromkeys(spec.task_definition.split(":", 1)[0] for spec in catalog.batches.values()))
+
+
+def default_image(family: str, region: str) -> str:
+    """The image a family's task definition names unless `--image` gives one: where an ECR push would
+    put it. A local Docker engine that has an image of that name runs it."""
+    return f"{ACCOUNT_ID}.dkr.ecr.{region}.amazonaws.com/{family}:local"
+
+
+def create_cluster(
+    aws: LocalAws, name: str, catalog: Catalog, images: Mapping[str, str] | None = None
+) -> LocalCluster:
     """The cluster, one task definition per catalog family (awslogs to /ecs/<family>, as the
-    application's own task definitions would have), their log groups, and the default VPC's subnets
-    and security group."""
+    application's own task definitions would have; the image from `images` by family, else
+    `default_image`), their log groups, and the default VPC's subnets and security group."""
+    images = images or {}
     ecs, logs, ec2 = aws.ecs(), aws.logs(), aws.ec2()
     cluster = ecs.create_cluster(clusterName=name, capacityProviders=CAPACITY_PROVIDERS)["cluster"]
     role_arn = f"arn:aws:iam::{ACCOUNT_ID}:role/{name}-task"
@@ -63,7 +78,7 @@ def create_cluster(aws: LocalAws, name: str, catalog: Catalog) -> LocalCluster:
             containerDefinitions=[
                 {
                     "name": spec.container,
-                    "image": f"{ACCOUNT_ID}.dkr.ecr.{aws.region}.amazonaws.com/{family}:local",
+                    "image": images.get(family) or default_image(family, aws.region),
                     # moto needs a container-level memory (field notes); Fargate ignores it.
                     "memory": spec.memory,
                     "essential": True,

@@ -32,12 +32,12 @@ def make_console() -> Console:
     return console if console.is_terminal else Console(highlight=False, width=PIPE_WIDTH)
 
 
-def _parameters(values: tuple[str, ...]) -> dict[str, str]:
+def _pairs(values: tuple[str, ...], option: str, metavar: str = "NAME=VALUE") -> dict[str, str]:
     pairs = {}
     for value in values:
         name, separator, text = value.partition("=")
         if not separator or not name:
-            raise click.BadParameter(f"{value!r} is not NAME=VALUE", param_hint="--parameter")
+            raise click.BadParameter(f"{value!r} is not {metavar}", param_hint=option)
         pairs[name] = text
     return pairs
 
@@ -88,6 +88,18 @@ def stack_options[F: Callable[..., Any]](function: F) -> F:
             type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
             help="The functions' POWERTOOLS_LOG_LEVEL.",
         ),
+        click.option(
+            "--image",
+            "images",
+            multiple=True,
+            metavar="FAMILY=IMAGE",
+            help="Run a task definition family's tasks in Docker with this local image (repeatable).",
+        ),
+        click.option(
+            "--no-docker",
+            is_flag=True,
+            help="Run every task as a local process, even where Docker has the task definition's image.",
+        ),
         click.option("--verbose", "-v", is_flag=True, help="Also print the functions' output here."),
     ]
     for decorator in reversed(decorators):
@@ -104,13 +116,15 @@ def build_options(
         root=find_root(given["root"]),
         region=given["region"],
         catalog_path=given["catalog"],
-        parameters=_parameters(given["parameters"]),
+        parameters=_pairs(given["parameters"], "--parameter"),
         delays=StartDelays.profile(profile, scale),
         concurrency=given["concurrency"],
         watchdog=False if given["no_watchdog"] else None,
         schedule_seconds=given["schedule_seconds"] or default_schedule,
         log_level=given["log_level"],
         echo=(lambda line: console.print(line, highlight=False, markup=False)) if given["verbose"] else None,
+        docker=not given["no_docker"],
+        images=_pairs(given["images"], "--image", "FAMILY=IMAGE"),
     )
 
 
@@ -120,8 +134,9 @@ def local_group() -> None:
 
     \b
     A local AWS endpoint (moto) with the queues, table and rule created from template.yaml; the
-    real dispatch and track handlers; tasks run as local processes from samples/, with their output in
-    CloudWatch Logs and their state changes as ECS events.
+    real dispatch and track handlers; tasks run in Docker where the engine has their image, else as
+    local processes from samples/, with their output in CloudWatch Logs and their state changes as
+    ECS events.
     """
 
 
@@ -176,6 +191,12 @@ def demo(**given: Any) -> None:
     raise SystemExit(code)
 
 
+def _task_runner(stack: LocalStack) -> str:
+    if stack.docker is None:
+        return "as local processes in samples/"
+    return f"in Docker ({stack.docker.binary}) where it has the image, else as local processes in samples/"
+
+
 def _print_ready(console: Console, stack: LocalStack, state_path: Path, seconds: float) -> None:
     state = stack.state()
     endpoint, queue = state["endpoint_url"], state["queue_url"]
@@ -188,6 +209,7 @@ def _print_ready(console: Console, stack: LocalStack, state_path: Path, seconds:
         ("job table", state["table_name"]),
         ("cluster", state["cluster"]),
         ("state file", state_path),
+        ("tasks run", _task_runner(stack)),
     ):
         console.print(f"  {label:<11} {value}", markup=False)
     for line in stack.skipped:

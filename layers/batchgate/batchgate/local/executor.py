@@ -1,8 +1,9 @@
-"""The local ECS executor: runs the tasks that RunTask started in the local cluster as local processes.
+"""The local ECS executor: runs the tasks that RunTask started in the local cluster.
 
 moto records a RunTask and stops there. The executor watches the cluster (ListTasks/DescribeTasks),
-runs each new task's container command as a subprocess (cwd = the repository's samples/ folder, which
-stands in for the container images), streams its output into the task's awslogs stream, and
+runs each new task's container: in Docker when a Docker engine answers and already has the task
+definition's image, else its command as a subprocess (cwd = the repository's samples/ folder, which
+stands in for the container images). It streams the output into the task's awslogs stream, and
 publishes the task's state changes through EventBridge as ECS would: PROVISIONING, PENDING, RUNNING,
 DEPROVISIONING and STOPPED, with timestamps, increasing `detail.version`, the exit code and the stop
 code. A StopTask (desiredStatus STOPPED in the endpoint) terminates the process: stop code
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batchgate.local.cloudwatch import LogShipper
+from batchgate.local.docker import DockerEngine
 from batchgate.local.endpoint import LocalAws
 from batchgate.local.processes import die_with_parent, exit_status, stop_process
 from batchgate.local.task_state import (
@@ -53,6 +55,14 @@ START_PROFILES: dict[str, dict[str, float]] = {
 }
 # What a container inherits from the host: enough to run, and nothing secret.
 INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+# What the `docker` client needs to find its engine (never passed into the container).
+DOCKER_CLIENT_VARIABLES = (
+    "DOCKER_HOST",
+    "DOCKER_CONTEXT",
+    "DOCKER_CONFIG",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+)
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,7 @@ class TaskEnvironment:
     aws: LocalAws
     delays: StartDelays = field(default_factory=StartDelays)
     stop_grace_seconds: float = 2.0
+    docker: DockerEngine | None = None  # None: every task runs as a local process
 
 
 class ContainerProcess:
@@ -153,6 +164,31 @@ class ContainerProcess:
 
     def close(self) -> None:
         self._reader.join(timeout=5)
+
+
+class DockerContainer(ContainerProcess):
+    """The container in Docker. The `docker run` client is the process: its output is the container's
+    and its exit status the container's. A stop goes through the engine, so that the container itself
+    gets SIGTERM, then SIGKILL after the grace period, and not only its client."""
+
+    def __init__(
+        self,
+        engine: DockerEngine,
+        name: str,
+        *,
+        argv: list[str],
+        environment: dict[str, str],
+        workdir: Path,
+        shipper: LogShipper,
+    ) -> None:
+        self._engine = engine
+        self._name = name
+        super().__init__(argv, environment, workdir, shipper)
+
+    def stop(self, grace_seconds: float) -> int:
+        if self.wait(0) is None:
+            self._engine.stop(self._name, grace_seconds)
+        return super().stop(grace_seconds)
 
 
 class TaskRun:
@@ -219,10 +255,10 @@ class TaskRun:
         state.stamp("pullStoppedAt")
         shipper = self._shipper()
         try:
-            process = ContainerProcess(self._argv(), self._environment(), self._env.workdir, shipper)
+            process = self._start_container(shipper)
         except OSError as error:
-            argv = " ".join(self._argv())
-            return self._failed(f"CannotStartContainerError: {error.strerror or error}: {argv}")
+            words = ": ".join(str(part) for part in (error.strerror or error, error.filename) if part)
+            return self._failed(f"CannotStartContainerError: {words}")
         try:
             self._publish(state.change("RUNNING", "startedAt"))
             self._supervise(process, shipper)
@@ -274,19 +310,48 @@ class TaskRun:
         shipper.open()
         return shipper
 
+    def _start_container(self, shipper: LogShipper) -> ContainerProcess:
+        """In Docker when the engine has the image, else as a local process."""
+        engine, container = self._env.docker, self._container
+        variables = self._task_variables()
+        if engine is not None and engine.has_image(container.image):
+            name = f"batchgate-{self._state.task_id}"
+            argv = engine.run_argv(
+                name=name,
+                image=container.image,
+                entry_point=container.entry_point,
+                command=self._command(),
+                environment=variables,
+                labels={"batchgate.task-arn": self.task_arn},
+            )
+            client = _inherited(INHERITED_VARIABLES + DOCKER_CLIENT_VARIABLES)
+            return DockerContainer(
+                engine,
+                name,
+                argv=argv,
+                environment={**client, **variables},
+                workdir=self._env.workdir,
+                shipper=shipper,
+            )
+        environment = {**_inherited(INHERITED_VARIABLES), **variables}
+        return ContainerProcess(self._argv(), environment, self._env.workdir, shipper)
+
+    def _command(self) -> list[str]:
+        """ECS semantics: the override's command replaces the task definition's."""
+        return list(self._override("command") or self._container.command)
+
     def _argv(self) -> list[str]:
-        """ECS semantics: the override's command replaces the image's; the entry point stays."""
-        command = self._override("command") or list(self._container.command)
-        argv = [*self._container.entry_point, *command]
+        """The command as a local process: the entry point stays, and the image's python is this
+        environment's."""
+        argv = [*self._container.entry_point, *self._command()]
         if argv and argv[0] in PYTHON_COMMANDS:
-            argv[0] = sys.executable  # the image's python is this environment's
+            argv[0] = sys.executable
         return argv
 
-    def _environment(self) -> dict[str, str]:
-        inherited = {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
+    def _task_variables(self) -> dict[str, str]:
+        """The container's environment as ECS would give it, plus the local endpoint's settings."""
         overrides = {item["name"]: item["value"] for item in self._override("environment") or ()}
         return {
-            **inherited,
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
             "AWS_EXECUTION_ENV": f"AWS_ECS_{self._state.launch_type}",
@@ -412,3 +477,7 @@ class LocalExecutor:
     def _note(self, message: str) -> None:
         self.errors.append(message)
         print(f"batchgate local: {message}", file=sys.stderr)
+
+
+def _inherited(names: tuple[str, ...]) -> dict[str, str]:
+    return {name: os.environ[name] for name in names if name in os.environ}

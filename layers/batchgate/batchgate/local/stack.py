@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from batchgate.catalog import Catalog, load_catalog
-from batchgate.local.cluster import LocalCluster, create_cluster
+from batchgate.local.cluster import LocalCluster, create_cluster, families
+from batchgate.local.docker import DockerEngine, DockerUnavailable
 from batchgate.local.endpoint import LocalAws, MotoEndpoint
 from batchgate.local.errors import StackFailure
 from batchgate.local.executor import LocalExecutor, StartDelays, TaskEnvironment
@@ -63,6 +64,8 @@ class StackOptions:
     state_path: Path | None = None
     log_level: str | None = None
     echo: Callable[[str], None] | None = None  # functions' output, for --verbose
+    docker: bool = True  # run a task in Docker when an engine answers and has its image
+    images: Mapping[str, str] = field(default_factory=dict)  # task definition family -> image
 
 
 class LocalStack:
@@ -78,6 +81,7 @@ class LocalStack:
         self.aws: LocalAws | None = None
         self.cluster: LocalCluster | None = None
         self.resources: StackResources | None = None
+        self.docker: DockerEngine | None = None
 
     # --- what other parts read -------------------------------------------------------------------------
 
@@ -158,8 +162,9 @@ class LocalStack:
         # The SAM translator takes most of a second to import: meanwhile the endpoint starts.
         preloading = threading.Thread(target=preload_translator, name="preload-translator", daemon=True)
         preloading.start()
+        self.docker = self._docker_engine()
         self.aws = aws = LocalAws(self.endpoint.start(), options.region)
-        self.cluster = create_cluster(aws, options.stack_name, self.catalog)
+        self.cluster = create_cluster(aws, options.stack_name, self.catalog, options.images)
         preloading.join()
         template_path = options.root / TEMPLATE
         parameters = parameter_values(
@@ -176,6 +181,7 @@ class LocalStack:
                 aws=aws,
                 delays=options.delays,
                 stop_grace_seconds=options.stop_grace_seconds,
+                docker=self.docker,
             ),
         )
         self._executor.start()
@@ -196,6 +202,38 @@ class LocalStack:
             self._watchdog = TimeoutWatchdog(self.table(), self.catalog, aws.ecs(), self.cluster.arn)
             self._watchdog.start()
         self._write_state()
+
+    def _docker_engine(self) -> DockerEngine | None:
+        """The engine that runs tasks whose image it has; None: every task runs as a local process.
+        An image named with `--image` must be there: the local stack never pulls."""
+        options = self.options
+        known = families(self.catalog)
+        unknown = sorted(set(options.images) - set(known))
+        if unknown:
+            raise StackFailure(
+                f"--image {', '.join(unknown)}: not a task definition family of the catalog "
+                f"(families: {', '.join(known)})"
+            )
+        if not options.docker:
+            if options.images:
+                raise StackFailure("--image runs the task in Docker, which --no-docker turns off")
+            return None
+        if not options.images:
+            return DockerEngine.detect()
+        engine = DockerEngine()
+        try:
+            engine.check()
+        except DockerUnavailable as error:
+            raise StackFailure(f"--image needs a Docker engine: {error}") from error
+        missing = [
+            f"{family}={image}" for family, image in options.images.items() if not engine.has_image(image)
+        ]
+        if missing:
+            raise StackFailure(
+                f"the Docker engine has no image {', '.join(missing)}: build or pull it first "
+                "(the local stack never pulls)"
+            )
+        return engine
 
     def _write_state(self) -> None:
         path = self.options.state_path or local_state_path()
