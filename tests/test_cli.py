@@ -55,6 +55,7 @@ def failed_payroll_job(harness: CliHarness) -> str:
         ["show"],
         ["logs"],
         ["stats"],
+        ["whatif"],
         ["cancel"],
         ["retry"],
         ["dlq"],
