@@ -30,22 +30,14 @@ from batchgate.strategy import plan_launch
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from bench._aws_calls import CallCounter
+from bench._figures import Figure, figures_table
+
 PLAN_CALLS = 20_000
 PATH_JOBS = 5_000
 RUN_TASK_CALLS = 200
 PROVIDER = "cp-ec2"
 CLUSTER = "batchgate-bench"
-
-
-class CallCounter:
-    def __init__(self, *clients: Any) -> None:
-        self.calls: list[str] = []
-        for client in clients:
-            # First, so that it also sees calls a botocore Stubber answers.
-            client.meta.events.register_first("before-call.*.*", self._count)
-
-    def _count(self, model: Any, **_: Any) -> None:
-        self.calls.append(model.name)
 
 
 def _timed(function: Callable[[], object], repeat: int) -> list[float]:
@@ -167,8 +159,8 @@ def run() -> str:
         for index in range(len(specs)):
             plan_job(index)
         cold_calls = len(counter.calls)
-        cold_kinds = sorted(set(counter.calls))
-        counter.calls.clear()
+        cold_kinds = sorted({call.operation for call in counter.calls})
+        counter.clear()
         jobs = iter(range(10**9))
         path = _timed(lambda: plan_job(next(jobs)), PATH_JOBS)
         warm_calls = len(counter.calls)
@@ -199,10 +191,21 @@ def run() -> str:
         ("history + capacity + plan_launch, warm caches", PATH_JOBS, path_p50, us(path, 0.99), warm_per_job),
         ("one RunTask on in-process moto (reference)", RUN_TASK_CALLS, moto_p50, us(run_task, 0.99), "1"),
     ]
+    # Calls per second: how many of them one thread makes back to back (the timer's own cost included).
+    path_rate, pure_rate = PATH_JOBS / sum(path), PLAN_CALLS / sum(pure_samples)
+    figures = [
+        Figure(
+            "plan_launch calls/s, warm history and capacity caches (one thread)",
+            "-",
+            f"{path_rate:,.0f}/s (plan_launch alone {pure_rate:,.0f}/s)",
+        ),
+    ]
     lines = [
-        "## plan_launch: the cost of choosing a strategy",
+        "## plan_launch: the cost of choosing a strategy (`bench/plan_launch.py`)",
         "",
         "Per job, measured in one run, in-process (no network). AWS calls counted on the boto3 clients.",
+        "",
+        figures_table(figures),
         "",
         "| what | runs | p50 µs | p99 µs | AWS calls per job |",
         "|---|---:|---:|---:|---:|",

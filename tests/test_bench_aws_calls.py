@@ -1,0 +1,75 @@
+"""The benchmarks' hooks on boto3 clients: the call counter, the latency injector, write units."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from bench._aws_calls import ApiCall, CallCounter, LatencyInjector, item_size, write_units
+
+
+def test_counter_sees_stubbed_calls_with_their_parameters() -> None:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    counter = CallCounter(client)
+    with Stubber(client) as stubber:
+        stubber.add_response("put_item", {})
+        stubber.add_response("get_item", {})
+        client.put_item(TableName="jobs", Item={"job_id": {"S": "bg-1"}})
+        client.get_item(TableName="jobs", Key={"job_id": {"S": "bg-1"}})
+    assert counter.counts() == {"dynamodb:PutItem": 1, "dynamodb:GetItem": 1}
+    assert [call.table for call in counter.writes()] == ["jobs"]
+    counter.clear()
+    assert counter.calls == []
+
+
+def test_session_hooks_reach_the_clients_it_creates_later() -> None:
+    session = boto3.Session(region_name="us-east-1")
+    counter = CallCounter(session)
+    slept: list[float] = []
+    latency = LatencyInjector(0.05, sleep=slept.append)
+    latency.attach(session)
+    client = session.client("ecs")
+    with Stubber(client) as stubber:
+        stubber.add_response("list_tasks", {"taskArns": []})
+        client.list_tasks(cluster="c")
+    assert counter.counts() == {"ecs:ListTasks": 1}
+    # A Stubber answers before anything is sent: no request, no sleep.
+    assert latency.requests == 0 and slept == []
+
+
+def test_latency_injector_sleeps_once_per_request_sent() -> None:
+    slept: list[float] = []
+    latency = LatencyInjector(0.05, sleep=slept.append)
+    for _ in range(3):
+        latency._delay(request=None)
+    assert latency.requests == 3 and slept == [0.05] * 3
+    quiet = LatencyInjector(0.0, sleep=slept.append)
+    quiet._delay(request=None)
+    assert quiet.requests == 1 and len(slept) == 3
+
+
+def test_item_size_follows_dynamodbs_rules() -> None:
+    # name bytes + value bytes; a number: 1 byte per 2 significant digits + 1.
+    assert item_size({"id": {"S": "abc"}}) == 5
+    assert item_size({"n": {"N": "12345"}}) == 1 + 4
+    assert item_size({"n": {"N": "1000"}}) == 1 + 2
+    assert item_size({"b": {"BOOL": True}, "z": {"NULL": True}}) == 4
+    # Lists and maps: 3 bytes, plus 1 per element.
+    assert item_size({"l": {"L": [{"S": "ab"}, {"S": "c"}]}}) == 1 + 3 + 3 + 2
+    assert item_size({"m": {"M": {"k": {"S": "v"}}}}) == 1 + 3 + 1 + 1 + 1
+
+
+def test_write_units_round_each_item_up_to_a_kilobyte() -> None:
+    small = ApiCall("dynamodb", "PutItem", {"TableName": "t", "Item": {"k": {"S": "x"}}})
+    large = ApiCall("dynamodb", "PutItem", {"TableName": "t", "Item": {"k": {"S": "x" * 1500}}})
+    assert (write_units(small), write_units(large)) == (1, 2)
+    assert write_units(ApiCall("dynamodb", "UpdateItem", {"TableName": "t"})) == 1
+    transaction = ApiCall(
+        "dynamodb",
+        "TransactWriteItems",
+        {"TransactItems": [{"Put": {"TableName": "t", "Item": {"k": {"S": "x"}}}}, {"Delete": {}}]},
+    )
+    assert write_units(transaction) == 4
+    with pytest.raises(ValueError, match="not a DynamoDB write"):
+        write_units(ApiCall("dynamodb", "GetItem", {}))
