@@ -1,0 +1,212 @@
+"""Work per job: every AWS call and DynamoDB write unit of a job's whole life, counted on the real
+handlers' clients.
+
+One job goes submit -> SUCCEEDED in process: the sample's first submit message (events/) as an SQS
+event through the dispatch handler, then the sample task state change events (PROVISIONING, PENDING,
+RUNNING, STOPPED exit 0), rewritten for the task dispatch started, through the track handler. Each
+function is a container with its own counted session. A first job meets cold caches (history, task
+definition); a second job in the same containers shows the steady state.
+
+Write units are counted, not read from DynamoDB (the product does not ask for ReturnConsumedCapacity):
+each write call of the request log, and ceil(item size / 1 KB) per PutItem, the item's size computed as
+DynamoDB bills it (see bench._aws_calls.write_units).
+
+Run with `python -m bench` (all benchmarks) or `python -m bench.work_per_job`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from types import ModuleType
+
+from batchgate.jobs import JobStatus, job_id_for
+from moto import mock_aws
+
+from bench._aws_calls import ApiCall, CallCounter, write_units
+from bench._figures import Figure, at_most, figures_table
+from bench._in_process import (
+    DISPATCH,
+    TRACK,
+    InProcessStack,
+    build_stack,
+    invoke,
+    life_events,
+    load_function,
+    plain_session,
+    quiet_functions,
+    sample_event,
+    sqs_event,
+)
+
+MAX_RUN_TASK_PER_ATTEMPT = 1
+MAX_DISPATCH_WRITES_PER_ATTEMPT = 2
+MAX_TRACK_WRITES_PER_EVENT = 1
+
+
+@dataclass(frozen=True)
+class FunctionWork:
+    function: str
+    calls: list[ApiCall]
+    events: int  # invocations' units of work: messages for dispatch, task events for track
+
+    def counts(self) -> Counter[str]:
+        return Counter(call.operation for call in self.calls)
+
+    def writes(self, tables: dict[str, str], kind: str) -> list[ApiCall]:
+        return [call for call in self.calls if call.is_write and tables.get(call.table or "") == kind]
+
+
+@dataclass(frozen=True)
+class JobWork:
+    label: str
+    dispatch: FunctionWork
+    track: FunctionWork
+    attempts: int
+
+
+def _one_job(
+    stack: InProcessStack,
+    label: str,
+    key: str,
+    modules: dict[str, ModuleType],
+    counters: dict[str, CallCounter],
+) -> JobWork:
+    message = json.loads(sample_event("sqs-submit-batch.json")["Records"][0]["body"])
+    message["idempotency_key"] = f"work-per-job-{key}"
+    for counter in counters.values():
+        counter.clear()
+    response = invoke(modules[DISPATCH], sqs_event([json.dumps(message)], key))
+    if response != {"batchItemFailures": []}:
+        raise RuntimeError(f"dispatch answered {response}")
+    table = stack.table()
+    job = table.get(job_id_for(message["batch"], message["idempotency_key"]))
+    if job is None or job.status is not JobStatus.DISPATCHED:
+        raise RuntimeError(f"dispatch left {job} for {message}")
+    events = life_events(job, stack)
+    for event in events:
+        invoke(modules[TRACK], event)
+    final = table.get(job.job_id)
+    if final is None or final.status is not JobStatus.SUCCEEDED:
+        raise RuntimeError(f"job {job.job_id} ended {final.status if final else None}")
+    return JobWork(
+        label,
+        FunctionWork(DISPATCH, counters[DISPATCH].calls, 1),
+        FunctionWork(TRACK, counters[TRACK].calls, len(events)),
+        len(final.attempts),
+    )
+
+
+def measure() -> tuple[list[JobWork], dict[str, str]]:
+    with mock_aws(), quiet_functions():
+        stack = build_stack()
+        modules: dict[str, ModuleType] = {}
+        counters: dict[str, CallCounter] = {}
+        for function in (DISPATCH, TRACK):
+            session = plain_session()
+            counters[function] = CallCounter(session)
+            modules[function] = load_function(stack, function, session)
+        jobs = [
+            _one_job(stack, label, key, modules, counters)
+            for label, key in (("first job, cold containers", "cold"), ("next job, warm", "warm"))
+        ]
+        return jobs, stack.table_names()
+
+
+def _calls_cell(work: FunctionWork) -> str:
+    return ", ".join(f"{name} {count}" for name, count in sorted(work.counts().items()))
+
+
+def report(jobs: list[JobWork], tables: dict[str, str]) -> str:
+    rows = []
+    for job in jobs:
+        for work in (job.dispatch, job.track):
+            job_writes, history_writes = work.writes(tables, "job"), work.writes(tables, "history")
+            unit = "message" if work.function == DISPATCH else "events"
+            rows.append(
+                f"| {job.label} | {work.function} ({work.events} {unit}) "
+                f"| {_calls_cell(work)} | {len(work.calls)} | {len(job_writes)} / {len(history_writes)} "
+                f"| {sum(map(write_units, job_writes))} / {sum(map(write_units, history_writes))} |"
+            )
+    steady = jobs[-1]
+    attempts = steady.attempts
+    run_tasks = steady.dispatch.counts()["RunTask"] / attempts
+    dispatch_writes = len(steady.dispatch.writes(tables, "job"))
+    # The job item's creation happens once per job (for a rejected message too), not per attempt.
+    per_attempt = (dispatch_writes - 1) / attempts
+    track_events = steady.track.events
+    track_job_writes = len(steady.track.writes(tables, "job")) / track_events
+    track_all_writes = len([call for call in steady.track.calls if call.is_write]) / track_events
+    total_calls = len(steady.dispatch.calls) + len(steady.track.calls)
+    total_units = sum(
+        write_units(call) for call in steady.dispatch.calls + steady.track.calls if call.is_write
+    )
+    figures = [
+        at_most(
+            "dispatch: RunTask calls per attempt",
+            run_tasks,
+            MAX_RUN_TASK_PER_ATTEMPT,
+            f"≤ {MAX_RUN_TASK_PER_ATTEMPT}",
+            f"{run_tasks:g}",
+        ),
+        at_most(
+            "dispatch: job-table writes per attempt (after the job's creation)",
+            per_attempt,
+            MAX_DISPATCH_WRITES_PER_ATTEMPT,
+            f"≤ {MAX_DISPATCH_WRITES_PER_ATTEMPT}",
+            f"{per_attempt:g} (+1 creating the job: {dispatch_writes} for a one-attempt job)",
+        ),
+        at_most(
+            "track: job-table writes per task event",
+            track_job_writes,
+            MAX_TRACK_WRITES_PER_EVENT,
+            f"≤ {MAX_TRACK_WRITES_PER_EVENT}",
+            f"{track_job_writes:g}",
+        ),
+        at_most(
+            "track: writes per task event, all tables",
+            track_all_writes,
+            MAX_TRACK_WRITES_PER_EVENT,
+            f"≤ {MAX_TRACK_WRITES_PER_EVENT}",
+            f"{track_all_writes:g} (the STOPPED event also writes the history table)",
+        ),
+        Figure(
+            "AWS calls and write units per job, submit -> SUCCEEDED (warm)",
+            "-",
+            f"{total_calls} calls, {total_units} WCU",
+        ),
+    ]
+    lines = [
+        "## Work per job (`bench/work_per_job.py`)",
+        "",
+        "One job's whole life, submit -> SUCCEEDED, through the real dispatch and track handlers in "
+        "process (in-process moto): the sample's first submit message, then the sample task events "
+        "PROVISIONING, PENDING, RUNNING, STOPPED (exit 0) rewritten for the task dispatch started. Every "
+        "call counted on the handlers' own clients (botocore `before-parameter-build`). Write units: "
+        "counted from the requests, ceil(item size / 1 KB) per PutItem with the item size as DynamoDB "
+        "bills it (not read back with ReturnConsumedCapacity).",
+        "",
+        figures_table(figures),
+        "",
+        "| job | function | AWS calls | total | writes job / history table | WCU job / history table |",
+        "|---|---|---|---:|---|---|",
+        *rows,
+        "",
+        "- Dispatch per job: the job item's conditional creation, the attempt written before RunTask, "
+        "RunTask, the task recorded; the first job of a container also reads each batch's history (one "
+        "Query per batch per minute, per thread that misses the cache).",
+        "- Track per task event: one GetItem and one conditional PutItem of the job; once per task "
+        "definition per container a DescribeTaskDefinition (log pointer); once per finished attempt a "
+        "GetItem and a conditional PutItem of the history table (plan_launch's input).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run() -> str:
+    return report(*measure())
+
+
+if __name__ == "__main__":
+    print(run())
