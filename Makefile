@@ -9,6 +9,8 @@ PYTHON312 := $(shell for p in python3.12 /root/.pyenv/versions/3.12*/bin/python3
 # sam build looks for python3.12 on PATH: the venv provides it.
 export PATH := $(abspath $(BIN)):$(PATH)
 export AWS_DEFAULT_REGION ?= us-east-1
+# Tests and benchmarks talk to moto only: never let the SDK look for an instance metadata endpoint.
+export AWS_EC2_METADATA_DISABLED := true
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: install test test-fast lint format build validate invoke run bench lock clean

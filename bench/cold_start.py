@@ -75,11 +75,16 @@ def lambda_environment(
     function: str, variables: Mapping[str, str], task_root: Path, layer: Path
 ) -> dict[str, str]:
     """What a Python Lambda process has: the function's variables and the runtime's own, nothing else
-    of this shell (credentials are not needed to create clients)."""
+    of this shell. Lambda gives the execution role's credentials as variables; stand-ins here, so
+    that creating a client resolves them at once and never asks an instance metadata endpoint."""
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/tmp"),
         "LANG": "en_US.UTF-8",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
         "AWS_LAMBDA_FUNCTION_NAME": function,
