@@ -250,7 +250,10 @@ def report(measurement: Measurement) -> str:
         "import includes its module-level set-up: settings, the catalog and the boto3 clients it keeps "
         "for the container (the self time of `app` in the breakdown). Lambda's file system is "
         "read-only and the layer ships no .pyc files, so there every cold start also compiles the "
-        "layer's modules: these times are a lower bound.",
+        "layer's modules: these times are a lower bound. The clients are made at import on purpose: "
+        "Lambda runs the init phase on a full vCPU and the handler on a share proportional to its "
+        "memory, so a client made on first use would cost the first invocation more than it saves "
+        "here.",
         "",
         figures_table(figures),
         "",
