@@ -195,7 +195,7 @@ def report(jobs: list[JobWork], tables: dict[str, str]) -> str:
         "",
         "- Dispatch per job: the job item's conditional creation, the attempt written before RunTask, "
         "RunTask, the task recorded; the first job of a container also reads each batch's history (one "
-        "Query per batch per minute, per thread that misses the cache).",
+        "Query per batch per minute, however many threads plan at once).",
         "- Track per task event: one GetItem and one conditional PutItem of the job; once per task "
         "definition per container a DescribeTaskDefinition (log pointer); once per finished attempt a "
         "GetItem and a conditional PutItem of the history table (plan_launch's input).",

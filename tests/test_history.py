@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
@@ -184,6 +186,26 @@ def test_summaries_are_cached_per_batch(stack: Stack) -> None:
     assert table.summaries("payroll-calculation") == {}  # still the cached read
     now[0] = 61
     assert table.summaries("payroll-calculation")["EC2"].start_p50 == pytest.approx(9, rel=TOLERANCE)
+
+
+def test_concurrent_callers_on_a_cold_cache_make_one_query(stack: Stack) -> None:
+    """A cold dispatch container plans a batch of jobs on several threads at once: one Query."""
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    create_history_table(client)
+    table = HistoryTable(HISTORY_TABLE, client, cache_seconds=60)
+    table.record("payroll-calculation", AttemptObservation("EC2", succeeded=True, start_seconds=9))
+    queries: list[str] = []
+
+    def slow_query(**_: Any) -> None:
+        queries.append("Query")
+        time.sleep(0.05)  # long enough for every thread to arrive while it runs
+
+    client.meta.events.register("before-call.dynamodb.Query", slow_query)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        seen = list(pool.map(lambda _: table.summaries("payroll-calculation"), range(8)))
+
+    assert queries == ["Query"]
+    assert all(summaries["EC2"].observed == 1 for summaries in seen)
 
 
 def test_track_handler_writes_history_when_configured(

@@ -64,6 +64,7 @@ class HistoryTable:
         self._wall_clock = wall_clock
         self._cache: dict[str, tuple[float, dict[str, HistorySummary]]] = {}
         self._lock = threading.Lock()
+        self._refreshing: dict[str, threading.Lock] = {}  # batch -> held while its Query runs
 
     def get(self, batch: str, strategy: str) -> tuple[StrategyHistory, int]:
         """The stored history and its version (0 when there is none yet)."""
@@ -108,12 +109,22 @@ class HistoryTable:
         raise ConcurrentUpdateError(f"history {batch}/{observation.strategy}")
 
     def summaries(self, batch: str) -> Mapping[str, HistorySummary]:
-        """Every strategy's summary for a batch (one Query), cached for `cache_seconds`."""
-        now = self._clock()
+        """Every strategy's summary for a batch (one Query), cached for `cache_seconds`. Concurrent
+        callers of a batch whose cache is cold or stale wait for one Query instead of each making one."""
         with self._lock:
-            cached = self._cache.get(batch)
+            refreshing = self._refreshing.setdefault(batch, threading.Lock())
+        with refreshing:
+            now = self._clock()
+            with self._lock:
+                cached = self._cache.get(batch)
             if cached is not None and now - cached[0] < self.cache_seconds:
                 return cached[1]
+            summaries = self._query(batch)
+            with self._lock:
+                self._cache[batch] = (now, summaries)
+            return summaries
+
+    def _query(self, batch: str) -> dict[str, HistorySummary]:
         summaries: dict[str, HistorySummary] = {}
         request: dict[str, Any] = {
             "TableName": self.table_name,
@@ -132,6 +143,4 @@ class HistoryTable:
             if not token:
                 break
             request["ExclusiveStartKey"] = token
-        with self._lock:
-            self._cache[batch] = (now, summaries)
         return summaries
