@@ -328,14 +328,15 @@ STATUS_CHOICE = click.Choice([status.value for status in JobStatus], case_sensit
 # --- submit -------------------------------------------------------------------------------------------
 
 
-def _environment_pairs(values: Iterable[str], option: str = "--env") -> dict[str, str]:
-    environment: dict[str, str] = {}
+def name_value_pairs(values: Iterable[str], option: str, metavar: str = "NAME=VALUE") -> dict[str, str]:
+    """Repeated `NAME=VALUE` options as a dict (a later name wins); a usage error names the option."""
+    pairs: dict[str, str] = {}
     for value in values:
         name, separator, content = value.partition("=")
         if not separator or not name:
-            raise click.BadParameter(f"{value!r} is not NAME=VALUE", param_hint=option)
-        environment[name] = content
-    return environment
+            raise click.BadParameter(f"{value!r} is not {metavar}", param_hint=option)
+        pairs[name] = content
+    return pairs
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
@@ -381,7 +382,7 @@ def submit(
     from batchgate.messages import RejectedMessage
 
     state = app(ctx)
-    environment = _environment_pairs(env)
+    environment = name_value_pairs(env, "--env")
     deadline_at = None
     if deadline is not None:
         deadline_at = _future_time(ctx, deadline)
@@ -1029,7 +1030,7 @@ def whatif(
     from batchgate.whatif.report import notes
     from batchgate.whatif.trace import TraceError, load_trace
 
-    pairs = _environment_pairs(overrides, option="--set")
+    pairs = name_value_pairs(overrides, "--set")
     table_options = [
         name
         for name in ("since", "until", "batch")

@@ -14,6 +14,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from batchgate.cli import name_value_pairs
 from batchgate.local.demo import run_demo
 from batchgate.local.errors import StackFailure
 from batchgate.local.executor import START_PROFILES, StartDelays
@@ -30,16 +31,6 @@ def make_console() -> Console:
     """Wide when piped (make, CI logs), like the rest of the CLI."""
     console = Console(highlight=False)
     return console if console.is_terminal else Console(highlight=False, width=PIPE_WIDTH)
-
-
-def _pairs(values: tuple[str, ...], option: str, metavar: str = "NAME=VALUE") -> dict[str, str]:
-    pairs = {}
-    for value in values:
-        name, separator, text = value.partition("=")
-        if not separator or not name:
-            raise click.BadParameter(f"{value!r} is not {metavar}", param_hint=option)
-        pairs[name] = text
-    return pairs
 
 
 def stack_options[F: Callable[..., Any]](function: F) -> F:
@@ -116,7 +107,7 @@ def build_options(
         root=find_root(given["root"]),
         region=given["region"],
         catalog_path=given["catalog"],
-        parameters=_pairs(given["parameters"], "--parameter"),
+        parameters=name_value_pairs(given["parameters"], "--parameter"),
         delays=StartDelays.profile(profile, scale),
         concurrency=given["concurrency"],
         watchdog=False if given["no_watchdog"] else None,
@@ -124,7 +115,7 @@ def build_options(
         log_level=given["log_level"],
         echo=(lambda line: console.print(line, highlight=False, markup=False)) if given["verbose"] else None,
         docker=not given["no_docker"],
-        images=_pairs(given["images"], "--image", "FAMILY=IMAGE"),
+        images=name_value_pairs(given["images"], "--image", "FAMILY=IMAGE"),
     )
 
 
