@@ -27,6 +27,7 @@ from tests.integration.local_stack import BATCHGATE, Stack, running_stack
 pytestmark = pytest.mark.integration
 
 STAND_IN_IMAGE = "example/reports:1"
+MISSING_COMMAND = "no-such-batch-program"
 REAL_IMAGE = "batchgate-test/busybox:local"
 # report-export's command in these stacks: a shell script, so that it runs in a busybox image too.
 EXPORT_SCRIPT = (
@@ -47,6 +48,8 @@ class DockerStack:
 def shell_export_catalog(directory: Path) -> Path:
     document = json.loads(resources.files("batchgate").joinpath("catalog.json").read_text())
     document["batches"]["report-export"]["command"] = ["sh", "-c", EXPORT_SCRIPT]
+    # A command that does not exist, once (no retry of the start failure).
+    document["batches"]["attendance-import"] |= {"command": [MISSING_COMMAND], "max_attempts": 1}
     path = directory / "catalog.json"
     path.write_text(json.dumps(document))
     return path
@@ -177,3 +180,16 @@ def test_a_family_without_an_image_still_runs_as_a_local_process(docker_stack: D
     if docker_stack.calls_dir is not None:
         runs = [call for call in docker_calls(docker_stack.calls_dir) if call[0] == "run"]
         assert not any("payroll" in " ".join(call) for call in runs)
+
+
+def test_a_command_that_cannot_start_fails_the_task_to_start(docker_stack: DockerStack) -> None:
+    stack = docker_stack.stack
+    job = stack.wait_for(
+        stack.submit("attendance-import", ["uploads/a.csv"], f"no-start-{docker_stack.engine}")
+    )
+
+    assert job.status is JobStatus.FAILED
+    assert job.attempt is not None and job.attempt.stop_code == "TaskFailedToStart"
+    assert job.attempt.stopped_reason == (
+        f"CannotStartContainerError: No such file or directory: {MISSING_COMMAND} uploads/a.csv"
+    )

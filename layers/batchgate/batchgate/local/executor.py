@@ -112,6 +112,10 @@ class ContainerDefinition:
         return f"{self.log_stream_prefix}/{self.name}/{task_id}" if self.log_stream_prefix else task_id
 
 
+class CannotStartContainer(Exception):
+    """The container's process could not be started (no such command, not executable)."""
+
+
 @dataclass(frozen=True)
 class TaskEnvironment:
     """Where and how the executor runs containers."""
@@ -256,9 +260,8 @@ class TaskRun:
         shipper = self._shipper()
         try:
             process = self._start_container(shipper)
-        except OSError as error:
-            words = ": ".join(str(part) for part in (error.strerror or error, error.filename) if part)
-            return self._failed(f"CannotStartContainerError: {words}")
+        except CannotStartContainer as error:
+            return self._failed(f"CannotStartContainerError: {error}")
         try:
             self._publish(state.change("RUNNING", "startedAt"))
             self._supervise(process, shipper)
@@ -314,27 +317,32 @@ class TaskRun:
         """In Docker when the engine has the image, else as a local process."""
         engine, container = self._env.docker, self._container
         variables = self._task_variables()
-        if engine is not None and engine.has_image(container.image):
-            name = f"batchgate-{self._state.task_id}"
-            argv = engine.run_argv(
-                name=name,
-                image=container.image,
-                entry_point=container.entry_point,
-                command=self._command(),
-                environment=variables,
-                labels={"batchgate.task-arn": self.task_arn},
-            )
-            client = _inherited(INHERITED_VARIABLES + DOCKER_CLIENT_VARIABLES)
-            return DockerContainer(
-                engine,
-                name,
-                argv=argv,
-                environment={**client, **variables},
-                workdir=self._env.workdir,
-                shipper=shipper,
-            )
-        environment = {**_inherited(INHERITED_VARIABLES), **variables}
-        return ContainerProcess(self._argv(), environment, self._env.workdir, shipper)
+        argv: list[str] = []
+        try:
+            if engine is not None and engine.has_image(container.image):
+                name = f"batchgate-{self._state.task_id}"
+                argv = engine.run_argv(
+                    name=name,
+                    image=container.image,
+                    entry_point=container.entry_point,
+                    command=self._command(),
+                    environment=variables,
+                    labels={"batchgate.task-arn": self.task_arn},
+                )
+                client = _inherited(INHERITED_VARIABLES + DOCKER_CLIENT_VARIABLES)
+                return DockerContainer(
+                    engine,
+                    name,
+                    argv=argv,
+                    environment={**client, **variables},
+                    workdir=self._env.workdir,
+                    shipper=shipper,
+                )
+            argv = self._argv()
+            environment = {**_inherited(INHERITED_VARIABLES), **variables}
+            return ContainerProcess(argv, environment, self._env.workdir, shipper)
+        except OSError as error:
+            raise CannotStartContainer(f"{error.strerror or error}: {' '.join(argv)}") from error
 
     def _command(self) -> list[str]:
         """ECS semantics: the override's command replaces the task definition's."""
