@@ -6,12 +6,14 @@ into a temporary directory and never touches the repository's .aws-sam/.
 
 from __future__ import annotations
 
+import marshal
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import layer_build
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -99,6 +101,26 @@ def test_sam_build_packages_the_layer_and_both_functions(tmp_path: Path) -> None
         line.split("==") for line in (ROOT / "layers" / "batchgate" / "requirements.txt").read_text().split()
     )
     assert shipped == {name: f"{name}-{pins[name]}.dist-info" for name in ("boto3", "botocore")}
+
+    # layer_build.py: arm64 wheels, the models of the services the package calls, and bytecode Lambda
+    # uses from a read-only /opt (hash-based, with the deployed paths).
+    assert [path.name for path in layer.glob("wrapt/_wrappers.*.so")] == [
+        "_wrappers.cpython-312-aarch64-linux-gnu.so"
+    ]
+    models = {path.name for path in (layer / "botocore" / "data").iterdir() if path.is_dir()}
+    assert models == layer_build.BOTOCORE_SERVICES
+    assert sorted(path.name for path in layer.iterdir() if path.is_file()) == [
+        "six.py",
+        "typing_extensions.py",
+    ]
+    sources = list(layer.rglob("*.py"))
+    assert len(sources) > 500
+    for source in sources:
+        pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-312.pyc"
+        header = pyc.read_bytes()[:16]
+        assert int.from_bytes(header[4:8], "little") == 0b01, pyc
+    jobs_pyc = (layer / "batchgate" / "__pycache__" / "jobs.cpython-312.pyc").read_bytes()
+    assert marshal.loads(jobs_pyc[16:]).co_filename == "/opt/python/batchgate/jobs.py"
 
     for function in ("DispatchFunction", "TrackFunction"):
         assert (build_dir / function / "app.py").is_file(), function

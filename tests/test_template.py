@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import layer_build
 import pytest
 from batchgate import history, table
 from batchgate import settings as settings_module
@@ -609,7 +610,20 @@ def test_layer_is_built_from_the_package_with_its_requirements(template: dict[st
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"].rstrip("/") == "layers/batchgate"
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
-    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    # The layer's Makefile runs layer_build.py, which installs wheels for the layer's architecture.
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    makefile = (ROOT / "layers" / "batchgate" / "Makefile").read_text()
+    assert re.search(
+        r"^build-BatchgateLayer:\n\tpython3\.12 layer_build\.py \"\$\(ARTIFACTS_DIR\)\"$", makefile, re.M
+    )
+    assert (
+        layer["Properties"]["CompatibleArchitectures"]
+        == [layer["Metadata"]["BuildArchitecture"]]
+        == ["arm64"]
+    )
+    for function in FUNCTIONS:
+        assert function_setting(template, function, "Architectures") == ["arm64"], function
+    assert "manylinux2014_aarch64" in layer_build.PIP_PLATFORM
     assert (ROOT / "layers" / "batchgate" / "batchgate" / "__init__.py").is_file()
     requirements = [line for line in LAYER_REQUIREMENTS.read_text().splitlines() if line.strip()]
     # boto3 and botocore are pinned together: the tracer's aws-xray-sdk pulls in botocore, which

@@ -1,0 +1,107 @@
+"""Builds the BatchgateLayer for Lambda: `sam build` runs it through this folder's Makefile.
+
+What it adds to a plain `pip install` of the requirements, and why:
+- Wheels for the layer's platform (arm64, CPython 3.12), whatever machine builds it.
+- botocore keeps the models of the services the batchgate package calls, not all ~400: creating the
+  first client lists every model folder, and the zip Lambda downloads shrinks by about two thirds.
+- Every module is compiled to bytecode. /opt is read-only in Lambda, so without .pyc files each cold
+  start compiles everything it imports again. The bytecode is hash-based and unchecked, because `sam
+  build` zips files with no timestamps (1980-01-01): timestamp-based .pyc would never match their
+  sources there. Paths in the bytecode are /opt/python/..., where Lambda puts the layer, so tracebacks
+  name the files ops can find.
+
+Run: python3.12 layer_build.py ARTIFACTS_DIR
+"""
+
+from __future__ import annotations
+
+import compileall
+import py_compile
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REQUIREMENTS = HERE / "requirements.txt"
+PACKAGE = HERE / "batchgate"
+# Where Lambda extracts a layer; Python layers keep their packages in python/ under it.
+DEPLOYED_SITE = "/opt/python"
+# template.yaml: the functions and the layer are arm64, on the python3.12 runtime.
+PIP_PLATFORM = ("--platform", "manylinux2014_aarch64", "--implementation", "cp", "--python-version", "3.12")
+RUNTIME_VERSION = (3, 12)
+# The services the batchgate package creates clients for (a test keeps this in step with the code;
+# batchgate.local is the developer's local stack and never runs in Lambda).
+BOTOCORE_SERVICES = frozenset({"cloudformation", "dynamodb", "ecs", "lambda", "logs", "sqs"})
+
+
+def install_requirements(site: Path, requirements: Path = REQUIREMENTS) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-compile",
+            "--only-binary=:all:",
+            *PIP_PLATFORM,
+            "--target",
+            str(site),
+            "-r",
+            str(requirements),
+        ],
+        check=True,
+    )
+    # Console scripts of the requirements (jmespath's): nothing in Lambda runs them.
+    shutil.rmtree(site / "bin", ignore_errors=True)
+
+
+def copy_package(site: Path, package: Path = PACKAGE) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(package, site / package.name, ignore=ignore, dirs_exist_ok=True)
+
+
+def prune_botocore_models(site: Path, keep: Iterable[str] = BOTOCORE_SERVICES) -> list[str]:
+    """Removes the model folders of services not in `keep`; returns the services removed. The shared
+    files (endpoints.json, partitions.json, retry and default settings) stay."""
+    data = site / "botocore" / "data"
+    kept = set(keep)
+    missing = sorted(kept - {path.name for path in data.iterdir() if path.is_dir()})
+    if missing:
+        raise SystemExit(f"botocore has no model for {', '.join(missing)}")
+    removed = sorted(path.name for path in data.iterdir() if path.is_dir() and path.name not in kept)
+    for name in removed:
+        shutil.rmtree(data / name)
+    return removed
+
+
+def compile_bytecode(site: Path, deployed: str = DEPLOYED_SITE) -> None:
+    if sys.version_info[:2] != RUNTIME_VERSION:
+        # Bytecode is specific to the interpreter's minor version: it must be Lambda's.
+        raise SystemExit(f"the layer must be compiled by Python {'.'.join(map(str, RUNTIME_VERSION))}")
+    compiled = compileall.compile_dir(
+        site,
+        ddir=deployed,
+        quiet=1,
+        workers=0,
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
+    if not compiled:
+        raise SystemExit(f"could not compile every module under {site}")
+
+
+def build_layer(artifacts: Path) -> None:
+    site = artifacts / "python"
+    install_requirements(site)
+    copy_package(site)
+    prune_botocore_models(site)
+    compile_bytecode(site)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit(__doc__)
+    build_layer(Path(sys.argv[1]))

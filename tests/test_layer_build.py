@@ -1,0 +1,128 @@
+"""layer_build.py, the BatchgateLayer's build: botocore models kept, bytecode Lambda can use, package copy.
+
+The whole build through `sam build` is checked in test_sam_cli.py."""
+
+from __future__ import annotations
+
+import ast
+import marshal
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import layer_build
+import pytest
+
+PACKAGE = Path(layer_build.__file__).parent / "batchgate"
+# How `sam build` zips a layer: entries with no time, so Lambda's files are dated 1980-01-01.
+ZIP_EPOCH = 315532800
+
+
+def services_the_package_calls() -> set[str]:
+    """Every service named by a `client("...")`-style call in the package outside batchgate.local."""
+    services: set[str] = set()
+    for path in PACKAGE.rglob("*.py"):
+        if path.relative_to(PACKAGE).parts[0] == "local":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name.endswith("client") and isinstance(node.args[0].value, str):
+                services.add(node.args[0].value)
+    return services
+
+
+def test_the_layer_keeps_the_model_of_every_service_the_package_calls() -> None:
+    assert services_the_package_calls() == layer_build.BOTOCORE_SERVICES
+
+
+def fake_botocore(site: Path, services: list[str]) -> Path:
+    data = site / "botocore" / "data"
+    for service in services:
+        (data / service / "2020-01-01").mkdir(parents=True)
+        (data / service / "2020-01-01" / "service-2.json.gz").write_bytes(b"model")
+    for shared in ("endpoints.json", "partitions.json", "_retry.json", "sdk-default-configuration.json"):
+        (data / shared).write_text("{}")
+    return data
+
+
+def test_pruning_removes_other_services_and_keeps_the_shared_files(tmp_path: Path) -> None:
+    data = fake_botocore(tmp_path, ["dynamodb", "ec2", "ecs", "s3", "sqs"])
+
+    removed = layer_build.prune_botocore_models(tmp_path, keep={"dynamodb", "ecs", "sqs"})
+
+    assert removed == ["ec2", "s3"]
+    assert sorted(path.name for path in data.iterdir()) == [
+        "_retry.json",
+        "dynamodb",
+        "ecs",
+        "endpoints.json",
+        "partitions.json",
+        "sdk-default-configuration.json",
+        "sqs",
+    ]
+
+
+def test_pruning_refuses_a_service_botocore_does_not_have(tmp_path: Path) -> None:
+    fake_botocore(tmp_path, ["dynamodb", "ecs"])
+    with pytest.raises(SystemExit, match="botocore has no model for sqs"):
+        layer_build.prune_botocore_models(tmp_path, keep={"dynamodb", "sqs"})
+    # Nothing was removed on the way to the error.
+    assert (tmp_path / "botocore" / "data" / "ecs").is_dir()
+
+
+def import_value(site: Path) -> str:
+    """`sample.VALUE` imported as Lambda does: the files dated 1980, and nothing can be written."""
+    for path in site.rglob("*"):
+        os.utime(path, (ZIP_EPOCH, ZIP_EPOCH))
+    completed = subprocess.run(
+        [sys.executable, "-B", "-c", "import sample; print(sample.VALUE)"],
+        cwd=site,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return completed.stdout.strip()
+
+
+def test_bytecode_is_used_whatever_the_source_timestamps_and_names_the_deployed_path(tmp_path: Path) -> None:
+    (tmp_path / "sample.py").write_text("VALUE = 'compiled'\n")
+    layer_build.compile_bytecode(tmp_path, deployed="/opt/python")
+    # The source changes after the build: only bytecode that is used as it is still says "compiled".
+    (tmp_path / "sample.py").write_text("VALUE = 'source'\n")
+
+    assert import_value(tmp_path) == "compiled"
+    pyc = (tmp_path / "__pycache__" / f"sample.{sys.implementation.cache_tag}.pyc").read_bytes()
+    assert int.from_bytes(pyc[4:8], "little") == 0b01  # hash-based, source never checked (PEP 552)
+    assert marshal.loads(pyc[16:]).co_filename == "/opt/python/sample.py"
+
+
+def test_without_the_build_bytecode_the_source_is_compiled_again(tmp_path: Path) -> None:
+    # The contrast to the test above: a timestamp-based .pyc does not match 1980-dated files.
+    (tmp_path / "sample.py").write_text("VALUE = 'compiled'\n")
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(tmp_path)], check=True)
+    (tmp_path / "sample.py").write_text("VALUE = 'source'\n")
+
+    assert import_value(tmp_path) == "source"
+
+
+def test_compiling_refuses_another_python_version(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(layer_build, "RUNTIME_VERSION", (3, 11))
+    with pytest.raises(SystemExit, match=r"compiled by Python 3\.11"):
+        layer_build.compile_bytecode(tmp_path)
+
+
+def test_the_package_is_copied_without_local_bytecode(tmp_path: Path) -> None:
+    package = tmp_path / "source" / "batchgate"
+    (package / "__pycache__").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "__pycache__" / "__init__.cpython-312.pyc").write_bytes(b"stale")
+    (package / "catalog.json").write_text("{}")
+    site = tmp_path / "python"
+
+    layer_build.copy_package(site, package)
+
+    assert sorted(path.name for path in (site / "batchgate").iterdir()) == ["__init__.py", "catalog.json"]
