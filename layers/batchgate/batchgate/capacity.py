@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from batchgate.aws_clients import ecs_client
+
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
 
@@ -58,11 +60,7 @@ class Ec2Capacity:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if client is None:
-            import boto3
-
-            from batchgate.ecs import CLIENT_CONFIG
-
-            client = boto3.client("ecs", config=CLIENT_CONFIG)
+            client = ecs_client()
         self.cluster = cluster
         self.provider = provider
         self.ttl_seconds = ttl_seconds

@@ -16,6 +16,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from batchgate.aws_clients import dynamodb_client, ecs_client
 from batchgate.cancel import stop_cancelled_task
 from batchgate.capacity import CapacitySnapshot, Ec2Capacity
 from batchgate.catalog import BatchSpec, Catalog, load_catalog
@@ -94,13 +95,16 @@ class Dispatcher:
     @classmethod
     def from_settings(cls, settings: Settings) -> Dispatcher:
         tuning = StrategySettings.from_environment()
+        dynamodb, ecs = dynamodb_client(), ecs_client()  # one of each, shared by the adapters
         return cls(
             catalog=load_catalog(settings.catalog_path),
-            table=JobTable(settings.table_name),
-            ecs=EcsTasks(settings.cluster),
+            table=JobTable(settings.table_name, dynamodb),
+            ecs=EcsTasks(settings.cluster, ecs),
             settings=settings,
             history=(
-                HistoryTable(settings.history_table_name, cache_seconds=tuning.history_cache_seconds)
+                HistoryTable(
+                    settings.history_table_name, dynamodb, cache_seconds=tuning.history_cache_seconds
+                )
                 if settings.history_table_name
                 else None
             ),
@@ -108,6 +112,7 @@ class Dispatcher:
                 Ec2Capacity(
                     settings.cluster,
                     settings.ec2_capacity_provider,
+                    ecs,
                     ttl_seconds=tuning.capacity_cache_seconds,
                 )
                 if settings.ec2_capacity_provider

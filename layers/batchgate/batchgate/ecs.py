@@ -11,16 +11,12 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+
+from batchgate.aws_clients import ecs_client
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
-
-# Short timeouts: a Lambda waiting on a hung connection holds a whole SQS batch hostage. botocore's
-# own retries are safe because every RunTask carries a clientToken.
-CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 3})
 
 RETRYABLE_ERROR_CODES = frozenset(
     {
@@ -87,7 +83,7 @@ class EcsTasks:
 
     def __init__(self, cluster: str, client: ECSClient | None = None) -> None:
         self.cluster = cluster
-        self._client: ECSClient = client or boto3.client("ecs", config=CLIENT_CONFIG)
+        self._client: ECSClient = client or ecs_client()
         self._log_configs: dict[str, dict[str, dict[str, str]]] = {}
         self._lock = threading.Lock()
 

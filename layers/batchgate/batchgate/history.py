@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.exceptions import ClientError
 
+from batchgate.aws_clients import dynamodb_client
 from batchgate.latency_sketch import (
     DEFAULT_HALF_LIFE_SECONDS,
     AttemptObservation,
@@ -57,7 +57,7 @@ class HistoryTable:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.table_name = table_name
-        self._client: DynamoDBClient = client or boto3.client("dynamodb")
+        self._client: DynamoDBClient = client or dynamodb_client()
         self.half_life_seconds = half_life_seconds
         self.cache_seconds = cache_seconds
         self._clock = clock

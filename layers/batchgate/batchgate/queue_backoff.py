@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from batchgate.aws_clients import OnFirstUse, sqs_client
 from batchgate.launch_governor import backoff_seconds
 from batchgate.strategy_settings import StrategySettings
 from batchgate.telemetry import count, logger
@@ -38,11 +39,7 @@ class QueueBackoff:
         client: SQSClient | None = None,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        if client is None:
-            import boto3
-
-            client = boto3.client("sqs")
-        self._client: SQSClient = client
+        self._client = OnFirstUse.given(client, sqs_client)
         self.settings = settings
         self._rand = rand
 
@@ -58,8 +55,9 @@ class QueueBackoff:
             rand=self._rand,
         )
         try:
-            self._client.change_message_visibility(
-                QueueUrl=queue_url(self._client, event_source_arn),
+            client = self._client()
+            client.change_message_visibility(
+                QueueUrl=queue_url(client, event_source_arn),
                 ReceiptHandle=receipt_handle,
                 VisibilityTimeout=seconds,
             )

@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import boto3
-
+from batchgate.aws_clients import OnFirstUse, sqs_client
 from batchgate.jobs import Job, JobStatus, is_job_id
 
 if TYPE_CHECKING:
@@ -81,10 +80,10 @@ def awaited_attempt(job: Job) -> int | None:
 class JobsQueue:
     def __init__(self, queue_url: str, client: SQSClient | None = None) -> None:
         self.queue_url = queue_url
-        self._client: SQSClient = client or boto3.client("sqs")
+        self._client = OnFirstUse.given(client, sqs_client)
 
     def send_relaunch(self, relaunch: Relaunch, delay_seconds: int = 0) -> None:
-        self._client.send_message(
+        self._client().send_message(
             QueueUrl=self.queue_url,
             MessageBody=relaunch.body(),
             DelaySeconds=max(0, min(MAX_DELAY_SECONDS, int(delay_seconds))),

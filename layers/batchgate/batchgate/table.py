@@ -14,10 +14,10 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from batchgate.aws_clients import dynamodb_client
 from batchgate.jobs import Job
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class JobPage:
 class JobTable:
     def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
         self.table_name = table_name
-        self._client: DynamoDBClient = client or boto3.client("dynamodb")
+        self._client: DynamoDBClient = client or dynamodb_client()
 
     def create(self, job: Job) -> Job | None:
         """Write a new job and return it as stored; None when a job with this id exists already

@@ -9,6 +9,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from batchgate.aws_clients import dynamodb_client
 from batchgate.catalog import BatchSpec, Catalog, load_catalog
 from batchgate.ecs import EcsTasks, LogPointer
 from batchgate.history import HistoryTable
@@ -44,11 +45,14 @@ class Tracker:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Tracker:
+        dynamodb = dynamodb_client()  # shared by the job and history tables
         return cls(
             catalog=load_catalog(settings.catalog_path),
-            table=JobTable(settings.table_name),
+            table=JobTable(settings.table_name, dynamodb),
             ecs=EcsTasks(settings.cluster),
-            history=HistoryTable(settings.history_table_name) if settings.history_table_name else None,
+            history=HistoryTable(settings.history_table_name, dynamodb)
+            if settings.history_table_name
+            else None,
             jobs_queue=JobsQueue(settings.jobs_queue_url) if settings.jobs_queue_url else None,
         )
 

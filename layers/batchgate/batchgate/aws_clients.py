@@ -1,0 +1,62 @@
+"""The boto3 clients of the functions, made the same way by every adapter.
+
+A container makes one client per service and its adapters share it: a client costs milliseconds of
+model loading, and boto3 clients are thread-safe. A client only a rare path needs (a retry's relaunch
+message, a throttled record's back-off) is made on that path's first use instead, so most containers
+never pay for it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_sqs import SQSClient
+
+# Short timeouts: a Lambda waiting on a hung connection holds a whole SQS batch hostage. botocore's
+# own retries are safe because every RunTask carries a clientToken.
+ECS_CLIENT_CONFIG = Config(
+    connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 3}
+)
+
+
+def dynamodb_client() -> DynamoDBClient:
+    return boto3.client("dynamodb")
+
+
+def ecs_client() -> ECSClient:
+    return boto3.client("ecs", config=ECS_CLIENT_CONFIG)
+
+
+def sqs_client() -> SQSClient:
+    return boto3.client("sqs")
+
+
+class OnFirstUse[ClientT]:
+    """A client made by `make` when first asked for, once, however many threads ask at the same time."""
+
+    def __init__(self, make: Callable[[], ClientT]) -> None:
+        self._make = make
+        self._made: ClientT | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def given(cls, client: ClientT | None, make: Callable[[], ClientT]) -> OnFirstUse[ClientT]:
+        """`client` when one is passed in (tests, the CLI), else one made by `make` on first use."""
+        return cls(lambda: client) if client is not None else cls(make)
+
+    def __call__(self) -> ClientT:
+        made = self._made
+        if made is None:
+            with self._lock:
+                if self._made is None:
+                    self._made = self._make()
+                made = self._made
+        return made
