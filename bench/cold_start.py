@@ -6,10 +6,13 @@ BuildMethod python3.12). Each sample is then a new interpreter that times one im
 or `import boto3`) and nothing else, from what is deployed: the function's build folder and the
 layer's python/ folder on its PYTHONPATH, no site-packages of this environment (`python -S`), the
 function's environment from template.yaml (its Globals) and Lambda's own variables, so that
-Powertools (and the X-Ray SDK behind Tracer) initialises as in Lambda. The four take turns, `RUNS`
-times; medians. One more run with `python -X importtime` per handler tells where the time goes. If
-`sam build` fails, the imports come from the source tree and this environment's site-packages, and
-the section says so.
+Powertools (and the X-Ray SDK behind Tracer) initialises as in Lambda. The build's files are dated
+1980-01-01, as Lambda gets them from the zip `sam build` makes, and nothing can write bytecode
+(`PYTHONDONTWRITEBYTECODE`: /opt and /var/task are read-only), so only the bytecode the build ships
+is used. The four take turns, `RUNS` times; medians. One more run with `python -X importtime` per
+handler tells where the time goes, and `BARE_RUNS` runs of the dispatch handler's import from a copy of
+the layer without its bytecode show what the build's bytecode saves. If `sam build` fails, the imports
+come from the source tree and this environment's site-packages, and the section says so.
 
 Package sizes: the files of each function and of the layer summed, and zipped as Lambda receives them.
 
@@ -35,11 +38,19 @@ from bench._figures import Figure, at_most, figures_table, median, spread
 from bench._in_process import DISPATCH, REGION, ROOT, SWEEP, TRACK, build_stack
 
 RUNS = 9
+BARE_RUNS = 3
+# The date of every file Lambda extracts from a zip made by `sam build` (entries carry no time).
+ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z
 TARGET_RATIO = 1.5
 BASELINE = "import boto3"
-TIMED_IMPORT = (
-    "import time; started = time.perf_counter(); import {module}; print(time.perf_counter() - started)"
+# What any handler that makes its clients at init (AWS's advice) pays before its own code: the
+# functions' two clients, made by the same code as theirs.
+WITH_CLIENTS = "import boto3 + the DynamoDB and ECS clients"
+CLIENTS_STATEMENT = (
+    "import boto3; from batchgate.aws_clients import dynamodb_client, ecs_client; "
+    "dynamodb_client(); ecs_client()"
 )
+TIMED_IMPORT = "import time; started = time.perf_counter(); {statement}; print(time.perf_counter() - started)"
 LAYER = "BatchgateLayer"
 FUNCTIONS = (DISPATCH, TRACK, SWEEP)
 SAM_BUILD_TIMEOUT_SECONDS = 600
@@ -49,7 +60,7 @@ TOP_PACKAGES = 6
 @dataclass
 class Subject:
     name: str
-    module: str
+    statement: str
     folder: Path
     environment: dict[str, str]
     seconds: list[float] = field(default_factory=list)
@@ -69,6 +80,8 @@ class Measurement:
     breakdowns: dict[str, list[tuple[str, float]]]
     sizes: list[PackageSize]
     build_error: str | None
+    # The dispatch handler's import when the layer has no bytecode (empty without a build).
+    without_bytecode: list[float] = field(default_factory=list)
 
 
 def lambda_environment(
@@ -92,12 +105,15 @@ def lambda_environment(
         "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
         "LAMBDA_TASK_ROOT": str(task_root),
         "PYTHONPATH": f"{task_root}{os.pathsep}{layer}",
+        # Lambda's /opt and /var/task are read-only: a module without shipped bytecode is compiled
+        # by every cold start, and nothing is kept for the next one.
+        "PYTHONDONTWRITEBYTECODE": "1",
         **variables,
     }
 
 
 def subjects(build: Path | None) -> list[Subject]:
-    """The baseline and the three handlers, from the build output (or the source tree without one)."""
+    """The two baselines and the three handlers, from the build output (or the source tree without one)."""
     with mock_aws():
         stack = build_stack()
         environments = {function: stack.environment(function) for function in FUNCTIONS}
@@ -106,9 +122,13 @@ def subjects(build: Path | None) -> list[Subject]:
     for function in FUNCTIONS:
         folder = build / function if build else stack.function(function).code_path
         environment = lambda_environment(function, environments[function], folder, layer)
-        handlers.append(Subject(function, "app", folder, environment))
+        handlers.append(Subject(function, "import app", folder, environment))
     dispatch = handlers[0]
-    return [Subject(BASELINE, "boto3", dispatch.folder, dispatch.environment), *handlers]
+    return [
+        Subject(BASELINE, BASELINE, dispatch.folder, dispatch.environment),
+        Subject(WITH_CLIENTS, CLIENTS_STATEMENT, dispatch.folder, dispatch.environment),
+        *handlers,
+    ]
 
 
 def python_command(build: Path | None) -> list[str]:
@@ -118,7 +138,7 @@ def python_command(build: Path | None) -> list[str]:
 
 def timed_import(subject: Subject, python: list[str]) -> float:
     completed = subprocess.run(
-        [*python, "-c", TIMED_IMPORT.format(module=subject.module)],
+        [*python, "-c", TIMED_IMPORT.format(statement=subject.statement)],
         cwd=subject.folder,
         env=subject.environment,
         capture_output=True,
@@ -131,7 +151,7 @@ def timed_import(subject: Subject, python: list[str]) -> float:
 def import_breakdown(subject: Subject, python: list[str]) -> list[tuple[str, float]]:
     """Self time per top-level package of one `-X importtime` run, largest first."""
     completed = subprocess.run(
-        [*python, "-X", "importtime", "-c", f"import {subject.module}"],
+        [*python, "-X", "importtime", "-c", subject.statement],
         cwd=subject.folder,
         env=subject.environment,
         capture_output=True,
@@ -161,6 +181,21 @@ def folder_size(folder: Path, scratch: Path) -> PackageSize:
             bundle.write(path, path.relative_to(folder))
     total = sum(path.stat().st_size for path in paths)
     return PackageSize(folder.name, len(paths), total, archive.stat().st_size)
+
+
+def as_deployed(build: Path) -> None:
+    """Dates every file as Lambda gets it from the build's zip: timestamp-based bytecode goes stale."""
+    for path in build.rglob("*"):
+        os.utime(path, (ZIP_EPOCH, ZIP_EPOCH), follow_symlinks=False)
+
+
+def without_bytecode(subject: Subject, build: Path, scratch: Path) -> Subject:
+    """The same import from a copy of the layer with no bytecode, as the python3.12 builder ships it."""
+    layer = scratch / "layer-without-bytecode"
+    shutil.copytree(build / LAYER / "python", layer, ignore=shutil.ignore_patterns("__pycache__"))
+    environment = dict(subject.environment)
+    environment["PYTHONPATH"] = f"{subject.folder}{os.pathsep}{layer}"
+    return Subject(f"{subject.name}, layer without bytecode", subject.statement, subject.folder, environment)
 
 
 def sam_build(build: Path) -> str | None:
@@ -199,15 +234,20 @@ def measure() -> Measurement:
         build_error = sam_build(build)
         built = None if build_error else build
         sizes = [folder_size(build / name, Path(scratch)) for name in (*FUNCTIONS, LAYER)] if built else []
+        if built:
+            as_deployed(built)
         measured = subjects(built)
         python = python_command(built)
         for subject in measured:
-            timed_import(subject, python)  # writes the .pyc files (Lambda's read-only /opt gets none)
+            timed_import(subject, python)  # warms the file system cache only: no bytecode is written
         for _ in range(RUNS):
             for subject in measured:
                 subject.seconds.append(timed_import(subject, python))
-        breakdowns = {subject.name: import_breakdown(subject, python) for subject in measured[1:]}
-    return Measurement(measured, breakdowns, sizes, build_error)
+        handlers = measured[2:]
+        breakdowns = {subject.name: import_breakdown(subject, python) for subject in handlers}
+        bare = without_bytecode(handlers[0], built, Path(scratch)) if built else None
+        bare_seconds = [timed_import(bare, python) for _ in range(BARE_RUNS)] if bare else []
+    return Measurement(measured, breakdowns, sizes, build_error, bare_seconds)
 
 
 def _size(size: int) -> str:
@@ -215,7 +255,7 @@ def _size(size: int) -> str:
 
 
 def report(measurement: Measurement) -> str:
-    baseline, *handlers = measurement.subjects
+    baseline, with_clients, *handlers = measurement.subjects
     base = median(baseline.seconds)
     source = (
         f"from the source tree and this environment's site-packages ({measurement.build_error})"
@@ -233,6 +273,16 @@ def report(measurement: Measurement) -> str:
         )
         for subject in handlers
     ]
+    made = median(with_clients.seconds)
+    figures += [
+        Figure(
+            f"cold start: import of the {subject.name} handler / {WITH_CLIENTS}",
+            "-",
+            f"{median(subject.seconds) / made:.2f}x ({median(subject.seconds) * 1000:.0f} ms vs "
+            f"{made * 1000:.0f} ms)",
+        )
+        for subject in handlers
+    ]
     if measurement.sizes:
         figures.append(
             Figure(
@@ -246,20 +296,23 @@ def report(measurement: Measurement) -> str:
         "",
         f"Fresh-process import time of each handler module, {source}, with the function's environment "
         f"from template.yaml and Lambda's runtime variables, against `{BASELINE}` from the same place "
-        f"in the same run; the four take turns, {RUNS} runs each, median (min-max). The handler's "
+        f"in the same run, and against `{BASELINE}` that then makes the two clients every function keeps "
+        "(DynamoDB, ECS; by batchgate.aws_clients, as the functions make them); the five take turns, "
+        f"{RUNS} runs each, median (min-max). The handler's "
         "import includes its module-level set-up: settings, the catalog and the boto3 clients it keeps "
-        "for the container (the self time of `app` in the breakdown). Lambda's file system is "
-        "read-only and the layer ships no .pyc files, so there every cold start also compiles the "
-        "layer's modules: these times are a lower bound. The clients are made at import on purpose: "
-        "Lambda runs the init phase on a full vCPU and the handler on a share proportional to its "
-        "memory, so a client made on first use would cost the first invocation more than it saves "
-        "here.",
+        "for the container (the self time of `app` in the breakdown). The files are dated 1980-01-01, "
+        "as Lambda extracts them from `sam build`'s zip, and no bytecode can be written (Lambda's file "
+        "system is read-only): only the bytecode the layer build ships is used. The clients are made at "
+        "import on purpose: Lambda runs the init phase on a full vCPU and the handler on a share "
+        "proportional to its memory, so a client made on first use would cost the first invocation "
+        "more than it saves here.",
         "",
         figures_table(figures),
         "",
         "| import | time | vs import boto3 | most self time (-X importtime, one run) |",
         "|---|---|---:|---|",
         f"| {BASELINE} | {spread(baseline.seconds, 1000, ' ms')} | 1.00x | |",
+        f"| {WITH_CLIENTS} | {spread(with_clients.seconds, 1000, ' ms')} | {made / base:.2f}x | |",
     ]
     for subject in handlers:
         top = ", ".join(
@@ -269,6 +322,16 @@ def report(measurement: Measurement) -> str:
             f"| {subject.name} `import app` | {spread(subject.seconds, 1000, ' ms')} | "
             f"{median(subject.seconds) / base:.2f}x | {top} |"
         )
+    if measurement.without_bytecode:
+        bare = median(measurement.without_bytecode)
+        dispatch = median(handlers[0].seconds)
+        lines += [
+            "",
+            f"Without the layer's bytecode (a copy of the layer with no `__pycache__`, as the python3.12 "
+            f"builder ships it), the {handlers[0].name} handler's import compiles every module it loads: "
+            f"{spread(measurement.without_bytecode, 1000, ' ms')}, {bare / dispatch:.1f}x the import "
+            f"with it ({bare / base:.2f}x bare import boto3 with bytecode).",
+        ]
     lines += ["", "Package sizes (`sam build` into a temporary folder):", ""]
     if measurement.sizes:
         lines += [
