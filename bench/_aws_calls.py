@@ -165,3 +165,79 @@ def write_units(call: ApiCall) -> int:
 
 def _item_units(item: Mapping[str, Mapping[str, Any]]) -> int:
     return max(1, math.ceil(item_size(item) / WRITE_UNIT_BYTES))
+
+
+@dataclass(frozen=True)
+class SecondaryIndex:
+    keys: tuple[str, ...]  # the index's key attributes
+    projected: frozenset[str] | None  # attributes copied into it besides the keys; None: all (ALL)
+
+
+@dataclass(frozen=True)
+class TableKeys:
+    """What decides a table's index writes: its primary key and its global secondary indexes."""
+
+    key: tuple[str, ...]
+    indexes: tuple[SecondaryIndex, ...] = ()
+
+    @classmethod
+    def described(cls, table: Mapping[str, Any]) -> TableKeys:
+        """From DescribeTable's `Table`."""
+        indexes = []
+        for index in table.get("GlobalSecondaryIndexes", []):
+            projection = index.get("Projection", {})
+            kind = projection.get("ProjectionType", "ALL")
+            projected = None if kind == "ALL" else frozenset(projection.get("NonKeyAttributes", ()))
+            indexes.append(SecondaryIndex(tuple(k["AttributeName"] for k in index["KeySchema"]), projected))
+        return cls(tuple(k["AttributeName"] for k in table["KeySchema"]), tuple(indexes))
+
+
+def index_write_units(calls: Iterable[ApiCall], tables: Mapping[str, TableKeys]) -> list[int]:
+    """The global secondary index write units of each call, in order (0 for all but PutItem on a table
+    with indexes), by DynamoDB's rules: an item entering an index is one write, leaving it one, staying
+    with the same index key one, and changing its index key two (delete, then put); each
+    ceil(entry size / 1 KB). The item before a write is the previous counted write of the same key, so
+    `calls` must hold every write to these tables, in order, all of which succeeded."""
+    before: dict[tuple[str, tuple[str, ...]], Mapping[str, Mapping[str, Any]]] = {}
+    units = []
+    for call in calls:
+        keys = tables.get(call.table or "") if call.is_write else None
+        if keys is None or not keys.indexes:
+            units.append(0)
+            continue
+        if call.operation != "PutItem":
+            raise ValueError(f"{call.operation} on {call.table}: its index writes are not counted")
+        item = call.params["Item"]
+        primary = (call.table or "", tuple(_key_text(item[name]) for name in keys.key))
+        old = before.get(primary)
+        units.append(sum(_index_units(index, keys.key, old, item) for index in keys.indexes))
+        before[primary] = item
+    return units
+
+
+def _key_text(value: Mapping[str, Any]) -> str:
+    ((kind, raw),) = value.items()
+    return f"{kind}:{raw}"
+
+
+def _index_units(
+    index: SecondaryIndex,
+    table_key: tuple[str, ...],
+    old: Mapping[str, Mapping[str, Any]] | None,
+    new: Mapping[str, Mapping[str, Any]],
+) -> int:
+    def entry(item: Mapping[str, Mapping[str, Any]] | None) -> Mapping[str, Mapping[str, Any]] | None:
+        if item is None or any(name not in item for name in index.keys):
+            return None  # not in the index (a sparse index skips items without its keys)
+        if index.projected is None:
+            return item
+        kept = {*table_key, *index.keys, *index.projected}
+        return {name: value for name, value in item.items() if name in kept}
+
+    was, will = entry(old), entry(new)
+    if was is None:
+        return _item_units(will) if will is not None else 0
+    if will is None:
+        return _item_units(was)
+    same_key = all(_key_text(was[name]) == _key_text(will[name]) for name in index.keys)
+    return _item_units(will) if same_key else _item_units(was) + _item_units(will)

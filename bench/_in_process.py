@@ -45,6 +45,8 @@ from batchgate.table import JobTable
 from batchgate.telemetry import logger
 from batchgate.template import load_template
 
+from bench._aws_calls import TableKeys
+
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 REGION = "us-east-1"
@@ -94,6 +96,15 @@ class InProcessStack:
         """Table name -> what it is ("job", "history"), from the functions' environment."""
         variables = self.environment(TRACK)
         return {variables["JOB_TABLE_NAME"]: "job", variables.get("HISTORY_TABLE_NAME", ""): "history"}
+
+    def table_keys(self) -> dict[str, TableKeys]:
+        """Each table's primary key and indexes, as DynamoDB describes them (write units of indexes)."""
+        client = boto3.client("dynamodb", region_name=REGION)
+        return {
+            name: TableKeys.described(client.describe_table(TableName=name)["Table"])
+            for name in self.table_names()
+            if name
+        }
 
 
 def build_stack(parameters: Mapping[str, str] | None = None) -> InProcessStack:

@@ -9,7 +9,8 @@ definition); a second job in the same containers shows the steady state.
 
 Write units are counted, not read from DynamoDB (the product does not ask for ReturnConsumedCapacity):
 each write call of the request log, and ceil(item size / 1 KB) per PutItem, the item's size computed as
-DynamoDB bills it (see bench._aws_calls.write_units).
+DynamoDB bills it (see bench._aws_calls.write_units); and the writes each PutItem makes in the job
+table's global secondary indexes, from the item before and after it (bench._aws_calls.index_write_units).
 
 Run with `python -m bench` (all benchmarks) or `python -m bench.work_per_job`.
 """
@@ -24,7 +25,7 @@ from types import ModuleType
 from batchgate.jobs import JobStatus, job_id_for
 from moto import mock_aws
 
-from bench._aws_calls import ApiCall, CallCounter, write_units
+from bench._aws_calls import ApiCall, CallCounter, TableKeys, index_write_units, write_units
 from bench._figures import Figure, at_most, figures_table
 from bench._in_process import (
     DISPATCH,
@@ -98,7 +99,7 @@ def _one_job(
     )
 
 
-def measure() -> tuple[list[JobWork], dict[str, str]]:
+def measure() -> tuple[list[JobWork], dict[str, str], dict[str, TableKeys]]:
     with mock_aws(), quiet_functions():
         stack = build_stack()
         modules: dict[str, ModuleType] = {}
@@ -111,14 +112,18 @@ def measure() -> tuple[list[JobWork], dict[str, str]]:
             _one_job(stack, label, key, modules, counters)
             for label, key in (("first job, cold containers", "cold"), ("next job, warm", "warm"))
         ]
-        return jobs, stack.table_names()
+        return jobs, stack.table_names(), stack.table_keys()
 
 
 def _calls_cell(work: FunctionWork) -> str:
     return ", ".join(f"{name} {count}" for name, count in sorted(work.counts().items()))
 
 
-def report(jobs: list[JobWork], tables: dict[str, str]) -> str:
+def report(jobs: list[JobWork], tables: dict[str, str], keys: dict[str, TableKeys]) -> str:
+    # Every write of the run in order (dispatch before track, job after job): an index write depends
+    # on the item before it.
+    ordered = [call for job in jobs for work in (job.dispatch, job.track) for call in work.calls]
+    index_units = dict(zip(map(id, ordered), index_write_units(ordered, keys), strict=True))
     rows = []
     for job in jobs:
         for work in (job.dispatch, job.track):
@@ -127,7 +132,8 @@ def report(jobs: list[JobWork], tables: dict[str, str]) -> str:
             rows.append(
                 f"| {job.label} | {work.function} ({work.events} {unit}) "
                 f"| {_calls_cell(work)} | {len(work.calls)} | {len(job_writes)} / {len(history_writes)} "
-                f"| {sum(map(write_units, job_writes))} / {sum(map(write_units, history_writes))} |"
+                f"| {sum(map(write_units, job_writes))} + {sum(index_units[id(c)] for c in job_writes)} "
+                f"/ {sum(map(write_units, history_writes))} |"
             )
     steady = jobs[-1]
     attempts = steady.attempts
@@ -139,9 +145,10 @@ def report(jobs: list[JobWork], tables: dict[str, str]) -> str:
     track_job_writes = len(steady.track.writes(tables, "job")) / track_events
     track_all_writes = len([call for call in steady.track.calls if call.is_write]) / track_events
     total_calls = len(steady.dispatch.calls) + len(steady.track.calls)
-    total_units = sum(
-        write_units(call) for call in steady.dispatch.calls + steady.track.calls if call.is_write
-    )
+    steady_writes = [call for call in steady.dispatch.calls + steady.track.calls if call.is_write]
+    total_units = sum(map(write_units, steady_writes))
+    total_index_units = sum(index_units[id(call)] for call in steady_writes)
+    indexes = sum(len(table.indexes) for table in keys.values())
     figures = [
         at_most(
             "dispatch: RunTask calls per attempt",
@@ -174,7 +181,8 @@ def report(jobs: list[JobWork], tables: dict[str, str]) -> str:
         Figure(
             "AWS calls and write units per job, submit -> SUCCEEDED (warm)",
             "-",
-            f"{total_calls} calls, {total_units} WCU",
+            f"{total_calls} calls, {total_units + total_index_units} WCU ({total_units} in the tables, "
+            f"{total_index_units} in the job table's {indexes} indexes)",
         ),
     ]
     lines = [
@@ -185,11 +193,15 @@ def report(jobs: list[JobWork], tables: dict[str, str]) -> str:
         "PROVISIONING, PENDING, RUNNING, STOPPED (exit 0) rewritten for the task dispatch started. Every "
         "call counted on the handlers' own clients (botocore `before-parameter-build`). Write units: "
         "counted from the requests, ceil(item size / 1 KB) per PutItem with the item size as DynamoDB "
-        "bills it (not read back with ReturnConsumedCapacity).",
+        "bills it (not read back with ReturnConsumedCapacity), plus what each PutItem writes in the job "
+        "table's global secondary indexes (projection ALL): one write as the item enters or stays in "
+        "an index, two when its index key changes (a status change in by-status), each ceil(entry "
+        "size / 1 KB).",
         "",
         figures_table(figures),
         "",
-        "| job | function | AWS calls | total | writes job / history table | WCU job / history table |",
+        "| job | function | AWS calls | total | writes job / history table "
+        "| WCU job table + its indexes / history table |",
         "|---|---|---|---:|---|---|",
         *rows,
         "",

@@ -6,7 +6,16 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from bench._aws_calls import ApiCall, CallCounter, LatencyInjector, item_size, write_units
+from bench._aws_calls import (
+    ApiCall,
+    CallCounter,
+    LatencyInjector,
+    SecondaryIndex,
+    TableKeys,
+    index_write_units,
+    item_size,
+    write_units,
+)
 
 
 def test_counter_sees_stubbed_calls_with_their_parameters() -> None:
@@ -73,3 +82,81 @@ def test_write_units_round_each_item_up_to_a_kilobyte() -> None:
     assert write_units(transaction) == 4
     with pytest.raises(ValueError, match="not a DynamoDB write"):
         write_units(ApiCall("dynamodb", "GetItem", {}))
+
+
+JOBS = TableKeys(
+    key=("job_id",),
+    indexes=(
+        SecondaryIndex(("status", "created_at"), projected=None),
+        SecondaryIndex(("batch", "created_at"), projected=frozenset()),  # KEYS_ONLY
+    ),
+)
+
+
+def put(item: dict[str, dict[str, str]], table: str = "jobs") -> ApiCall:
+    return ApiCall("dynamodb", "PutItem", {"TableName": table, "Item": item})
+
+
+def job(status: str, padding: int = 0) -> dict[str, dict[str, str]]:
+    item = {"job_id": {"S": "bg-1"}, "status": {"S": status}, "batch": {"S": "payroll"}}
+    item["created_at"] = {"S": "2026-12-01T00:00:00Z"}
+    if padding:
+        item["log"] = {"S": "x" * padding}
+    return item
+
+
+def test_index_writes_follow_dynamodbs_rules_for_entering_staying_and_moving() -> None:
+    calls = [
+        put(job("SUBMITTED")),  # enters both indexes: 1 + 1
+        put(job("SUBMITTED", padding=10)),  # stays, same keys: 1 + 1
+        put(job("RUNNING", padding=2000)),  # by-status key changes: delete 1 KB + put 3 KB; by-batch 1
+        put({"job_id": {"S": "bg-1"}, "batch": {"S": "payroll"}}),  # leaves both (no status, no created_at)
+        put({"job_id": {"S": "bg-1"}}),  # in neither before nor after
+    ]
+    assert index_write_units(calls, {"jobs": JOBS}) == [2, 2, 1 + 3 + 1, 3 + 1, 0]
+
+
+def test_index_writes_are_counted_per_item_and_only_where_there_are_indexes() -> None:
+    other = {**job("SUBMITTED"), "job_id": {"S": "bg-2"}}
+    calls = [
+        put(job("SUBMITTED")),
+        put(other),  # another key: enters the indexes, whatever bg-1 did
+        put(job("SUBMITTED"), table="history"),  # a table without indexes
+        ApiCall("dynamodb", "GetItem", {"TableName": "jobs", "Key": {"job_id": {"S": "bg-1"}}}),
+    ]
+    tables = {"jobs": JOBS, "history": TableKeys(key=("job_id",))}
+    assert index_write_units(calls, tables) == [2, 2, 0, 0]
+
+
+def test_index_writes_of_an_update_are_not_guessed() -> None:
+    update = ApiCall("dynamodb", "UpdateItem", {"TableName": "jobs", "Key": {"job_id": {"S": "bg-1"}}})
+    with pytest.raises(ValueError, match="UpdateItem on jobs"):
+        index_write_units([update], {"jobs": JOBS})
+
+
+def test_table_keys_from_describe_table() -> None:
+    described = {
+        "KeySchema": [{"AttributeName": "job_id", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": "by-status",
+                "KeySchema": [
+                    {"AttributeName": "status", "KeyType": "HASH"},
+                    {"AttributeName": "created_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+            {
+                "IndexName": "by-batch",
+                "KeySchema": [{"AttributeName": "batch", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["status"]},
+            },
+        ],
+    }
+    assert TableKeys.described(described) == TableKeys(
+        key=("job_id",),
+        indexes=(
+            SecondaryIndex(("status", "created_at"), None),
+            SecondaryIndex(("batch",), frozenset({"status"})),
+        ),
+    )
