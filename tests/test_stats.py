@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from batchgate import stats
+from batchgate import pricing, stats
 from batchgate.jobs import Attempt, Job, JobStatus, job_id_for
 
 from tests.test_jobs import make_job
 
-PAYROLL_SIZE = stats.TaskSize(cpu=1024, memory=2048)  # 1 vCPU, 2 GB
+PAYROLL_SIZE = pricing.TaskSize(cpu=1024, memory=2048)  # 1 vCPU, 2 GB
 
 
 def attempt(
@@ -91,8 +91,8 @@ def test_no_estimate_for_ec2_or_a_running_task_and_nothing_for_a_task_that_never
 
 
 def test_unlisted_region_uses_us_east_1_prices() -> None:
-    assert not stats.price_is_listed("eu-west-1") and stats.price_is_listed("ap-northeast-1")
-    assert stats.price_for("eu-west-1", "FARGATE") == stats.ON_DEMAND_PRICES["us-east-1"]
+    assert not pricing.price_is_listed("eu-west-1") and pricing.price_is_listed("ap-northeast-1")
+    assert pricing.price_for("eu-west-1", "FARGATE") == pricing.ON_DEMAND_PRICES["us-east-1"]
 
 
 def test_summarize_groups_by_batch_and_last_strategy() -> None:
@@ -164,7 +164,7 @@ def test_the_plans_recorded_size_wins_over_the_catalogs() -> None:
 
     bigger = LaunchPlan("FARGATE", "FARGATE", "launch class standard", cpu=2048, memory=4096)
     sized = make_job(status=JobStatus.SUCCEEDED, attempts=(attempt(),), plan=bigger)
-    assert stats.size_of(sized, {"payroll-calculation": PAYROLL_SIZE}) == stats.TaskSize(2048, 4096)
+    assert stats.size_of(sized, {"payroll-calculation": PAYROLL_SIZE}) == pricing.TaskSize(2048, 4096)
     [row] = stats.summarize([sized], {"payroll-calculation": PAYROLL_SIZE}, "us-east-1")
     # 2 vCPU * 0.04048 + 4 GB * 0.004445 = 0.09874 USD/h for 600 s
     assert row.to_dict()["estimated_cost_usd"] == pytest.approx(0.09874 / 6, abs=1e-6)

@@ -36,9 +36,10 @@ from batchgate.dead_letters import JOBS, TRACK, DeadLetter, DeadLetterQueue, Dea
 from batchgate.job_search import InvalidToken, JobFilter, JobSearch
 from batchgate.jobs import Attempt, Job, JobStatus, iso, job_id_for, parse_iso, utc_now
 from batchgate.logs import LogEvent, LogsUnavailable, TaskLogs, location_of
+from batchgate.pricing import TaskSize, price_is_listed
 from batchgate.resubmit import JobNotFound, Refused, plan_retry
 from batchgate.stack_outputs import AwsSession, ConfigurationError, Target
-from batchgate.stats import StatsRow, TaskSize, price_is_listed, summarize
+from batchgate.stats import StatsRow, summarize
 from batchgate.table import JobTable
 
 if TYPE_CHECKING:

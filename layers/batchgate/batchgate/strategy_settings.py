@@ -2,7 +2,7 @@
 overridable from the environment as `BATCHGATE_STRATEGY_<FIELD>` (e.g.
 `BATCHGATE_STRATEGY_SHORT_RUN_SECONDS=90`). See docs/strategy.md for what each one does.
 
-Fargate prices come from `batchgate.stats` (one price table for the engine and `batchgate stats`).
+Fargate prices come from `batchgate.pricing` (one price table for the engine, `batchgate stats` and whatif).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from batchgate.stats import DEFAULT_PRICE_REGION, SPOT_DISCOUNT, TaskSize, price_for
+from batchgate.pricing import DEFAULT_PRICE_REGION, SPOT_DISCOUNT, TaskSize, price_for
 
 ENV_PREFIX = "BATCHGATE_STRATEGY_"
 

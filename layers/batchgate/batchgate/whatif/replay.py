@@ -12,7 +12,7 @@ Times of one job: submitted -> launched (queueing delay) -> started (start laten
 stopped (run time: the trace's, plus `container_overhead_seconds` in a container). A Spot task
 interrupted mid-run stops there and the job is launched again at once (the policy's chain for a job
 whose previous attempt was lost to Spot). Fargate bills each task from its image pull start to its stop
-(`batchgate.stats.billed_duration`), at the engine's price for its size; machines are paid for the
+(`batchgate.pricing.billed_duration`), at the engine's price for its size; machines are paid for the
 whole window.
 """
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from batchgate.capacity import CapacitySnapshot
 from batchgate.latency_sketch import SPOT_INTERRUPTION, AttemptObservation, HistorySummary, StrategyHistory
-from batchgate.stats import billed_duration
+from batchgate.pricing import billed_duration
 from batchgate.strategy_settings import FARGATE, FARGATE_SPOT
 from batchgate.whatif.model import DEDICATED, WhatIfSettings
 from batchgate.whatif.policies import LaunchRequest, Policy, Pool

@@ -20,7 +20,8 @@ from typing import Any
 
 from batchgate.job_views import run_time, start_latency
 from batchgate.jobs import Job, iso, parse_iso
-from batchgate.stats import TaskSize, percentile, size_of
+from batchgate.pricing import TaskSize
+from batchgate.stats import percentile, size_of
 
 REQUIRED_COLUMNS = ("batch", "submitted_at", "cpu", "memory", "run_seconds", "exit_code")
 OPTIONAL_COLUMNS = ("priority", "strategy", "start_seconds")

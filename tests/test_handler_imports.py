@@ -1,0 +1,67 @@
+"""A function's cold start imports only what its handler uses: never the ops tooling in the same package
+(CLI, stats report, what-if replay, local stack), whose imports a cold start would pay for nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS = ("dispatch", "track", "sweep")
+OPS_ONLY = (
+    "batchgate.cli",
+    "batchgate.stats",
+    "batchgate.job_views",
+    "batchgate.job_search",
+    "batchgate.whatif",
+    "batchgate.local",
+    "click",
+    "rich",
+    "yaml",
+    "moto",
+)
+LIST_MODULES = "import json, sys; import app; print(json.dumps(sorted(sys.modules)))"
+
+
+def modules_after_import(function: str) -> list[str]:
+    """sys.modules after a fresh interpreter imports the function's handler, in Lambda's environment
+    (stand-in credentials: clients are made, nothing is called)."""
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "functions" / function), str(ROOT / "layers" / "batchgate")]
+        ),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "JOB_TABLE_NAME": "batchgate-jobs",
+        "ECS_CLUSTER": "batchgate",
+        "HISTORY_TABLE_NAME": "batchgate-history",
+        "EC2_CAPACITY_PROVIDER": "batchgate-ec2",
+        "JOBS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/batchgate-jobs",
+    }
+    completed = subprocess.run(
+        [sys.executable, "-c", LIST_MODULES],
+        cwd=ROOT / "functions" / function,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    modules: list[str] = json.loads(completed.stdout)
+    return modules
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_a_cold_start_imports_none_of_the_ops_tooling(function: str) -> None:
+    modules = modules_after_import(function)
+    assert "batchgate.telemetry" in modules  # the handler did import its own code
+    imported = [name for name in modules if name.split(".")[0] in OPS_ONLY or name.startswith(OPS_ONLY)]
+    assert imported == []
