@@ -303,9 +303,10 @@ def report(measurement: Measurement) -> str:
         "for the container (the self time of `app` in the breakdown). The files are dated 1980-01-01, "
         "as Lambda extracts them from `sam build`'s zip, and no bytecode can be written (Lambda's file "
         "system is read-only): only the bytecode the layer build ships is used. The clients are made at "
-        "import on purpose: Lambda runs the init phase on a full vCPU and the handler on a share "
-        "proportional to its memory, so a client made on first use would cost the first invocation "
-        "more than it saves here.",
+        "import on purpose, as AWS advises: with provisioned concurrency (or SnapStart) the init phase "
+        "runs before any request arrives, and a client made on first use would be paid by a request; "
+        "and the handler runs on a CPU share proportional to its memory (512 MB: under a third of a "
+        "vCPU), where the init phase has been measured to get more.",
         "",
         figures_table(figures),
         "",
