@@ -27,11 +27,13 @@ from batchgate.catalog import load_catalog
 from batchgate.history import HistoryTable
 from batchgate.latency_sketch import AttemptObservation
 from batchgate.strategy import plan_launch
+from batchgate.template import load_template, table_definition
 from botocore.stub import Stubber
 from moto import mock_aws
 
 from bench._aws_calls import CallCounter
 from bench._figures import Figure, figures_table
+from bench._in_process import ROOT
 
 PLAN_CALLS = 20_000
 PATH_JOBS = 5_000
@@ -122,18 +124,8 @@ def run() -> str:
     specs = [catalog.batches[name] for name in catalog.names]
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        dynamodb.create_table(
-            TableName="bench-history",
-            AttributeDefinitions=[
-                {"AttributeName": "batch", "AttributeType": "S"},
-                {"AttributeName": "strategy", "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": "batch", "KeyType": "HASH"},
-                {"AttributeName": "strategy", "KeyType": "RANGE"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        template = load_template(ROOT / "template.yaml")
+        dynamodb.create_table(TableName="bench-history", **table_definition(template, "HistoryTable"))
         history = HistoryTable("bench-history", dynamodb, cache_seconds=3600)
         for spec in specs:
             for strategy, start, run_time in (("EC2", 12, 14), ("FARGATE", 48, 15), ("FARGATE_SPOT", 55, 15)):

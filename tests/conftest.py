@@ -147,6 +147,13 @@ def create_stack_resources(region: str = REGION, table_name: str = TABLE) -> Sta
     )
 
 
+def create_history_table(client: Any, name: str) -> None:
+    """The history table as template.yaml declares it."""
+    client.create_table(
+        TableName=name, **table_definition(load_template(ROOT / "template.yaml"), "HistoryTable")
+    )
+
+
 @pytest.fixture
 def stack(aws: None) -> Stack:
     return create_stack_resources()

@@ -14,7 +14,7 @@ import pytest
 from batchgate.aws_clients import OnFirstUse
 from batchgate.requeue import Relaunch
 
-from tests.conftest import Stack, sqs_event
+from tests.conftest import Stack, create_history_table, sqs_event
 
 FUNCTIONS = ("dispatch", "track", "sweep")
 
@@ -26,19 +26,7 @@ def made(
     """The services of the clients boto3 makes from here on, in order; with every optional adapter of
     the functions configured (history table, EC2 capacity provider, jobs queue). After load_handler,
     which sets the stack's own environment."""
-    dynamodb = boto3.client("dynamodb")
-    dynamodb.create_table(
-        TableName="batchgate-history",
-        AttributeDefinitions=[
-            {"AttributeName": "batch", "AttributeType": "S"},
-            {"AttributeName": "strategy", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "batch", "KeyType": "HASH"},
-            {"AttributeName": "strategy", "KeyType": "RANGE"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_history_table(boto3.client("dynamodb"), "batchgate-history")
     queue_url = boto3.client("sqs").create_queue(QueueName="batchgate-jobs")["QueueUrl"]
     monkeypatch.setenv("HISTORY_TABLE_NAME", "batchgate-history")
     monkeypatch.setenv("EC2_CAPACITY_PROVIDER", "batchgate-ec2")

@@ -21,12 +21,11 @@ from batchgate.latency_sketch import (
     bucket_of,
 )
 from batchgate.stats import percentile
-from batchgate.template import load_template, table_definition
 from batchgate.track import Tracker
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT, LambdaContextStub, Stack, event_fixture
+from tests.conftest import LambdaContextStub, Stack, create_history_table, event_fixture
 from tests.test_dispatch import PAYROLL_JOB
 from tests.test_track import dispatched_job
 
@@ -34,26 +33,6 @@ HISTORY_TABLE = "batchgate-test-history"
 DAY = 86400.0
 # Relative error of a percentile read from the sketch: half a bucket's width, plus rank rounding.
 TOLERANCE = GROWTH - 1
-
-
-def create_history_table(client: Any, name: str = HISTORY_TABLE) -> None:
-    """The history table as template.yaml declares it."""
-    template = load_template(ROOT / "template.yaml")
-    if "HistoryTable" in template.get("Resources", {}):
-        definition = table_definition(template, "HistoryTable")
-    else:  # before the template declares it: the documented key schema
-        definition = {
-            "AttributeDefinitions": [
-                {"AttributeName": "batch", "AttributeType": "S"},
-                {"AttributeName": "strategy", "AttributeType": "S"},
-            ],
-            "KeySchema": [
-                {"AttributeName": "batch", "KeyType": "HASH"},
-                {"AttributeName": "strategy", "KeyType": "RANGE"},
-            ],
-            "BillingMode": "PAY_PER_REQUEST",
-        }
-    client.create_table(TableName=name, **definition)
 
 
 # The sketch, pure.
@@ -103,7 +82,7 @@ def test_empty_history_has_no_percentiles() -> None:
 @pytest.fixture
 def history(stack: Stack) -> HistoryTable:
     client = boto3.client("dynamodb", region_name="us-east-1")
-    create_history_table(client)
+    create_history_table(client, HISTORY_TABLE)
     return HistoryTable(HISTORY_TABLE, client)
 
 
@@ -178,7 +157,7 @@ def test_a_history_failure_does_not_fail_the_job_update(stack: Stack) -> None:
 
 def test_summaries_are_cached_per_batch(stack: Stack) -> None:
     client = boto3.client("dynamodb", region_name="us-east-1")
-    create_history_table(client)
+    create_history_table(client, HISTORY_TABLE)
     now = [0.0]
     table = HistoryTable(HISTORY_TABLE, client, cache_seconds=60, clock=lambda: now[0])
     assert table.summaries("payroll-calculation") == {}
@@ -191,7 +170,7 @@ def test_summaries_are_cached_per_batch(stack: Stack) -> None:
 def test_concurrent_callers_on_a_cold_cache_make_one_query(stack: Stack) -> None:
     """A cold dispatch container plans a batch of jobs on several threads at once: one Query."""
     client = boto3.client("dynamodb", region_name="us-east-1")
-    create_history_table(client)
+    create_history_table(client, HISTORY_TABLE)
     table = HistoryTable(HISTORY_TABLE, client, cache_seconds=60)
     table.record("payroll-calculation", AttemptObservation("EC2", succeeded=True, start_seconds=9))
     queries: list[str] = []
@@ -212,7 +191,7 @@ def test_track_handler_writes_history_when_configured(
     stack: Stack, load_handler: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = boto3.client("dynamodb", region_name="us-east-1")
-    create_history_table(client)
+    create_history_table(client, HISTORY_TABLE)
     monkeypatch.setenv("HISTORY_TABLE_NAME", HISTORY_TABLE)
     dispatched_job(stack)
     app = load_handler("track")
