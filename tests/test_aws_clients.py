@@ -3,15 +3,17 @@ rare paths use are made on their first use."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
-from batchgate.aws_clients import OnFirstUse
+from batchgate.aws_clients import OnFirstUse, dynamodb_client
 from batchgate.requeue import Relaunch
 
 from tests.conftest import Stack, create_history_table, sqs_event
@@ -107,3 +109,88 @@ def test_on_first_use_given_a_client_never_makes_one() -> None:
     given = object()
     client = OnFirstUse.given(given, make=lambda: pytest.fail("made a client although one was given"))
     assert client() is given
+
+
+@pytest.mark.parametrize(("concurrency", "pool"), [(8, 10), (32, 32)])
+def test_dispatchs_clients_have_a_connection_per_dispatch_thread(
+    concurrency: int,
+    pool: int,
+    made: list[str],
+    load_handler: Callable[[str], ModuleType],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DISPATCH_CONCURRENCY", str(concurrency))
+    dispatcher = load_handler("dispatch").dispatcher
+    table_config = dispatcher.table._client.meta.config
+    ecs_config = dispatcher.ecs._client.meta.config
+    assert table_config.max_pool_connections == ecs_config.max_pool_connections == pool
+    # The ECS client keeps its own timeouts and retries (max_attempts 3: three retries, four attempts).
+    retries = {"mode": "standard", "total_max_attempts": 4}
+    assert (ecs_config.read_timeout, ecs_config.retries) == (20, retries)
+
+
+class SlowDynamoDB(BaseHTTPRequestHandler):
+    """Answers every request after a while, so that concurrent requests each hold a connection."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(0.5)
+        body = b"{}"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-amz-json-1.0")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def connections_thrown_away(
+    make_client: Callable[[], Any], threads: int, caplog: pytest.LogCaptureFixture
+) -> int:
+    """How many connections the client opens and discards when `threads` threads use it at once,
+    against a slow endpoint on this machine (urllib3 says so for each)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowDynamoDB)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
+            client = make_client()
+        start = threading.Barrier(threads)
+
+        def call() -> None:
+            start.wait()
+            client.describe_limits()
+
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+            workers = [threading.Thread(target=call) for _ in range(threads)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+        return sum("Connection pool is full" in record.getMessage() for record in caplog.records)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def stand_in_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+
+@pytest.mark.usefixtures("stand_in_credentials")
+def test_a_client_made_for_16_threads_keeps_every_connection(caplog: pytest.LogCaptureFixture) -> None:
+    assert connections_thrown_away(lambda: dynamodb_client(16), 16, caplog) == 0
+
+
+@pytest.mark.usefixtures("stand_in_credentials")
+def test_botocores_default_pool_throws_away_the_connections_beyond_ten(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # What sizing the pool prevents: 16 threads on a client with botocore's default pool of 10.
+    assert connections_thrown_away(lambda: boto3.client("dynamodb"), 16, caplog) == 6

@@ -25,18 +25,26 @@ if TYPE_CHECKING:
 ECS_CLIENT_CONFIG = Config(
     connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 3}
 )
+# botocore's default pool. A client shared by more threads than its pool has connections opens a new
+# connection (a TLS handshake) for each request beyond it and throws it away after: a client gets at
+# least as many connections as the threads that use it at once.
+DEFAULT_MAX_CONNECTIONS = 10
 
 
-def dynamodb_client() -> DynamoDBClient:
-    return boto3.client("dynamodb")
+def dynamodb_client(threads: int = DEFAULT_MAX_CONNECTIONS) -> DynamoDBClient:
+    return boto3.client("dynamodb", config=_pool(threads))
 
 
-def ecs_client() -> ECSClient:
-    return boto3.client("ecs", config=ECS_CLIENT_CONFIG)
+def ecs_client(threads: int = DEFAULT_MAX_CONNECTIONS) -> ECSClient:
+    return boto3.client("ecs", config=ECS_CLIENT_CONFIG.merge(_pool(threads)))
 
 
 def sqs_client() -> SQSClient:
     return boto3.client("sqs")
+
+
+def _pool(threads: int) -> Config:
+    return Config(max_pool_connections=max(DEFAULT_MAX_CONNECTIONS, threads))
 
 
 class OnFirstUse[ClientT]:

@@ -95,7 +95,9 @@ class Dispatcher:
     @classmethod
     def from_settings(cls, settings: Settings) -> Dispatcher:
         tuning = StrategySettings.from_environment()
-        dynamodb, ecs = dynamodb_client(), ecs_client()  # one of each, shared by the adapters
+        # One of each, shared by the adapters and by the dispatch threads.
+        threads = settings.dispatch_concurrency
+        dynamodb, ecs = dynamodb_client(threads), ecs_client(threads)
         return cls(
             catalog=load_catalog(settings.catalog_path),
             table=JobTable(settings.table_name, dynamodb),
