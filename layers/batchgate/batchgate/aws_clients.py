@@ -1,9 +1,9 @@
 """The boto3 clients of the functions, made the same way by every adapter.
 
-A container makes one client per service and its adapters share it: a client costs milliseconds of
-model loading, and boto3 clients are thread-safe. A client only a rare path needs (a retry's relaunch
-message, a throttled record's back-off) is made on that path's first use instead, so most containers
-never pay for it.
+A container makes one client per service and its adapters share it: a client costs tens of
+milliseconds of model loading at a cold start, and boto3 clients are thread-safe. A client only a rare
+path needs (a retry's relaunch message, a throttled record's back-off) is made on that path's first use
+instead, so most containers never pay for it.
 """
 
 from __future__ import annotations
