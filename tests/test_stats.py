@@ -90,11 +90,6 @@ def test_no_estimate_for_ec2_or_a_running_task_and_nothing_for_a_task_that_never
     assert stats.attempt_cost(attempt(), None, "us-east-1") is None
 
 
-def test_unlisted_region_uses_us_east_1_prices() -> None:
-    assert not pricing.price_is_listed("eu-west-1") and pricing.price_is_listed("ap-northeast-1")
-    assert pricing.price_for("eu-west-1", "FARGATE") == pricing.ON_DEMAND_PRICES["us-east-1"]
-
-
 def test_summarize_groups_by_batch_and_last_strategy() -> None:
     # Start latencies (created -> started) are 15, 25, 35 s; run times (started -> stopped) 590, 60, 30 s.
     ok_1 = job(JobStatus.SUCCEEDED, attempt(), key="a")

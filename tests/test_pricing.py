@@ -1,0 +1,29 @@
+"""batchgate.pricing: Fargate's price list and billing rules."""
+
+from __future__ import annotations
+
+import pytest
+from batchgate import pricing
+
+
+def test_unlisted_region_uses_us_east_1_prices() -> None:
+    assert not pricing.price_is_listed("eu-west-1") and pricing.price_is_listed("ap-northeast-1")
+    assert pricing.price_for("eu-west-1", "FARGATE") == pricing.ON_DEMAND_PRICES["us-east-1"]
+
+
+def test_spot_is_seventy_percent_below_on_demand_and_ec2_has_no_task_price() -> None:
+    spot = pricing.price_for("ap-northeast-1", "FARGATE_SPOT")
+    assert spot is not None
+    assert spot.vcpu_hour == pytest.approx(0.05056 * 0.3)
+    assert spot.gb_hour == pytest.approx(0.005536 * 0.3)
+    assert pricing.price_for("us-east-1", "EC2") is None
+
+
+@pytest.mark.parametrize(("seconds", "billed"), [(-1.0, 60), (0.0, 60), (59.2, 60), (60.0, 60), (60.1, 61)])
+def test_billing_rounds_up_to_a_second_with_a_one_minute_minimum(seconds: float, billed: int) -> None:
+    assert pricing.billed_duration(seconds) == billed
+
+
+def test_task_size_in_vcpus_and_gigabytes() -> None:
+    size = pricing.TaskSize(cpu=512, memory=3072)
+    assert (size.vcpus, size.gigabytes) == (0.5, 3.0)
