@@ -9,7 +9,8 @@ function's environment from template.yaml (its Globals) and Lambda's own variabl
 Powertools (and the X-Ray SDK behind Tracer) initialises as in Lambda. The build's files are dated
 1980-01-01, as Lambda gets them from the zip `sam build` makes, and nothing can write bytecode
 (`PYTHONDONTWRITEBYTECODE`: /opt and /var/task are read-only), so only the bytecode the build ships
-is used. The four take turns, `RUNS` times; medians. One more run with `python -X importtime` per
+is used. Each handler and two baselines (`import boto3`, and that plus making the functions' two
+clients) take turns, `RUNS` times; medians. One more run with `python -X importtime` per
 handler tells where the time goes, and `BARE_RUNS` runs of the dispatch handler's import from a copy of
 the layer without its bytecode show what the build's bytecode saves. If `sam build` fails, the imports
 come from the source tree and this environment's site-packages, and the section says so.

@@ -14,9 +14,9 @@ from pathlib import Path
 import layer_build
 import pytest
 
+from bench.cold_start import as_deployed
+
 PACKAGE = Path(layer_build.__file__).parent / "batchgate"
-# How `sam build` zips a layer: entries with no time, so Lambda's files are dated 1980-01-01.
-ZIP_EPOCH = 315532800
 
 
 def services_the_package_calls() -> set[str]:
@@ -75,8 +75,7 @@ def test_pruning_refuses_a_service_botocore_does_not_have(tmp_path: Path) -> Non
 
 def import_value(site: Path) -> str:
     """`sample.VALUE` imported as Lambda does: the files dated 1980, and nothing can be written."""
-    for path in site.rglob("*"):
-        os.utime(path, (ZIP_EPOCH, ZIP_EPOCH))
+    as_deployed(site)
     completed = subprocess.run(
         [sys.executable, "-B", "-c", "import sample; print(sample.VALUE)"],
         cwd=site,
