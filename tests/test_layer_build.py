@@ -5,14 +5,21 @@ The whole build through `sam build` is checked in test_sam_cli.py."""
 from __future__ import annotations
 
 import ast
+import json
 import marshal
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import boto3
+import botocore
+import botocore.session
 import layer_build
 import pytest
+from botocore.exceptions import ClientError, ParamValidationError
+from moto import mock_aws
 
 from bench.cold_start import as_deployed
 
@@ -71,6 +78,116 @@ def test_pruning_refuses_a_service_botocore_does_not_have(tmp_path: Path) -> Non
         layer_build.prune_botocore_models(tmp_path, keep={"dynamodb", "sqs"})
     # Nothing was removed on the way to the error.
     assert (tmp_path / "botocore" / "data" / "ecs").is_dir()
+
+
+def test_documentation_strings_go_and_everything_else_stays() -> None:
+    model = {
+        "documentation": "<p>The service.</p>",
+        "operations": {
+            "RunTask": {
+                "name": "RunTask",
+                "documentation": "<p>Runs.</p>",
+                "documentationUrl": "https://docs",
+            }
+        },
+        "shapes": {
+            "Task": {
+                "type": "structure",
+                "members": {
+                    "taskArn": {"shape": "String", "documentation": "<p>The ARN.</p>"},
+                    # A member named "documentation" is a shape reference, not a docstring.
+                    "documentation": {"shape": "String"},
+                },
+                "documentation": "<p>A task.</p>",
+            },
+            "Tags": {"type": "list", "member": {"shape": "Tag"}},
+        },
+    }
+
+    assert layer_build.without_documentation(model) == {
+        "operations": {"RunTask": {"name": "RunTask"}},
+        "shapes": {
+            "Task": {
+                "type": "structure",
+                "members": {"taskArn": {"shape": "String"}, "documentation": {"shape": "String"}},
+            },
+            "Tags": {"type": "list", "member": {"shape": "Tag"}},
+        },
+    }
+
+
+def slimmed_botocore_data(site: Path, services: list[str]) -> Path:
+    """A copy of this environment's botocore data for `services`, slimmed as the layer build does."""
+    source = Path(botocore.__file__).parent / "data"
+    data = site / "botocore" / "data"
+    data.mkdir(parents=True)
+    for shared in source.glob("*.json"):
+        shutil.copy(shared, data)
+    for service in services:
+        shutil.copytree(source / service, data / service)
+    layer_build.prune_endpoints(site, layer_build.slim_service_models(site))
+    return data
+
+
+def test_slimmed_models_are_plain_json_without_examples_and_endpoints_keep_their_services(
+    tmp_path: Path,
+) -> None:
+    data = slimmed_botocore_data(tmp_path, ["dynamodb", "ecs"])
+
+    files = sorted(str(path.relative_to(data)) for path in data.glob("*/*/*"))
+    assert files == [
+        "dynamodb/2011-12-05/endpoint-rule-set-1.json",
+        "dynamodb/2012-08-10/endpoint-rule-set-1.json",
+        "dynamodb/2012-08-10/paginators-1.json",
+        "dynamodb/2012-08-10/service-2.json",
+        "dynamodb/2012-08-10/waiters-2.json",
+        "ecs/2014-11-13/endpoint-rule-set-1.json",
+        "ecs/2014-11-13/paginators-1.json",
+        "ecs/2014-11-13/service-2.json",
+        "ecs/2014-11-13/waiters-2.json",
+    ]
+    assert "documentation" not in (data / "ecs" / "2014-11-13" / "service-2.json").read_text()
+    partitions = json.loads((data / "endpoints.json").read_text())["partitions"]
+    assert {partition["partition"] for partition in partitions} >= {"aws", "aws-cn", "aws-us-gov"}
+    for partition in partitions:
+        assert set(partition["services"]) <= {"dynamodb", "ecs"}, partition["partition"]
+        assert partition["regions"], partition["partition"]
+    aws = next(partition for partition in partitions if partition["partition"] == "aws")
+    assert set(aws["services"]) == {"dynamodb", "ecs"}
+
+
+def test_clients_from_slimmed_models_resolve_endpoints_validate_and_parse_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = slimmed_botocore_data(tmp_path, ["dynamodb", "ecs"])
+    # botocore reads AWS_DATA_PATH before its own data.
+    monkeypatch.setenv("AWS_DATA_PATH", str(data))
+    session = boto3.session.Session(botocore_session=botocore.session.Session())
+
+    with mock_aws():
+        dynamodb = session.client("dynamodb", region_name="eu-west-1")
+        ecs = session.client("ecs", region_name="cn-north-1")
+        # The models in use are the slimmed ones.
+        assert dynamodb.meta.service_model.documentation == ""
+        assert dynamodb.meta.endpoint_url == "https://dynamodb.eu-west-1.amazonaws.com"
+        assert ecs.meta.endpoint_url == "https://ecs.cn-north-1.amazonaws.com.cn"
+
+        dynamodb.create_table(
+            TableName="jobs",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        dynamodb.put_item(TableName="jobs", Item={"pk": {"S": "job-1"}, "exit": {"N": "0"}})
+        assert dynamodb.get_item(TableName="jobs", Key={"pk": {"S": "job-1"}})["Item"]["exit"] == {"N": "0"}
+        with pytest.raises(ClientError) as missing:
+            dynamodb.describe_table(TableName="absent")
+        assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
+        with pytest.raises(ParamValidationError, match="TableName"):
+            dynamodb.get_item(Key={"pk": {"S": "job-1"}})  # type: ignore[call-arg]
+        ecs_us = session.client("ecs", region_name="us-east-1")
+        ecs_us.create_cluster(clusterName="batchgate")
+        assert [arn.split("/")[-1] for arn in ecs_us.list_clusters()["clusterArns"]] == ["batchgate"]
 
 
 def import_value(site: Path) -> str:

@@ -6,6 +6,7 @@ into a temporary directory and never touches the repository's .aws-sam/.
 
 from __future__ import annotations
 
+import json
 import marshal
 import os
 import shutil
@@ -107,8 +108,14 @@ def test_sam_build_packages_the_layer_and_both_functions(tmp_path: Path) -> None
     assert [path.name for path in layer.glob("wrapt/_wrappers.*.so")] == [
         "_wrappers.cpython-312-aarch64-linux-gnu.so"
     ]
-    models = {path.name for path in (layer / "botocore" / "data").iterdir() if path.is_dir()}
+    data = layer / "botocore" / "data"
+    models = {path.name for path in data.iterdir() if path.is_dir()}
     assert models == layer_build.BOTOCORE_SERVICES
+    # Their models without documentation, unzipped; endpoints.json with their entries only.
+    assert not list(data.glob("*/*/*.gz")) and not list(data.glob("*/*/examples-1.json"))
+    assert '"documentation"' not in (data / "ecs" / "2014-11-13" / "service-2.json").read_text()
+    aws = json.loads((data / "endpoints.json").read_text())["partitions"][0]
+    assert set(aws["services"]) == layer_build.BOTOCORE_SERVICES
     assert sorted(path.name for path in layer.iterdir() if path.is_file()) == [
         "six.py",
         "typing_extensions.py",

@@ -4,6 +4,10 @@ What it adds to a plain `pip install` of the requirements, and why:
 - Wheels for the layer's platform (arm64, CPython 3.12), whatever machine builds it.
 - botocore keeps the models of the services the batchgate package calls, not all ~400: creating the
   first client lists every model folder, and the zip Lambda downloads shrinks by about two thirds.
+- Creating a client parses endpoints.json (1.2 MB, every service's endpoints) and the service's model,
+  mostly API documentation that only docstrings read. endpoints.json keeps the kept services, and
+  their models lose the documentation and are stored unzipped: each function's first client is made
+  in about half the time.
 - Every module is compiled to bytecode. /opt is read-only in Lambda, so without .pyc files each cold
   start compiles everything it imports again. The bytecode is hash-based and unchecked, because `sam
   build` zips files with no timestamps (1980-01-01): timestamp-based .pyc would never match their
@@ -16,12 +20,15 @@ Run: python3.12 layer_build.py ARTIFACTS_DIR
 from __future__ import annotations
 
 import compileall
+import gzip
+import json
 import py_compile
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "requirements.txt"
@@ -34,6 +41,11 @@ RUNTIME_VERSION = (3, 12)
 # The services the batchgate package creates clients for (a test keeps this in step with the code;
 # batchgate.local is the developer's local stack and never runs in Lambda).
 BOTOCORE_SERVICES = frozenset({"cloudformation", "dynamodb", "ecs", "lambda", "logs", "sqs"})
+# Model keys that only botocore's documentation (docstrings, generated docs) reads.
+DOCUMENTATION_KEYS = frozenset({"documentation", "documentationUrl"})
+# Read by botocore's documentation only.
+EXAMPLES = "examples-1.json"
+SERVICE_MODELS = ("service-2.json", "service-2.json.gz")
 
 
 def install_requirements(site: Path, requirements: Path = REQUIREMENTS) -> None:
@@ -78,6 +90,54 @@ def prune_botocore_models(site: Path, keep: Iterable[str] = BOTOCORE_SERVICES) -
     return removed
 
 
+def read_model(path: Path) -> Any:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as model:
+        return json.load(model)
+
+
+def without_documentation(model: Any) -> Any:
+    """The model with every documentation string removed. Only string values go: a structure member
+    that happens to be named "documentation" is a shape reference (an object) and stays."""
+    if isinstance(model, dict):
+        return {
+            key: without_documentation(value)
+            for key, value in model.items()
+            if not (key in DOCUMENTATION_KEYS and isinstance(value, str))
+        }
+    if isinstance(model, list):
+        return [without_documentation(value) for value in model]
+    return model
+
+
+def slim_service_models(site: Path) -> set[str]:
+    """Rewrites every kept model file as plain JSON without documentation (botocore reads `.json`
+    before `.json.gz`) and drops the examples; returns the services' endpoint prefixes, the keys of
+    their entries in endpoints.json."""
+    prefixes: set[str] = set()
+    for path in sorted((site / "botocore" / "data").glob("*/*/*.json*")):
+        if path.name == EXAMPLES:
+            path.unlink()
+            continue
+        model = without_documentation(read_model(path))
+        if path.name in SERVICE_MODELS:
+            prefixes.add(model["metadata"]["endpointPrefix"])
+        path.unlink()
+        path.with_name(path.name.removesuffix(".gz")).write_text(json.dumps(model, separators=(",", ":")))
+    return prefixes
+
+
+def prune_endpoints(site: Path, endpoint_prefixes: Iterable[str]) -> None:
+    """Keeps the entries of the given services in every partition of endpoints.json. The partitions'
+    regions and defaults stay: they resolve any region."""
+    path = site / "botocore" / "data" / "endpoints.json"
+    endpoints = read_model(path)
+    kept = set(endpoint_prefixes)
+    for partition in endpoints["partitions"]:
+        partition["services"] = {name: entry for name, entry in partition["services"].items() if name in kept}
+    path.write_text(json.dumps(endpoints, separators=(",", ":")))
+
+
 def compile_bytecode(site: Path, deployed: str = DEPLOYED_SITE) -> None:
     if sys.version_info[:2] != RUNTIME_VERSION:
         # Bytecode is specific to the interpreter's minor version: it must be Lambda's.
@@ -98,6 +158,7 @@ def build_layer(artifacts: Path) -> None:
     install_requirements(site)
     copy_package(site)
     prune_botocore_models(site)
+    prune_endpoints(site, slim_service_models(site))
     compile_bytecode(site)
 
 
