@@ -1,12 +1,13 @@
 """Cold start: what importing each handler module costs in a fresh process, against a bare
 `import boto3` in the same run, and the size of what `sam build` packages.
 
-`sam build` of template.yaml runs first, into a temporary folder (offline; the layer is built with
-BuildMethod python3.12). Each sample is then a new interpreter that times one import (`import app`,
-or `import boto3`) and nothing else, from what is deployed: the function's build folder and the
-layer's python/ folder on its PYTHONPATH, no site-packages of this environment (`python -S`), the
-function's environment from template.yaml (its Globals) and Lambda's own variables, so that
-Powertools (and the X-Ray SDK behind Tracer) initialises as in Lambda. The build's files are dated
+`sam build` of template.yaml runs first, into a temporary folder (the layer is built by
+layers/batchgate/layer_build.py: pip needs the package registry). Each sample is then a new
+interpreter that times one import (`import app`, or `import boto3`) and nothing else, from what is
+deployed: the function's build folder and the layer's python/ folder on its PYTHONPATH, no
+site-packages of this environment (`python -S`), the function's environment from template.yaml (its
+Globals) and Lambda's own variables, so that Powertools (and the X-Ray SDK behind Tracer)
+initialises as in Lambda. The build's files are dated
 1980-01-01, as Lambda gets them from the zip `sam build` makes, and nothing can write bytecode
 (`PYTHONDONTWRITEBYTECODE`: /opt and /var/task are read-only), so only the bytecode the build ships
 is used. Each handler and two baselines (`import boto3`, and that plus making the functions' two
@@ -307,7 +308,9 @@ def report(measurement: Measurement) -> str:
         "import on purpose, as AWS advises: with provisioned concurrency (or SnapStart) the init phase "
         "runs before any request arrives, and a client made on first use would be paid by a request; "
         "and the handler runs on a CPU share proportional to its memory (512 MB: under a third of a "
-        "vCPU), where the init phase has been measured to get more.",
+        "vCPU), while the init phase has been measured to run unthrottled below 3 GB "
+        "(https://bitesizedserverless.com/bite/lambda-cold-start-bootstrap/): the same work done on "
+        "first use would make a real cold start longer.",
         "",
         figures_table(figures),
         "",
