@@ -78,6 +78,14 @@ def median(samples: Sequence[float]) -> float:
     return statistics.median(samples)
 
 
+def paired_ratio(samples: Sequence[float], baseline: Sequence[float]) -> float:
+    """The median of the ratios of samples taken in the same round: a machine that slows down for
+    a while slows both sides of a round, so the ratio holds where the two medians would drift apart."""
+    if len(samples) != len(baseline) or not samples:
+        raise ValueError("paired samples need one baseline sample per round")
+    return median([sample / base for sample, base in zip(samples, baseline, strict=True)])
+
+
 def spread(samples: Sequence[float], scale: float = 1.0, unit: str = "") -> str:
     """`median (min-max)` of the samples, scaled (e.g. 1000 for ms)."""
     return (

@@ -7,14 +7,15 @@ interpreter that times one import (`import app`, or `import boto3`) and nothing 
 deployed: the function's build folder and the layer's python/ folder on its PYTHONPATH, no
 site-packages of this environment (`python -S`), the function's environment from template.yaml (its
 Globals) and Lambda's own variables, so that Powertools (and the X-Ray SDK behind Tracer)
-initialises as in Lambda. The build's files are dated
-1980-01-01, as Lambda gets them from the zip `sam build` makes, and nothing can write bytecode
-(`PYTHONDONTWRITEBYTECODE`: /opt and /var/task are read-only), so only the bytecode the build ships
-is used. Each handler and two baselines (`import boto3`, and that plus making the functions' two
-clients) take turns, `RUNS` times; medians. One more run with `python -X importtime` per
-handler tells where the time goes, and `BARE_RUNS` runs of the dispatch handler's import from a copy of
-the layer without its bytecode show what the build's bytecode saves. If `sam build` fails, the imports
-come from the source tree and this environment's site-packages, and the section says so.
+initialises as in Lambda. The build's files are dated 1980-01-01, as Lambda gets them from the zip
+`sam build` makes, and nothing can write bytecode (`PYTHONDONTWRITEBYTECODE`: /opt and /var/task are
+read-only), so only the bytecode the build ships is used. Each handler, two baselines (`import
+boto3`, and that plus making the functions' two clients) and two floors (those clients and the
+Powertools a handler uses, without and with the batch utility: what a handler needs before
+batchgate's own code) take turns, `RUNS` times; medians. One more run with `python -X importtime`
+per handler tells where the time goes, and `BARE_RUNS` runs of the dispatch handler's import from a
+copy of the layer without its bytecode show what the build's bytecode saves. If `sam build` fails,
+the imports come from the source tree and this environment's site-packages, and the section says so.
 
 Package sizes: the files of each function and of the layer summed, and zipped as Lambda receives them.
 
@@ -36,10 +37,10 @@ from pathlib import Path
 
 from moto import mock_aws
 
-from bench._figures import Figure, at_most, figures_table, median, spread
+from bench._figures import Figure, at_most, figures_table, median, paired_ratio, spread
 from bench._in_process import DISPATCH, REGION, ROOT, SWEEP, TRACK, build_stack
 
-RUNS = 9
+RUNS = 15
 BARE_RUNS = 3
 # The date of every file Lambda extracts from a zip made by `sam build` (entries carry no time).
 ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z
@@ -52,6 +53,21 @@ CLIENTS_STATEMENT = (
     "import boto3; from batchgate.aws_clients import dynamodb_client, ecs_client; "
     "dynamodb_client(); ecs_client()"
 )
+# What each handler needs before any batchgate code runs: those clients, and Powertools made as
+# batchgate.telemetry makes it; dispatch also processes its SQS batches with the batch utility. The
+# handler's time above its floor is the cost of batchgate's own code.
+WITH_POWERTOOLS = f"{WITH_CLIENTS} + Powertools Logger, Metrics, Tracer"
+POWERTOOLS_STATEMENT = (
+    f"{CLIENTS_STATEMENT}; from aws_lambda_powertools import Logger, Metrics, Tracer; "
+    "Logger(); Metrics(); Tracer(patch_modules=('botocore',))"
+)
+WITH_BATCH = f"{WITH_POWERTOOLS}, batch utility"
+BATCH_STATEMENT = (
+    f"{POWERTOOLS_STATEMENT}; from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, "
+    "EventType; import aws_lambda_powertools.utilities.data_classes.sqs_event; "
+    "AsyncBatchProcessor(event_type=EventType.SQS)"
+)
+FLOORS = {DISPATCH: WITH_BATCH, TRACK: WITH_POWERTOOLS, SWEEP: WITH_POWERTOOLS}
 TIMED_IMPORT = "import time; started = time.perf_counter(); {statement}; print(time.perf_counter() - started)"
 LAYER = "BatchgateLayer"
 FUNCTIONS = (DISPATCH, TRACK, SWEEP)
@@ -78,7 +94,7 @@ class PackageSize:
 
 @dataclass
 class Measurement:
-    subjects: list[Subject]
+    subjects: list[Subject]  # the baselines and floors, then the handlers (`subjects()`)
     breakdowns: dict[str, list[tuple[str, float]]]
     sizes: list[PackageSize]
     build_error: str | None
@@ -115,7 +131,8 @@ def lambda_environment(
 
 
 def subjects(build: Path | None) -> list[Subject]:
-    """The two baselines and the three handlers, from the build output (or the source tree without one)."""
+    """The two baselines, the two floors and the three handlers, from the build output (or the
+    source tree without one)."""
     with mock_aws():
         stack = build_stack()
         environments = {function: stack.environment(function) for function in FUNCTIONS}
@@ -129,6 +146,8 @@ def subjects(build: Path | None) -> list[Subject]:
     return [
         Subject(BASELINE, BASELINE, dispatch.folder, dispatch.environment),
         Subject(WITH_CLIENTS, CLIENTS_STATEMENT, dispatch.folder, dispatch.environment),
+        Subject(WITH_POWERTOOLS, POWERTOOLS_STATEMENT, dispatch.folder, dispatch.environment),
+        Subject(WITH_BATCH, BATCH_STATEMENT, dispatch.folder, dispatch.environment),
         *handlers,
     ]
 
@@ -245,7 +264,7 @@ def measure() -> Measurement:
         for _ in range(RUNS):
             for subject in measured:
                 subject.seconds.append(timed_import(subject, python))
-        handlers = measured[2:]
+        handlers = [subject for subject in measured if subject.name in FUNCTIONS]
         breakdowns = {subject.name: import_breakdown(subject, python) for subject in handlers}
         bare = without_bytecode(handlers[0], built, Path(scratch)) if built else None
         bare_seconds = [timed_import(bare, python) for _ in range(BARE_RUNS)] if bare else []
@@ -257,34 +276,50 @@ def _size(size: int) -> str:
 
 
 def report(measurement: Measurement) -> str:
-    baseline, with_clients, *handlers = measurement.subjects
+    by_name = {subject.name: subject for subject in measurement.subjects}
+    baseline, with_clients = by_name[BASELINE], by_name[WITH_CLIENTS]
+    handlers = [by_name[function] for function in FUNCTIONS]
     base = median(baseline.seconds)
     source = (
         f"from the source tree and this environment's site-packages ({measurement.build_error})"
         if measurement.build_error
         else "from the `sam build` output (function folder + layer, `python -S`)"
     )
+
+    def ratio(subject: Subject, to: Subject = baseline) -> float:
+        return paired_ratio(subject.seconds, to.seconds)
+
     figures = [
         at_most(
             f"cold start: import of the {subject.name} handler / bare import boto3",
-            median(subject.seconds) / base,
+            ratio(subject),
             TARGET_RATIO,
             f"≤ {TARGET_RATIO}x",
-            f"{median(subject.seconds) / base:.2f}x "
-            f"({median(subject.seconds) * 1000:.0f} ms vs {base * 1000:.0f} ms)",
+            f"{ratio(subject):.2f}x ({median(subject.seconds) * 1000:.0f} ms vs {base * 1000:.0f} ms)",
         )
         for subject in handlers
     ]
-    made = median(with_clients.seconds)
     figures += [
         Figure(
             f"cold start: import of the {subject.name} handler / {WITH_CLIENTS}",
             "-",
-            f"{median(subject.seconds) / made:.2f}x ({median(subject.seconds) * 1000:.0f} ms vs "
-            f"{made * 1000:.0f} ms)",
+            f"{ratio(subject, with_clients):.2f}x ({median(subject.seconds) * 1000:.0f} ms vs "
+            f"{median(with_clients.seconds) * 1000:.0f} ms)",
         )
         for subject in handlers
     ]
+    for subject in handlers:
+        floor = by_name[FLOORS[subject.name]]
+        # batchgate's own code: the handler less its floor, round by round.
+        own = [handler - rest for handler, rest in zip(subject.seconds, floor.seconds, strict=True)]
+        figures.append(
+            Figure(
+                f"cold start: {floor.name} (the {subject.name} handler's floor) / bare import boto3",
+                "-",
+                f"{ratio(floor):.2f}x; the handler's own code adds {median(own) * 1000:.0f} ms "
+                f"({paired_ratio(own, baseline.seconds):.2f}x)",
+            )
+        )
     if measurement.sizes:
         figures.append(
             Figure(
@@ -299,8 +334,13 @@ def report(measurement: Measurement) -> str:
         f"Fresh-process import time of each handler module, {source}, with the function's environment "
         f"from template.yaml and Lambda's runtime variables, against `{BASELINE}` from the same place "
         f"in the same run, and against `{BASELINE}` that then makes the two clients every function keeps "
-        "(DynamoDB, ECS; by batchgate.aws_clients, as the functions make them); the five take turns, "
-        f"{RUNS} runs each, median (min-max). The handler's "
+        "(DynamoDB, ECS; by batchgate.aws_clients, as the functions make them). Each handler also has "
+        "a floor: what it needs before any batchgate code runs, those clients and Powertools made as "
+        "batchgate.telemetry makes them (Logger, Metrics, Tracer patching botocore), and for dispatch "
+        "the batch utility with its SQS data class; the handler's time above its floor is batchgate's "
+        f"own code. The seven take turns, {RUNS} runs each: times are medians (min-max), ratios the "
+        "median of each round's ratio (a round's imports run back to back, so a machine that slows "
+        "down for a while slows both sides of it). The handler's "
         "import includes its module-level set-up: settings, the catalog and the boto3 clients it keeps "
         "for the container (the self time of `app` in the breakdown). The files are dated 1980-01-01, "
         "as Lambda extracts them from `sam build`'s zip, and no bytecode can be written (Lambda's file "
@@ -317,7 +357,10 @@ def report(measurement: Measurement) -> str:
         "| import | time | vs import boto3 | most self time (-X importtime, one run) |",
         "|---|---|---:|---|",
         f"| {BASELINE} | {spread(baseline.seconds, 1000, ' ms')} | 1.00x | |",
-        f"| {WITH_CLIENTS} | {spread(with_clients.seconds, 1000, ' ms')} | {made / base:.2f}x | |",
+        *(
+            f"| {floor.name} | {spread(floor.seconds, 1000, ' ms')} | {ratio(floor):.2f}x | |"
+            for floor in (with_clients, by_name[WITH_POWERTOOLS], by_name[WITH_BATCH])
+        ),
     ]
     for subject in handlers:
         top = ", ".join(
@@ -325,7 +368,7 @@ def report(measurement: Measurement) -> str:
         )
         lines.append(
             f"| {subject.name} `import app` | {spread(subject.seconds, 1000, ' ms')} | "
-            f"{median(subject.seconds) / base:.2f}x | {top} |"
+            f"{ratio(subject):.2f}x | {top} |"
         )
     if measurement.without_bytecode:
         bare = median(measurement.without_bytecode)

@@ -12,6 +12,7 @@ from bench._figures import (
     at_most,
     figure_rows,
     figures_table,
+    paired_ratio,
     replace_marked_block,
 )
 from bench.cold_start import importtime_by_package
@@ -60,3 +61,20 @@ def test_importtime_lines_are_summed_per_top_level_package() -> None:
         ]
     )
     assert importtime_by_package(stderr) == [("app", 0.0004), ("botocore", 0.00015)]
+
+
+def test_a_paired_ratio_is_the_median_of_each_rounds_ratio() -> None:
+    # Rounds 3 and 5 ran on a machine twice as slow; in round 2 only the baseline was slowed. Each
+    # round's ratio: 1.5, 0.55, 1.5, 1.5, 1.5. The ratio of the two medians (0.33 / 0.4) would be 0.83.
+    handler = [0.30, 0.33, 0.60, 0.30, 0.60]
+    boto3 = [0.20, 0.60, 0.40, 0.20, 0.40]
+
+    assert paired_ratio(handler, boto3) == pytest.approx(1.5)
+    assert sorted(handler)[2] / sorted(boto3)[2] == pytest.approx(0.825)
+    assert paired_ratio([2.0], [1.0]) == 2.0
+
+
+@pytest.mark.parametrize(("samples", "baseline"), [([1.0, 2.0], [1.0]), ([], [])])
+def test_paired_ratio_needs_a_baseline_sample_per_round(samples: list[float], baseline: list[float]) -> None:
+    with pytest.raises(ValueError, match="one baseline sample per round"):
+        paired_ratio(samples, baseline)

@@ -1,0 +1,104 @@
+"""The cold-start benchmark's floors: what a handler needs before batchgate's own code. A floor that
+imported something its handler does not would make batchgate's own code look cheaper than it is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench import cold_start
+from bench.cold_start import (
+    BASELINE,
+    FLOORS,
+    FUNCTIONS,
+    WITH_BATCH,
+    WITH_CLIENTS,
+    WITH_POWERTOOLS,
+    Measurement,
+    Subject,
+    python_command,
+    subjects,
+)
+
+LIST_MODULES = "; import json, sys; print(json.dumps(sorted(sys.modules)))"
+
+
+@pytest.fixture(scope="module")
+def by_name() -> dict[str, Subject]:
+    return {subject.name: subject for subject in subjects(None)}
+
+
+def modules_after(subject: Subject, environment_of: Subject | None = None) -> set[str]:
+    """sys.modules after a fresh interpreter runs the subject's statement, in its (or another
+    subject's) Lambda environment."""
+    environment = environment_of or subject
+    completed = subprocess.run(
+        [*python_command(None), "-c", subject.statement + LIST_MODULES],
+        cwd=environment.folder,
+        env=environment.environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(json.loads(completed.stdout))
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_each_floor_imports_only_what_its_handler_imports(by_name: dict[str, Subject], function: str) -> None:
+    handler = modules_after(by_name[function])
+    floor = modules_after(by_name[FLOORS[function]], environment_of=by_name[function])
+
+    assert floor < handler
+    # The floor is the handler's Powertools, X-Ray SDK included, and none of batchgate's domain.
+    assert {"aws_lambda_powertools.tracing.tracer", "aws_xray_sdk.core", "batchgate.aws_clients"} <= floor
+    assert not {name for name in floor if name.startswith("batchgate.")} - {"batchgate.aws_clients"}
+    assert f"batchgate.{function.removesuffix('Function').lower()}" in handler - floor
+
+
+def test_only_dispatch_pays_for_the_batch_utility(by_name: dict[str, Subject]) -> None:
+    batch = "aws_lambda_powertools.utilities.batch"
+    assert set(FLOORS) == set(FUNCTIONS)
+    assert [function for function in FUNCTIONS if FLOORS[function] == WITH_BATCH] == ["DispatchFunction"]
+    assert batch in modules_after(by_name["DispatchFunction"])
+    assert batch not in modules_after(by_name["TrackFunction"])
+    assert batch not in modules_after(by_name[BASELINE])
+
+
+def measured(seconds: dict[str, list[float]]) -> Measurement:
+    names = [BASELINE, WITH_CLIENTS, WITH_POWERTOOLS, WITH_BATCH, *FUNCTIONS]
+    subjects = [Subject(name, "", Path("."), {}, seconds[name]) for name in names]
+    return Measurement(subjects, {name: [("app", 0.05)] for name in FUNCTIONS}, [], "no build here")
+
+
+def test_the_report_gives_each_rounds_ratio_and_each_handlers_own_code() -> None:
+    # Round 2 ran on a machine twice as slow, for every subject.
+    report = cold_start.report(
+        measured(
+            {
+                BASELINE: [0.200, 0.400, 0.200],
+                WITH_CLIENTS: [0.240, 0.480, 0.240],
+                WITH_POWERTOOLS: [0.260, 0.520, 0.260],
+                WITH_BATCH: [0.280, 0.560, 0.280],
+                "DispatchFunction": [0.360, 0.720, 0.360],
+                "TrackFunction": [0.290, 0.580, 0.290],
+                "SweepFunction": [0.300, 0.600, 0.300],
+            }
+        )
+    )
+    rows = [row for row in report.splitlines() if row.startswith("| cold start")]
+
+    assert rows[0].endswith("| ≤ 1.5x | 1.80x (360 ms vs 200 ms) | 1.20 | MISS |")
+    assert rows[1].endswith("| ≤ 1.5x | 1.45x (290 ms vs 200 ms) | 0.97 | PASS |")
+    assert "| 1.50x (300 ms vs 200 ms) | 1.00 | PASS |" in rows[2]
+    assert "TrackFunction handler / import boto3 + the DynamoDB and ECS clients | - | 1.21x" in rows[4]
+    assert rows[6].endswith(
+        "(the DispatchFunction handler's floor) / bare import boto3 | - | "
+        "1.40x; the handler's own code adds 80 ms (0.40x) | - | reported |"
+    )
+    assert rows[7].endswith(
+        "(the TrackFunction handler's floor) / bare import boto3 | - | "
+        "1.30x; the handler's own code adds 30 ms (0.15x) | - | reported |"
+    )
