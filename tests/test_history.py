@@ -21,6 +21,7 @@ from batchgate.latency_sketch import (
     bucket_of,
 )
 from batchgate.stats import percentile
+from batchgate.table import ConcurrentUpdateError
 from batchgate.track import Tracker
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -153,6 +154,56 @@ def test_a_history_failure_does_not_fail_the_job_update(stack: Stack) -> None:
     tracker_with(stack, missing).track(event_fixture("task-stopped-exit-0.json"))
     job = stack.table.get(PAYROLL_JOB)
     assert job is not None and job.status.value == "SUCCEEDED"
+
+
+class LosingClient:
+    """The history table's client, with another writer recording an attempt of the same pair between
+    each of our first `losses` reads and our write."""
+
+    def __init__(self, client: Any, other: HistoryTable, losses: int) -> None:
+        self._client = client
+        self._other = other
+        self.losses = losses
+
+    def get_item(self, **request: Any) -> Any:
+        response = self._client.get_item(**request)
+        if self.losses:
+            self.losses -= 1
+            self._other.record("payroll-calculation", AttemptObservation("FARGATE", succeeded=False))
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_record_that_loses_to_other_writers_pauses_and_reads_again(stack: Stack) -> None:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    create_history_table(client, HISTORY_TABLE)
+    pauses: list[int] = []
+    losing = LosingClient(client, HistoryTable(HISTORY_TABLE, client), losses=3)
+    history = HistoryTable(HISTORY_TABLE, losing, pause=pauses.append)  # type: ignore[arg-type]
+
+    history.record("payroll-calculation", AttemptObservation("FARGATE", succeeded=True))
+
+    assert pauses == [0, 1, 2]  # one pause after each lost write, the bound growing each time
+    stored, version = history.get("payroll-calculation", "FARGATE")
+    # The three other writers' attempts and ours: none lost.
+    assert (stored.observed, stored.successes, version) == (4, 1, 4)
+
+
+def test_a_record_that_keeps_losing_gives_up_after_its_tries(stack: Stack) -> None:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    create_history_table(client, HISTORY_TABLE)
+    pauses: list[int] = []
+    losing = LosingClient(client, HistoryTable(HISTORY_TABLE, client), losses=10)
+    history = HistoryTable(HISTORY_TABLE, losing, pause=pauses.append)  # type: ignore[arg-type]
+
+    with pytest.raises(ConcurrentUpdateError, match="history payroll-calculation/FARGATE"):
+        history.record("payroll-calculation", AttemptObservation("FARGATE", succeeded=True), tries=4)
+
+    assert pauses == [0, 1, 2]  # no pause after the last try: the caller gets the error at once
+    stored, _ = history.get("payroll-calculation", "FARGATE")
+    assert (stored.observed, stored.successes) == (4, 0)
 
 
 def test_summaries_are_cached_per_batch(stack: Stack) -> None:

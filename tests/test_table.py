@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import boto3
 import pytest
-from batchgate.jobs import JobStatus, job_id_for
-from batchgate.table import ConcurrentUpdateError
+from batchgate.jobs import Job, JobStatus, job_id_for
+from batchgate.table import ConcurrentUpdateError, JobTable
 
 from tests.conftest import Stack
 from tests.test_jobs import make_job
@@ -43,6 +44,28 @@ def test_mutate_rereads_after_a_concurrent_write(stack: Stack) -> None:
     after = stack.table.mutate(stored.job_id, change)  # type: ignore[arg-type]
     assert len(calls) == 2
     assert after is not None and after.status is JobStatus.DISPATCHING and after.reason == "mutated"
+
+
+def test_mutate_pauses_after_each_lost_write_but_the_last(stack: Stack) -> None:
+    stored = stack.table.create(make_job())
+    assert stored is not None
+    pauses: list[int] = []
+    table = JobTable(
+        stack.table.table_name, boto3.client("dynamodb", region_name="us-east-1"), pause=pauses.append
+    )
+
+    def change(job: Job) -> Job:
+        # Another writer gets in between every read and write of ours.
+        other = stack.table.get(job.job_id)
+        assert other is not None
+        stack.table.save(replace(other, reason=f"other {other.revision}"))
+        return replace(job, reason="mutated")
+
+    with pytest.raises(ConcurrentUpdateError):
+        table.mutate(stored.job_id, change, tries=3)
+    assert pauses == [0, 1]
+    current = stack.table.get(stored.job_id)
+    assert current is not None and current.reason == "other 3"
 
 
 def test_mutate_of_a_missing_job_returns_none(stack: Stack) -> None:

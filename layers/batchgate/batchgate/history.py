@@ -2,7 +2,8 @@
 
 Key schema (template.yaml declares the same): hash `batch`, range `strategy`; one small item per pair
 (see `batchgate.latency_sketch`). The track Lambda writes it once per finished attempt with one read and
-one conditional write (`version`), the dispatch Lambda reads it with one Query per batch, cached for
+one conditional write (`version`; read again after a random pause when another finished attempt of
+the pair got there first), the dispatch Lambda reads it with one Query per batch, cached for
 `DEFAULT_CACHE_SECONDS` so that a burst of jobs of one batch reads it once. Never a scan.
 """
 
@@ -24,6 +25,7 @@ from batchgate.latency_sketch import (
     StrategyHistory,
 )
 from batchgate.table import ConcurrentUpdateError, from_attributes, to_attributes
+from batchgate.write_conflicts import pause_after_conflict
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -55,6 +57,7 @@ class HistoryTable:
         cache_seconds: float = DEFAULT_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        pause: Callable[[int], None] = pause_after_conflict,
     ) -> None:
         self.table_name = table_name
         self._client: DynamoDBClient = client or dynamodb_client()
@@ -62,6 +65,7 @@ class HistoryTable:
         self.cache_seconds = cache_seconds
         self._clock = clock
         self._wall_clock = wall_clock
+        self._pause = pause
         self._cache: dict[str, tuple[float, dict[str, HistorySummary]]] = {}
         self._lock = threading.Lock()
         self._refreshing: dict[str, threading.Lock] = {}  # batch -> held while its Query runs
@@ -79,9 +83,10 @@ class HistoryTable:
         plain = from_attributes(item)
         return StrategyHistory.from_item(plain), int(plain.get(VERSION_ATTRIBUTE, 0))
 
-    def record(self, batch: str, observation: AttemptObservation, tries: int = 5) -> StrategyHistory:
-        """Add one finished attempt: read, fold in, write conditionally on the version read."""
-        for _ in range(tries):
+    def record(self, batch: str, observation: AttemptObservation, tries: int = 8) -> StrategyHistory:
+        """Add one finished attempt: read, fold in, write conditionally on the version read; after a
+        lost write, pause (`batchgate.write_conflicts`) and read again."""
+        for lost in range(tries):
             current, version = self.get(batch, observation.strategy)
             updated = current.observe(observation, self._wall_clock(), self.half_life_seconds)
             item = {**updated.to_item(), VERSION_ATTRIBUTE: version + 1}
@@ -103,6 +108,8 @@ class HistoryTable:
                 self._client.put_item(**request)
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                    if lost + 1 < tries:
+                        self._pause(lost)
                     continue
                 raise
             return updated

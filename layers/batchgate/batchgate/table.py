@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from batchgate.aws_clients import dynamodb_client
 from batchgate.jobs import Job
+from batchgate.write_conflicts import pause_after_conflict
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -67,9 +68,16 @@ class JobPage:
 
 
 class JobTable:
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient | None = None,
+        *,
+        pause: Callable[[int], None] = pause_after_conflict,
+    ) -> None:
         self.table_name = table_name
         self._client: DynamoDBClient = client or dynamodb_client()
+        self._pause = pause
 
     def create(self, job: Job) -> Job | None:
         """Write a new job and return it as stored; None when a job with this id exists already
@@ -128,7 +136,7 @@ class JobTable:
         no such job.
         """
         current: Job | None = read
-        for _ in range(tries):
+        for lost in range(tries):
             if current is None:
                 current = self.get(job_id)
                 if current is None:
@@ -140,7 +148,8 @@ class JobTable:
                 return self.save(changed)
             except ConcurrentUpdateError:
                 current = None
-                continue
+                if lost + 1 < tries:
+                    self._pause(lost)
         raise ConcurrentUpdateError(job_id)
 
     def query(
