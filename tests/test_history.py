@@ -176,12 +176,17 @@ class LosingClient:
         return getattr(self._client, name)
 
 
-def test_a_record_that_loses_to_other_writers_pauses_and_reads_again(stack: Stack) -> None:
+def losing_history(losses: int) -> tuple[HistoryTable, list[int]]:
+    """A history table whose first `losses` writes lose to another writer, and the pauses it makes."""
     client = boto3.client("dynamodb", region_name="us-east-1")
     create_history_table(client, HISTORY_TABLE)
     pauses: list[int] = []
-    losing = LosingClient(client, HistoryTable(HISTORY_TABLE, client), losses=3)
-    history = HistoryTable(HISTORY_TABLE, losing, pause=pauses.append)  # type: ignore[arg-type]
+    losing = LosingClient(client, HistoryTable(HISTORY_TABLE, client), losses)
+    return HistoryTable(HISTORY_TABLE, losing, pause=pauses.append), pauses  # type: ignore[arg-type]
+
+
+def test_a_record_that_loses_to_other_writers_pauses_and_reads_again(stack: Stack) -> None:
+    history, pauses = losing_history(losses=3)
 
     history.record("payroll-calculation", AttemptObservation("FARGATE", succeeded=True))
 
@@ -192,11 +197,7 @@ def test_a_record_that_loses_to_other_writers_pauses_and_reads_again(stack: Stac
 
 
 def test_a_record_that_keeps_losing_gives_up_after_its_tries(stack: Stack) -> None:
-    client = boto3.client("dynamodb", region_name="us-east-1")
-    create_history_table(client, HISTORY_TABLE)
-    pauses: list[int] = []
-    losing = LosingClient(client, HistoryTable(HISTORY_TABLE, client), losses=10)
-    history = HistoryTable(HISTORY_TABLE, losing, pause=pauses.append)  # type: ignore[arg-type]
+    history, pauses = losing_history(losses=10)
 
     with pytest.raises(ConcurrentUpdateError, match="history payroll-calculation/FARGATE"):
         history.record("payroll-calculation", AttemptObservation("FARGATE", succeeded=True), tries=4)

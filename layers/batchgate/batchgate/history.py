@@ -25,7 +25,7 @@ from batchgate.latency_sketch import (
     StrategyHistory,
 )
 from batchgate.table import ConcurrentUpdateError, from_attributes, to_attributes
-from batchgate.write_conflicts import pause_after_conflict
+from batchgate.write_conflicts import pause_after_conflict, tries_after_conflicts
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -86,7 +86,7 @@ class HistoryTable:
     def record(self, batch: str, observation: AttemptObservation, tries: int = 8) -> StrategyHistory:
         """Add one finished attempt: read, fold in, write conditionally on the version read; after a
         lost write, pause (`batchgate.write_conflicts`) and read again."""
-        for lost in range(tries):
+        for _ in tries_after_conflicts(tries, self._pause):
             current, version = self.get(batch, observation.strategy)
             updated = current.observe(observation, self._wall_clock(), self.half_life_seconds)
             item = {**updated.to_item(), VERSION_ATTRIBUTE: version + 1}
@@ -108,8 +108,6 @@ class HistoryTable:
                 self._client.put_item(**request)
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                    if lost + 1 < tries:
-                        self._pause(lost)
                     continue
                 raise
             return updated

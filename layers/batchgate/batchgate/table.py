@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from batchgate.aws_clients import dynamodb_client
 from batchgate.jobs import Job
-from batchgate.write_conflicts import pause_after_conflict
+from batchgate.write_conflicts import pause_after_conflict, tries_after_conflicts
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -136,7 +136,7 @@ class JobTable:
         no such job.
         """
         current: Job | None = read
-        for lost in range(tries):
+        for _ in tries_after_conflicts(tries, self._pause):
             if current is None:
                 current = self.get(job_id)
                 if current is None:
@@ -148,8 +148,6 @@ class JobTable:
                 return self.save(changed)
             except ConcurrentUpdateError:
                 current = None
-                if lost + 1 < tries:
-                    self._pause(lost)
         raise ConcurrentUpdateError(job_id)
 
     def query(

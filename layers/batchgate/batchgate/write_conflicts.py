@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 FIRST_PAUSE_SECONDS = 0.02
 LONGEST_PAUSE_SECONDS = 0.5
@@ -21,3 +21,12 @@ def conflict_pause(lost: int, draw: Callable[[], float] = random.random) -> floa
 
 def pause_after_conflict(lost: int) -> None:
     time.sleep(conflict_pause(lost))
+
+
+def tries_after_conflicts(tries: int, pause: Callable[[int], None] = pause_after_conflict) -> Iterator[int]:
+    """The numbers of an optimistic write's tries, pausing before each one after the first: a loop
+    over them returns on success and goes round only when its write lost."""
+    for lost in range(tries):
+        if lost:
+            pause(lost - 1)
+        yield lost
