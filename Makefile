@@ -56,6 +56,7 @@ build: $(STAMP)
 invoke: build
 	$(BIN)/sam local invoke DispatchFunction --event events/sqs-submit-batch.json --env-vars events/env.json
 	$(BIN)/sam local invoke TrackFunction --event events/task-stopped-exit-0.json --env-vars events/env.json
+	$(BIN)/sam local invoke HistoryFunction --event events/job-stream-attempt-stopped.json --env-vars events/env.json
 	$(BIN)/sam local invoke SweepFunction --event events/sweep-schedule.json --env-vars events/env.json
 
 bench: $(STAMP)

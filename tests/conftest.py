@@ -199,3 +199,28 @@ def sqs_event(*bodies: str, message_ids: list[str] | None = None) -> dict[str, A
         record["body"] = body
         records.append(record)
     return {"Records": records}
+
+
+def job_stream_records(table_name: str = TABLE, region: str = REGION) -> list[dict[str, Any]]:
+    """Every record of the table's stream so far, shaped as Lambda delivers them (the moto account's
+    stream, read from the start of each shard)."""
+    dynamodb = boto3.client("dynamodb", region_name=region)
+    streams = boto3.client("dynamodbstreams", region_name=region)
+    stream_arn = dynamodb.describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
+    records: list[dict[str, Any]] = []
+    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        ).get("ShardIterator")
+        while iterator:
+            response = streams.get_records(ShardIterator=iterator)
+            if not response["Records"]:
+                break
+            for record in response["Records"]:
+                lambda_record: dict[str, Any] = json.loads(json.dumps(record, default=str))
+                lambda_record["dynamodb"]["ApproximateCreationDateTime"] = record["dynamodb"][
+                    "ApproximateCreationDateTime"
+                ].timestamp()
+                records.append({**lambda_record, "eventVersion": "1.1", "eventSourceARN": stream_arn})
+            iterator = response.get("NextShardIterator")
+    return records

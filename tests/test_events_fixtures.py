@@ -34,7 +34,8 @@ STOPPED = {
 }
 OUR_TASK_EVENTS = [*HAPPY_PATH[:-1], *STOPPED]
 ECS_EVENTS = [*OUR_TASK_EVENTS, "task-not-ours.json"]
-ALL_EVENTS = ["sqs-submit-batch.json", "sweep-schedule.json", *ECS_EVENTS]
+STREAM_SAMPLE = "job-stream-attempt-stopped.json"
+ALL_EVENTS = ["sqs-submit-batch.json", "sweep-schedule.json", STREAM_SAMPLE, *ECS_EVENTS]
 # Task timestamps in the order a task passes them (stoppingAt and executionStoppedAt can come either way).
 TIMELINE = ["createdAt", "connectivityAt", "pullStartedAt", "pullStoppedAt", "startedAt"]
 ENDING = ["stoppingAt", "executionStoppedAt"]
@@ -240,3 +241,33 @@ def test_sweep_schedule_is_a_scheduled_eventbridge_event() -> None:
     assert EVENT_TIME.match(event["time"])
     [rule] = event["resources"]
     assert rule.startswith(f"arn:aws:events:{REGION}:{ACCOUNT}:rule/")
+
+
+def test_job_stream_sample_has_the_lambda_record_shape_and_follows_the_task_events() -> None:
+    records = load(STREAM_SAMPLE)["Records"]
+    running, stopped = (load(name)["detail"] for name in ("task-running.json", "task-stopped-exit-0.json"))
+    for record in records:
+        assert (record["eventSource"], record["eventVersion"], record["awsRegion"]) == (
+            "aws:dynamodb",
+            "1.1",
+            REGION,
+        )
+        assert record["eventName"] == "MODIFY"
+        assert record["eventSourceARN"].startswith(f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/")
+        stream = record["dynamodb"]
+        assert stream["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+        assert isinstance(stream["ApproximateCreationDateTime"], int)
+        assert stream["Keys"] == {"job_id": {"S": PAYROLL_JOB}}
+        assert stream["NewImage"]["job_id"] == stream["OldImage"]["job_id"] == {"S": PAYROLL_JOB}
+    sequence_numbers = [int(record["dynamodb"]["SequenceNumber"]) for record in records]
+    assert sequence_numbers == sorted(sequence_numbers)
+    # The job's writes for the RUNNING event, then for the STOPPED one.
+    statuses = [
+        (record["dynamodb"]["OldImage"]["status"]["S"], record["dynamodb"]["NewImage"]["status"]["S"])
+        for record in records
+    ]
+    assert statuses == [("DISPATCHED", "RUNNING"), ("RUNNING", "SUCCEEDED")]
+    for record, detail in zip(records, (running, stopped), strict=True):
+        [attempt] = record["dynamodb"]["NewImage"]["attempts"]["L"]
+        assert attempt["M"]["task_arn"] == {"S": detail["taskArn"]}
+        assert attempt["M"]["last_status"] == {"S": detail["lastStatus"]}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS = ("dispatch", "track", "sweep")
+FUNCTIONS = ("dispatch", "track", "history", "sweep")
 OPS_ONLY = (
     "batchgate.cli",
     "batchgate.stats",

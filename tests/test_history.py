@@ -1,17 +1,15 @@
-"""History: the latency sketch, and the track Lambda feeding the history table once per attempt."""
+"""History: the latency sketch, and the history table adapter (batchgate.history_feed feeds it: see
+tests/test_history_feed.py)."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
-from batchgate.ecs import EcsTasks
 from batchgate.history import HistoryTable
 from batchgate.latency_sketch import (
     GROWTH,
@@ -22,13 +20,10 @@ from batchgate.latency_sketch import (
 )
 from batchgate.stats import percentile
 from batchgate.table import ConcurrentUpdateError
-from batchgate.track import Tracker
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import LambdaContextStub, Stack, create_history_table, event_fixture
-from tests.test_dispatch import PAYROLL_JOB
-from tests.test_track import dispatched_job
+from tests.conftest import Stack, create_history_table
 
 HISTORY_TABLE = "batchgate-test-history"
 DAY = 86400.0
@@ -77,7 +72,7 @@ def test_empty_history_has_no_percentiles() -> None:
     assert (summary.count, summary.success_rate, summary.run_p95, summary.start_p50) == (0, None, None, None)
 
 
-# Through the track Lambda, on the moto stack.
+# The history table, on the moto stack.
 
 
 @pytest.fixture
@@ -85,75 +80,6 @@ def history(stack: Stack) -> HistoryTable:
     client = boto3.client("dynamodb", region_name="us-east-1")
     create_history_table(client, HISTORY_TABLE)
     return HistoryTable(HISTORY_TABLE, client)
-
-
-def tracker_with(stack: Stack, history: HistoryTable) -> Tracker:
-    return Tracker(
-        catalog=stack.catalog,
-        table=stack.table,
-        ecs=EcsTasks(stack.settings.cluster, stack.ecs_client),
-        history=history,
-    )
-
-
-def test_a_finished_attempt_is_recorded_once_with_its_phases(stack: Stack, history: HistoryTable) -> None:
-    dispatched_job(stack)
-    tracker = tracker_with(stack, history)
-    for name in [
-        "task-stopped-exit-0.json",  # out of order, then duplicated: still one observation
-        "task-running.json",
-        "task-provisioning.json",
-        "task-stopped-exit-0.json",
-        "task-stopped-exit-0.json",
-    ]:
-        tracker.track(event_fixture(name))
-    stored, version = history.get("payroll-calculation", "FARGATE")
-    assert (stored.observed, version) == (1, 1)
-    summary = stored.summary()
-    assert summary.success_rate == 1.0
-    # From the fixture: created 10:00:01.482, pull 10:00:10.302-10:00:24.871, started 10:00:27.540,
-    # stopped 10:15:05.617.
-    assert summary.start_p50 == pytest.approx(26.06, rel=TOLERANCE)
-    assert summary.provisioning_p50 == pytest.approx(8.82, rel=TOLERANCE)
-    assert summary.pull_p50 == pytest.approx(14.57, rel=TOLERANCE)
-    assert summary.run_p50 == pytest.approx(878.08, rel=TOLERANCE)
-    assert history.summaries("payroll-calculation")["FARGATE"].observed == 1
-
-
-@pytest.mark.parametrize(
-    ("fixture", "succeeded", "interrupted"),
-    [
-        ("task-stopped-exit-1.json", False, False),
-        ("task-stopped-failed-to-start.json", False, False),
-        ("task-stopped-spot-interruption.json", False, True),
-    ],
-)
-def test_failures_and_interruptions_are_counted(
-    stack: Stack, history: HistoryTable, fixture: str, succeeded: bool, interrupted: bool
-) -> None:
-    event = event_fixture(fixture)
-    dispatched_job(stack, event["detail"]["taskArn"])
-    tracker_with(stack, history).track(event)
-    stored, _ = history.get("payroll-calculation", "FARGATE")
-    assert stored.observed == 1
-    assert stored.successes == (1 if succeeded else 0)
-    assert stored.interruptions == (1 if interrupted else 0)
-
-
-def test_events_before_the_stop_write_no_history(stack: Stack, history: HistoryTable) -> None:
-    dispatched_job(stack)
-    tracker = tracker_with(stack, history)
-    for name in ["task-provisioning.json", "task-pending.json", "task-running.json"]:
-        tracker.track(event_fixture(name))
-    assert history.summaries("payroll-calculation") == {}
-
-
-def test_a_history_failure_does_not_fail_the_job_update(stack: Stack) -> None:
-    dispatched_job(stack)
-    missing = HistoryTable("no-such-table", boto3.client("dynamodb", region_name="us-east-1"))
-    tracker_with(stack, missing).track(event_fixture("task-stopped-exit-0.json"))
-    job = stack.table.get(PAYROLL_JOB)
-    assert job is not None and job.status.value == "SUCCEEDED"
 
 
 class LosingClient:
@@ -244,19 +170,6 @@ def test_concurrent_callers_on_a_cold_cache_make_one_query(stack: Stack) -> None
 
     assert queries == ["Query"]
     assert all(summaries["EC2"].observed == 1 for summaries in seen)
-
-
-def test_track_handler_writes_history_when_configured(
-    stack: Stack, load_handler: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    client = boto3.client("dynamodb", region_name="us-east-1")
-    create_history_table(client, HISTORY_TABLE)
-    monkeypatch.setenv("HISTORY_TABLE_NAME", HISTORY_TABLE)
-    dispatched_job(stack)
-    app = load_handler("track")
-    app.handler(event_fixture("task-stopped-exit-0.json"), LambdaContextStub())
-    stored, _ = HistoryTable(HISTORY_TABLE, client).get("payroll-calculation", "FARGATE")
-    assert stored.observed == 1
 
 
 def test_stats_percentile_agrees_with_the_sketch_on_a_known_sample() -> None:

@@ -35,7 +35,7 @@ LAYER_REQUIREMENTS = ROOT / "layers" / "batchgate" / "requirements.txt"
 ENV_JSON = ROOT / "events" / "env.json"
 EVENTS = ROOT / "events"
 
-FUNCTIONS = ("DispatchFunction", "TrackFunction", "SweepFunction")
+FUNCTIONS = ("DispatchFunction", "TrackFunction", "HistoryFunction", "SweepFunction")
 DEPLOY_ENVIRONMENTS = ("default", "dev", "prod")
 REGION = "us-east-1"
 # AWS: the queue's visibility timeout should be at least six times the function's timeout.
@@ -81,6 +81,8 @@ REQUIRED_ACTIONS = {
         "dynamodb:Query",
         "sqs:SendMessage",
     },
+    # batchgate.history_feed: one read and one conditional write of the history per finished attempt.
+    "HistoryFunction": {"dynamodb:GetItem", "dynamodb:PutItem"},
     # batchgate.sweep: timeouts (StopTask), reconciliation (DescribeTasks), relaunches (SendMessage).
     "SweepFunction": {
         "ecs:ListTasks",
@@ -106,6 +108,7 @@ REFERENCED_RESOURCE_TYPES = {
     "JobsQueue": "queue",
     "JobsDeadLetterQueue": "queue",
     "TrackDeadLetterQueue": "queue",
+    "HistoryDeadLetterQueue": "queue",
 }
 SUB_ARN = re.compile(
     r"^arn:\$\{AWS::Partition\}:[a-z0-9-]+:(?:\$\{AWS::Region\}|[a-z0-9-]*):(?:\$\{AWS::AccountId\}|[0-9]*)"
@@ -252,7 +255,8 @@ def resource_type(value: Any) -> str:
     if isinstance(value, dict) and "Ref" in value:
         return REFERENCED_RESOURCE_TYPES[value["Ref"]]
     if isinstance(value, dict) and "Fn::GetAtt" in value:
-        return REFERENCED_RESOURCE_TYPES[value["Fn::GetAtt"][0]]
+        logical_id, attribute = value["Fn::GetAtt"]
+        return "stream" if attribute == "StreamArn" else REFERENCED_RESOURCE_TYPES[logical_id]
     if isinstance(value, dict) and "Fn::Sub" in value:
         text = value["Fn::Sub"][0] if isinstance(value["Fn::Sub"], list) else value["Fn::Sub"]
         match = SUB_ARN.match(text) or SUB_ATTRIBUTE_PATH.match(text)
@@ -265,7 +269,7 @@ def resource_type(value: Any) -> str:
 
 
 def test_queues_are_encrypted(template: dict[str, Any]) -> None:
-    for queue in ("JobsQueue", "JobsDeadLetterQueue", "TrackDeadLetterQueue"):
+    for queue in ("JobsQueue", "JobsDeadLetterQueue", "TrackDeadLetterQueue", "HistoryDeadLetterQueue"):
         queue_properties = properties(template, queue)
         assert queue_properties.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in queue_properties
 
@@ -277,6 +281,7 @@ def test_jobs_queue_redrives_to_its_dlq_after_max_receive_count(template: dict[s
     assert template["Parameters"]["MaxReceiveCount"]["Default"] == 5
     assert properties(template, "JobsDeadLetterQueue")["MessageRetentionPeriod"] == 14 * 24 * 3600
     assert properties(template, "TrackDeadLetterQueue")["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert properties(template, "HistoryDeadLetterQueue")["MessageRetentionPeriod"] == 14 * 24 * 3600
 
 
 def test_visibility_timeout_is_at_least_six_dispatch_timeouts(template: dict[str, Any]) -> None:
@@ -422,6 +427,60 @@ def test_track_role_may_send_its_failures_to_the_track_dlq(translated: dict[str,
     )
 
 
+def history_event(template: dict[str, Any]) -> dict[str, Any]:
+    assert "Events" not in properties(template, "HistoryFunction")
+    mapping = resource(template, "HistoryFunctionJobChanges")
+    assert mapping["Type"] == "AWS::Lambda::EventSourceMapping"
+    found: dict[str, Any] = mapping["Properties"]
+    assert found["FunctionName"] == {"Ref": "HistoryFunction"}
+    return found
+
+
+def test_the_history_function_reads_the_job_tables_stream_in_order(template: dict[str, Any]) -> None:
+    stream = history_event(template)
+    assert properties(template, "JobTable")["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    assert stream["EventSourceArn"] == {"Fn::GetAtt": ["JobTable", "StreamArn"]}
+    # batchgate.history_feed folds in stream order and reports the first failure and all after it:
+    # Lambda must resume at it, one batch per shard at a time.
+    assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert stream["ParallelizationFactor"] == 1
+    assert stream["StartingPosition"] == "TRIM_HORIZON"
+    assert stream["BatchSize"] <= 10000 and stream["MaximumBatchingWindowInSeconds"] <= 300
+
+
+def test_records_the_history_function_keeps_failing_on_are_named_in_its_dlq(template: dict[str, Any]) -> None:
+    stream = history_event(template)
+    assert stream["DestinationConfig"] == {
+        "OnFailure": {"Destination": {"Fn::GetAtt": ["HistoryDeadLetterQueue", "Arn"]}}
+    }
+    # Bounded: a record that keeps failing holds its shard back for at most this long.
+    assert 0 <= stream["MaximumRetryAttempts"] <= 10000
+    assert 60 <= stream["MaximumRecordAgeInSeconds"] <= 86400  # the stream keeps records 24 hours
+
+
+def test_the_history_function_is_invoked_for_modified_jobs_only(template: dict[str, Any]) -> None:
+    [pattern] = [
+        json.loads(entry["Pattern"]) for entry in history_event(template)["FilterCriteria"]["Filters"]
+    ]
+    sample = json.loads((EVENTS / "job-stream-attempt-stopped.json").read_text())["Records"]
+    assert all(matches(pattern, record) for record in sample)
+    assert not matches(pattern, {**sample[0], "eventName": "INSERT"})
+    assert not matches(pattern, {**sample[0], "eventName": "REMOVE"})
+
+
+def test_history_role_reads_only_the_job_tables_stream(translated: dict[str, Any]) -> None:
+    role = properties(translated, "HistoryFunctionRole")
+    assert not any("DynamoDB" in arn for arn in role["ManagedPolicyArns"])  # no stream-wide read policy
+    statements = list(policy_statements(role))
+    sends = statements_with(statements, "sqs:SendMessage")
+    assert [statement["Resource"] for statement in sends] == [
+        {"Fn::GetAtt": ["HistoryDeadLetterQueue", "Arn"]}
+    ]
+    for action in ("dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:DescribeStream"):
+        [statement] = statements_with(statements, action)
+        assert statement["Resource"] == {"Fn::GetAtt": ["JobTable", "StreamArn"]}
+
+
 # --- the job table ------------------------------------------------------------------------------------
 
 
@@ -493,7 +552,7 @@ def test_wildcard_resources_only_on_read_actions_aws_cannot_scope(iam_document: 
             else:
                 assert action_resource_types(action) == [], f"{action} can be scoped to a resource"
             wildcard_actions.add(action)
-    assert wildcard_actions == {"ecs:DescribeTaskDefinition", *CLUSTER_WIDE_ACTIONS}
+    assert wildcard_actions == {"ecs:DescribeTaskDefinition", "dynamodb:ListStreams", *CLUSTER_WIDE_ACTIONS}
 
 
 def test_scoped_resources_are_of_the_types_their_actions_act_on(iam_document: dict[str, Any]) -> None:
@@ -568,19 +627,32 @@ def test_pass_role_only_to_ecs_tasks_for_the_given_roles(iam_document: dict[str,
 def test_table_access_is_the_stack_tables_only(template: dict[str, Any]) -> None:
     job_table = [{"Fn::GetAtt": ["JobTable", "Arn"]}, {"Fn::Sub": "${JobTable.Arn}/index/*"}]
     history_table = [{"Fn::GetAtt": ["HistoryTable", "Arn"]}]
+    job_stream = [{"Fn::GetAtt": ["JobTable", "StreamArn"]}]
     for function in FUNCTIONS:
         for statement in function_statements(template, function):
             if any(action.startswith("dynamodb:") for action in actions_of(statement)):
                 assert all(action.startswith("dynamodb:") for action in actions_of(statement))
-                assert as_list(statement["Resource"]) in (job_table, history_table), statement
-    # Dispatch only reads the history; track writes it.
-    dispatch_history = [
-        action
-        for statement in function_statements(template, "DispatchFunction")
-        if as_list(statement["Resource"]) == history_table
-        for action in actions_of(statement)
-    ]
-    assert dispatch_history == ["dynamodb:Query"]
+                if actions_of(statement) == ["dynamodb:ListStreams"]:
+                    continue  # lists stream ARNs only; reading one needs the statement on job_stream
+                readable = (
+                    (job_table, history_table, job_stream)
+                    if function == "HistoryFunction"
+                    else (job_table, history_table)
+                )
+                assert as_list(statement["Resource"]) in readable, statement
+
+    # Dispatch only reads the history, track never touches it, the history function folds into it.
+    def history_actions(function: str) -> list[str]:
+        return [
+            action
+            for statement in function_statements(template, function)
+            if as_list(statement["Resource"]) == history_table
+            for action in actions_of(statement)
+        ]
+
+    assert history_actions("DispatchFunction") == ["dynamodb:Query"]
+    assert history_actions("TrackFunction") == []
+    assert history_actions("HistoryFunction") == ["dynamodb:GetItem", "dynamodb:PutItem"]
 
 
 # --- functions, layer, environment, outputs -----------------------------------------------------------

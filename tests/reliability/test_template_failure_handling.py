@@ -25,13 +25,16 @@ def alarms(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
 
 
-def test_both_dead_letter_queues_alarm_on_any_message(resources: dict[str, Any]) -> None:
+def test_every_dead_letter_queue_alarms_on_any_message(resources: dict[str, Any]) -> None:
     watched = {
         a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
         for a in alarms(resources).values()
         if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
     }
-    assert watched == {"JobsDeadLetterQueue", "TrackDeadLetterQueue"}
+    queues = {
+        name for name, r in resources.items() if r["Type"] == "AWS::SQS::Queue" and "DeadLetter" in name
+    }
+    assert watched == queues == {"JobsDeadLetterQueue", "TrackDeadLetterQueue", "HistoryDeadLetterQueue"}
 
 
 def test_every_function_alarms_on_errors(resources: dict[str, Any]) -> None:
@@ -39,7 +42,7 @@ def test_every_function_alarms_on_errors(resources: dict[str, Any]) -> None:
     watched = {
         a["Dimensions"][0]["Value"]["Ref"] for a in alarms(resources).values() if a["MetricName"] == "Errors"
     }
-    assert watched == functions == {"DispatchFunction", "TrackFunction", "SweepFunction"}
+    assert watched == functions == {"DispatchFunction", "TrackFunction", "HistoryFunction", "SweepFunction"}
 
 
 def test_stuck_jobs_alarm_watches_the_metric_the_sweep_emits(resources: dict[str, Any]) -> None:
@@ -52,7 +55,7 @@ def test_stuck_jobs_alarm_watches_the_metric_the_sweep_emits(resources: dict[str
 
 def test_alarms_fire_above_zero_and_notify_the_optional_topic(resources: dict[str, Any]) -> None:
     found = alarms(resources)
-    assert len(found) == 6
+    assert len(found) == 8
     for name, alarm in found.items():
         assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold", name
         assert alarm["AlarmActions"] == ALARM_ACTIONS and alarm["OKActions"] == ALARM_ACTIONS, name

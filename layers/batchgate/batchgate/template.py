@@ -55,10 +55,16 @@ def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str,
 
 
 def table_definition(template: dict[str, Any], logical_id: str = "JobTable") -> dict[str, Any]:
-    """CreateTable parameters (keys, attributes, indexes, billing) of the template's job table."""
+    """CreateTable parameters (keys, attributes, indexes, billing, stream) of one of the template's
+    tables (the job table by default)."""
     properties = template["Resources"][logical_id]["Properties"]
-    return {
+    definition = {
         key: properties[key]
         for key in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
         if key in properties
     }
+    stream = properties.get("StreamSpecification")
+    if stream:
+        # CloudFormation's StreamSpecification has no StreamEnabled: declaring it enables it.
+        definition["StreamSpecification"] = {"StreamEnabled": True, **stream}
+    return definition

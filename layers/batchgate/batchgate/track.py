@@ -1,4 +1,7 @@
-"""Track: an ECS task state change event in, the job's new state in the job table out."""
+"""Track: an ECS task state change event in, the job's new state in the job table out.
+
+One conditional write of the job per event that changes it, and nothing else: the history table
+learns of a finished attempt from the job table's stream (batchgate.history_feed)."""
 
 from __future__ import annotations
 
@@ -12,9 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from batchgate.aws_clients import dynamodb_client
 from batchgate.catalog import BatchSpec, Catalog, load_catalog
 from batchgate.ecs import EcsTasks, LogPointer
-from batchgate.history import HistoryTable
-from batchgate.jobs import Attempt, Job, JobStatus, parse_iso
-from batchgate.latency_sketch import observation_of
+from batchgate.jobs import Job, JobStatus, parse_iso
 from batchgate.requeue import JobsQueue, Relaunch
 from batchgate.retry import backoff_seconds
 from batchgate.settings import Settings
@@ -39,20 +40,15 @@ class Tracker:
     catalog: Catalog
     table: JobTable
     ecs: EcsTasks
-    history: HistoryTable | None = None
     # Where a failed attempt's retry is sent (JOBS_QUEUE_URL); without it, the sweep sends it.
     jobs_queue: JobsQueue | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Tracker:
-        dynamodb = dynamodb_client()  # shared by the job and history tables
         return cls(
             catalog=load_catalog(settings.catalog_path),
-            table=JobTable(settings.table_name, dynamodb),
+            table=JobTable(settings.table_name, dynamodb_client()),
             ecs=EcsTasks(settings.cluster),
-            history=HistoryTable(settings.history_table_name, dynamodb)
-            if settings.history_table_name
-            else None,
             jobs_queue=JobsQueue(settings.jobs_queue_url) if settings.jobs_queue_url else None,
         )
 
@@ -68,16 +64,9 @@ class Tracker:
         spec = self.catalog.get(before.batch)
         container = spec.container if spec else None
         pointer = self._log_pointer(change, container)
-        # The attempt this write stopped, if any: decided by the change that was actually written (the
-        # last call of the closure), so a finished attempt feeds the history exactly once.
-        stopped: list[Attempt] = []
-
-        def change_job(job: Job) -> Job | None:
-            changed = apply_task_event(job, change, container, pointer, spec)
-            stopped[:] = _newly_stopped(job, changed)
-            return changed
-
-        after = self.table.mutate(job_id, change_job, read=before)
+        after = self.table.mutate(
+            job_id, lambda job: apply_task_event(job, change, container, pointer, spec), read=before
+        )
         if after is not None and spec is not None:
             # Also for a duplicate event: if sending failed the first time, the retried event sends it.
             self._send_retry(after, change, spec, first=before.status is not JobStatus.RETRYING)
@@ -85,8 +74,6 @@ class Tracker:
             logger.debug("event changed nothing", extra={"version": change.version})
             return TrackResult.UNCHANGED
         self._emit_metrics(before, after, change)
-        for attempt in stopped:
-            self._record_history(after.batch, attempt)
         logger.info(
             "task state applied",
             extra={"last_status": change.last_status, "version": change.version, "status": after.status},
@@ -110,18 +97,6 @@ class Tracker:
         if first:
             count("JobsRetried")
             logger.info("attempt failed; next attempt queued", extra={"delay": delay, "reason": job.reason})
-
-    def _record_history(self, batch: str, attempt: Attempt) -> None:
-        """Feed a finished attempt to the history table. A failure is logged, never raised: the job's
-        state is already written, and a retried event would change nothing (so history is at most
-        once per attempt, never twice)."""
-        if self.history is None:
-            return
-        try:
-            self.history.record(batch, observation_of(attempt))
-        except Exception as error:
-            logger.warning("could not record the attempt in the history table", extra={"error": str(error)})
-            count("HistoryWriteFailed")
 
     def _log_pointer(self, change: TaskStateChange, container: str | None) -> LogPointer | None:
         if not change.task_definition_arn or not container:
@@ -147,12 +122,3 @@ class Tracker:
             return  # latency already reported for this attempt
         latency = parse_iso(attempt.timeline["started"]) - parse_iso(attempt.timeline["created"])
         record_start_latency(change.strategy, latency.total_seconds())
-
-
-def _newly_stopped(before: Job, after: Job | None) -> list[Attempt]:
-    """The attempts that are stopped in `after` but were not in `before` (at most one per event)."""
-    if after is None:
-        return []
-    finished = ("STOPPED", "DELETED")
-    was_stopped = {a.number for a in before.attempts if a.last_status in finished}
-    return [a for a in after.attempts if a.last_status in finished and a.number not in was_stopped]
