@@ -24,6 +24,7 @@ from batchgate.catalog import Catalog, load_catalog
 from batchgate.dispatch import Dispatcher
 from batchgate.ecs import EcsTasks
 from batchgate.settings import Settings
+from batchgate.stream_records import lambda_stream_record
 from batchgate.table import JobTable
 from batchgate.template import load_template, table_definition
 from batchgate.track import Tracker
@@ -216,11 +217,6 @@ def job_stream_records(table_name: str = TABLE, region: str = REGION) -> list[di
             response = streams.get_records(ShardIterator=iterator)
             if not response["Records"]:
                 break
-            for record in response["Records"]:
-                lambda_record: dict[str, Any] = json.loads(json.dumps(record, default=str))
-                lambda_record["dynamodb"]["ApproximateCreationDateTime"] = record["dynamodb"][
-                    "ApproximateCreationDateTime"
-                ].timestamp()
-                records.append({**lambda_record, "eventVersion": "1.1", "eventSourceARN": stream_arn})
+            records.extend(lambda_stream_record(record, stream_arn, region) for record in response["Records"])
             iterator = response.get("NextShardIterator")
     return records

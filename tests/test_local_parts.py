@@ -11,14 +11,25 @@ from typing import Any
 
 import boto3
 import pytest
+from batchgate.local.endpoint import LocalAws
 from batchgate.local.executor import ContainerDefinition, StartDelays
 from batchgate.local.intrinsics import Intrinsics, TemplateError, dependencies
 from batchgate.local.poller import PollResult, SqsPoller, failed_message_ids, lambda_record
-from batchgate.local.resources import SqsEventSource, creation_order, parameter_values
+from batchgate.local.resources import (
+    ResourceBuilder,
+    SqsEventSource,
+    StreamEventSource,
+    creation_order,
+    parameter_values,
+    translate,
+)
+from batchgate.local.stack import LocalStack, StackOptions
 from batchgate.local.task_state import TaskState
+from batchgate.stack_outputs import LocalState
 from batchgate.task_events import TaskStateChange
+from batchgate.template import load_template
 
-from tests.conftest import event_fixture
+from tests.conftest import ROOT, event_fixture
 
 CLUSTER = "arn:aws:ecs:us-east-1:123456789012:cluster/batchgate-local"
 
@@ -284,3 +295,127 @@ def test_a_raising_handler_leaves_the_whole_batch(aws: None) -> None:
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
     )
     assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+
+
+class InProcessAws(LocalAws):
+    """The local stack's clients against moto in this process (mock_aws) rather than its server."""
+
+    def __init__(self, region: str = "us-east-1") -> None:
+        super().__init__("", region)
+
+    def _client(self, service: str) -> Any:
+        return boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
+
+
+ENVIRONMENT_PARAMETERS: dict[str, str | list[str]] = {
+    "ClusterArn": CLUSTER,
+    "Subnets": ["subnet-1"],
+    "SecurityGroups": ["sg-1"],
+    "TaskDefinitionArns": ["arn:aws:ecs:us-east-1:123456789012:task-definition/batchgate-reports:*"],
+    "PassRoleArns": ["arn:aws:iam::123456789012:role/batchgate-local-task"],
+}
+
+
+def test_the_templates_job_table_stream_feeds_the_history_function(aws: None) -> None:
+    template_path = ROOT / "template.yaml"
+    parameters = parameter_values(load_template(template_path), ENVIRONMENT_PARAMETERS)
+    translated = translate(template_path, parameters, "us-east-1")
+
+    resources = ResourceBuilder(InProcessAws(), ROOT, "batchgate-local").build(translated, parameters)
+
+    dlq_url = resources.refs["HistoryDeadLetterQueue"]
+    assert resources.stream_sources == [
+        StreamEventSource(
+            function="HistoryFunction",
+            stream_arn=resources.attributes["JobTable"]["StreamArn"],
+            starting_position="TRIM_HORIZON",
+            batch_size=100,
+            window_seconds=1.0,
+            report_item_failures=True,
+            max_retry_attempts=10,
+            max_record_age_seconds=21600,
+            filter_patterns=('{"eventName": ["MODIFY"]}',),
+            on_failure_arn=resources.attributes["HistoryDeadLetterQueue"]["Arn"],
+            on_failure_url=dlq_url,
+        )
+    ]
+    assert resources.stream_sources[0].stream_arn.startswith(
+        resources.attributes["JobTable"]["Arn"] + "/stream/"
+    )
+    assert not [item for item in resources.skipped if item.resource_type == "AWS::Lambda::EventSourceMapping"]
+    assert [source.function for source in resources.sqs_sources] == ["DispatchFunction"]
+
+    stack = LocalStack(StackOptions(root=ROOT))
+    try:
+        stack.resources = resources
+        state = stack.state()
+    finally:
+        stack.stop()
+    assert state["dlq_urls"]["history"] == dlq_url
+    assert LocalState.from_dict(state).resources()["history_dlq_url"] == dlq_url
+
+
+def stream_mapping_template(pattern: str, stream: bool = True) -> dict[str, Any]:
+    """A table, a function and a mapping of the table's stream to it, as CloudFormation."""
+    table: dict[str, Any] = {
+        "TableName": "jobs",
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if stream:
+        table["StreamSpecification"] = {"StreamViewType": "NEW_IMAGE"}
+    return {
+        "Resources": {
+            "Jobs": {"Type": "AWS::DynamoDB::Table", "Properties": table},
+            "Fold": {"Type": "AWS::Lambda::Function", "Properties": {"FunctionName": "fold"}},
+            "FoldJobs": {
+                "Type": "AWS::Lambda::EventSourceMapping",
+                "Properties": {
+                    "FunctionName": {"Ref": "Fold"},
+                    "EventSourceArn": {"Fn::GetAtt": ["Jobs", "StreamArn"]},
+                    "StartingPosition": "LATEST",
+                    "FilterCriteria": {"Filters": [{"Pattern": pattern}]},
+                },
+            },
+        }
+    }
+
+
+def test_a_stream_mapping_takes_lambdas_defaults(aws: None) -> None:
+    template = stream_mapping_template('{"eventName": ["INSERT", "MODIFY"]}')
+
+    resources = ResourceBuilder(InProcessAws(), ROOT, "local").build(template, {})
+
+    [source] = resources.stream_sources
+    assert (source.function, source.starting_position, source.batch_size, source.window_seconds) == (
+        "Fold",
+        "LATEST",
+        100,
+        0.0,
+    )
+    assert (source.max_retry_attempts, source.max_record_age_seconds, source.report_item_failures) == (
+        -1,
+        -1,
+        False,
+    )
+    assert (source.on_failure_arn, source.on_failure_url) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "stream", "reason"),
+    [
+        ('{"eventName": [{"prefix": "MOD"}]}', True, "only nested keys and value lists run locally"),
+        ('{"eventName": ["MODIFY"]}', False, "only SQS queues and DynamoDB table streams"),
+    ],
+)
+def test_a_stream_mapping_that_cannot_run_locally_is_skipped(
+    aws: None, pattern: str, stream: bool, reason: str
+) -> None:
+    resources = ResourceBuilder(InProcessAws(), ROOT, "local").build(
+        stream_mapping_template(pattern, stream), {}
+    )
+
+    assert resources.stream_sources == []
+    [skipped] = [item for item in resources.skipped if item.logical_id == "FoldJobs"]
+    assert reason in skipped.reason

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from batchgate.history import HistoryTable
 from batchgate.jobs import JobStatus, job_id_for
 
 from tests.integration.local_stack import (
@@ -147,6 +148,33 @@ def test_a_retryable_exit_gets_another_attempt(stack: Stack) -> None:
     first, second = job.attempts
     assert first.task_arn != second.task_arn
     assert stack.log_lines(job, first)[-1] == "attendance: uploads/flaky.csv: storage busy, try again later"
+
+
+def attendance_history(stack: Stack) -> tuple[int, int]:
+    """attendance-import's finished attempts in the history table, all strategies: (observed, failed)."""
+    client = stack.client("dynamodb")
+    [name] = [name for name in client.list_tables()["TableNames"] if name.endswith("HistoryTable")]
+    histories = HistoryTable(name, client, cache_seconds=0).summaries("attendance-import").values()
+    observed = sum(summary.observed for summary in histories)
+    failed = sum(round(summary.observed * (1 - (summary.success_rate or 0))) for summary in histories)
+    return observed, failed
+
+
+def test_finished_attempts_reach_the_history_through_the_job_tables_stream(stack: Stack) -> None:
+    observed, failed = attendance_history(stack)
+    job = stack.wait_for(stack.submit("attendance-import", ["uploads/flaky.csv"], "it-history"))
+    assert [attempt.exit_code for attempt in job.attempts] == [75, 0]
+
+    # The history function folds both attempts in, from the stream of the job's writes: one failure,
+    # one success (other tests of this stack may add theirs meanwhile).
+    deadline = time.monotonic() + JOB_SECONDS
+    while time.monotonic() < deadline:
+        now_observed, now_failed = attendance_history(stack)
+        if now_observed >= observed + 2 and now_failed >= failed + 1:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"history of attendance-import: {attendance_history(stack)}, was {(observed, failed)}")
 
 
 def test_logs_are_in_the_stream_the_job_points_at(stack: Stack) -> None:

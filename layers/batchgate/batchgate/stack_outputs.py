@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_sqs import SQSClient
 
+    from batchgate.stream_records import StreamsClient
+
 LOCAL_STATE_ENV = "BATCHGATE_LOCAL_STATE"
 ENDPOINT_ENVS = ("BATCHGATE_ENDPOINT_URL", "AWS_ENDPOINT_URL")
 SAMCONFIG = "samconfig.toml"
@@ -41,8 +43,10 @@ OUTPUTS: dict[str, str] = {
     "JobsQueueArn": "queue_arn",
     "JobsDeadLetterQueueUrl": "jobs_dlq_url",
     "TrackDeadLetterQueueUrl": "track_dlq_url",
+    "HistoryDeadLetterQueueUrl": "history_dlq_url",
     "DispatchFunctionName": "dispatch_function",
     "TrackFunctionName": "track_function",
+    "HistoryFunctionName": "history_function",
     "ClusterName": "cluster",
     "ClusterArn": "cluster",
 }
@@ -52,8 +56,10 @@ RESOURCE_HINTS: dict[str, tuple[str, str]] = {
     "queue_url": ("the jobs queue", "--queue-url"),
     "jobs_dlq_url": ("the jobs dead-letter queue", "--jobs-dlq-url"),
     "track_dlq_url": ("the track dead-letter queue", "--track-dlq-url"),
+    "history_dlq_url": ("the history dead-letter queue", "--history-dlq-url"),
     "cluster": ("the ECS cluster", "--cluster"),
     "track_function": ("the track function", "--track-function"),
+    "history_function": ("the history function", "--history-function"),
 }
 
 CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 5})
@@ -80,8 +86,10 @@ class LocalState:
     queue_url: str | None = None
     jobs_dlq_url: str | None = None
     track_dlq_url: str | None = None
+    history_dlq_url: str | None = None
     cluster: str | None = None
     track_function: str | None = None
+    history_function: str | None = None
 
     @classmethod
     def load(cls, path: Path | None = None) -> LocalState:
@@ -100,18 +108,23 @@ class LocalState:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LocalState:
-        """`dlq_urls` may be an object {"jobs": url, "track": url} or a list [jobs url, track url]."""
+        """`dlq_urls` may be an object {"jobs": url, "track": url, "history": url} or a list of the
+        URLs (told apart by name)."""
         dlqs = data.get("dlq_urls") or {}
         jobs_dlq: str | None
         track_dlq: str | None
+        history_dlq: str | None
         if isinstance(dlqs, Mapping):
             jobs_dlq = _first(dlqs, "jobs", "JobsDeadLetterQueueUrl", "jobs_dlq_url")
             track_dlq = _first(dlqs, "track", "TrackDeadLetterQueueUrl", "track_dlq_url")
+            history_dlq = _first(dlqs, "history", "HistoryDeadLetterQueueUrl", "history_dlq_url")
         elif isinstance(dlqs, list):
-            jobs_dlq = next((str(url) for url in dlqs if "track" not in str(url).lower()), None)
-            track_dlq = next((str(url) for url in dlqs if "track" in str(url).lower()), None)
+            urls = [str(url) for url in dlqs]
+            track_dlq = next((url for url in urls if "track" in url.lower()), None)
+            history_dlq = next((url for url in urls if "history" in url.lower()), None)
+            jobs_dlq = next((url for url in urls if url not in (track_dlq, history_dlq)), None)
         else:
-            jobs_dlq = track_dlq = None
+            jobs_dlq = track_dlq = history_dlq = None
         return cls(
             endpoint_url=data.get("endpoint_url"),
             region=data.get("region"),
@@ -119,8 +132,10 @@ class LocalState:
             queue_url=data.get("queue_url"),
             jobs_dlq_url=jobs_dlq,
             track_dlq_url=track_dlq,
+            history_dlq_url=history_dlq,
             cluster=data.get("cluster"),
             track_function=data.get("track_function"),
+            history_function=data.get("history_function"),
         )
 
     def resources(self) -> dict[str, str]:
@@ -129,8 +144,10 @@ class LocalState:
             "queue_url": self.queue_url,
             "jobs_dlq_url": self.jobs_dlq_url,
             "track_dlq_url": self.track_dlq_url,
+            "history_dlq_url": self.history_dlq_url,
             "cluster": self.cluster,
             "track_function": self.track_function,
+            "history_function": self.history_function,
         }
         return {key: value for key, value in values.items() if value}
 
@@ -287,6 +304,8 @@ class AwsSession:
     def client(self, service: Literal["cloudformation"]) -> CloudFormationClient: ...
     @overload
     def client(self, service: Literal["lambda"]) -> LambdaClient: ...
+    @overload
+    def client(self, service: Literal["dynamodbstreams"]) -> StreamsClient: ...
     def client(self, service: str) -> Any:
         existing = self._clients.get(service)
         if existing is None:
@@ -323,7 +342,7 @@ class AwsSession:
         return self._outputs
 
     def resource(self, name: str) -> str:
-        """A resource by its CLI name (table_name, queue_url, jobs_dlq_url, track_dlq_url, cluster)."""
+        """A resource by its CLI name (table_name, queue_url, jobs_dlq_url, track_dlq_url, cluster, ...)."""
         value = self.optional_resource(name)
         if value is None:
             what, option = RESOURCE_HINTS.get(name, (name, f"--{name.replace('_', '-')}"))

@@ -15,6 +15,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -26,6 +27,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from batchgate.history import HistoryTable
+from batchgate.history_feed import FINISHED_STATUSES
 from batchgate.jobs import Job, JobStatus, job_id_for
 from batchgate.local.stack import LocalStack, StackOptions
 from batchgate.messages import SubmitMessage
@@ -38,6 +41,7 @@ DEMO_TIMEOUT_SECONDS = 5
 DEMO_RETRY_BATCH = "attendance-import"
 DEMO_RETRY = {"rules": [{"action": "RETRY", "exit_codes": [75]}], "base_delay_seconds": 1}
 WAIT_SECONDS = 45.0
+HISTORY_WAIT_SECONDS = 15.0  # the history function reads the job table's stream a moment later
 POLL_SECONDS = 0.3
 
 
@@ -319,6 +323,42 @@ def verify(stack: LocalStack, jobs: tuple[DemoJob, ...], found: dict[str, Job | 
     return problems
 
 
+def finished_attempts(found: dict[str, Job | None]) -> Counter[tuple[str, str]]:
+    """(batch, strategy) -> the demo jobs' attempts whose task stopped: what the history must hold."""
+    return Counter(
+        (job.batch, attempt.strategy)
+        for job in found.values()
+        if job is not None
+        for attempt in job.attempts
+        if attempt.last_status in FINISHED_STATUSES
+    )
+
+
+def wait_for_history(
+    stack: LocalStack, expected: Counter[tuple[str, str]], seconds: float
+) -> Counter[tuple[str, str]]:
+    """What the history table holds once it holds `expected` (the stack's history starts empty), or
+    after `seconds`."""
+    if stack.resources is None or "HistoryTable" not in stack.resources.refs:
+        return Counter()
+    history = HistoryTable(
+        stack.resources.refs["HistoryTable"], stack.client_aws().dynamodb(), cache_seconds=0
+    )
+    batches = sorted({batch for batch, _ in expected})
+    deadline = time.monotonic() + seconds
+    while True:
+        held = Counter(
+            {
+                (batch, strategy): summary.observed
+                for batch in batches
+                for strategy, summary in history.summaries(batch).items()
+            }
+        )
+        if held == expected or time.monotonic() > deadline:
+            return held
+        time.sleep(POLL_SECONDS)
+
+
 def print_job_table(console: Console, state_path: Path) -> None:
     """The job table as ops see it: the CLI's own `batchgate --local jobs`."""
     from batchgate.cli import cli
@@ -360,6 +400,16 @@ def run_demo(options: StackOptions, console: Console) -> int:
                 found = wait_for(stack, DEMO_JOBS, view, WAIT_SECONDS)
             print_job_table(console, state_path)
             problems = verify(stack, DEMO_JOBS, found)
+            expected_history = finished_attempts(found)
+            held = wait_for_history(stack, expected_history, HISTORY_WAIT_SECONDS)
+            if held == expected_history:
+                console.print(
+                    f"history: all {sum(held.values())} finished attempts folded in from the job table's "
+                    f"stream, once each ({len(held)} batch and strategy pairs)",
+                    highlight=False,
+                )
+            else:
+                problems.append(f"history holds {dict(held)}, expected {dict(expected_history)}")
             console.print("stopping the local stack", highlight=False)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

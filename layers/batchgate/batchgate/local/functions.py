@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from batchgate.local.cloudwatch import LogShipper
 from batchgate.local.processes import die_with_parent, stop_process, terminate
-from batchgate.local.resources import AsyncInvokeConfig, FunctionSpec, ScheduleTarget, SqsEventSource
+from batchgate.local.resources import (
+    AsyncInvokeConfig,
+    FunctionSpec,
+    ScheduleTarget,
+    SqsEventSource,
+    StreamEventSource,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
@@ -32,13 +38,14 @@ STOP_GRACE_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class HostConfig:
-    """What one host process runs: the function, and what feeds it (an SQS event source mapping, the
-    local queue of an EventBridge rule, or a schedule; the last two with the asynchronous invoke
-    settings)."""
+    """What one host process runs: the function, and what feeds it (an SQS or a DynamoDB stream event
+    source mapping, the local queue of an EventBridge rule, or a schedule; the last two with the
+    asynchronous invoke settings)."""
 
     function: FunctionSpec
     region: str
     sqs_source: SqsEventSource | None = None
+    stream_source: StreamEventSource | None = None
     event_queue_url: str | None = None
     async_config: AsyncInvokeConfig | None = None
     schedule: ScheduleTarget | None = None
@@ -54,12 +61,14 @@ class HostConfig:
         document: dict[str, Any] = json.loads(text)
         function = dict(document["function"], code_path=Path(document["function"]["code_path"]))
         sqs_source = document.get("sqs_source")
+        stream_source = document.get("stream_source")
         async_config = document.get("async_config")
         schedule = document.get("schedule")
         return cls(
             function=FunctionSpec(**function),
             region=document["region"],
             sqs_source=SqsEventSource(**sqs_source) if sqs_source else None,
+            stream_source=StreamEventSource.from_dict(stream_source) if stream_source else None,
             event_queue_url=document.get("event_queue_url"),
             async_config=AsyncInvokeConfig(**async_config) if async_config else None,
             schedule=ScheduleTarget(**schedule) if schedule else None,

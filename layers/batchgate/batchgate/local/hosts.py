@@ -1,6 +1,7 @@
-"""Which function hosts the stack runs: one per SQS event source mapping, EventBridge rule target and
-schedule of the template (SQS and rule targets `concurrency` times, as Lambda scales out), each with
-the function's environment as Lambda would set it, pointed at the local endpoint."""
+"""Which function hosts the stack runs: one per SQS or DynamoDB stream event source mapping,
+EventBridge rule target and schedule of the template (SQS and rule targets `concurrency` times, as
+Lambda scales out; a stream once, as it reads one batch per shard at a time), each with the function's
+environment as Lambda would set it, pointed at the local endpoint."""
 
 from __future__ import annotations
 
@@ -39,10 +40,7 @@ class FunctionHosts:
     def start(self) -> None:
         logs = self._aws.logs()
         for config in self._configs():
-            source = config.sqs_source
-            limit = source.max_concurrency if source and source.max_concurrency else self._options.concurrency
-            copies = 1 if config.schedule else min(self._options.concurrency, limit)  # one run per tick
-            for _ in range(copies):
+            for _ in range(self._copies(config)):
                 host = FunctionProcess(config, self.environment(config.function), logs, self._options.echo)
                 host.start()
                 self.processes.append(host)
@@ -52,6 +50,15 @@ class FunctionHosts:
                 raise StackFailure(
                     f"function {host.name} did not start; its output:\n" + "\n".join(host.tail)
                 )
+
+    def _copies(self, config: HostConfig) -> int:
+        # A schedule runs once per tick; a stream is read by one host (ParallelizationFactor 1: one
+        # batch per shard at a time); a second one would deliver every record again.
+        if config.schedule is not None or config.stream_source is not None:
+            return 1
+        source = config.sqs_source
+        limit = source.max_concurrency if source and source.max_concurrency else self._options.concurrency
+        return min(self._options.concurrency, limit)
 
     def check(self) -> None:
         for host in self.processes:
@@ -92,6 +99,10 @@ class FunctionHosts:
         configs = [
             HostConfig(function=resources.functions[source.function], region=region, sqs_source=source)
             for source in resources.sqs_sources
+        ]
+        configs += [
+            HostConfig(function=resources.functions[source.function], region=region, stream_source=source)
+            for source in resources.stream_sources
         ]
         for target in resources.rule_targets:
             queue_name = f"{self._options.stack_name}-{target.function}-{target.target_id}"[:80]

@@ -70,7 +70,8 @@ def lambda_record(message: MessageTypeDef, source: SqsEventSource, region: str) 
 
 
 def failed_message_ids(response: Any, message_ids: Sequence[str], report_item_failures: bool) -> set[str]:
-    """Which records of the batch stay on the queue after a handler returned `response`.
+    """Which records of the batch failed after a handler returned `response` (they stay on the queue;
+    a stream mapping resumes at the lowest): the identifiers are message ids, or sequence numbers.
 
     Lambda treats an invalid partial-batch response (an identifier missing or not in the batch) as a
     failure of the whole batch."""

@@ -4,10 +4,11 @@ what is deployed.
 The SAM template is translated with the SAM translator (as CloudFormation's transform would), then
 each resource of the translated template is created with the plain API call its properties describe,
 in dependency order, resolving intrinsic functions with what earlier resources became. Lambda-side
-resources are not created but read: a function's handler, timeout and environment, its SQS event
-source mapping, the EventBridge rules that target it and its asynchronous invoke configuration
-become the local function hosts' configuration. What the local endpoint ignores or cannot hold
-(IAM, the layer, Lambda permissions) is listed as skipped, with the reason.
+resources are not created but read: a function's handler, timeout and environment, its event source
+mappings (an SQS queue or a DynamoDB table stream of the stack), the EventBridge rules that target it
+and its asynchronous invoke configuration become the local function hosts' configuration. What the
+local endpoint ignores or cannot hold (IAM, the layer, Lambda permissions, a mapping of another
+source or with a filter syntax the local poller does not match) is listed as skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 
 from batchgate.local.endpoint import ACCOUNT_ID, LocalAws
+from batchgate.local.filters import FilterError, parse_patterns
 from batchgate.local.intrinsics import Intrinsics, TemplateError, dependencies
 from batchgate.template import load_template, table_definition
 
@@ -100,6 +102,29 @@ class SqsEventSource:
 
 
 @dataclass(frozen=True)
+class StreamEventSource:
+    """A DynamoDB stream event source mapping: which table's stream feeds which function, and how.
+    -1 for the retry attempts or the record age means no limit (until the record leaves the stream)."""
+
+    function: str
+    stream_arn: str
+    starting_position: str  # TRIM_HORIZON or LATEST
+    batch_size: int = 100
+    window_seconds: float = 0.0
+    report_item_failures: bool = False
+    max_retry_attempts: int = -1
+    max_record_age_seconds: int = -1
+    filter_patterns: tuple[str, ...] = ()  # FilterCriteria's patterns, as JSON text
+    on_failure_arn: str | None = None
+    on_failure_url: str | None = None
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> StreamEventSource:
+        """The inverse of dataclasses.asdict (which makes the patterns a list)."""
+        return cls(**{**document, "filter_patterns": tuple(document.get("filter_patterns") or ())})
+
+
+@dataclass(frozen=True)
 class RuleTarget:
     """An EventBridge rule whose target is one of the functions."""
 
@@ -155,6 +180,7 @@ class StackResources:
     attributes: dict[str, dict[str, str]] = field(default_factory=dict)
     functions: dict[str, FunctionSpec] = field(default_factory=dict)
     sqs_sources: list[SqsEventSource] = field(default_factory=list)
+    stream_sources: list[StreamEventSource] = field(default_factory=list)
     rule_targets: list[RuleTarget] = field(default_factory=list)
     schedule_targets: list[ScheduleTarget] = field(default_factory=list)
     async_configs: dict[str, AsyncInvokeConfig] = field(default_factory=dict)
@@ -354,8 +380,6 @@ class ResourceBuilder:
         ):
             if key in properties:
                 request[key] = _numbers(properties[key])
-        if "StreamSpecification" in properties:
-            request["StreamSpecification"] = {"StreamEnabled": True, **properties["StreamSpecification"]}
         sse = properties.get("SSESpecification")
         if sse:
             request["SSESpecification"] = {"Enabled": _flag(sse.get("SSEEnabled"))}
@@ -450,11 +474,23 @@ class ResourceBuilder:
         source_arn = str(properties.get("EventSourceArn", ""))
         function = self._function_id(properties.get("FunctionName"))
         url = self._result.queue_urls.get(source_arn)
-        if url is None or function is None:
-            self._skip(logical_id, "AWS::Lambda::EventSourceMapping", "only SQS sources run locally")
+        streams = {
+            attributes["StreamArn"]
+            for attributes in self._result.attributes.values()
+            if attributes.get("StreamArn")
+        }
+        if function is None or (url is None and source_arn not in streams):
+            self._skip(
+                logical_id,
+                "AWS::Lambda::EventSourceMapping",
+                "only SQS queues and DynamoDB table streams of the stack run locally",
+            )
             return
         if not _flag(properties.get("Enabled", True)):
             self._skip(logical_id, "AWS::Lambda::EventSourceMapping", "disabled in the template")
+            return
+        if url is None:
+            self._stream_source(logical_id, function, source_arn, properties)
             return
         concurrency = (properties.get("ScalingConfig") or {}).get("MaximumConcurrency")
         self._result.sqs_sources.append(
@@ -466,6 +502,38 @@ class ResourceBuilder:
                 window_seconds=float(properties.get("MaximumBatchingWindowInSeconds", 0)),
                 report_item_failures="ReportBatchItemFailures" in properties.get("FunctionResponseTypes", []),
                 max_concurrency=int(concurrency) if concurrency is not None else None,
+            )
+        )
+        self._register(logical_id, f"{logical_id}-local")
+
+    def _stream_source(
+        self, logical_id: str, function: str, stream_arn: str, properties: dict[str, Any]
+    ) -> None:
+        filters = (properties.get("FilterCriteria") or {}).get("Filters") or []
+        patterns = tuple(
+            pattern if isinstance(pattern, str) else json.dumps(pattern)
+            for pattern in (entry.get("Pattern") for entry in filters)
+            if pattern is not None
+        )
+        try:
+            parse_patterns(patterns)
+        except FilterError as error:
+            self._skip(logical_id, "AWS::Lambda::EventSourceMapping", str(error))
+            return
+        on_failure = ((properties.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+        self._result.stream_sources.append(
+            StreamEventSource(
+                function=function,
+                stream_arn=stream_arn,
+                starting_position=str(properties.get("StartingPosition", "LATEST")),
+                batch_size=int(properties.get("BatchSize", 100)),
+                window_seconds=float(properties.get("MaximumBatchingWindowInSeconds", 0)),
+                report_item_failures="ReportBatchItemFailures" in properties.get("FunctionResponseTypes", []),
+                max_retry_attempts=int(properties.get("MaximumRetryAttempts", -1)),
+                max_record_age_seconds=int(properties.get("MaximumRecordAgeInSeconds", -1)),
+                filter_patterns=patterns,
+                on_failure_arn=str(on_failure) if on_failure else None,
+                on_failure_url=self._result.queue_urls.get(str(on_failure)) if on_failure else None,
             )
         )
         self._register(logical_id, f"{logical_id}-local")

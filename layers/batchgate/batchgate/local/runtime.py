@@ -29,6 +29,7 @@ from batchgate.local.events import AsyncInvoker, EventQueueReader, ScheduleLoop
 from batchgate.local.functions import HOST_CONFIG_VARIABLE, READY_MARKER, HostConfig
 from batchgate.local.poller import SqsPoller
 from batchgate.local.resources import AsyncInvokeConfig, FunctionSpec
+from batchgate.local.stream_poller import StreamPoller
 
 
 @dataclass
@@ -112,6 +113,11 @@ def serve(config: HostConfig, stop: threading.Event) -> None:
     print(READY_MARKER, flush=True)
     if config.sqs_source is not None:
         SqsPoller(sqs, config.sqs_source, invoke, config.region).run(stop)
+    elif config.stream_source is not None:
+        streams = boto3.client("dynamodbstreams")
+        StreamPoller(
+            streams, sqs, config.stream_source, invoke, region=config.region, function_arn=function.arn
+        ).run(stop)
     elif config.event_queue_url is not None:
         EventQueueReader(sqs, config.event_queue_url, invoker).run(stop)
     elif config.schedule is not None:

@@ -108,7 +108,11 @@ class LocalStack:
             "stack_name": self.options.stack_name,
             "table_name": outputs.get("table_name"),
             "queue_url": outputs.get("queue_url"),
-            "dlq_urls": {"jobs": outputs.get("jobs_dlq_url"), "track": outputs.get("track_dlq_url")},
+            "dlq_urls": {
+                "jobs": outputs.get("jobs_dlq_url"),
+                "track": outputs.get("track_dlq_url"),
+                "history": outputs.get("history_dlq_url"),
+            },
             "cluster": self.cluster.arn if self.cluster else outputs.get("cluster"),
             "pid": os.getpid(),
         }
