@@ -32,7 +32,9 @@ class CliHarness:
     queue_url: str
     jobs_dlq_url: str
     track_dlq_url: str
+    history_dlq_url: str
     track_function: str = "batchgate-test-track"
+    history_function: str = "batchgate-test-history"
     now: datetime = NOW
     extra: list[str] = field(default_factory=list)
 
@@ -58,6 +60,10 @@ class CliHarness:
             self.track_dlq_url,
             "--track-function",
             self.track_function,
+            "--history-dlq-url",
+            self.history_dlq_url,
+            "--history-function",
+            self.history_function,
             *self.extra,
         ]
 
@@ -197,7 +203,8 @@ def _iso(epoch: float) -> str:
 @pytest.fixture
 def harness(stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> CliHarness:
     """The CLI pointed at the moto stack through explicit resources (no CloudFormation look-up), with
-    the jobs queue and its DLQ, the track DLQ, and no samconfig.toml or local state in the way."""
+    the jobs queue and its DLQ, the track and history DLQs, and no samconfig.toml or local state in the
+    way."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BATCHGATE_LOCAL_STATE", str(tmp_path / "no-local-state.json"))
     for name in ("BATCHGATE_ENDPOINT_URL", "AWS_ENDPOINT_URL", "BATCHGATE_STACK", "BATCHGATE_CONFIG_ENV"):
@@ -212,4 +219,11 @@ def harness(stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Cli
         Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": jobs_dlq_arn, "maxReceiveCount": 3})},
     )["QueueUrl"]
     track_dlq = sqs.create_queue(QueueName="batchgate-test-track-dlq")["QueueUrl"]
-    return CliHarness(stack=stack, queue_url=queue, jobs_dlq_url=jobs_dlq, track_dlq_url=track_dlq)
+    history_dlq = sqs.create_queue(QueueName="batchgate-test-history-dlq")["QueueUrl"]
+    return CliHarness(
+        stack=stack,
+        queue_url=queue,
+        jobs_dlq_url=jobs_dlq,
+        track_dlq_url=track_dlq,
+        history_dlq_url=history_dlq,
+    )

@@ -599,9 +599,10 @@ def test_dlq_list_when_empty(harness: CliHarness) -> None:
     assert [(queue["queue"], queue["messages"]) for queue in document["queues"]] == [
         ("jobs", []),
         ("track", []),
+        ("history", []),
     ]
     human = harness.ok("dlq", "list").stdout
-    assert human.count("empty") == 2
+    assert human.count("empty") == 3
 
 
 def put_dead_letters(harness: CliHarness) -> tuple[str, str]:
@@ -623,7 +624,7 @@ def put_dead_letters(harness: CliHarness) -> tuple[str, str]:
 def test_dlq_list_peeks_without_removing(harness: CliHarness) -> None:
     jobs_message, track_message = put_dead_letters(harness)
     document = harness.json("dlq", "list")
-    jobs_queue, track_queue = document["queues"]
+    jobs_queue, track_queue, history_queue = document["queues"]
     [letter] = jobs_queue["messages"]
     assert letter["message_id"] == jobs_message
     assert letter["summary"]["batch"] == "report-export"
@@ -632,6 +633,7 @@ def test_dlq_list_peeks_without_removing(harness: CliHarness) -> None:
     assert event["message_id"] == track_message
     assert event["summary"]["job_id"] == PAYROLL_JOB and event["summary"]["last_status"] == "RUNNING"
     assert event["summary"]["error"]["ErrorMessage"] == "Task timed out after 30.00 seconds"
+    assert history_queue["queue"] == "history" and history_queue["messages"] == []
     # Still there, and visible again at once.
     again = harness.json("dlq", "list", "--queue", "jobs")
     assert [m["message_id"] for m in again["queues"][0]["messages"]] == [jobs_message]

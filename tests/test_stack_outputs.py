@@ -37,8 +37,9 @@ profile = "prod-ops"
 """
 
 
-def create_output_stack(harness: CliHarness, name: str) -> None:
-    """A CloudFormation stack whose outputs name the harness's resources, as template.yaml's do."""
+def create_output_stack(harness: CliHarness, name: str, history: bool = True) -> None:
+    """A CloudFormation stack whose outputs name the harness's resources, as template.yaml's do
+    (without `history`: as a stack deployed before the history function)."""
     outputs = {
         "JobTableName": harness.stack.settings.table_name,
         "JobsQueueUrl": harness.queue_url,
@@ -46,6 +47,9 @@ def create_output_stack(harness: CliHarness, name: str) -> None:
         "TrackDeadLetterQueueUrl": harness.track_dlq_url,
         "TrackFunctionName": harness.track_function,
     }
+    if history:
+        outputs["HistoryDeadLetterQueueUrl"] = harness.history_dlq_url
+        outputs["HistoryFunctionName"] = harness.history_function
     template = {
         "Resources": {"Placeholder": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"{name}-x"}}},
         "Outputs": {key: {"Value": value} for key, value in outputs.items()},
@@ -64,7 +68,22 @@ def test_stack_outputs_name_the_resources(harness: CliHarness) -> None:
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["job_id"] == job.job_id
     dlqs = harness.run("dlq", "list", "--json", "--stack", "batchgate-dev", "--region", REGION, target=False)
+    assert [queue["queue"] for queue in json.loads(dlqs.stdout)["queues"]] == ["jobs", "track", "history"]
+    session = AwsSession(Target(stack="batchgate-dev", region=REGION))
+    assert session.resource("history_function") == harness.history_function
+
+
+def test_all_queues_of_a_stack_without_the_history_function(harness: CliHarness) -> None:
+    create_output_stack(harness, "batchgate-old", history=False)
+    target = ["--stack", "batchgate-old", "--region", REGION]
+    dlqs = harness.run("dlq", "list", "--json", *target, target=False)
     assert [queue["queue"] for queue in json.loads(dlqs.stdout)["queues"]] == ["jobs", "track"]
+    history = harness.run("dlq", "list", "--queue", "history", *target, target=False)
+    assert history.exit_code == 2
+    assert (
+        "cannot find the history dead-letter queue" in history.stderr
+        and "--history-dlq-url" in history.stderr
+    )
 
 
 def test_samconfig_environment_gives_the_stack_name(harness: CliHarness, tmp_path: Path) -> None:
@@ -138,6 +157,11 @@ def test_local_state_accepts_dlq_urls_as_a_list() -> None:
     )
     assert state.jobs_dlq_url == "http://h/q/batchgate-jobs-dlq"
     assert state.track_dlq_url == "http://h/q/batchgate-track-dlq"
+
+
+def test_local_state_names_the_history_function() -> None:
+    state = LocalState.from_dict({"history_function": "batchgate-local-history"})
+    assert state.resources() == {"history_function": "batchgate-local-history"}
 
 
 def test_endpoint_comes_from_the_option_the_local_state_or_the_environment(

@@ -40,7 +40,9 @@ PIP_PLATFORM = ("--platform", "manylinux2014_aarch64", "--implementation", "cp",
 RUNTIME_VERSION = (3, 12)
 # The services the batchgate package creates clients for (a test keeps this in step with the code;
 # batchgate.local is the developer's local stack and never runs in Lambda).
-BOTOCORE_SERVICES = frozenset({"cloudformation", "dynamodb", "ecs", "lambda", "logs", "sqs"})
+BOTOCORE_SERVICES = frozenset(
+    {"cloudformation", "dynamodb", "dynamodbstreams", "ecs", "lambda", "logs", "sqs"}
+)
 # Model keys that only botocore's documentation (docstrings, generated docs) reads.
 DOCUMENTATION_KEYS = frozenset({"documentation", "documentationUrl"})
 # Read by botocore's documentation only.

@@ -32,7 +32,16 @@ from rich.text import Text
 
 from batchgate import job_views
 from batchgate import logs as logs_module
-from batchgate.dead_letters import JOBS, TRACK, DeadLetter, DeadLetterQueue, DeadLetters, RedriveResult
+from batchgate.dead_letters import (
+    HISTORY,
+    JOBS,
+    QUEUES,
+    TRACK,
+    DeadLetter,
+    DeadLetterQueue,
+    DeadLetters,
+    RedriveResult,
+)
 from batchgate.job_search import InvalidToken, JobFilter, JobSearch
 from batchgate.jobs import Attempt, Job, JobStatus, iso, job_id_for, parse_iso, utc_now
 from batchgate.logs import LogEvent, LogsUnavailable, TaskLogs, location_of
@@ -134,8 +143,10 @@ _OVERRIDE_FIELDS = {
     "queue_url": "queue_url",
     "jobs_dlq_url": "jobs_dlq_url",
     "track_dlq_url": "track_dlq_url",
+    "history_dlq_url": "history_dlq_url",
     "cluster": "cluster",
     "track_function": "track_function",
+    "history_function": "history_function",
 }
 
 
@@ -196,6 +207,8 @@ def target_options[F: Callable[..., Any]](hidden: bool) -> Callable[[F], F]:
             option("--jobs-dlq-url", help="Jobs dead-letter queue URL."),
             option("--track-dlq-url", help="Track dead-letter queue URL."),
             option("--track-function", help="Track function name (dlq redrive of task events)."),
+            option("--history-dlq-url", help="History dead-letter queue URL."),
+            option("--history-function", help="History function name (dlq redrive of stream records)."),
             option("--cluster", help="ECS cluster (only for task ARNs that do not name theirs)."),
         ]
         for decorator in reversed(decorators):
@@ -1283,20 +1296,27 @@ def retry(ctx: click.Context, *, job_id: str, as_json: bool) -> None:
 
 # --- dead-letter queues -------------------------------------------------------------------------------
 
-QUEUE_CHOICE = click.Choice([JOBS, TRACK, "all"], case_sensitive=False)
+QUEUE_CHOICE = click.Choice([*QUEUES, "all"], case_sensitive=False)
+QUEUE_RESOURCES = {JOBS: "jobs_dlq_url", TRACK: "track_dlq_url", HISTORY: "history_dlq_url"}
 
 
 @cli.group(context_settings=CONTEXT_SETTINGS)
 def dlq() -> None:
-    """The dead-letter queues: submit messages dispatch could not handle (jobs) and task events the
-    track function failed on (track)."""
+    """The dead-letter queues: submit messages dispatch could not handle (jobs), task events the
+    track function failed on (track), and batches of the job table's stream the history function
+    failed on (history)."""
 
 
 def _queues(ctx: click.Context, which: str) -> list[DeadLetterQueue]:
     session = app(ctx).session
-    names = [JOBS, TRACK] if which == "all" else [which]
-    resources = {JOBS: "jobs_dlq_url", TRACK: "track_dlq_url"}
-    return [DeadLetterQueue(name, session.resource(resources[name])) for name in names]
+    if which != "all":
+        return [DeadLetterQueue(which, session.resource(QUEUE_RESOURCES[which]))]
+    queues = [DeadLetterQueue(name, session.resource(QUEUE_RESOURCES[name])) for name in (JOBS, TRACK)]
+    # A stack deployed before the history function has no history queue: "all" is then the other two.
+    history_url = session.optional_resource(QUEUE_RESOURCES[HISTORY])
+    if history_url:
+        queues.append(DeadLetterQueue(HISTORY, history_url))
+    return queues
 
 
 @dlq.command("list", context_settings=CONTEXT_SETTINGS)
@@ -1351,6 +1371,8 @@ def dlq_list(ctx: click.Context, *, which: str, limit: int, as_json: bool) -> No
 
 
 def _letter_about(summary: dict[str, Any]) -> str:
+    if summary.get("shard_id"):
+        return _stream_batch_about(summary)
     parts = []
     if summary.get("batch"):
         parts.append(f"batch {summary['batch']}")
@@ -1364,6 +1386,28 @@ def _letter_about(summary: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _stream_batch_about(summary: dict[str, Any]) -> str:
+    """A history dead letter: the records it names, and why Lambda gave up on them."""
+    stream = str(summary.get("stream_arn") or "")
+    _, _, table_and_label = stream.partition(":table/")
+    parts = [
+        f"stream {table_and_label or stream or '-'}",
+        f"shard {summary['shard_id']}",
+        f"records {summary.get('start_sequence_number')}..{summary.get('end_sequence_number')}"
+        f" ({summary.get('batch_size')})",
+    ]
+    error = summary.get("error") or {}
+    if error.get("condition"):
+        parts.append(f"{error['condition']} after {error.get('approximateInvokeCount', '?')} invocations")
+    if error.get("functionError"):
+        parts.append(f"function error {error['functionError']}")
+    if summary.get("first_record_at"):
+        parts.append(
+            f"arrived {short_time(summary['first_record_at'])}..{short_time(summary.get('last_record_at'))}"
+        )
+    return "; ".join(parts)
+
+
 @dlq.command("redrive", context_settings=CONTEXT_SETTINGS)
 @click.option("--queue", "which", type=QUEUE_CHOICE, default="all", show_default=True)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True, help="Per queue.")
@@ -1372,15 +1416,17 @@ def _letter_about(summary: dict[str, Any]) -> str:
 @target_options(hidden=True)
 @click.pass_context
 def dlq_redrive(ctx: click.Context, *, which: str, limit: int, yes: bool, as_json: bool) -> None:
-    """Send dead letters back: submit messages to the jobs queue, task events to the track function.
+    """Send dead letters back: submit messages to the jobs queue, task events to the track function,
+    the stream records a history message names to the history function.
 
     A message is deleted from the dead-letter queue only after it was sent, so a failure can repeat a
-    message but never lose one (dispatch and track both ignore repeats).
+    message but never lose one (dispatch and track both ignore repeats). History records are read from
+    the job table's stream, which keeps them 24 hours; a message whose records have left it stays.
     """
     state = app(ctx)
     session = state.session
     queues = _queues(ctx, which.lower())
-    where = {JOBS: "the jobs queue", TRACK: "the track function"}
+    where = {JOBS: "the jobs queue", TRACK: "the track function", HISTORY: "the history function"}
     if not yes:
         names = " and ".join(f"{queue.name} DLQ -> {where[queue.name]}" for queue in queues)
         click.confirm(f"Redrive up to {limit} messages per queue ({names})?", abort=True, err=True)
@@ -1389,9 +1435,18 @@ def dlq_redrive(ctx: click.Context, *, which: str, limit: int, yes: bool, as_jso
         if queue.name == JOBS:
             letters = DeadLetters(session.client("sqs"))
             results.append(letters.redrive_to_queue(queue, session.resource("queue_url"), limit))
-        else:
+        elif queue.name == TRACK:
             letters = DeadLetters(session.client("sqs"), session.client("lambda"))
             results.append(letters.redrive_to_function(queue, session.resource("track_function"), limit))
+        else:
+            letters = DeadLetters(
+                session.client("sqs"),
+                session.client("lambda"),
+                session.client("dynamodbstreams"),
+                region=session.region,
+            )
+            function = session.resource("history_function")
+            results.append(letters.redrive_to_stream_function(queue, function, limit))
     if as_json:
         print_json({"results": [result.to_dict() for result in results]})
     else:
@@ -1399,6 +1454,15 @@ def dlq_redrive(ctx: click.Context, *, which: str, limit: int, yes: bool, as_jso
             state.console.print(plain(f"{result.queue}: moved {len(result.moved)} to {result.destination}"))
             for message_id, error in result.failed:
                 state.console.print(plain(f"  failed {message_id}: {error}"), style="red")
+            if result.records_gone:
+                state.console.print(
+                    plain(
+                        f"  {len(result.records_gone)} message(s) name records that have left the job "
+                        "table's stream: the history misses those attempts (the job items are "
+                        "unaffected); the messages stay in the queue"
+                    ),
+                    style="yellow",
+                )
     if any(result.failed for result in results):
         ctx.exit(ExitCode.FAILED)
 
