@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 REGION = "us-east-1"
 STACK_NAME = "batchgate-bench"
-DISPATCH, TRACK, SWEEP = "DispatchFunction", "TrackFunction", "SweepFunction"
+DISPATCH, TRACK, HISTORY, SWEEP = "DispatchFunction", "TrackFunction", "HistoryFunction", "SweepFunction"
 # A job's life as ECS reports it, in the sample events (events/).
 LIFE_EVENTS = ("task-provisioning.json", "task-pending.json", "task-running.json", "task-stopped-exit-0.json")
 

@@ -10,10 +10,11 @@ Globals) and Lambda's own variables, so that Powertools (and the X-Ray SDK behin
 initialises as in Lambda. The build's files are dated 1980-01-01, as Lambda gets them from the zip
 `sam build` makes, and nothing can write bytecode (`PYTHONDONTWRITEBYTECODE`: /opt and /var/task are
 read-only), so only the bytecode the build ships is used. Each handler, two baselines (`import
-boto3`, and that plus making the functions' two clients) and two floors (those clients and the
-Powertools a handler uses, without and with the batch utility: what a handler needs before
-batchgate's own code) take turns, `RUNS` times; medians. One more run with `python -X importtime`
-per handler tells where the time goes, and `BARE_RUNS` runs of the dispatch handler's import from a
+boto3`, and that plus making the functions' two clients) and three floors (a handler's clients
+and the Powertools it uses: without the batch utility, with it for SQS, and with it for DynamoDB
+streams with the DynamoDB client only; what a handler needs before batchgate's own code) take
+turns, `RUNS` times; medians. One more run with `python -X importtime` per handler tells where the
+time goes, and `BARE_RUNS` runs of the dispatch handler's import from a
 copy of the layer without its bytecode show what the build's bytecode saves. If `sam build` fails,
 the imports come from the source tree and this environment's site-packages, and the section says so.
 
@@ -38,7 +39,7 @@ from pathlib import Path
 from moto import mock_aws
 
 from bench._figures import Figure, at_most, figures_table, median, paired_ratio, spread
-from bench._in_process import DISPATCH, REGION, ROOT, SWEEP, TRACK, build_stack
+from bench._in_process import DISPATCH, HISTORY, REGION, ROOT, SWEEP, TRACK, build_stack
 
 RUNS = 15
 BARE_RUNS = 3
@@ -53,24 +54,34 @@ CLIENTS_STATEMENT = (
     "import boto3; from batchgate.aws_clients import dynamodb_client, ecs_client; "
     "dynamodb_client(); ecs_client()"
 )
-# What each handler needs before any batchgate code runs: those clients, and Powertools made as
-# batchgate.telemetry makes it; dispatch also processes its SQS batches with the batch utility. The
-# handler's time above its floor is the cost of batchgate's own code.
-WITH_POWERTOOLS = f"{WITH_CLIENTS} + Powertools Logger, Metrics, Tracer"
-POWERTOOLS_STATEMENT = (
-    f"{CLIENTS_STATEMENT}; from aws_lambda_powertools import Logger, Metrics, Tracer; "
+# What each handler needs before any batchgate code runs: its clients, and Powertools made as
+# batchgate.telemetry makes it; dispatch also processes its SQS batches with the batch utility, the
+# history function its stream batches (and keeps the DynamoDB client only). The handler's time above
+# its floor is the cost of batchgate's own code.
+POWERTOOLS = "Powertools Logger, Metrics, Tracer"
+POWERTOOLS_SET_UP = (
+    "from aws_lambda_powertools import Logger, Metrics, Tracer; "
     "Logger(); Metrics(); Tracer(patch_modules=('botocore',))"
 )
+WITH_POWERTOOLS = f"{WITH_CLIENTS} + {POWERTOOLS}"
+POWERTOOLS_STATEMENT = f"{CLIENTS_STATEMENT}; {POWERTOOLS_SET_UP}"
 WITH_BATCH = f"{WITH_POWERTOOLS}, batch utility"
 BATCH_STATEMENT = (
     f"{POWERTOOLS_STATEMENT}; from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, "
     "EventType; import aws_lambda_powertools.utilities.data_classes.sqs_event; "
     "AsyncBatchProcessor(event_type=EventType.SQS)"
 )
-FLOORS = {DISPATCH: WITH_BATCH, TRACK: WITH_POWERTOOLS, SWEEP: WITH_POWERTOOLS}
+WITH_STREAM_BATCH = f"import boto3 + the DynamoDB client + {POWERTOOLS}, batch utility (DynamoDB streams)"
+STREAM_BATCH_STATEMENT = (
+    "import boto3; from batchgate.aws_clients import dynamodb_client; dynamodb_client(); "
+    f"{POWERTOOLS_SET_UP}; from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType; "
+    "import aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event; "
+    "BatchProcessor(event_type=EventType.DynamoDBStreams)"
+)
+FLOORS = {DISPATCH: WITH_BATCH, TRACK: WITH_POWERTOOLS, HISTORY: WITH_STREAM_BATCH, SWEEP: WITH_POWERTOOLS}
 TIMED_IMPORT = "import time; started = time.perf_counter(); {statement}; print(time.perf_counter() - started)"
 LAYER = "BatchgateLayer"
-FUNCTIONS = (DISPATCH, TRACK, SWEEP)
+FUNCTIONS = (DISPATCH, TRACK, HISTORY, SWEEP)
 SAM_BUILD_TIMEOUT_SECONDS = 600
 TOP_PACKAGES = 6
 
@@ -131,7 +142,7 @@ def lambda_environment(
 
 
 def subjects(build: Path | None) -> list[Subject]:
-    """The two baselines, the two floors and the three handlers, from the build output (or the
+    """The two baselines, the three floors and the four handlers, from the build output (or the
     source tree without one)."""
     with mock_aws():
         stack = build_stack()
@@ -148,6 +159,7 @@ def subjects(build: Path | None) -> list[Subject]:
         Subject(WITH_CLIENTS, CLIENTS_STATEMENT, dispatch.folder, dispatch.environment),
         Subject(WITH_POWERTOOLS, POWERTOOLS_STATEMENT, dispatch.folder, dispatch.environment),
         Subject(WITH_BATCH, BATCH_STATEMENT, dispatch.folder, dispatch.environment),
+        Subject(WITH_STREAM_BATCH, STREAM_BATCH_STATEMENT, dispatch.folder, dispatch.environment),
         *handlers,
     ]
 
@@ -335,10 +347,12 @@ def report(measurement: Measurement) -> str:
         f"from template.yaml and Lambda's runtime variables, against `{BASELINE}` from the same place "
         f"in the same run, and against `{BASELINE}` that then makes the two clients every function keeps "
         "(DynamoDB, ECS; by batchgate.aws_clients, as the functions make them). Each handler also has "
-        "a floor: what it needs before any batchgate code runs, those clients and Powertools made as "
-        "batchgate.telemetry makes them (Logger, Metrics, Tracer patching botocore), and for dispatch "
-        "the batch utility with its SQS data class; the handler's time above its floor is batchgate's "
-        f"own code. The seven take turns, {RUNS} runs each: times are medians (min-max), ratios the "
+        "a floor: what it needs before any batchgate code runs, its clients and Powertools made as "
+        "batchgate.telemetry makes them (Logger, Metrics, Tracer patching botocore), for dispatch "
+        "the batch utility with its SQS data class, and for the history function (which keeps the "
+        "DynamoDB client only) the batch utility with its DynamoDB stream data class; the handler's "
+        f"time above its floor is batchgate's own code. The {len(measurement.subjects)} imports take turns, "
+        f"{RUNS} runs each: times are medians (min-max), ratios the "
         "median of each round's ratio (a round's imports run back to back, so a machine that slows "
         "down for a while slows both sides of it). The handler's "
         "import includes its module-level set-up: settings, the catalog and the boto3 clients it keeps "
@@ -359,7 +373,10 @@ def report(measurement: Measurement) -> str:
         f"| {BASELINE} | {spread(baseline.seconds, 1000, ' ms')} | 1.00x | |",
         *(
             f"| {floor.name} | {spread(floor.seconds, 1000, ' ms')} | {ratio(floor):.2f}x | |"
-            for floor in (with_clients, by_name[WITH_POWERTOOLS], by_name[WITH_BATCH])
+            for floor in (
+                with_clients,
+                *(by_name[name] for name in (WITH_POWERTOOLS, WITH_BATCH, WITH_STREAM_BATCH)),
+            )
         ),
     ]
     for subject in handlers:

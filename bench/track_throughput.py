@@ -146,8 +146,9 @@ def report(containers: list[Container]) -> str:
             for container in containers
         ),
         "",
-        "- An event costs one GetItem and one conditional PutItem of the job; the STOPPED event also "
-        "reads and writes the batch's history: 2.5 requests per event over a job's life.",
+        "- An event costs one GetItem and one conditional PutItem of the job, and nothing else: the "
+        "history function folds the finished attempt in from the job table's stream (bench/work_per_job.py "
+        "counts it).",
         f"- At ECS's launch rate ({ECS_TASKS_PER_SECOND:.0f} tasks/s, {len(LIFE_EVENTS)} events each: "
         f"{needed:.0f} events/s), {math.ceil(needed / rate)} track environments at this latency keep up; "
         "EventBridge invokes the function asynchronously, so Lambda runs as many as the events need.",
