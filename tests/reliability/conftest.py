@@ -107,6 +107,18 @@ AREAS: list[tuple[str, str, list[tuple[str, str]]]] = [
         ],
     ),
     (
+        "History from the job table's stream",
+        "The history function fed the stream in batches as Lambda feeds it (resumed at the first "
+        "failed record, or the whole batch again when the invocation fails), with throttling, 5xx and "
+        "timeouts injected at random into the history table's reads and writes.",
+        [
+            ("history: stream records", "stream records delivered"),
+            ("history: invocations", "invocations"),
+            ("history: failed invocations", "of which failed in part or whole"),
+            ("fault: history table", "history table errors injected"),
+        ],
+    ),
+    (
         "Bad input (invariant 3)",
         "Hypothesis-generated submit messages (random JSON, mutated valid messages, random bytes) and "
         "relaunch bodies through the dispatcher.",
@@ -146,6 +158,7 @@ INVARIANTS = [
     ("not retried", "no cancelled job, application exit or exhausted job was retried"),
     ("back-off bounded", "every back-off was within 1..900 s and the batch's maximum"),
     ("sweep ended it", "every job past its timeout or lost was ended or relaunched by the sweep"),
+    ("folded once", "every finished attempt was folded into the history exactly once"),
 ]
 
 
