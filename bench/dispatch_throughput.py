@@ -17,16 +17,19 @@ Run with `python -m bench` (all benchmarks) or `python -m bench.dispatch_through
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from types import ModuleType
 
+from batchgate.template import load_template
 from moto import mock_aws
 
 from bench._aws_calls import CallCounter, LatencyInjector
 from bench._figures import Figure, at_least, at_most, figures_table, median, spread
 from bench._in_process import (
     DISPATCH,
+    ROOT,
     InProcessStack,
     build_stack,
     good_bodies,
@@ -38,7 +41,10 @@ from bench._in_process import (
 )
 
 LATENCY_SECONDS = 0.050
-BATCH_SIZE = 10  # the template's DispatchBatchSize
+# The template's defaults: DispatchBatchSize, and DispatchConcurrency (threads per invocation).
+TEMPLATE_PARAMETERS = load_template(ROOT / "template.yaml")["Parameters"]
+BATCH_SIZE = int(TEMPLATE_PARAMETERS["DispatchBatchSize"]["Default"])
+THREADS = int(TEMPLATE_PARAMETERS["DispatchConcurrency"]["Default"])
 RUNS = 5
 REFILL_PAUSE_SECONDS = 1.0  # the governor's bucket: burst / rate = 1 s at the whole rate, 1 s at 4/s
 ECS_RUN_TASK_PER_SECOND = 20.0
@@ -86,13 +92,13 @@ def _batch(container: Container, label: str, *, timed: bool) -> None:
 
 def measure() -> tuple[Mode, Mode, Mode]:
     concurrent = Mode(
-        "bounded concurrency (template DispatchConcurrency 8)", {"DISPATCH_MAX_CONCURRENCY": "1"}
+        f"bounded concurrency (template DispatchConcurrency {THREADS})", {"DISPATCH_MAX_CONCURRENCY": "1"}
     )
     sequential = Mode(
         "forced sequential (DispatchConcurrency 1)",
         {"DISPATCH_MAX_CONCURRENCY": "1", "DISPATCH_CONCURRENCY": "1"},
     )
-    defaults = Mode("template defaults: concurrency 8, governor share of 5 dispatchers", {})
+    defaults = Mode(f"template defaults: concurrency {THREADS}, governor share of 5 dispatchers", {})
     with mock_aws(), quiet_functions():
         stack = build_stack()
         containers = [_container(stack, mode) for mode in (concurrent, sequential, defaults)]
@@ -109,6 +115,8 @@ def report(concurrent: Mode, sequential: Mode, defaults: Mode) -> str:
     ratio = median(concurrent.seconds) / median(sequential.seconds)
     rate = BATCH_SIZE / median(concurrent.seconds)
     default_rate = BATCH_SIZE / median(defaults.seconds)
+    launch_rounds = math.ceil(BATCH_SIZE / THREADS)
+    rounds = "one round" if launch_rounds == 1 else f"{launch_rounds} rounds"
     figures: list[Figure] = [
         at_most(
             f"dispatch: batch of {BATCH_SIZE}, bounded concurrency / sequential",
@@ -152,7 +160,7 @@ def report(concurrent: Mode, sequential: Mode, defaults: Mode) -> str:
     lines += [
         "",
         f"- Per message: 3 job-table writes and 1 RunTask, so {4 * LATENCY_SECONDS * 1000:.0f} ms of "
-        f"waiting; {BATCH_SIZE} messages on 8 threads take two rounds of it.",
+        f"waiting; {BATCH_SIZE} messages on {THREADS} threads take {rounds} of it.",
         "- The compared modes give the dispatcher all of ECS's launch rate (DISPATCH_MAX_CONCURRENCY 1); "
         "with the template's defaults the governor holds each of up to 5 dispatchers to 4 RunTask calls/s "
         "(burst 4), which is the last row: ECS's limit, not the dispatcher, sets that pace.",

@@ -15,7 +15,7 @@ class Settings:
     security_groups: tuple[str, ...] = ()
     assign_public_ip: str = "DISABLED"
     ec2_capacity_provider: str | None = None
-    dispatch_concurrency: int = 8
+    dispatch_concurrency: int = 10
     job_retention_days: int = 90
     catalog_path: str | None = None
     # The launch strategy engine (docs/strategy.md): measured history, and the queue's concurrency that
@@ -38,7 +38,7 @@ class Settings:
             security_groups=_split(env.get("ECS_SECURITY_GROUPS", "")),
             assign_public_ip=env.get("ECS_ASSIGN_PUBLIC_IP") or "DISABLED",
             ec2_capacity_provider=env.get("EC2_CAPACITY_PROVIDER") or None,
-            dispatch_concurrency=int(env.get("DISPATCH_CONCURRENCY") or 8),
+            dispatch_concurrency=int(env.get("DISPATCH_CONCURRENCY") or 10),
             job_retention_days=int(env.get("JOB_RETENTION_DAYS") or 90),
             catalog_path=env.get("BATCHGATE_CATALOG") or None,
             history_table_name=env.get("HISTORY_TABLE_NAME") or None,
