@@ -53,7 +53,7 @@ MAX_DISPATCH_WRITES_PER_ATTEMPT = 2
 MAX_TRACK_WRITES_PER_EVENT = 1
 MAX_HISTORY_WRITES_PER_ATTEMPT = 1
 # The stream poller without its pauses: the benchmark drains the stream after each job.
-NO_PAUSES = StreamPacing(idle_seconds=0, gather_seconds=0, retry_seconds=0, shard_refresh_seconds=0)
+NO_PAUSES = StreamPacing.without_pauses()
 
 
 @dataclass(frozen=True)

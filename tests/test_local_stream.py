@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 REGION = "us-east-1"
 FUNCTION_ARN = f"arn:aws:lambda:{REGION}:123456789012:function:batchgate-local-history"
-NO_PAUSES = StreamPacing(idle_seconds=0, gather_seconds=0, retry_seconds=0, shard_refresh_seconds=0)
+NO_PAUSES = StreamPacing.without_pauses()
 MODIFY_ONLY = '{"eventName": ["MODIFY"]}'
 
 Response = Callable[[list[dict[str, Any]]], Any]
