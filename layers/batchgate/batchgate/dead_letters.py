@@ -38,7 +38,13 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from batchgate.jobs import is_job_id, iso, job_id_for
-from batchgate.stream_records import StreamsClient, lambda_stream_record, record_sequence, stream_region
+from batchgate.stream_records import (
+    GET_RECORDS_LIMIT,
+    StreamsClient,
+    lambda_stream_record,
+    record_sequence,
+    stream_region,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -54,7 +60,6 @@ RECEIVE_BATCH = 10
 REDRIVEN_FROM_ATTRIBUTE = "batchgate-redriven-from"
 # Attributes Lambda (async DLQ) and EventBridge (target DLQ) put on a failed event's message.
 ERROR_ATTRIBUTES = ("ErrorCode", "ErrorMessage", "RequestID", "ERROR_CODE", "ERROR_MESSAGE", "RULE_ARN")
-GET_RECORDS_LIMIT = 1000  # DynamoDB Streams' most per GetRecords call
 MAX_RANGE_READS = 100  # GetRecords calls for one message's range (Lambda's batches hold at most 10,000)
 MAX_EMPTY_READS = 3  # in a row, before the range is taken as not there
 # What DynamoDB Streams answers for a position whose records were trimmed (older than 24 hours), or an

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 EVENT_VERSION = "1.1"
+GET_RECORDS_LIMIT = 1000  # DynamoDB Streams' most per GetRecords call
 
 
 class StreamsClient(Protocol):

@@ -30,12 +30,11 @@ from batchgate.jobs import iso
 from batchgate.local.filters import matches_any, parse_patterns
 from batchgate.local.poller import Invoke, PollResult, failed_message_ids, poll_until_stopped
 from batchgate.local.resources import StreamEventSource
-from batchgate.stream_records import StreamsClient, lambda_stream_record, record_sequence
+from batchgate.stream_records import GET_RECORDS_LIMIT, StreamsClient, lambda_stream_record, record_sequence
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-GET_RECORDS_LIMIT = 1000  # DynamoDB Streams' most per GetRecords call
 TRIM_HORIZON = "TRIM_HORIZON"
 AT_SEQUENCE_NUMBER = "AT_SEQUENCE_NUMBER"
 AFTER_SEQUENCE_NUMBER = "AFTER_SEQUENCE_NUMBER"
