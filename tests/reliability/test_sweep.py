@@ -13,13 +13,15 @@ import boto3
 import pytest
 from batchgate.dispatch import Dispatcher, DispatchResult, RetryLater
 from batchgate.ecs import EcsTasks
+from batchgate.history import HistoryTable
+from batchgate.history_feed import HistoryFeed
 from batchgate.jobs import JobStatus, parse_iso
 from batchgate.requeue import JobsQueue, Relaunch
 from batchgate.sweep import ACTIVE_STATUSES, Sweeper, SweepSettings
 from batchgate.table import JobTable
 from batchgate.task_events import TIMELINE_FIELDS
 
-from tests.conftest import LambdaContextStub, Stack, event_fixture
+from tests.conftest import LambdaContextStub, Stack, create_history_table, event_fixture, job_stream_records
 from tests.reliability.conftest import (
     FaultyClient,
     RecordingSqs,
@@ -173,6 +175,23 @@ def test_a_missed_stopped_event_is_applied_from_describe_tasks(
     assert stack.table.get(PAYROLL_JOB) == before
     tally.add("sweep: reconciled")
     tally.check("sweep ended it", True)  # reached only when every assert above held
+
+
+def test_an_attempt_the_sweep_finds_stopped_reaches_the_history_once(stack: Stack, sqs: RecordingSqs) -> None:
+    task_arn = running_job(stack, sqs)
+    client = DescribedEcs(stack.ecs_client)
+    client.described[task_arn] = as_described("task-stopped-exit-1.json", task_arn)
+    assert sweeper(stack, client, sqs, 360).sweep().reconciled == 1
+    tracker(stack, sqs).track(retargeted("task-stopped-exit-1.json", task_arn, 1))  # the late event
+
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    create_history_table(dynamodb, "batchgate-sweep-history")
+    history = HistoryTable("batchgate-sweep-history", dynamodb)
+    fold = HistoryFeed(history).in_order()
+    # The sweep's write stopped the attempt: the history learns of it from the stream, as of track's.
+    assert sum(fold(record) for record in job_stream_records()) == 1
+    stored, _ = history.get("payroll-calculation", "FARGATE")
+    assert (stored.observed, stored.successes) == (1, 0)
 
 
 def test_a_missed_infrastructure_failure_is_retried(stack: Stack, sqs: RecordingSqs, tally: Tally) -> None:
