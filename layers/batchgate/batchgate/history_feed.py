@@ -53,7 +53,6 @@ class JobChange:
     """One record of the job table's stream: the job before and after one write."""
 
     sequence_number: str
-    event_name: str  # INSERT, MODIFY or REMOVE
     before: Job | None
     after: Job | None
 
@@ -65,7 +64,6 @@ class JobChange:
         try:
             return cls(
                 sequence_number=sequence_number,
-                event_name=str(record.get("eventName") or ""),
                 before=_job(stream.get("OldImage")),
                 after=_job(stream.get("NewImage")),
             )
