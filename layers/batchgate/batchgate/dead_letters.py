@@ -41,6 +41,7 @@ from batchgate.jobs import is_job_id, iso, job_id_for
 from batchgate.stream_records import (
     GET_RECORDS_LIMIT,
     StreamsClient,
+    arrival_text,
     lambda_stream_record,
     record_sequence,
     stream_region,
@@ -638,7 +639,5 @@ def _narrowed_body(body: str, rest: list[dict[str, Any]]) -> str:
     info["batchSize"] = len(rest)
     created = rest[0]["dynamodb"].get("ApproximateCreationDateTime")
     if created is not None:
-        info["approximateArrivalOfFirstRecord"] = datetime.fromtimestamp(int(created), UTC).strftime(
-            "%Y-%m-%dT%H:%M:%SZ"
-        )
+        info["approximateArrivalOfFirstRecord"] = arrival_text(created)
     return json.dumps({**document, "DDBStreamBatchInfo": info})

@@ -69,6 +69,12 @@ def lambda_stream_record(record: Mapping[str, Any], stream_arn: str, region: str
     return shaped
 
 
+def arrival_text(seconds: float) -> str:
+    """A record's ApproximateCreationDateTime as Lambda's on-failure record writes it (DDBStreamBatchInfo's
+    approximateArrival... fields): whole seconds, UTC."""
+    return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def record_sequence(record: Mapping[str, Any]) -> str:
     return str(record["dynamodb"]["SequenceNumber"])
 

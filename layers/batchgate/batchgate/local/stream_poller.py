@@ -30,7 +30,13 @@ from batchgate.jobs import iso
 from batchgate.local.filters import matches_any, parse_patterns
 from batchgate.local.poller import Invoke, PollResult, failed_message_ids, poll_until_stopped
 from batchgate.local.resources import StreamEventSource
-from batchgate.stream_records import GET_RECORDS_LIMIT, StreamsClient, lambda_stream_record, record_sequence
+from batchgate.stream_records import (
+    GET_RECORDS_LIMIT,
+    StreamsClient,
+    arrival_text,
+    lambda_stream_record,
+    record_sequence,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -78,8 +84,7 @@ class ShardPosition:
 
 
 def _arrival(record: Mapping[str, Any]) -> str:
-    seconds = int(record["dynamodb"].get("ApproximateCreationDateTime", 0))
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return arrival_text(record["dynamodb"].get("ApproximateCreationDateTime", 0))
 
 
 def on_failure_record(
