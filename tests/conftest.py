@@ -23,6 +23,7 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 from batchgate.catalog import Catalog, load_catalog
 from batchgate.dispatch import Dispatcher
 from batchgate.ecs import EcsTasks
+from batchgate.requeue import Relaunch
 from batchgate.settings import Settings
 from batchgate.stream_records import lambda_stream_record
 from batchgate.table import JobTable
@@ -200,6 +201,36 @@ def sqs_event(*bodies: str, message_ids: list[str] | None = None) -> dict[str, A
         record["body"] = body
         records.append(record)
     return {"Records": records}
+
+
+class RecordingSqs:
+    def __init__(self, fail: list[Exception] | None = None) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.fail = list(fail or [])
+
+    def send_message(self, **request: Any) -> dict[str, Any]:
+        if self.fail:
+            raise self.fail.pop(0)
+        self.sent.append(request)
+        return {"MessageId": f"sent-{len(self.sent)}"}
+
+    def relaunches(self) -> list[tuple[Relaunch, int]]:
+        return [(Relaunch.parse(m["MessageBody"]), int(m.get("DelaySeconds", 0))) for m in self.sent]
+
+    def as_sqs_event(self) -> dict[str, Any]:
+        """The sent messages as the dispatch Lambda would receive them."""
+        template = event_fixture("sqs-submit-batch.json")["Records"][0]
+        records = []
+        for index, message in enumerate(self.sent):
+            record = json.loads(json.dumps(template))
+            record["messageId"] = f"relaunch-{index}"
+            record["body"] = message["MessageBody"]
+            record["messageAttributes"] = {
+                name: {"stringValue": value["StringValue"], "dataType": value["DataType"]}
+                for name, value in message.get("MessageAttributes", {}).items()
+            }
+            records.append(record)
+        return {"Records": records}
 
 
 def job_stream_records(table_name: str = TABLE, region: str = REGION) -> list[dict[str, Any]]:

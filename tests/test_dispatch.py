@@ -3,14 +3,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
 from batchgate.dispatch import DispatchResult, RetryLater, run_task_request
-from batchgate.ecs import EcsTasks
-from batchgate.jobs import JobStatus, client_token, job_id_for
+from batchgate.ecs import EcsTasks, LaunchOutcome
+from batchgate.jobs import Job, JobStatus, client_token, iso, job_id_for, utc_now
+from batchgate.messages import parse_submit_message
 from batchgate.table import JobTable
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.stub import Stubber
@@ -290,3 +292,81 @@ def test_bad_message_reusing_a_taken_idempotency_key_is_still_recorded(stack: St
     assert f"already used by job {PAYROLL_JOB}" in (rejected[0].reason or "")
     original = stack.table.get(PAYROLL_JOB)
     assert original is not None and original.status is JobStatus.DISPATCHED
+
+
+class CreatedJobs(JobTable):
+    """The stack's table, keeping each job as `create` first stored it: what a delivery that read the
+    job before another delivery's writes holds."""
+
+    def __init__(self, table: JobTable) -> None:
+        super().__init__(table.table_name, table._client)
+        self.created: dict[str, Job] = {}
+        self.stale_reads = False
+
+    def create(self, job: Job) -> Job | None:
+        stored = super().create(job)
+        if stored is not None:
+            self.created[stored.job_id] = stored
+        return stored
+
+    def get(self, job_id: str) -> Job | None:
+        if self.stale_reads and job_id in self.created:
+            return self.created.pop(job_id)  # once: the conditional write that follows re-reads
+        return super().get(job_id)
+
+
+def test_a_passed_deadline_never_rejects_a_launch_another_delivery_began(stack: Stack) -> None:
+    deadline = datetime(2030, 1, 1, tzinfo=UTC)
+    body = json.dumps(
+        {"schema_version": 1, "batch": "report-export", "arguments": ["monthly"], "deadline": iso(deadline)}
+    )
+    table = CreatedJobs(stack.table)
+    before, after = deadline - timedelta(seconds=1), deadline + timedelta(seconds=1)
+    first = replace(stack.dispatcher(), table=table, clock=lambda: before)
+    assert first.dispatch("m-1", body) is DispatchResult.DISPATCHED
+    # A redelivery past the deadline that read the job while it was still SUBMITTED.
+    table.stale_reads = True
+    assert replace(first, clock=lambda: after).dispatch("m-1", body) is DispatchResult.DUPLICATE
+    job = stack.table.get(job_id_for("report-export", "m-1"))
+    assert job is not None and job.status is JobStatus.DISPATCHED
+    assert len(stack.ecs_client.list_tasks(cluster=stack.settings.cluster)["taskArns"]) == 1
+
+
+def test_the_deadline_is_the_jobs_not_a_later_message_with_its_key(stack: Stack) -> None:
+    first = {
+        "schema_version": 1,
+        "batch": "report-export",
+        "arguments": ["monthly"],
+        "idempotency_key": "r-1",
+    }
+    late = {**first, "deadline": "2020-01-01T00:00:00Z"}
+    table = CreatedJobs(stack.table)
+    dispatcher = replace(stack.dispatcher(), table=table)
+    job_id = job_id_for("report-export", "r-1")
+    # The first message's job exists, SUBMITTED (its delivery stopped before the launch began).
+    table.create(
+        dispatcher._new_job(job_id, "m-1", parse_submit_message(json.dumps(first), stack.catalog), utc_now())
+    )
+    assert dispatcher.dispatch("m-2", json.dumps(late)) is DispatchResult.DISPATCHED
+    job = stack.table.get(job_id)
+    assert job is not None and job.status is JobStatus.DISPATCHED and job.deadline is None
+
+
+def test_a_second_task_for_one_attempt_is_stopped_and_the_first_kept(stack: Stack) -> None:
+    ecs = RecordingEcs(stack)
+    dispatcher = stack.dispatcher(ecs)
+    assert dispatcher.dispatch("m-1", PAYROLL) is DispatchResult.DISPATCHED
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.attempt is not None and job.attempt.task_arn is not None
+    kept = job.attempt.task_arn
+    # Another delivery's RunTask (another try of the chain, another token) started a second task.
+    second = stack.ecs_client.run_task(**{**ecs.requests[0], "clientToken": f"{PAYROLL_JOB}-1.1"})["tasks"][
+        0
+    ]["taskArn"]
+    result = dispatcher._record_outcome(job, job.attempt, LaunchOutcome(task_arn=second), utc_now())
+    assert result is DispatchResult.DUPLICATE
+    stored = stack.table.get(PAYROLL_JOB)
+    assert stored is not None and stored.attempt is not None and stored.attempt.task_arn == kept
+    described = stack.ecs_client.describe_tasks(cluster=stack.settings.cluster, tasks=[second])["tasks"][0]
+    assert described["desiredStatus"] == "STOPPED"
+    assert f"already runs as task {kept}" in described["stoppedReason"]

@@ -15,11 +15,13 @@ import pytest
 from batchgate.dispatch import Dispatcher, DispatchResult, RetryLater
 from batchgate.ecs import EcsTasks
 from batchgate.jobs import Job, JobStatus, client_token, job_id_for
+from batchgate.launch_deferral import LaunchDeferral
 from batchgate.launch_governor import LaunchGovernor
-from batchgate.queue_backoff import QueueBackoff, queue_url
+from batchgate.requeue import KIND_ATTRIBUTE, RETRY_KIND, JobsQueue, Relaunch
+from batchgate.strategy_settings import DEFAULT_STRATEGY_SETTINGS
 from botocore.exceptions import ClientError
 
-from tests.conftest import LambdaContextStub, Stack, sqs_event
+from tests.conftest import LambdaContextStub, RecordingSqs, Stack, sqs_event
 
 CP = "cp-ec2"
 ATTENDANCE = json.dumps(
@@ -42,6 +44,16 @@ NO_SPOT = {
     "Please try again later or in a different availability zone"
 }
 FAKE_EC2_TASK = "arn:aws:ecs:us-east-1:123456789012:task/batchgate-dev/00000000000000000000000000000ec2"
+JOBS_QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/batchgate-jobs"
+
+
+def throttling() -> ClientError:
+    return ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "RunTask")
+
+
+def deferring_to(sqs: Any, queue_url: str = JOBS_QUEUE) -> LaunchDeferral:
+    """Deferral onto `queue_url` through `sqs`, with the back-off's jitter at its ceiling."""
+    return LaunchDeferral(JobsQueue(queue_url, sqs), DEFAULT_STRATEGY_SETTINGS, rand=lambda: 1.0)
 
 
 class ScriptedEcsClient:
@@ -170,12 +182,64 @@ def test_a_plan_without_fallbacks_goes_straight_back_to_the_queue(stack: Stack) 
     assert ecs.providers == ["FARGATE"]
 
 
-def test_throttling_is_marked_for_back_off(stack: Stack) -> None:
-    throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "RunTask")
-    dispatch, _ = dispatcher(stack, [throttled])
+def test_throttling_without_a_jobs_queue_returns_the_record(stack: Stack) -> None:
+    dispatch, _ = dispatcher(stack, [throttling()])
     with pytest.raises(RetryLater) as raised:
         dispatch.dispatch("m-1", ATTENDANCE)
-    assert raised.value.throttled
+    assert raised.value.throttled and raised.value.resume == Relaunch(ATTENDANCE_JOB, 1)
+
+
+def test_a_throttled_launch_is_put_back_as_a_delayed_relaunch_of_its_attempt(stack: Stack) -> None:
+    sqs = RecordingSqs()
+    dispatch, _ = dispatcher(stack, [throttling()], deferral=deferring_to(sqs))
+    assert dispatch.dispatch("m-1", ATTENDANCE) is DispatchResult.DEFERRED
+    assert sqs.relaunches() == [(Relaunch(ATTENDANCE_JOB, 1, deferrals=1), 2)]  # base 2 s * 2**0
+    assert sqs.sent[0]["QueueUrl"] == JOBS_QUEUE
+    assert sqs.sent[0]["MessageAttributes"][KIND_ATTRIBUTE]["StringValue"] == RETRY_KIND
+    job = stored(stack, ATTENDANCE_JOB)
+    assert job.status is JobStatus.DISPATCHING and job.attempt is not None and job.attempt.task_arn is None
+
+
+def test_throttling_longer_than_the_queue_allows_receives_still_launches_the_job_once(stack: Stack) -> None:
+    """Each deferral is a new message (its receive count starts again), so throttling that outlasts
+    MaxReceiveCount returns never sends the job to the dead-letter queue; the back-off keeps growing."""
+    throttled_times = 8
+    sqs = RecordingSqs()
+    dispatch, ecs = dispatcher(
+        stack, [throttling() for _ in range(throttled_times)] + ["ok"], deferral=deferring_to(sqs)
+    )
+    assert dispatch.dispatch("m-1", ATTENDANCE) is DispatchResult.DEFERRED
+    for _ in range(throttled_times - 1):
+        assert dispatch.relaunch(sqs.sent[-1]["MessageBody"]) is DispatchResult.DEFERRED
+    assert dispatch.relaunch(sqs.sent[-1]["MessageBody"]) is DispatchResult.DISPATCHED
+    relaunches = sqs.relaunches()
+    assert [relaunch.deferrals for relaunch, _ in relaunches] == list(range(1, throttled_times + 1))
+    assert [delay for _, delay in relaunches] == [2, 4, 8, 16, 32, 64, 128, 256]
+    assert {relaunch.attempt for relaunch, _ in relaunches} == {1}
+    assert set(ecs.tokens) == {client_token(ATTENDANCE_JOB, 1)}  # one attempt, one token throughout
+    job = stored(stack, ATTENDANCE_JOB)
+    assert job.status is JobStatus.DISPATCHED and job.attempt_number == 1
+    assert job.attempt is not None and job.attempt.task_arn == FAKE_EC2_TASK
+    assert len(ecs.requests) == throttled_times + 1
+
+
+def test_a_deferral_that_cannot_be_sent_returns_the_record(stack: Stack) -> None:
+    unavailable = ClientError(
+        {"Error": {"Code": "ServiceUnavailable", "Message": "try later"}}, "SendMessage"
+    )
+    sqs = RecordingSqs(fail=[unavailable])
+    dispatch, _ = dispatcher(stack, [throttling()], deferral=deferring_to(sqs))
+    with pytest.raises(RetryLater, match="Rate exceeded"):
+        dispatch.dispatch("m-1", ATTENDANCE)
+    assert sqs.sent == []
+
+
+def test_other_retryable_errors_are_not_deferred(stack: Stack) -> None:
+    sqs = RecordingSqs()
+    dispatch, _ = dispatcher(stack, [[NO_CPU], [NO_MEMORY]], deferral=deferring_to(sqs))
+    with pytest.raises(RetryLater, match="no capacity") as raised:
+        dispatch.dispatch("m-1", ATTENDANCE)
+    assert not raised.value.throttled and sqs.sent == []
 
 
 def test_governor_defers_the_launch_without_calling_run_task(stack: Stack) -> None:
@@ -193,38 +257,25 @@ def test_governor_defers_the_launch_without_calling_run_task(stack: Stack) -> No
     second = json.dumps({"schema_version": 1, "batch": "report-export", "arguments": ["weekly"]})
     with pytest.raises(RetryLater, match="launch rate") as raised:
         dispatch.dispatch("m-2", second)
-    assert raised.value.throttled and raised.value.delay_seconds > 0.5
+    assert raised.value.resume == Relaunch(job_id_for("report-export", "m-2"), 1)
+    assert raised.value.delay_seconds > 0.5
     assert len(ecs.requests) == 1  # the deferred launch never reached ECS
     # Its job is safe: the attempt is written and the record comes back later.
     job = stored(stack, job_id_for("report-export", "m-2"))
     assert job.status is JobStatus.DISPATCHING and job.attempt is not None and job.attempt.task_arn is None
 
 
-def test_handler_delays_a_throttled_record_with_back_off(
+def test_handler_reports_a_deferred_record_done_and_the_relaunch_waits_on_the_queue(
     stack: Stack, load_handler: Callable[[str], ModuleType]
 ) -> None:
     sqs = boto3.client("sqs", region_name="us-east-1")
-    url = sqs.create_queue(QueueName="batchgate-jobs", Attributes={"VisibilityTimeout": "0"})["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sqs.send_message(QueueUrl=url, MessageBody=ATTENDANCE)
-    received = sqs.receive_message(QueueUrl=url, AttributeNames=["All"])["Messages"][0]
+    url = sqs.create_queue(QueueName="batchgate-jobs")["QueueUrl"]
     app = load_handler("dispatch")
-    throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "RunTask")
-    scripted, _ = dispatcher(stack, [throttled])
+    scripted, _ = dispatcher(stack, [throttling()], deferral=deferring_to(sqs, url))
     setattr(app, "dispatcher", scripted)  # noqa: B010
-    setattr(app, "backoff", QueueBackoff(scripted.strategy_settings, sqs, rand=lambda: 1.0))  # noqa: B010
-    # A second record that succeeds: a batch whose every record fails is an error in Powertools.
-    event = sqs_event(ATTENDANCE, "{bad", message_ids=[received["MessageId"], "m-bad"])
-    record = event["Records"][0]
-    record.update(eventSourceARN=arn, receiptHandle=received["ReceiptHandle"])
-    record["attributes"]["ApproximateReceiveCount"] = "3"
-    response = app.handler(event, LambdaContextStub())
-    assert response == {"batchItemFailures": [{"itemIdentifier": received["MessageId"]}]}
-    # Visibility 0 would show it again at once: the back-off (2 s * 2**2 = 8 s here) hides it.
-    assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []
-    assert queue_url(sqs, arn) == url
-
-
-def test_queue_url_needs_an_sqs_arn() -> None:
-    with pytest.raises(ValueError, match="not an SQS queue ARN"):
-        queue_url(boto3.client("sqs", region_name="us-east-1"), "arn:aws:sns:us-east-1:123456789012:topic")
+    response = app.handler(sqs_event(ATTENDANCE, message_ids=["m-throttled"]), LambdaContextStub())
+    # Done, not failed: the record is deleted, so its receives are not spent; the relaunch carries it.
+    assert response == {"batchItemFailures": []}
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert stored(stack, ATTENDANCE_JOB).status is JobStatus.DISPATCHING

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from batchgate.launch_governor import LaunchGovernor, TokenBucket, backoff_seconds
+from batchgate.launch_governor import LaunchGovernor, TokenBucket
 from batchgate.strategy_settings import StrategySettings
 
 
@@ -67,17 +67,3 @@ def test_governor_takes_its_share_of_the_account_limits() -> None:
     results = [governor.admit("FARGATE") for _ in range(20)]
     assert all(r.admitted for r in results)
     assert sum(clock.slept) == pytest.approx(16 / 4, rel=0.01)  # the call bucket (4/s, burst 4) paced them
-
-
-@pytest.mark.parametrize(
-    ("receive_count", "rand", "expected"),
-    [(1, 1.0, 2), (2, 1.0, 4), (5, 1.0, 32), (20, 1.0, 300), (3, 0.0, 1), (3, 0.5, 4)],
-)
-def test_backoff_grows_with_the_receive_count_and_is_capped(
-    receive_count: int, rand: float, expected: int
-) -> None:
-    assert backoff_seconds(receive_count, base=2, cap=300, rand=lambda: rand) == expected
-
-
-def test_backoff_respects_the_governor_hint() -> None:
-    assert backoff_seconds(1, base=2, cap=300, at_least=7.2, rand=lambda: 0.0) == 8

@@ -1,7 +1,8 @@
 """Dispatch Lambda: SQS batch of submit messages -> job items and ECS tasks.
 
 Records are dispatched concurrently on a bounded thread pool (RunTask is I/O bound); a record whose
-launch must be retried is reported as a batch item failure and returns to the queue on its own.
+launch must be retried is reported as a batch item failure and returns to the queue on its own. A
+throttled launch is put back on the queue by the dispatcher, as a delayed relaunch of its attempt.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from batchgate.dispatch import Dispatcher, DispatchResult, RetryLater
-from batchgate.queue_backoff import QueueBackoff
+from batchgate.dispatch import Dispatcher, DispatchResult
 from batchgate.requeue import RETRY_KIND, message_kind
 from batchgate.settings import Settings
 from batchgate.telemetry import logger, metrics, tracer
@@ -27,7 +27,6 @@ from batchgate.telemetry import logger, metrics, tracer
 processor = AsyncBatchProcessor(event_type=EventType.SQS)
 dispatcher = Dispatcher.from_settings(Settings.from_environment())
 pool = ThreadPoolExecutor(max_workers=dispatcher.settings.dispatch_concurrency)
-backoff = QueueBackoff(dispatcher.strategy_settings)
 
 
 def dispatch_record(record: SQSRecord) -> DispatchResult:
@@ -37,12 +36,6 @@ def dispatch_record(record: SQSRecord) -> DispatchResult:
         if message_kind(record.raw_event.get("messageAttributes")) == RETRY_KIND:
             return dispatcher.relaunch(record.body)
         return dispatcher.dispatch(record.message_id, record.body)
-    except RetryLater as retry:
-        if retry.throttled:
-            # Back to the queue later than its visibility timeout would bring it: no hot loop.
-            receive_count = int(record.attributes.approximate_receive_count or 1)
-            backoff.delay(record.event_source_arn, record.receipt_handle, receive_count, retry.delay_seconds)
-        raise
     finally:
         logger.thread_safe_clear_keys()
 

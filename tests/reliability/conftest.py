@@ -7,7 +7,6 @@ run with the numbers of that run (what was tried, what held); without the variab
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -21,10 +20,10 @@ from typing import Any
 import pytest
 from batchgate.jobs import Job, JobStatus
 from batchgate.reconcile import task_attempt
-from batchgate.requeue import KIND_ATTRIBUTE, JobsQueue, Relaunch
+from batchgate.requeue import KIND_ATTRIBUTE, JobsQueue
 from botocore.exceptions import ClientError, ReadTimeoutError
 
-from tests.conftest import Stack, event_fixture
+from tests.conftest import RecordingSqs, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "docs" / "reliability.md"
@@ -205,36 +204,6 @@ def render(tally: Tally, failed: list[str], seconds: float) -> str:
 
 
 # Recording jobs queue (moto's SQS honours DelaySeconds, which would make tests wait).
-
-
-class RecordingSqs:
-    def __init__(self, fail: list[Exception] | None = None) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.fail = list(fail or [])
-
-    def send_message(self, **request: Any) -> dict[str, Any]:
-        if self.fail:
-            raise self.fail.pop(0)
-        self.sent.append(request)
-        return {"MessageId": f"sent-{len(self.sent)}"}
-
-    def relaunches(self) -> list[tuple[Relaunch, int]]:
-        return [(Relaunch.parse(m["MessageBody"]), int(m.get("DelaySeconds", 0))) for m in self.sent]
-
-    def as_sqs_event(self) -> dict[str, Any]:
-        """The sent messages as the dispatch Lambda would receive them."""
-        template = event_fixture("sqs-submit-batch.json")["Records"][0]
-        records = []
-        for index, message in enumerate(self.sent):
-            record = json.loads(json.dumps(template))
-            record["messageId"] = f"relaunch-{index}"
-            record["body"] = message["MessageBody"]
-            record["messageAttributes"] = {
-                name: {"stringValue": value["StringValue"], "dataType": value["DataType"]}
-                for name, value in message.get("MessageAttributes", {}).items()
-            }
-            records.append(record)
-        return {"Records": records}
 
 
 @pytest.fixture

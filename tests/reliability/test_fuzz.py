@@ -15,7 +15,7 @@ from batchgate.dispatch import Dispatcher, DispatchResult
 from batchgate.ecs import EcsTasks, LaunchOutcome
 from batchgate.jobs import JobStatus, job_id_for
 from batchgate.messages import RejectedMessage, parse_submit_message
-from batchgate.requeue import InvalidRelaunchMessage, Relaunch
+from batchgate.requeue import MAX_DEFERRALS, InvalidRelaunchMessage, Relaunch
 from batchgate.task_events import InvalidTaskEvent, TaskStateChange
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -139,6 +139,13 @@ def test_any_submit_message_ends_visible_and_never_crashes(fuzz_stack: Stack, bo
         st.text(max_size=200),
         json_values.map(json.dumps),
         st.builds(lambda j, a: json.dumps({"job_id": j, "attempt": a}), json_values, json_values),
+        st.builds(
+            lambda n, d: json.dumps(
+                {"job_id": f"bg-payroll-calculation-{n:020x}", "attempt": 1, "deferrals": d}
+            ),
+            st.integers(0, 2**64),
+            st.one_of(st.integers(-5, MAX_DEFERRALS + 5), json_values),
+        ),
     )
 )
 def test_a_relaunch_body_is_read_or_refused_never_misread(body: str) -> None:
@@ -150,6 +157,7 @@ def test_a_relaunch_body_is_read_or_refused_never_misread(body: str) -> None:
         return
     TALLY.outcome("relaunch fuzz", "read")
     assert relaunch.job_id.startswith("bg-") and 1 <= relaunch.attempt <= 100
+    assert 0 <= relaunch.deferrals <= MAX_DEFERRALS
     assert Relaunch.parse(relaunch.body()) == relaunch
 
 

@@ -30,14 +30,16 @@ from batchgate.jobs import (
     client_token,
     iso,
     job_id_for,
+    parse_iso,
     utc_now,
 )
 from batchgate.latency_sketch import HistorySummary
 from batchgate.launch_chain import advance_try, has_next_try, note_try_failure
+from batchgate.launch_deferral import LaunchDeferral
 from batchgate.launch_governor import LaunchGovernor
 from batchgate.messages import RejectedMessage, SubmitMessage, parse_submit_message
 from batchgate.reconcile import task_attempt
-from batchgate.requeue import Relaunch, awaited_attempt
+from batchgate.requeue import JobsQueue, Relaunch, awaited_attempt
 from batchgate.settings import Settings
 from batchgate.strategy import plan_launch
 from batchgate.strategy_settings import DEFAULT_STRATEGY_SETTINGS, EC2, StrategySettings
@@ -55,18 +57,25 @@ class DispatchResult(StrEnum):
     DUPLICATE = "DUPLICATE"
     REJECTED = "REJECTED"
     FAILED = "FAILED"
+    # Throttled: put back on the queue as a delayed relaunch of the same attempt (batchgate.launch_deferral).
+    DEFERRED = "DEFERRED"
 
 
 class RetryLater(Exception):
     """The record must go back to the queue: the job is safe and the same attempt is tried again.
 
-    `throttled`: ECS (or our own launch-rate governor) said "slow down"; the handler then delays the
-    record's return by an exponential back-off of at least `delay_seconds`."""
+    `resume`: ECS (or our own launch-rate governor) said "slow down" while launching this attempt; the
+    dispatcher puts it back on the queue as this relaunch message instead, delayed by a back-off of at
+    least `delay_seconds`, when it has a jobs queue (`Dispatcher.deferral`)."""
 
-    def __init__(self, reason: str, *, throttled: bool = False, delay_seconds: float = 0.0) -> None:
+    def __init__(self, reason: str, *, resume: Relaunch | None = None, delay_seconds: float = 0.0) -> None:
         super().__init__(reason)
-        self.throttled = throttled
+        self.resume = resume
         self.delay_seconds = delay_seconds
+
+    @property
+    def throttled(self) -> bool:
+        return self.resume is not None
 
 
 # RunTask errors that mean "too many requests": the record comes back later, with a back-off.
@@ -91,6 +100,8 @@ class Dispatcher:
     capacity: Ec2Capacity | None = None
     governor: LaunchGovernor | None = None
     strategy_settings: StrategySettings = DEFAULT_STRATEGY_SETTINGS
+    # Where a throttled launch is put back (the jobs queue); without it the record itself goes back.
+    deferral: LaunchDeferral | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Dispatcher:
@@ -122,6 +133,7 @@ class Dispatcher:
             ),
             governor=LaunchGovernor.for_settings(tuning, settings.dispatch_max_concurrency),
             strategy_settings=tuning,
+            deferral=LaunchDeferral(JobsQueue(queue), tuning) if (queue := settings.jobs_queue_url) else None,
         )
 
     def dispatch(self, message_id: str, body: str) -> DispatchResult:
@@ -148,13 +160,9 @@ class Dispatcher:
                 return DispatchResult.DUPLICATE
             logger.info("resuming a launch that did not finish", extra={"status": job.status})
 
-        if job.status is JobStatus.SUBMITTED and message.deadline is not None and now > message.deadline:
-            self.table.mutate(
-                job_id, lambda j: j.moved_to(JobStatus.REJECTED, iso(now), _deadline_reason(message))
-            )
-            count("JobsRejected")
-            return DispatchResult.REJECTED
-        return self._launch(job, spec, now)
+        if job.status is JobStatus.SUBMITTED and _deadline_passed(job, now):
+            return self._reject_late(job, now)
+        return self._launching(job, spec, now, deferrals=0)
 
     def relaunch(self, body: str) -> DispatchResult:
         """Handle an internal relaunch message (batchgate.requeue): start the job's next attempt after a
@@ -163,7 +171,9 @@ class Dispatcher:
         InvalidRelaunchMessage for a body batchgate did not write (the record ends in the DLQ)."""
         now = self.clock()
         relaunch = Relaunch.parse(body)
-        logger.thread_safe_append_keys(job_id=relaunch.job_id, attempt=relaunch.attempt)
+        logger.thread_safe_append_keys(
+            job_id=relaunch.job_id, attempt=relaunch.attempt, deferrals=relaunch.deferrals
+        )
         job = self.table.get(relaunch.job_id)
         if job is None or awaited_attempt(job) != relaunch.attempt:
             status = job.status if job else None
@@ -175,7 +185,36 @@ class Dispatcher:
             self.table.mutate(job.job_id, lambda j: j.moved_to(JobStatus.FAILED, iso(now), reason))
             count("JobsFailed")
             return DispatchResult.FAILED
-        return self._launch(job, spec, now)
+        return self._launching(job, spec, now, deferrals=relaunch.deferrals)
+
+    def _reject_late(self, job: Job, now: datetime) -> DispatchResult:
+        """A SUBMITTED job whose deadline passed before its launch began ends REJECTED. Only while it is
+        still SUBMITTED: a concurrent delivery may have begun the launch meanwhile, and a job with a
+        task must never end without it."""
+        reason = _deadline_reason(job)
+
+        def reject(current: Job) -> Job | None:
+            if current.status is not JobStatus.SUBMITTED:
+                return None
+            return current.moved_to(JobStatus.REJECTED, iso(now), reason)
+
+        stored = self.table.mutate(job.job_id, reject, read=job)
+        if stored is None or stored.status is not JobStatus.REJECTED:
+            logger.info("another delivery began the launch", extra={"status": stored and stored.status})
+            return DispatchResult.DUPLICATE
+        count("JobsRejected")
+        return DispatchResult.REJECTED
+
+    def _launching(self, job: Job, spec: BatchSpec, now: datetime, *, deferrals: int) -> DispatchResult:
+        """`_launch`, with a throttled launch put back on the queue (its `deferrals`-th time so far)."""
+        try:
+            return self._launch(job, spec, now)
+        except RetryLater as retry:
+            if retry.resume is None or self.deferral is None:
+                raise
+            if self.deferral.defer(retry.resume, deferrals, at_least=retry.delay_seconds) is None:
+                raise
+            return DispatchResult.DEFERRED
 
     def _launch(self, job: Job, spec: BatchSpec, now: datetime) -> DispatchResult:
         attempt = job.attempt
@@ -217,14 +256,15 @@ class Dispatcher:
 
     def _run_task(self, job: Job, spec: BatchSpec, attempt: Attempt, now: datetime) -> DispatchResult:
         """One RunTask try of the attempt (its current strategy and token), behind the governor."""
-        self._admit(attempt)
+        resume = Relaunch(job.job_id, attempt.number)
+        self._admit(attempt, resume)
         request = run_task_request(job, spec, attempt, self.settings)
         try:
             outcome = self.ecs.run_task(request)
         except RetryableLaunchError as error:
             retry_reason = error.reason
             self.table.mutate(job.job_id, lambda j: note_attempt_error(j, attempt.number, retry_reason))
-            raise RetryLater(retry_reason, throttled=is_throttling(retry_reason)) from error
+            raise RetryLater(retry_reason, resume=resume if is_throttling(retry_reason) else None) from error
         except PermanentLaunchError as error:
             fail_reason = error.reason
             self.table.mutate(job.job_id, lambda j: fail_attempt(j, attempt.number, fail_reason, iso(now)))
@@ -232,7 +272,7 @@ class Dispatcher:
             return DispatchResult.FAILED
         return self._record_outcome(job, attempt, outcome, now)
 
-    def _admit(self, attempt: Attempt) -> None:
+    def _admit(self, attempt: Attempt, resume: Relaunch) -> None:
         if self.governor is None:
             return
         admission = self.governor.admit(attempt.strategy)
@@ -240,7 +280,7 @@ class Dispatcher:
             count("LaunchesDeferred")
             raise RetryLater(
                 f"launch rate limit: next {attempt.strategy} launch in {admission.retry_after:.1f} s",
-                throttled=True,
+                resume=resume,
                 delay_seconds=admission.retry_after,
             )
 
@@ -300,6 +340,9 @@ class Dispatcher:
                 lambda j: record_task(j, attempt.number, task_arn, outcome, iso(now)),
                 read=job,
             )
+            recorded_attempt = recorded.attempt_by_number(attempt.number) if recorded is not None else None
+            if recorded_attempt is not None and recorded_attempt.task_arn not in (None, task_arn):
+                return self._stop_second_task(job, attempt, task_arn, recorded_attempt.task_arn)
             if recorded is not None and recorded.status is JobStatus.CANCELLED:
                 stop_cancelled_task(self.ecs, recorded, task_arn)
             logger.info("task started", extra={"task_arn": task_arn, "strategy": attempt.strategy})
@@ -316,6 +359,23 @@ class Dispatcher:
         )
         count("JobsFailed")
         return DispatchResult.FAILED
+
+    def _stop_second_task(
+        self, job: Job, attempt: Attempt, task_arn: str, kept: str | None
+    ) -> DispatchResult:
+        """Another delivery recorded a different task for this attempt (concurrent deliveries on
+        different tries of its fallback chain): one attempt keeps one task, the one recorded first."""
+        reason = f"batchgate: attempt {attempt.number} of {job.job_id} already runs as task {kept}"
+        logger.error(
+            "a second task started for one attempt: stopping it", extra={"task_arn": task_arn, "kept": kept}
+        )
+        count("SecondTasksStopped")
+        try:
+            self.ecs.stop_task(task_arn, reason)
+        except (ClientError, BotoCoreError) as error:
+            # Returning the record repeats this: the same token gives back the same task to stop.
+            raise RetryLater(f"could not stop the second task {task_arn}: {error}") from error
+        return DispatchResult.DUPLICATE
 
     def _started_task(self, job: Job, attempt: Attempt) -> str | None:
         try:
@@ -386,9 +446,13 @@ def _awaits_launch(job: Job) -> bool:
     return job.status is JobStatus.DISPATCHING and attempt is not None and attempt.task_arn is None
 
 
-def _deadline_reason(message: SubmitMessage) -> str:
-    deadline = iso(message.deadline) if message.deadline else "?"
-    return f"deadline {deadline} passed before the job could be dispatched"
+def _deadline_passed(job: Job, now: datetime) -> bool:
+    # The stored job's deadline: a later message with the same idempotency key is the same job.
+    return job.deadline is not None and now > parse_iso(job.deadline)
+
+
+def _deadline_reason(job: Job) -> str:
+    return f"deadline {job.deadline or '?'} passed before the job could be dispatched"
 
 
 # Pure transitions, applied through JobTable.mutate so that concurrent writers are never overwritten.
@@ -414,8 +478,8 @@ def begin_attempt(job: Job, plan: LaunchPlan, at: str, number: int | None = None
 
 def record_task(job: Job, number: int, task_arn: str, outcome: LaunchOutcome, at: str) -> Job | None:
     attempt = job.attempt_by_number(number)
-    if attempt is None:
-        return None
+    if attempt is None or attempt.task_arn not in (None, task_arn):
+        return None  # never replaces the task another delivery recorded (dispatch stops this one)
     updated = replace(attempt, task_arn=task_arn, launch_failures=outcome.failures, error=None)
     # Task events may have moved the job past DISPATCHED already; moved_to never goes back.
     return job.with_attempt(updated).moved_to(JobStatus.DISPATCHED, at)

@@ -4,16 +4,14 @@ ECS allows, per account and region, a burst of 100 Fargate task launches refille
 (on-demand and Spot counted separately) and about 20 RunTask calls per second. Dispatch runs in at most
 `DispatchMaxConcurrency` containers at once (the queue's event source mapping caps it), so each container
 takes its share: the limits divided by that number. Within a container, the dispatch threads share one
-governor (thread-safe). A launch that would wait longer than `max_wait` is not made: the record goes back
-to the queue with a delay (`backoff_seconds`), so no job is lost and nothing loops hot.
+governor (thread-safe). A launch that would wait longer than `max_wait` is not made: it is put back on the
+queue with a growing delay (batchgate.launch_deferral), so no job is lost and nothing loops hot.
 
 Pure apart from the clock and sleep it is given.
 """
 
 from __future__ import annotations
 
-import math
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +20,6 @@ from dataclasses import dataclass
 from batchgate.strategy_settings import EC2, FARGATE_SPOT, StrategySettings
 
 # SQS: a message's visibility timeout is at most 12 hours.
-MAX_VISIBILITY_SECONDS = 12 * 3600
 
 
 class TokenBucket:
@@ -122,20 +119,3 @@ class LaunchGovernor:
         if wait > 0:
             self._sleep(wait)
         return Admission(admitted=True, waited=wait)
-
-
-def backoff_seconds(
-    receive_count: int,
-    *,
-    base: float,
-    cap: float,
-    at_least: float = 0.0,
-    rand: Callable[[], float] = random.random,
-) -> int:
-    """Visibility delay for a throttled record: exponential in its receive count, capped, with full
-    jitter (so records throttled together do not come back together), never below `at_least` and
-    always at least one second."""
-    exponent = min(max(receive_count, 1) - 1, 30)
-    ceiling = min(cap, base * 2.0**exponent)
-    delay = max(ceiling * rand(), at_least, 1.0)
-    return math.ceil(min(delay, float(MAX_VISIBILITY_SECONDS)))

@@ -2,8 +2,10 @@
 
 They travel on the same queue as the application's submit messages, told apart by the message attribute
 `batchgate-kind=retry` (a submit message never has it), and carry only the job id and the attempt
-number they are for. Dispatch acts on one only while the job still waits for exactly that attempt, so a
-duplicate, a late one or a forged one does nothing. The back-off travels as the SQS message delay.
+number they are for, plus how many times a throttled launch of that attempt was put back already (its
+back-off grows with that count). Dispatch acts on one only while the job still waits for exactly that
+attempt, so a duplicate, a late one or a forged one does nothing. The back-off travels as the SQS
+message delay.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from batchgate.aws_clients import OnFirstUse, sqs_client
 from batchgate.jobs import Job, JobStatus, is_job_id
@@ -23,6 +25,8 @@ KIND_ATTRIBUTE = "batchgate-kind"
 RETRY_KIND = "retry"
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
 MAX_BODY_BYTES = 1024
+# Far more than any throttling lasts at a back-off capped at minutes; bounds what a body may claim.
+MAX_DEFERRALS = 10_000
 
 
 class InvalidRelaunchMessage(ValueError):
@@ -33,9 +37,14 @@ class InvalidRelaunchMessage(ValueError):
 class Relaunch:
     job_id: str
     attempt: int
+    # Times a throttled launch of this attempt was put back on the queue (batchgate.launch_deferral).
+    deferrals: int = 0
 
     def body(self) -> str:
-        return json.dumps({"job_id": self.job_id, "attempt": self.attempt}, separators=(",", ":"))
+        document: dict[str, Any] = {"job_id": self.job_id, "attempt": self.attempt}
+        if self.deferrals:
+            document["deferrals"] = self.deferrals
+        return json.dumps(document, separators=(",", ":"))
 
     @classmethod
     def parse(cls, body: str) -> Relaunch:
@@ -50,9 +59,17 @@ class Relaunch:
         job_id, attempt = document.get("job_id"), document.get("attempt")
         if not isinstance(job_id, str) or not is_job_id(job_id) or len(job_id) > 128:
             raise InvalidRelaunchMessage("relaunch message has no valid job_id")
-        if isinstance(attempt, bool) or not isinstance(attempt, int) or not 1 <= attempt <= 100:
+        if not _is_int_within(attempt, 1, 100):
             raise InvalidRelaunchMessage("relaunch message has no valid attempt number")
-        return cls(job_id=job_id, attempt=attempt)
+        deferrals = document.get("deferrals", 0)
+        if not _is_int_within(deferrals, 0, MAX_DEFERRALS):
+            raise InvalidRelaunchMessage("relaunch message has an invalid deferral count")
+        return cls(job_id=job_id, attempt=attempt, deferrals=deferrals)
+
+
+def _is_int_within(value: object, low: int, high: int) -> TypeGuard[int]:
+    # JSON true/false are ints to Python; a count is never one.
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def message_kind(attributes: Mapping[str, Any] | None) -> str | None:
