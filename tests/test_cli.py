@@ -285,6 +285,15 @@ def test_jobs_filters_by_status_batch_and_time(harness: CliHarness) -> None:
     ]
     several = harness.json("jobs", "--status", "FAILED", "--status", "succeeded", "--since", "35m")
     assert len(several["jobs"]) == 3
+    # The same status in two spellings lists each job once, and names the status once.
+    repeated = harness.json("jobs", "--status", "failed", "--status", "FAILED", "--batch", "report-export")
+    assert [row["job_id"] for row in repeated["jobs"]] == []
+    failed = harness.json("jobs", "--status", "failed", "--status", "FAILED")
+    assert [row["job_id"] for row in failed["jobs"]] == [
+        listed_job(n, batch="payroll-calculation").job_id for n in (4, 8, 12, 16, 20)
+    ]
+    none = harness.ok("jobs", "--status", "failed", "--status", "FAILED", "--batch", "report-export")
+    assert none.stdout.strip() == "No jobs found with status FAILED of batch report-export."
 
 
 def test_jobs_refuses_a_token_of_another_search_and_a_bad_time(harness: CliHarness) -> None:

@@ -71,6 +71,16 @@ def test_a_page_that_spends_its_query_budget_still_continues(stack: Stack) -> No
     assert all(query["limit"] == 1 and query["batch"] == "payroll-calculation" for query in table.queries)
 
 
+def test_a_status_named_twice_is_read_once(stack: Stack) -> None:
+    expected = fill(stack, 6)  # FAILED: jobs 1 and 4
+    table = CountingTable(stack.table)
+    twice = JobFilter(statuses=(JobStatus.FAILED, JobStatus.RUNNING, JobStatus.FAILED))
+    assert twice.statuses == (JobStatus.FAILED, JobStatus.RUNNING)
+    page = JobSearch(table).page(twice, limit=10)
+    assert [job.job_id for job in page.jobs] == [expected[n - 1] for n in (1, 2, 4, 5)]
+    assert sorted(query["status"] for query in table.queries) == ["FAILED", "RUNNING"]
+
+
 def test_each_reads_every_job_once(stack: Stack) -> None:
     expected = fill(stack, 9)
     table = CountingTable(stack.table)

@@ -39,6 +39,10 @@ class JobFilter:
     since: str | None = None  # ISO 8601 UTC, compared with created_at
     until: str | None = None
 
+    def __post_init__(self) -> None:
+        # A status named twice ("failed" and "FAILED") is one partition: read it once.
+        object.__setattr__(self, "statuses", tuple(dict.fromkeys(self.statuses)))
+
     def fingerprint(self) -> list[Any]:
         """What a continuation token must match. The time window is not part of it: the token carries
         the window of its first page, so that "--since 2h" means the same on every page."""
