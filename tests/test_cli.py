@@ -306,6 +306,10 @@ def test_jobs_refuses_a_token_of_another_search_and_a_bad_time(harness: CliHarne
     assert damaged.exit_code == 2 and "damaged" in damaged.stderr
     bad_time = harness.run("jobs", "--since", "yesterday-ish")
     assert bad_time.exit_code == 2 and "use a duration such as" in bad_time.stderr
+    too_far = harness.run("jobs", "--since", "1000000d")
+    assert too_far.exit_code == 2 and "'1000000d' reaches beyond the years 1 to 9999" in too_far.stderr
+    no_batch = harness.run("jobs", "--batch", "", "--status", "FAILED")
+    assert no_batch.exit_code == 2 and "give a batch name" in no_batch.stderr
 
 
 # --- show ---------------------------------------------------------------------------------------------
@@ -385,6 +389,14 @@ def test_show_unknown_job(harness: CliHarness) -> None:
     assert result.stdout == ""
     json_result = harness.run("show", "bg-nope", "--json")
     assert json_result.exit_code == 1 and json_result.stdout == ""
+
+
+@pytest.mark.parametrize("command", ["show", "logs", "cancel", "retry"])
+def test_a_job_id_that_cannot_name_a_job_is_a_usage_error(harness: CliHarness, command: str) -> None:
+    for job_id in ("", "payroll-calculation", "bg-" + "0" * 200):
+        result = harness.run(command, job_id)
+        assert result.exit_code == 2, (job_id, result.stderr)
+        assert f"{job_id!r} is not a job id" in result.stderr and "AWS" not in result.stderr
 
 
 def test_show_finds_a_job_by_batch_and_key_or_time(harness: CliHarness) -> None:

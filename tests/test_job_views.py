@@ -302,6 +302,21 @@ def test_parse_moment_refuses_nonsense_with_the_accepted_forms() -> None:
         job_views.parse_moment("last tuesday", NOW)
 
 
+@pytest.mark.parametrize(
+    ("text", "ahead"),
+    [
+        ("1000000d", False),
+        ("10000000d", True),
+        ("99999999999999999999w", False),
+        ("0001-01-01T00:00:00+01:00", False),
+        ("9999-12-31T23:00:00-01:00", True),
+    ],
+)
+def test_parse_moment_refuses_times_beyond_the_calendar(text: str, ahead: bool) -> None:
+    with pytest.raises(ValueError, match="beyond the years 1 to 9999"):
+        job_views.parse_moment(text, NOW, ahead=ahead)
+
+
 def test_parse_moment_ahead_for_deadlines() -> None:
     assert job_views.parse_moment("2h", NOW, ahead=True) == datetime(2026, 11, 28, 14, tzinfo=UTC)
     assert job_views.parse_moment("2026-11-28T10:00:00Z", NOW, ahead=True) == datetime(

@@ -43,7 +43,7 @@ from batchgate.dead_letters import (
     RedriveResult,
 )
 from batchgate.job_search import InvalidToken, JobFilter, JobSearch
-from batchgate.jobs import Attempt, Job, JobStatus, iso, job_id_for, parse_iso, utc_now
+from batchgate.jobs import Attempt, Job, JobStatus, is_job_id, iso, job_id_for, parse_iso, utc_now
 from batchgate.logs import LogEvent, LogsUnavailable, TaskLogs, location_of
 from batchgate.pricing import TaskSize, price_is_listed
 from batchgate.resubmit import JobNotFound, Refused, plan_retry
@@ -337,6 +337,27 @@ def parse_statuses(values: Sequence[str]) -> tuple[JobStatus, ...]:
 
 
 STATUS_CHOICE = click.Choice([status.value for status in JobStatus], case_sensitive=False)
+# Every job id fits ECS's startedBy (128 characters); anything longer names no job.
+MAX_JOB_ID_LENGTH = 128
+
+
+def job_id_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A JOB argument, refused before any AWS call when it cannot name a job (the table refuses an
+    empty key outright)."""
+    if value is not None and (not is_job_id(value) or len(value) > MAX_JOB_ID_LENGTH):
+        raise click.BadParameter(
+            f"{value!r} is not a job id: batchgate job ids look like bg-<batch>-<20 hex digits>",
+            ctx=ctx,
+            param=param,
+        )
+    return value
+
+
+def batch_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A --batch option: an empty name is refused (the table refuses an empty key)."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("give a batch name", ctx=ctx, param=param)
+    return value
 
 
 # --- submit -------------------------------------------------------------------------------------------
@@ -464,7 +485,7 @@ def _future_time(ctx: click.Context, text: str) -> datetime:
 @click.option(
     "--status", "statuses", multiple=True, type=STATUS_CHOICE, help="Only this status (repeatable)."
 )
-@click.option("--batch", help="Only this batch.")
+@click.option("--batch", callback=batch_value, help="Only this batch.")
 @click.option("--since", help="Queued at or after: 2h, 30m, 7d, or an ISO date/time (UTC).")
 @click.option("--until", help="Queued at or before: same forms as --since.")
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=DEFAULT_LIMIT, show_default=True)
@@ -542,8 +563,8 @@ def _filter_words(job_filter: JobFilter) -> str:
 def job_selector[F: Callable[..., Any]](function: F) -> F:
     """JOB, or --batch with --key (the job of an idempotency key) or --at (the latest job queued then)."""
     decorators = [
-        click.argument("job_id", required=False, metavar="[JOB]"),
-        click.option("--batch", help="With --key or --at: find the job by its batch."),
+        click.argument("job_id", required=False, metavar="[JOB]", callback=job_id_value),
+        click.option("--batch", callback=batch_value, help="With --key or --at: find the job by its batch."),
         click.option("--key", "idempotency_key", help="With --batch: the job of this idempotency key."),
         click.option(
             "--at",
@@ -862,7 +883,7 @@ def _event_printer(as_json: bool) -> Callable[[LogEvent], None]:
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--batch", help="Only this batch.")
+@click.option("--batch", callback=batch_value, help="Only this batch.")
 @click.option("--since", default="7d", show_default=True, help="Queued at or after (2h, 7d, ISO).")
 @click.option("--until", help="Queued at or before.")
 @click.option(
@@ -995,7 +1016,7 @@ def render_stats(console: Console, rows: list[StatsRow], job_filter: JobFilter, 
     "--since", default="30d", show_default=True, help="Job table: queued at or after (2h, 30d, ISO)."
 )
 @click.option("--until", help="Job table: queued at or before (default: now).")
-@click.option("--batch", help="Job table: only this batch.")
+@click.option("--batch", callback=batch_value, help="Job table: only this batch.")
 @click.option(
     "--set",
     "overrides",
@@ -1175,7 +1196,7 @@ def _write_whatif_report(
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("job_id", metavar="JOB")
+@click.argument("job_id", metavar="JOB", callback=job_id_value)
 @click.option("--user", help="Who cancels, for the stop reason (default: the local user name).")
 @json_option
 @target_options(hidden=True)
@@ -1254,7 +1275,7 @@ def _local_user() -> str:
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("job_id", metavar="JOB")
+@click.argument("job_id", metavar="JOB", callback=job_id_value)
 @json_option
 @target_options(hidden=True)
 @click.pass_context

@@ -456,8 +456,11 @@ def parse_moment(text: str, now: datetime, *, ahead: bool = False) -> datetime:
         return now
     match = _RELATIVE.match(value.lower())
     if match:
-        span = timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-        return now + span if ahead else now - span
+        try:
+            span = timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+            return now + span if ahead else now - span
+        except OverflowError:
+            raise ValueError(f"{text!r} reaches beyond the years 1 to 9999") from None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -465,4 +468,8 @@ def parse_moment(text: str, now: datetime, *, ahead: bool = False) -> datetime:
             f"{text!r} is not a time: use a duration such as 30m, 2h, 7d, 1w, or an ISO 8601 date or "
             "date-time such as 2026-11-27 or 2026-11-27T02:00:00Z"
         ) from None
-    return moment if moment.utcoffset() is not None else moment.replace(tzinfo=UTC)
+    moment = moment if moment.utcoffset() is not None else moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)  # every caller works in UTC; an offset can push it out of range
+    except OverflowError:
+        raise ValueError(f"{text!r} reaches beyond the years 1 to 9999") from None
