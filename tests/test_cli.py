@@ -12,6 +12,7 @@ import pytest
 from batchgate import logs as logs_module
 from batchgate.cli import BatchgateGroup, cli
 from batchgate.dispatch import DispatchResult
+from batchgate.job_search import DEFAULT_QUERY_BUDGET
 from batchgate.jobs import JobStatus, job_id_for
 from batchgate.messages import SubmitMessage
 from click.testing import CliRunner
@@ -294,6 +295,22 @@ def test_jobs_filters_by_status_batch_and_time(harness: CliHarness) -> None:
     ]
     none = harness.ok("jobs", "--status", "failed", "--status", "FAILED", "--batch", "report-export")
     assert none.stdout.strip() == "No jobs found with status FAILED of batch report-export."
+
+
+def test_jobs_says_when_a_page_stopped_before_finding_a_match(harness: CliHarness) -> None:
+    # A batch + status page reads the batch's jobs newest first and skips the others; with --limit 1,
+    # one job per query, its query budget ends before it reaches the one FAILED job.
+    failed = harness.add(listed_job(1, JobStatus.FAILED, minutes_ago=100))
+    for number in range(2, 2 + DEFAULT_QUERY_BUDGET + 2):
+        harness.add(listed_job(number, JobStatus.SUCCEEDED, minutes_ago=number % 90))
+    args = ["jobs", "--batch", "payroll-calculation", "--status", "FAILED", "--limit", "1"]
+    document = harness.json(*args)
+    assert document["jobs"] == [] and document["next"] is not None
+    human = harness.ok(*args).stdout
+    assert "among the jobs read so far" in human and f"--next {document['next']}" in human
+    assert "No jobs found with status FAILED of batch payroll-calculation." not in human
+    rest = harness.json(*args, "--next", document["next"])
+    assert [row["job_id"] for row in rest["jobs"]] == [failed.job_id] and rest["next"] is None
 
 
 def test_jobs_refuses_a_token_of_another_search_and_a_bad_time(harness: CliHarness) -> None:

@@ -519,6 +519,16 @@ def jobs(
         print_json({"jobs": rows, "next": page.next_token})
         return
     console = state.console
+    if not rows and page.next_token:
+        # The page spent its query budget on jobs the filter skips: the rest of the index is unread.
+        console.print(
+            plain(
+                "No jobs found" + _filter_words(job_filter) + " among the jobs read so far; the search "
+                f"stopped before the end: continue it with --next {page.next_token}"
+            ),
+            soft_wrap=True,
+        )
+        return
     if not rows:
         console.print(plain("No jobs found" + _filter_words(job_filter) + "."))
     else:
