@@ -551,6 +551,22 @@ def test_stats_per_batch_and_strategy(harness: CliHarness) -> None:
     assert "costs are estimates" in human
 
 
+def test_stats_max_jobs_keeps_the_newest_jobs_of_every_status(harness: CliHarness) -> None:
+    for number in range(1, 7):  # the two newest failed
+        harness.add(listed_job(number, JobStatus.FAILED if number <= 2 else JobStatus.SUCCEEDED))
+    document = harness.json("stats", "--max-jobs", "3")
+    [row] = document["rows"]
+    assert (row["jobs"], row["succeeded"], row["failed"]) == (3, 1, 2)
+    assert document["jobs"] == 3 and document["truncated"] is True
+    note = (
+        "only the newest 3 jobs (--max-jobs), queued 2026-11-28T11:57:00.000Z or later: older jobs of "
+        "the window, queued 2026-11-28T11:56:00.000Z or earlier, are left out"
+    )
+    assert note in document["notes"]
+    assert note in " ".join(harness.ok("stats", "--max-jobs", "3").stdout.split())
+    assert harness.json("stats", "--max-jobs", "6")["truncated"] is False
+
+
 def test_stats_with_no_jobs(harness: CliHarness) -> None:
     assert harness.json("stats", "--since", "1d")["rows"] == []
     assert harness.ok("stats").stdout.startswith("No jobs found queued since 2026-11-21T12:00:00.000Z")

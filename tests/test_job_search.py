@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -81,12 +82,22 @@ def test_a_status_named_twice_is_read_once(stack: Stack) -> None:
     assert sorted(query["status"] for query in table.queries) == ["FAILED", "RUNNING"]
 
 
-def test_each_reads_every_job_once(stack: Stack) -> None:
+def test_each_reads_every_job_once_newest_first(stack: Stack) -> None:
     expected = fill(stack, 9)
     table = CountingTable(stack.table)
     jobs = list(JobSearch(table).each(JobFilter(), page_size=100))
-    assert sorted(job.job_id for job in jobs) == sorted(expected)
+    assert [job.job_id for job in jobs] == expected  # merged across the status partitions
     assert len(table.queries) == len(JobStatus)  # one query per status partition
+
+
+def test_each_stopped_early_has_the_newest_jobs_of_every_status(stack: Stack) -> None:
+    expected = fill(stack, 9)
+    table = CountingTable(stack.table)
+    first = list(itertools.islice(JobSearch(table).each(JobFilter(), page_size=2), 4))
+    assert [job.job_id for job in first] == expected[:4]
+    assert {job.status for job in first} == {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.RUNNING}
+    # The merge reads a page of each partition as it needs it, not every partition to its end.
+    assert len(table.queries) < len(JobStatus) + 3
 
 
 def test_tokens_are_checked(stack: Stack) -> None:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from batchgate.cli import cli
+from batchgate.jobs import JobStatus, parse_iso
 from batchgate.whatif.policies import POLICY_NAMES
 from click.testing import CliRunner, Result
 
@@ -99,6 +100,18 @@ def test_the_job_table_as_input_uses_its_measured_start_latency(harness: CliHarn
     assert document["settings"]["container_overhead_seconds"] == 0.0
     dedicated = next(policy for policy in document["policies"] if policy["policy"] == "dedicated")
     assert dedicated["cost_month_usd"] == round(0.384 * 24 * 30, 2)
+
+
+def test_max_jobs_replays_the_newest_jobs_over_their_own_span(harness: CliHarness) -> None:
+    for number in range(1, 7):  # the two newest failed
+        harness.add(listed_job(number, JobStatus.FAILED if number <= 2 else JobStatus.SUCCEEDED))
+    document = harness.json("whatif", "--since", "1h", "--max-jobs", "3", "--set", "start_spread=0")
+    assert document["window"]["jobs"] == 3
+    assert document["window"]["start"] == parse_iso(listed_job(3).created_at).timestamp()
+    assert any(
+        "only the newest 3 jobs" in note and "the replay window starts at 2026-11-28T11:57:00.000Z" in note
+        for note in document["notes"]
+    )
 
 
 def test_an_empty_window_has_nothing_to_replay(harness: CliHarness) -> None:

@@ -933,19 +933,14 @@ def stats(
         batch=batch, since=parse_time(ctx, "--since", since), until=parse_time(ctx, "--until", until)
     )
     region = state.session.region
-    selected: list[Job] = []
-    truncated = False
-    for job in JobSearch(state.table()).each(job_filter):
-        if len(selected) >= max_jobs:
-            truncated = True
-            break
-        selected.append(job)
+    selected, left_out = newest_jobs(state.table(), job_filter, max_jobs)
+    truncated = left_out is not None
     rows = summarize(selected, sizes, region)
     notes = ["costs are estimates (Fargate Spot taken as 70% below on-demand; EC2 capacity not priced)"]
     if not price_is_listed(region):
         notes.append(f"no Fargate price listed for {region}: us-east-1 prices used")
-    if truncated:
-        notes.append(f"stopped after {max_jobs} jobs (--max-jobs): the rest of the window is left out")
+    if left_out is not None:
+        notes.append(left_out)
     if as_json:
         print_json(
             {
@@ -960,6 +955,20 @@ def stats(
         )
         return
     render_stats(state.console, rows, job_filter, notes)
+
+
+def newest_jobs(table: JobTable, job_filter: JobFilter, max_jobs: int) -> tuple[list[Job], str | None]:
+    """The newest `max_jobs` jobs of the filter (of every status), and, when older ones were left out,
+    a note that says which."""
+    selected: list[Job] = []
+    for job in JobSearch(table).each(job_filter):
+        if len(selected) >= max_jobs:
+            return selected, (
+                f"only the newest {max_jobs} jobs (--max-jobs), queued {selected[-1].created_at} or later: "
+                f"older jobs of the window, queued {job.created_at} or earlier, are left out"
+            )
+        selected.append(job)
+    return selected, None
 
 
 def _percent(value: float | None) -> str:
@@ -1143,15 +1152,16 @@ def _trace_from_table(
     from batchgate.whatif.trace import trace_from_jobs
 
     table = state.table()
-    selected: list[Job] = []
-    for job in JobSearch(table).each(job_filter):
-        if len(selected) >= max_jobs:
-            notes.append(f"stopped after {max_jobs} jobs (--max-jobs): the rest of the window is left out")
-            break
-        selected.append(job)
+    selected, left_out = newest_jobs(table, job_filter, max_jobs)
     sizes = {name: TaskSize(cpu=spec.cpu, memory=spec.memory) for name, spec in catalog.batches.items()}
     end = job_filter.until or iso(state.clock())
-    window = (parse_iso(job_filter.since or end).timestamp(), parse_iso(end).timestamp())
+    start = job_filter.since or end
+    if left_out is not None:
+        # The replay covers only the span of the jobs kept, so that its monthly figures are not
+        # diluted over the part of the window left out.
+        start = selected[-1].created_at
+        notes.append(f"{left_out}; the replay window starts at {start}")
+    window = (parse_iso(start).timestamp(), parse_iso(end).timestamp())
     return trace_from_jobs(selected, sizes, window, source=f"job table {table.table_name}")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import heapq
 import json
 import zlib
 from collections import deque
@@ -198,14 +199,19 @@ class JobSearch:
                 return
 
     def each(self, job_filter: JobFilter, page_size: int = 500) -> Iterator[Job]:
-        """Every job of the filter, one partition after the other (newest first within each): for
-        aggregates, which need no global order and so read each job once."""
-        for partition in partitions_for(job_filter):
-            for job in self.table.iterate(
-                **partition.criteria(), since=job_filter.since, until=job_filter.until, limit=page_size
-            ):
-                if partition.keep(job):
-                    yield job
+        """Every job of the filter, newest first across the partitions, each read once in pages of
+        `page_size` (no budget, no token): for aggregates. A caller that stops early has the newest
+        jobs of every status, not all of one status and none of the next."""
+        streams = [self._kept(partition, job_filter, page_size) for partition in partitions_for(job_filter)]
+        yield from heapq.merge(*streams, key=_newest, reverse=True)
+
+    def _kept(self, partition: _Partition, job_filter: JobFilter, page_size: int) -> Iterator[Job]:
+        """The partition's jobs the filter keeps, newest first."""
+        for job in self.table.iterate(
+            **partition.criteria(), since=job_filter.since, until=job_filter.until, limit=page_size
+        ):
+            if partition.keep(job):
+                yield job
 
 
 def _encode(starts: dict[str, dict[str, Any] | None], job_filter: JobFilter) -> str:
