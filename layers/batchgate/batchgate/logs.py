@@ -136,11 +136,13 @@ class TaskLogs:
             yield from events
 
     def _pages(self, location: LogLocation, token: str | None) -> Iterator[tuple[list[LogEvent], str | None]]:
-        # The forward token stays the same once the end of the stream is reached.
+        # The end of the stream is the forward token coming back unchanged. An empty page is not the
+        # end: GetLogEvents reads a time range per call, so a quiet stretch of the stream gives empty
+        # pages with new tokens before the later events.
         while True:
             events, next_token = self.page(location, token)
             yield events, next_token
-            if not events or next_token == token:
+            if next_token == token:
                 return
             token = next_token
 
