@@ -11,10 +11,12 @@ import boto3
 import pytest
 from batchgate import logs as logs_module
 from batchgate.cli import BatchgateGroup, cli
+from batchgate.dead_letters import JOBS, DeadLetterQueue, DeadLetters, RedriveStopped
 from batchgate.dispatch import DispatchResult
 from batchgate.job_search import DEFAULT_QUERY_BUDGET
 from batchgate.jobs import JobStatus, job_id_for
 from batchgate.messages import SubmitMessage
+from botocore.exceptions import ClientError
 from click.testing import CliRunner
 
 from tests.cli_support import LOG_GROUP, NOW, USER, CliHarness, harness, listed_job
@@ -706,6 +708,59 @@ def test_dlq_redrive_sends_submit_messages_back_keeping_their_job(harness: CliHa
     assert new_message_id != jobs_message
     assert body["idempotency_key"] == jobs_message  # so the job id stays the one of the original message
     assert job_id_for(body["batch"], body["idempotency_key"]) == job_id_for("report-export", jobs_message)
+
+
+def without_option(arguments: list[str], option: str) -> list[str]:
+    """The harness's target options less one option and its value."""
+    at = arguments.index(option)
+    return arguments[:at] + arguments[at + 2 :]
+
+
+def test_dlq_redrive_moves_nothing_while_a_destination_is_unknown(harness: CliHarness) -> None:
+    jobs_message, track_message = put_dead_letters(harness)
+    target = without_option(harness.target_args(), "--track-function")
+    result = harness.run(*target, "dlq", "redrive", "--yes", target=False)
+    assert result.exit_code == 2 and "track function" in result.stderr
+    listed = harness.json("dlq", "list")["queues"]
+    assert [[m["message_id"] for m in queue["messages"]] for queue in listed] == [
+        [jobs_message],
+        [track_message],
+        [],
+    ]
+    assert harness.queued_bodies() == []
+
+
+def test_dlq_redrive_stopped_by_an_aws_error_says_what_it_moved(harness: CliHarness) -> None:
+    put_dead_letters(harness)
+    harness.sqs.delete_queue(QueueUrl=harness.track_dlq_url)  # jobs goes first, then track fails
+    result = harness.run("dlq", "redrive", "--yes", "--json")
+    assert result.exit_code == 3 and result.stdout == ""
+    assert f"before the error, jobs: moved 1 to {harness.queue_url}" in result.stderr
+    assert "AWS ReceiveMessage failed" in result.stderr
+    assert len(harness.queued_bodies()) == 1
+
+
+def test_a_redrive_stopped_midway_returns_what_it_moved(
+    harness: CliHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqs = harness.sqs
+    for key in ("a", "b"):
+        body = {"schema_version": 1, "batch": "report-export", "arguments": [], "idempotency_key": key}
+        sqs.send_message(QueueUrl=harness.jobs_dlq_url, MessageBody=json.dumps(body))
+    delete = sqs.delete_message
+    deletes: list[str] = []
+
+    def delete_once(**request: Any) -> Any:
+        deletes.append(request["ReceiptHandle"])
+        if len(deletes) > 1:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DeleteMessage")
+        return delete(**request)
+
+    monkeypatch.setattr(sqs, "delete_message", delete_once)
+    with pytest.raises(RedriveStopped) as stopped:
+        DeadLetters(sqs).redrive_to_queue(DeadLetterQueue(JOBS, harness.jobs_dlq_url), harness.queue_url, 10)
+    assert len(stopped.value.result.moved) == 1 and stopped.value.result.queue == JOBS
+    assert isinstance(stopped.value.error, ClientError)
 
 
 def test_dlq_redrive_asks_first(harness: CliHarness) -> None:

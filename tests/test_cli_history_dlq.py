@@ -23,7 +23,7 @@ from botocore.stub import Stubber
 
 from tests.cli_support import NOW, CliHarness, harness
 from tests.conftest import REGION, LambdaContextStub, create_history_table, job_stream_records
-from tests.test_cli import failed_payroll_job
+from tests.test_cli import failed_payroll_job, without_option
 
 __all__ = ["harness"]  # the fixture, imported for pytest
 
@@ -262,6 +262,20 @@ def test_dlq_redrive_all_includes_the_history_queue(
     assert result.exit_code == 0, result.stderr
     assert f"history: moved 1 to {harness.history_function}" in result.stdout
     assert observed() == 1
+
+
+def test_dlq_redrive_all_moves_nothing_while_the_history_function_is_unknown(
+    harness: CliHarness, history_function: HistoryFunction
+) -> None:
+    failed_payroll_job(harness)
+    put_letter(harness, on_failure_body(job_stream_records()))
+    submit = json.dumps({"schema_version": 1, "batch": "report-export", "arguments": ["headcount"]})
+    harness.sqs.send_message(QueueUrl=harness.jobs_dlq_url, MessageBody=submit)
+    target = without_option(harness.target_args(), "--history-function")
+    result = harness.run(*target, "dlq", "redrive", "--yes", target=False)
+    assert result.exit_code == 2 and "history function" in result.stderr
+    assert len(harness.json("dlq", "list", "--queue", "jobs")["queues"][0]["messages"]) == 1
+    assert len(history_letters(harness)) == 1 and history_function.calls == []
 
 
 def test_a_message_that_names_no_records_is_kept(

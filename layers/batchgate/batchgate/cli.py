@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -41,6 +42,7 @@ from batchgate.dead_letters import (
     DeadLetterQueue,
     DeadLetters,
     RedriveResult,
+    RedriveStopped,
 )
 from batchgate.job_search import InvalidToken, JobFilter, JobSearch
 from batchgate.jobs import Attempt, Job, JobStatus, is_job_id, iso, job_id_for, parse_iso, utc_now
@@ -1411,6 +1413,23 @@ def dlq_list(ctx: click.Context, *, which: str, limit: int, as_json: bool) -> No
         console.print(table)
 
 
+def _redrive_move(session: AwsSession, queue: DeadLetterQueue, limit: int) -> Callable[[], RedriveResult]:
+    """The redrive of one queue, its destination resolved now (raises ConfigurationError)."""
+    if queue.name == JOBS:
+        letters = DeadLetters(session.client("sqs"))
+        return partial(letters.redrive_to_queue, queue, session.resource("queue_url"), limit)
+    if queue.name == TRACK:
+        letters = DeadLetters(session.client("sqs"), session.client("lambda"))
+        return partial(letters.redrive_to_function, queue, session.resource("track_function"), limit)
+    letters = DeadLetters(
+        session.client("sqs"),
+        session.client("lambda"),
+        session.client("dynamodbstreams"),
+        region=session.region,
+    )
+    return partial(letters.redrive_to_stream_function, queue, session.resource("history_function"), limit)
+
+
 def _letter_about(summary: dict[str, Any]) -> str:
     if summary.get("shard_id"):
         return _stream_batch_about(summary)
@@ -1467,27 +1486,25 @@ def dlq_redrive(ctx: click.Context, *, which: str, limit: int, yes: bool, as_jso
     state = app(ctx)
     session = state.session
     queues = _queues(ctx, which.lower())
+    # Every destination is resolved before any message moves: a configuration error moves nothing.
+    moves = [_redrive_move(session, queue, limit) for queue in queues]
     where = {JOBS: "the jobs queue", TRACK: "the track function", HISTORY: "the history function"}
     if not yes:
         names = " and ".join(f"{queue.name} DLQ -> {where[queue.name]}" for queue in queues)
         click.confirm(f"Redrive up to {limit} messages per queue ({names})?", abort=True, err=True)
     results: list[RedriveResult] = []
-    for queue in queues:
-        if queue.name == JOBS:
-            letters = DeadLetters(session.client("sqs"))
-            results.append(letters.redrive_to_queue(queue, session.resource("queue_url"), limit))
-        elif queue.name == TRACK:
-            letters = DeadLetters(session.client("sqs"), session.client("lambda"))
-            results.append(letters.redrive_to_function(queue, session.resource("track_function"), limit))
-        else:
-            letters = DeadLetters(
-                session.client("sqs"),
-                session.client("lambda"),
-                session.client("dynamodbstreams"),
-                region=session.region,
+    try:
+        for move in moves:
+            results.append(move())
+    except RedriveStopped as stopped:
+        results.append(stopped.result)
+        for result in results:  # on stderr, with the error: stdout stays empty on an error
+            click.echo(
+                f"before the error, {result.queue}: moved {len(result.moved)} to {result.destination}"
+                + (f", {len(result.failed)} not redriven" if result.failed else ""),
+                err=True,
             )
-            function = session.resource("history_function")
-            results.append(letters.redrive_to_stream_function(queue, function, limit))
+        raise stopped.error from stopped
     if as_json:
         print_json({"results": [result.to_dict() for result in results]})
     else:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from batchgate.jobs import is_job_id, iso, job_id_for
 from batchgate.stream_records import (
@@ -128,6 +128,16 @@ class NotRedriven(Exception):
 
 class RecordsGone(NotRedriven):
     """The stream no longer has the records a history message names."""
+
+
+class RedriveStopped(Exception):
+    """A redrive ended early on an AWS error outside one message's send (receiving or deleting):
+    `result` is what it had done until then, `error` the AWS error."""
+
+    def __init__(self, result: RedriveResult, error: ClientError | BotoCoreError) -> None:
+        super().__init__(str(error))
+        self.result = result
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -528,6 +538,16 @@ class DeadLetters:
         # not a replacement it put in the queue itself).
         seen: set[str] = set()
         kept: list[str] = []
+
+        def result() -> RedriveResult:
+            return RedriveResult(
+                queue=queue.name,
+                destination=destination,
+                moved=tuple(moved),
+                failed=tuple(failed),
+                records_gone=tuple(gone),
+            )
+
         try:
             for message in self._take(queue, limit):
                 message_id = str(message["MessageId"])
@@ -549,15 +569,11 @@ class DeadLetters:
                     continue
                 self._sqs.delete_message(QueueUrl=queue.url, ReceiptHandle=message["ReceiptHandle"])
                 moved.append(message_id)
+        except (ClientError, BotoCoreError) as error:
+            raise RedriveStopped(result(), error) from error
         finally:
             self._release(queue, kept)
-        return RedriveResult(
-            queue=queue.name,
-            destination=destination,
-            moved=tuple(moved),
-            failed=tuple(failed),
-            records_gone=tuple(gone),
-        )
+        return result()
 
     def _take(self, queue: DeadLetterQueue, limit: int) -> Iterator[dict[str, Any]]:
         """Up to `limit` messages, each hidden while it is being moved. Stops at the first empty receive
