@@ -16,6 +16,7 @@ from batchgate.dispatch import DispatchResult
 from batchgate.job_search import DEFAULT_QUERY_BUDGET
 from batchgate.jobs import JobStatus, job_id_for
 from batchgate.messages import SubmitMessage
+from batchgate.requeue import KIND_ATTRIBUTE, RETRY_KIND, Relaunch
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
 
@@ -695,6 +696,23 @@ def test_dlq_list_peeks_without_removing(harness: CliHarness) -> None:
     assert [m["message_id"] for m in again["queues"][0]["messages"]] == [jobs_message]
     human = harness.ok("dlq", "list").stdout
     assert "batch report-export" in human and "Task timed out after 30.00 seconds" in human
+
+
+def test_dlq_list_names_the_job_and_attempt_of_a_relaunch_message(harness: CliHarness) -> None:
+    job = harness.add(listed_job(1, JobStatus.RETRYING))
+    relaunch = Relaunch(job.job_id, 2)
+    kind = {KIND_ATTRIBUTE: {"DataType": "String", "StringValue": RETRY_KIND}}
+    sqs = harness.sqs
+    sqs.send_message(QueueUrl=harness.jobs_dlq_url, MessageBody=relaunch.body(), MessageAttributes=kind)
+    sqs.send_message(QueueUrl=harness.jobs_dlq_url, MessageBody='{"job_id": "x"}', MessageAttributes=kind)
+    letters = harness.json("dlq", "list", "--queue", "jobs")["queues"][0]["messages"]
+    summaries = sorted((letter["summary"] for letter in letters), key=lambda summary: "note" in summary)
+    assert summaries[0] == {"kind": "relaunch", "job_id": job.job_id, "attempt": 2}
+    assert summaries[1]["kind"] == "relaunch" and summaries[1]["job_id"] is None
+    assert "not a relaunch batchgate wrote: relaunch message has no valid job_id" in summaries[1]["note"]
+    human = harness.ok("dlq", "list", "--queue", "jobs").stdout
+    row = next(line for line in human.splitlines() if job.job_id in line)
+    assert row.rstrip().endswith(f"{job.job_id}  relaunch of attempt 2")
 
 
 def test_dlq_redrive_sends_submit_messages_back_keeping_their_job(harness: CliHarness) -> None:

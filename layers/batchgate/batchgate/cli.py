@@ -1434,6 +1434,8 @@ def _letter_about(summary: dict[str, Any]) -> str:
     if summary.get("shard_id"):
         return _stream_batch_about(summary)
     parts = []
+    if summary.get("kind") == "relaunch" and summary.get("attempt"):
+        parts.append(f"relaunch of attempt {summary['attempt']}")
     if summary.get("batch"):
         parts.append(f"batch {summary['batch']}")
     if summary.get("last_status"):

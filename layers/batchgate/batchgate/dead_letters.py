@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batchgate.jobs import is_job_id, iso, job_id_for
+from batchgate.requeue import KIND_ATTRIBUTE, RETRY_KIND, InvalidRelaunchMessage, Relaunch
 from batchgate.stream_records import (
     GET_RECORDS_LIMIT,
     StreamsClient,
@@ -226,10 +227,12 @@ def task_event_of(body: str) -> tuple[str, dict[str, Any]]:
 
 
 def summarize(queue: str, message_id: str, body: str, attributes: dict[str, str]) -> dict[str, Any]:
-    """What a dead letter is about: the batch and job of a submit message, the task and job of a task
-    event, and the error Lambda or EventBridge recorded."""
+    """What a dead letter is about: the batch and job of a submit message, the job and attempt of a
+    relaunch message, the task and job of a task event, and the error Lambda or EventBridge recorded."""
     if queue == HISTORY:
         return _summarize_stream_batch(body)
+    if queue == JOBS and attributes.get(KIND_ATTRIBUTE) == RETRY_KIND:
+        return _summarize_relaunch(body, attributes)
     summary: dict[str, Any] = {}
     event_text, error = task_event_of(body) if queue == TRACK else (body, {})
     try:
@@ -251,12 +254,32 @@ def summarize(queue: str, message_id: str, body: str, attributes: dict[str, str]
             summary["version"] = detail.get("version")
     else:
         summary["note"] = "body is not a JSON object"
-    for name in ERROR_ATTRIBUTES:
-        if attributes.get(name):
-            error[name] = attributes[name]
+    error.update(_attribute_errors(attributes))
     if error:
         summary["error"] = error
     return summary
+
+
+def _summarize_relaunch(body: str, attributes: dict[str, str]) -> dict[str, Any]:
+    """batchgate's own message that launches a job's attempt again (a retry or a lost launch)."""
+    summary: dict[str, Any] = {"kind": "relaunch"}
+    try:
+        relaunch = Relaunch.parse(body)
+    except InvalidRelaunchMessage as wrong:
+        summary["job_id"] = None
+        summary["note"] = f"marked {KIND_ATTRIBUTE}={RETRY_KIND} but not a relaunch batchgate wrote: {wrong}"
+    else:
+        summary["job_id"] = relaunch.job_id
+        summary["attempt"] = relaunch.attempt
+    error = _attribute_errors(attributes)
+    if error:
+        summary["error"] = error
+    return summary
+
+
+def _attribute_errors(attributes: dict[str, str]) -> dict[str, str]:
+    """The error Lambda or EventBridge put in a dead letter's message attributes."""
+    return {name: attributes[name] for name in ERROR_ATTRIBUTES if attributes.get(name)}
 
 
 def _summarize_stream_batch(body: str) -> dict[str, Any]:
