@@ -46,6 +46,25 @@ def test_mutate_rereads_after_a_concurrent_write(stack: Stack) -> None:
     assert after is not None and after.status is JobStatus.DISPATCHING and after.reason == "mutated"
 
 
+def test_apply_tells_the_job_it_changed_from_another_writers_change(stack: Stack) -> None:
+    stored = stack.table.create(make_job())
+    assert stored is not None
+    other = stack.table.save(stored.moved_to(JobStatus.DISPATCHING, "t1"))
+
+    def to_dispatching(job: Job) -> Job | None:
+        return None if job.status is JobStatus.DISPATCHING else job.moved_to(JobStatus.DISPATCHING, "t2")
+
+    # Read before the other writer's change, which makes this one a no-op: nothing written.
+    lost = stack.table.apply(stored.job_id, to_dispatching, read=stored)
+    assert lost is not None and not lost.written
+    assert lost.before == lost.after == other
+    won = stack.table.apply(stored.job_id, lambda job: replace(job, reason="mutated"), read=stored)
+    assert won is not None and won.written
+    assert won.before == other  # what the change was applied to, not the stale read
+    assert won.after.reason == "mutated" and won.after.revision == other.revision + 1
+    assert stack.table.apply("bg-nothing-0", lambda job: job) is None
+
+
 def test_mutate_pauses_after_each_lost_write_but_the_last(stack: Stack) -> None:
     stored = stack.table.create(make_job())
     assert stored is not None

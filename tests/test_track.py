@@ -6,10 +6,13 @@ from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
+import batchgate.track
+import boto3
 import pytest
 from batchgate.dispatch import begin_attempt, record_task
 from batchgate.ecs import EcsTasks, LaunchOutcome
 from batchgate.jobs import Job, JobStatus, LaunchPlan
+from batchgate.requeue import JobsQueue
 from batchgate.task_events import InvalidTaskEvent, TaskStateChange, apply_task_event
 from batchgate.track import JobNotFound, TrackResult
 from botocore.stub import Stubber
@@ -130,6 +133,44 @@ def test_duplicate_and_stale_events_change_nothing(stack: Stack) -> None:
     assert tracker.track(event_fixture("task-pending.json")) is TrackResult.UNCHANGED
     job = stack.table.get(PAYROLL_JOB)
     assert job is not None and job.status is JobStatus.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("fixture", "metrics"),
+    [
+        ("task-stopped-exit-0.json", ["JobsSucceeded", "StartLatency FARGATE"]),
+        ("task-stopped-spot-interruption.json", ["JobsRetried", "StartLatency FARGATE_SPOT"]),
+    ],
+)
+def test_a_duplicate_delivered_concurrently_counts_nothing_again(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, fixture: str, metrics: list[str]
+) -> None:
+    """Two deliveries of one STOPPED event both read the job before either writes: the second one's
+    write loses, and the job it reads back already holds the stop."""
+    event = event_fixture(fixture)
+    dispatched_job(stack, event["detail"]["taskArn"])
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue = JobsQueue(sqs.create_queue(QueueName="batchgate-jobs")["QueueUrl"], sqs)
+    tracker = replace(stack.tracker(), jobs_queue=queue)
+    provisioning = event_fixture("task-provisioning.json")
+    provisioning["detail"]["taskArn"] = event["detail"]["taskArn"]
+    tracker.track(provisioning)
+    counted: list[str] = []
+    monkeypatch.setattr(batchgate.track, "count", lambda name, value=1: counted.append(name))
+    monkeypatch.setattr(
+        batchgate.track,
+        "record_start_latency",
+        lambda strategy, seconds: counted.append(f"StartLatency {strategy}"),
+    )
+    second_read = stack.table.get(PAYROLL_JOB)
+    assert tracker.track(event) is TrackResult.APPLIED
+    assert counted == metrics
+    # The second delivery, holding its read from before the first one's write.
+    reads = iter([second_read])
+    read_table = stack.table.get
+    monkeypatch.setattr(stack.table, "get", lambda job_id: next(reads, None) or read_table(job_id))
+    assert tracker.track(event) is TrackResult.UNCHANGED
+    assert counted == metrics
 
 
 def test_event_before_dispatch_recorded_the_task_is_kept(stack: Stack) -> None:

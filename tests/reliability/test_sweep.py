@@ -206,6 +206,28 @@ def test_a_missed_infrastructure_failure_is_retried(stack: Stack, sqs: Recording
     tally.check("sweep ended it", True)  # reached only when every assert above held
 
 
+def test_a_stop_track_applies_while_the_sweep_asks_ecs_is_counted_by_track_alone(
+    stack: Stack, sqs: RecordingSqs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task_arn = running_job(stack, sqs)
+    client = DescribedEcs(stack.ecs_client)
+    client.described[task_arn] = as_described("task-stopped-failed-to-start.json", task_arn, version=9)
+    event = retargeted("task-stopped-failed-to-start.json", task_arn, 1)
+    event["detail"]["version"] = 9
+    describe = client.describe_tasks
+
+    def event_arrives_meanwhile(**request: Any) -> dict[str, Any]:
+        tracker(stack, sqs).track(event)  # after the sweep read the job, before it writes
+        return describe(**request)
+
+    monkeypatch.setattr(client, "describe_tasks", event_arrives_meanwhile)
+    report = sweeper(stack, client, sqs, 360).sweep()
+    assert report.reconciled == 0 and report.notes == []
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.RETRYING
+    assert [relaunch for relaunch, _ in sqs.relaunches()] == [Relaunch(PAYROLL_JOB, 2)]  # track's
+
+
 def test_a_task_stuck_pending_is_explained_and_counted(stack: Stack, sqs: RecordingSqs, tally: Tally) -> None:
     assert dispatcher(stack).dispatch("m-1", PAYROLL) is DispatchResult.DISPATCHED
     job = stack.table.get(PAYROLL_JOB)

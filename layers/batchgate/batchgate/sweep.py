@@ -33,7 +33,7 @@ from batchgate.reconcile import change_from_task
 from batchgate.requeue import JobsQueue, Relaunch, awaited_attempt
 from batchgate.retry import MAX_DELAY_SECONDS, TIMEOUT_REASON_PREFIX, Retry, backoff_seconds, decide
 from batchgate.settings import Settings
-from batchgate.table import JobTable
+from batchgate.table import JobTable, JobWrite
 from batchgate.task_events import InvalidTaskEvent, apply_task_event
 from batchgate.telemetry import count, logger
 
@@ -196,9 +196,9 @@ class Sweeper:
             noted = current.with_attempt(replace(latest, note=reason))
             return noted.moved_to(status, at, decision.reason)
 
-        stored = self.table.mutate(job.job_id, change)
-        if stored is None or stored.status is not status:
-            return
+        write = self.table.apply(job.job_id, change)
+        if write is None or not write.written or write.after.status is not status:
+            return  # moved on, or another sweep timed it out: counted there
         report.timed_out += 1
         report.notes.append(f"{job.job_id}: {decision.reason}")
         logger.warning(
@@ -257,8 +257,11 @@ class Sweeper:
                 report.stuck += 1
                 self._note(job, f"{job.status.value} for {_minutes(idle)}: ECS does not know the task (yet)")
             return
-        applied = self._apply_described(job, spec, attempt, task)
-        if applied is not None and applied.revision != job.revision:
+        write = self._apply_described(job, spec, attempt, task)
+        # Counted and relaunched only by the write that applied it: when track applied the event
+        # meanwhile (the job changed since this sweep read it), it counted and sent the retry itself.
+        if write is not None and write.written:
+            applied = write.after
             report.reconciled += 1
             report.notes.append(f"{job.job_id}: applied missed {task.get('lastStatus')} from DescribeTasks")
             logger.warning(
@@ -269,8 +272,8 @@ class Sweeper:
                 if current is not None:
                     delay = backoff_seconds(spec.retry_policy, job.job_id, current.number)
                     self._send(Relaunch(job.job_id, current.number + 1), delay)
-            job = applied
-            idle = _seconds(now, job.updated_at)
+        if write is not None:
+            job = write.after
         if job.status in NOT_STARTED_STATUSES:
             since_dispatch = _seconds(now, attempt.dispatched_at)
             if since_dispatch > self.settings.expected_start_seconds:
@@ -279,7 +282,7 @@ class Sweeper:
 
     def _apply_described(
         self, job: Job, spec: BatchSpec, attempt: Attempt, task: Mapping[str, Any]
-    ) -> Job | None:
+    ) -> JobWrite | None:
         described = dict(task)
         if described.get("version") is None:
             # ECS always reports the task's version; without one (an emulator), only a stop is applied.
@@ -291,7 +294,7 @@ class Sweeper:
         except InvalidTaskEvent as error:
             logger.warning("unreadable DescribeTasks output", extra={"error": str(error)})
             return None
-        return self.table.mutate(
+        return self.table.apply(
             job.job_id, lambda current: apply_task_event(current, change, spec.container, None, spec)
         )
 
@@ -309,8 +312,8 @@ class Sweeper:
             noted = current.with_attempt(replace(attempt, note=reason))
             return noted.moved_to(JobStatus.FAILED, iso(now), reason)
 
-        stored = self.table.mutate(job.job_id, change)
-        if stored is not None and stored.status is JobStatus.FAILED:
+        write = self.table.apply(job.job_id, change)
+        if write is not None and write.written:
             report.reconciled += 1
             report.notes.append(f"{job.job_id}: {reason}")
             count("JobsFailed")

@@ -62,6 +62,21 @@ def _plain(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class JobWrite:
+    """What one `JobTable.apply` did. `before` is the job the change was last applied to (as stored
+    just before the write, when there was one), `after` the job as stored afterwards; when the change
+    had nothing to write, both are the job as read."""
+
+    before: Job
+    after: Job
+
+    @property
+    def written(self) -> bool:
+        """This call wrote the job: what tells it apart from another writer's change read back."""
+        return self.after.revision != self.before.revision
+
+
+@dataclass(frozen=True)
 class JobPage:
     jobs: list[Job]
     next_token: dict[str, Any] | None
@@ -120,20 +135,22 @@ class JobTable:
             raise
         return saved
 
-    def mutate(
+    def apply(
         self,
         job_id: str,
         change: Callable[[Job], Job | None],
         tries: int = 8,
         *,
         read: Job | None = None,
-    ) -> Job | None:
+    ) -> JobWrite | None:
         """Read, change and conditionally write a job, re-reading when another writer got there first.
 
         `change` is a pure function of the current job; it returns None when there is nothing to write.
         `read` is the job as the caller just read it, which saves the first read; a stale one only
-        costs a failed conditional write. Returns the job as stored afterwards, or None when there is
-        no such job.
+        costs a failed conditional write. Returns the job the change was applied to and the job as
+        stored afterwards, or None when there is no such job. What a caller counts or reports must
+        come from `written` and `before`: the caller's own earlier read may predate another writer's
+        change that made this one a no-op.
         """
         current: Job | None = read
         for _ in tries_after_conflicts(tries, self._pause):
@@ -143,12 +160,24 @@ class JobTable:
                     return None
             changed = change(current)
             if changed is None or changed == current:
-                return current
+                return JobWrite(before=current, after=current)
             try:
-                return self.save(changed)
+                return JobWrite(before=current, after=self.save(changed))
             except ConcurrentUpdateError:
                 current = None
         raise ConcurrentUpdateError(job_id)
+
+    def mutate(
+        self,
+        job_id: str,
+        change: Callable[[Job], Job | None],
+        tries: int = 8,
+        *,
+        read: Job | None = None,
+    ) -> Job | None:
+        """`apply`, for callers that need only the job as stored afterwards (None: no such job)."""
+        write = self.apply(job_id, change, tries, read=read)
+        return write.after if write is not None else None
 
     def query(
         self,

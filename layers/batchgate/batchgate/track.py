@@ -64,19 +64,26 @@ class Tracker:
         spec = self.catalog.get(before.batch)
         container = spec.container if spec else None
         pointer = self._log_pointer(change, container)
-        after = self.table.mutate(
+        write = self.table.apply(
             job_id, lambda job: apply_task_event(job, change, container, pointer, spec), read=before
         )
-        if after is not None and spec is not None:
+        if write is not None and spec is not None:
             # Also for a duplicate event: if sending failed the first time, the retried event sends it.
-            self._send_retry(after, change, spec, first=before.status is not JobStatus.RETRYING)
-        if after is None or after.revision == before.revision:
+            # Only the write that made the job RETRYING counts the retry.
+            self._send_retry(write.after, change, spec, first=write.before.status is not JobStatus.RETRYING)
+        if write is None or not write.written:
             logger.debug("event changed nothing", extra={"version": change.version})
             return TrackResult.UNCHANGED
-        self._emit_metrics(before, after, change)
+        # From the job this write changed, not from `before`: a concurrent delivery of the same event
+        # may have written between the two reads.
+        self._emit_metrics(write.before, write.after, change)
         logger.info(
             "task state applied",
-            extra={"last_status": change.last_status, "version": change.version, "status": after.status},
+            extra={
+                "last_status": change.last_status,
+                "version": change.version,
+                "status": write.after.status,
+            },
         )
         return TrackResult.APPLIED
 
