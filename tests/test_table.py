@@ -112,6 +112,18 @@ def test_query_newest_first_by_status_and_batch_with_pagination(stack: Stack) ->
     assert [job.created_at[14:16] for job in window.jobs] == ["04", "02"]
 
 
+def test_query_oldest_first_by_status_with_pagination(stack: Stack) -> None:
+    for minute in range(5):
+        created = f"2026-11-28T10:0{minute}:00.000Z"
+        stack.table.create(
+            make_job(job_id=job_id_for("payroll-calculation", str(minute)), created_at=created)
+        )
+    page = stack.table.query(status="SUBMITTED", limit=3, oldest_first=True)
+    assert [job.created_at[14:16] for job in page.jobs] == ["00", "01", "02"]
+    every = stack.table.iterate(status="SUBMITTED", limit=3, oldest_first=True)
+    assert [job.created_at[14:16] for job in every] == ["00", "01", "02", "03", "04"]
+
+
 def test_query_needs_exactly_one_index(stack: Stack) -> None:
     with pytest.raises(ValueError, match="exactly one"):
         stack.table.query()

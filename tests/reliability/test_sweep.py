@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
+import batchgate.sweep
 import boto3
 import pytest
 from batchgate.dispatch import Dispatcher, DispatchResult, RetryLater
 from batchgate.ecs import EcsTasks
 from batchgate.history import HistoryTable
 from batchgate.history_feed import HistoryFeed
-from batchgate.jobs import JobStatus, parse_iso
+from batchgate.jobs import Attempt, JobStatus, iso, job_id_for, parse_iso
 from batchgate.requeue import JobsQueue, Relaunch
 from batchgate.sweep import ACTIVE_STATUSES, Sweeper, SweepSettings
 from batchgate.table import JobTable
@@ -32,6 +33,7 @@ from tests.reliability.conftest import (
 )
 from tests.reliability.test_events_and_retries import retargeted, tracker
 from tests.test_dispatch import PAYROLL, PAYROLL_JOB, RecordingEcs, throttled
+from tests.test_jobs import make_job
 
 T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)  # when dispatch ran (the sample events follow it)
 
@@ -334,6 +336,53 @@ def test_the_sweep_reads_the_status_index_and_never_scans(stack: Stack, sqs: Rec
     assert counting.sweep().examined == 1
     assert dynamodb.calls["scan"] == 0
     assert dynamodb.calls["query"] >= len(ACTIVE_STATUSES)
+
+
+def running_since(stack: Stack, key: str, minutes: int) -> str:
+    """A payroll job created and RUNNING since `minutes` before T0, its last event 30 s before T0."""
+    start = iso(T0 - timedelta(minutes=minutes))
+    attempt = Attempt(
+        number=1,
+        strategy="FARGATE",
+        capacity_provider="FARGATE",
+        dispatched_at=start,
+        task_arn=f"arn:aws:ecs:us-east-1:123456789012:task/batchgate-dev/{key}",
+        last_status="RUNNING",
+        event_version=3,
+        timeline={"created": start, "started": start},
+    )
+    job = make_job(
+        job_id=job_id_for("payroll-calculation", key),
+        status=JobStatus.RUNNING,
+        created_at=start,
+        updated_at=iso(T0 - timedelta(seconds=30)),
+        attempts=(attempt,),
+    )
+    assert stack.table.create(job) is not None
+    return job.job_id
+
+
+def test_a_status_holding_more_than_the_sweep_reads_is_read_oldest_first_and_counted(
+    stack: Stack, sqs: RecordingSqs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oldest = running_since(stack, "oldest", 600)  # payroll's timeout is 30 min
+    for key in ("a", "b", "c"):
+        running_since(stack, key, 5)
+    counted: dict[str, int] = {}
+    monkeypatch.setattr(batchgate.sweep, "count", lambda name, value=1: counted.update({name: value}))
+    client = DescribedEcs(stack.ecs_client)
+    report = sweeper(stack, client, sqs, 0, SweepSettings(max_jobs_per_status=3)).sweep()
+    assert report.examined == 3 and report.capped == 1
+    assert counted["SweepCapped"] == 1
+    assert report.timed_out == 1 and [arn for arn, _ in client.stopped] == [
+        "arn:aws:ecs:us-east-1:123456789012:task/batchgate-dev/oldest"
+    ]
+    job = stack.table.get(oldest)
+    assert job is not None and job.status is JobStatus.TIMED_OUT
+    # The oldest has ended: the next run reads the rest, all of them.
+    again = sweeper(stack, client, sqs, 60, SweepSettings(max_jobs_per_status=3)).sweep()
+    assert (again.examined, again.capped, again.timed_out) == (3, 0, 0)
+    assert counted["SweepCapped"] == 0
 
 
 def test_the_handler_sweeps_on_the_schedule_event(

@@ -19,7 +19,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict
 
 from batchgate.jobs import Job, JobStatus
 from batchgate.table import BATCH_INDEX, INDEXES, KEY_ATTRIBUTE, SORT_ATTRIBUTE, STATUS_INDEX, JobTable
@@ -56,6 +56,13 @@ class SearchPage:
     next_token: str | None
 
 
+class _Criteria(TypedDict, total=False):
+    """The index key of a `JobTable.query`, typed so that it cannot be taken for another argument."""
+
+    status: str
+    batch: str
+
+
 @dataclass(frozen=True)
 class _Partition:
     """One partition of one index, and which of its jobs the filter keeps."""
@@ -65,7 +72,7 @@ class _Partition:
     value: str
     keep: Callable[[Job], bool] = field(default=lambda _job: True)
 
-    def criteria(self) -> dict[str, str]:
+    def criteria(self) -> _Criteria:
         return {"status": self.value} if self.index == STATUS_INDEX else {"batch": self.value}
 
     def start_key(self, job: Job) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The sweep: a scheduled pass over the jobs that have not ended, so that no job runs forever, waits
 forever or is silently lost.
 
-It reads candidates from the `by-status` index (never a scan), one query per active status, and for each:
+It reads candidates from the `by-status` index (never a scan), each active status oldest first (the
+likeliest past their timeout) and at most `max_jobs_per_status` of them, and for each:
 - timeout: a task running longer than its batch's `timeout_seconds` (or never started long after that)
   is stopped with the reason "batchgate: exceeded timeout of N s"; the job ends TIMED_OUT unless the
   batch's retry policy retries timeouts;
@@ -71,7 +72,8 @@ class SweepSettings:
     # ECS forgets a stopped task after about an hour: a tracked job whose task ECS no longer knows, and
     # which has not moved for this long, ends FAILED with the explanation.
     vanished_after_seconds: int = 3600
-    # Most jobs read per status and sweep: the rest wait for the next run (a minute later).
+    # Most jobs read per status and sweep, oldest first: newer ones are read once older ones have
+    # ended. A status holding more is logged and counted (SweepCapped), as they may wait a long time.
     max_jobs_per_status: int = 1000
 
 
@@ -83,6 +85,8 @@ class SweepReport:
     relaunched: int = 0
     stuck: int = 0
     errors: int = 0
+    # Statuses holding more jobs than the sweep reads per status.
+    capped: int = 0
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,6 +97,7 @@ class SweepReport:
             "relaunched": self.relaunched,
             "stuck": self.stuck,
             "errors": self.errors,
+            "capped": self.capped,
         }
 
 
@@ -118,9 +123,17 @@ class Sweeper:
         now = self.clock()
         report = SweepReport()
         stale_tracked: list[Job] = []
+        limit = self.settings.max_jobs_per_status
         for status in ACTIVE_STATUSES:
-            for index, job in enumerate(self.table.iterate(status=status.value, limit=100)):
-                if index >= self.settings.max_jobs_per_status:
+            for index, job in enumerate(
+                self.table.iterate(status=status.value, limit=100, oldest_first=True)
+            ):
+                if index >= limit:
+                    report.capped += 1
+                    logger.warning(
+                        "more jobs in a status than the sweep reads: newer ones wait for later runs",
+                        extra={"status": status.value, "read": limit},
+                    )
                     break
                 report.examined += 1
                 try:
@@ -136,6 +149,7 @@ class Sweeper:
         count("SweepTimedOut", report.timed_out)
         count("SweepReconciled", report.reconciled)
         count("SweepRelaunched", report.relaunched)
+        count("SweepCapped", report.capped)
         if report.errors:
             count("SweepErrors", report.errors)
         logger.info("sweep done", extra=report.to_dict())

@@ -2,7 +2,7 @@
 
 Key schema (template.yaml declares the same; a test checks they agree):
 - table: hash key `job_id`
-- index `by-status`: hash `status`, range `created_at` (query newest first)
+- index `by-status`: hash `status`, range `created_at` (ops query newest first, the sweep oldest first)
 - index `by-batch`: hash `batch`, range `created_at` (query newest first)
 - TTL attribute `expires_at` (epoch seconds)
 """
@@ -188,8 +188,10 @@ class JobTable:
         until: str | None = None,
         limit: int = 50,
         next_token: dict[str, Any] | None = None,
+        oldest_first: bool = False,
     ) -> JobPage:
-        """One page of jobs, newest first, from the status or the batch index (never a scan)."""
+        """One page of jobs, newest first (oldest first with `oldest_first`), from the status or the
+        batch index (never a scan)."""
         if (status is None) == (batch is None):
             raise ValueError("query by exactly one of status or batch")
         index = STATUS_INDEX if status is not None else BATCH_INDEX
@@ -214,7 +216,7 @@ class JobTable:
             "KeyConditionExpression": condition,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
-            "ScanIndexForward": False,
+            "ScanIndexForward": oldest_first,
             "Limit": limit,
         }
         if next_token:
@@ -224,7 +226,7 @@ class JobTable:
         return JobPage(jobs=jobs, next_token=response.get("LastEvaluatedKey"))
 
     def iterate(self, **criteria: Any) -> Iterator[Job]:
-        """Every job matching `query` criteria, page after page, newest first."""
+        """Every job matching `query` criteria, page after page, in the query's order."""
         token: dict[str, Any] | None = None
         while True:
             page = self.query(next_token=token, **criteria)
