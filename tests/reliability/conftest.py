@@ -129,8 +129,9 @@ AREAS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ),
     (
         "Timeouts, stuck jobs and missed events (invariant 5)",
-        "The sweep against moto: tasks past their timeout, tasks that never start, missed STOPPED "
-        "events, lost launches and lost retry messages.",
+        "The sweep against moto: tasks past their timeout (and ones that stopped within it, their "
+        "STOPPED event late or missed), tasks that never start, missed STOPPED events, lost launches "
+        "and lost retry messages.",
         [
             ("sweep: timeouts", "jobs timed out (StopTask with the reason)"),
             ("sweep: reconciled", "missed task states applied from DescribeTasks"),

@@ -27,6 +27,7 @@ from tests.reliability.conftest import (
     FaultyClient,
     RecordingSqs,
     Tally,
+    all_jobs,
     assert_one_task_per_attempt,
     tasks_by_attempt,
     throttling,
@@ -156,6 +157,116 @@ def test_a_batch_that_retries_timeouts_gets_its_next_attempt(
     assert job is not None and job.status is JobStatus.RETRYING
     assert [relaunch for relaunch, _ in sqs.relaunches()] == [Relaunch(PAYROLL_JOB, 2)]
     tally.add("sweep: timeouts")
+
+
+STARTED = parse_iso("2026-11-28T10:00:27.540Z")  # the sample events' startedAt
+
+
+def exit_times(seconds: float) -> dict[str, str]:
+    """The stop timestamps of a task whose container exited `seconds` after it started."""
+    exited = STARTED + timedelta(seconds=seconds)
+    stopped = iso(exited + timedelta(seconds=40))
+    return {
+        "executionStoppedAt": iso(exited),
+        "stoppingAt": iso(exited),
+        "stoppedAt": stopped,
+        "updatedAt": stopped,
+    }
+
+
+def container_exit(task_arn: str, seconds: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The DEPROVISIONING and STOPPED events of a task whose container exited 0 `seconds` after it
+    started (the container stops first; ECS reports the task STOPPED some 40 s later)."""
+    stopped = retargeted("task-stopped-exit-0.json", task_arn, 1)
+    stopped["detail"].update(exit_times(seconds))
+    stopped["time"] = stopped["detail"]["stoppedAt"]
+    deprovisioning = copy.deepcopy(stopped)
+    detail = deprovisioning["detail"]
+    del detail["stoppedAt"]
+    detail.update(lastStatus="DEPROVISIONING", version=4)
+    detail["updatedAt"] = deprovisioning["time"] = iso(STARTED + timedelta(seconds=seconds + 1))
+    return deprovisioning, stopped
+
+
+@pytest.mark.parametrize("retry_timeouts", [False, True])
+def test_a_container_that_stopped_within_its_timeout_is_never_timed_out(
+    stack: Stack, sqs: RecordingSqs, tally: Tally, retry_timeouts: bool
+) -> None:
+    from batchgate.retry import RetryPolicy
+
+    task_arn = running_job(stack, sqs)
+    spec = stack.catalog.batches["payroll-calculation"]
+    catalog = replace(
+        stack.catalog,
+        batches={
+            **stack.catalog.batches,
+            spec.name: replace(spec, retry_policy=RetryPolicy(retry_timeouts=retry_timeouts)),
+        },
+    )
+    deprovisioning, stopped = container_exit(task_arn, 1792)  # payroll's timeout is 1800 s
+    tracker(stack, sqs).track(deprovisioning)
+    client = DescribedEcs(stack.ecs_client)
+    # Past the timeout, before the STOPPED event.
+    report = replace(sweeper(stack, client, sqs, 27 + 1805), catalog=catalog).sweep()
+    assert (report.timed_out, report.errors) == (0, 0) and client.stopped == []
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.STOPPING
+    tracker(stack, sqs).track(stopped)
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.SUCCEEDED and job.reason is None
+    assert sqs.sent == []
+    tally.check("sweep ended it", True)  # reached only when every assert above held
+
+
+def test_a_stopped_event_missed_just_before_the_timeout_ends_the_job_by_its_result(
+    stack: Stack, sqs: RecordingSqs, tally: Tally
+) -> None:
+    task_arn = running_job(stack, sqs)
+    client = DescribedEcs(stack.ecs_client)
+    client.described[task_arn] = as_described("task-stopped-exit-0.json", task_arn, 1, **exit_times(1750))
+    report = sweeper(stack, client, sqs, 27 + 1801).sweep()
+    assert (report.reconciled, report.timed_out) == (1, 0) and client.stopped == []
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.SUCCEEDED and job.attempt is not None
+    assert job.attempt.exit_code == 0
+    tally.add("sweep: reconciled")
+    tally.check("sweep ended it", True)  # reached only when every assert above held
+
+
+def test_a_container_stopping_while_the_sweep_times_it_out_is_left_to_its_stopped_event(
+    stack: Stack, sqs: RecordingSqs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task_arn = running_job(stack, sqs)
+    deprovisioning, stopped = container_exit(task_arn, 1799)
+    client = DescribedEcs(stack.ecs_client)  # moto's task: RUNNING, no version
+    describe = client.describe_tasks
+
+    def container_stops_meanwhile(**request: Any) -> dict[str, Any]:
+        tracker(stack, sqs).track(deprovisioning)  # after the sweep read the job, before it writes
+        return describe(**request)
+
+    monkeypatch.setattr(client, "describe_tasks", container_stops_meanwhile)
+    assert sweeper(stack, client, sqs, 27 + 1805).sweep().timed_out == 0
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.STOPPING
+    tracker(stack, sqs).track(stopped)
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.SUCCEEDED
+
+
+def test_a_job_past_its_timeout_ends_even_when_describe_tasks_fails(
+    stack: Stack, sqs: RecordingSqs, tally: Tally
+) -> None:
+    task_arn = running_job(stack, sqs)
+    client = DescribedEcs(stack.ecs_client)
+    client.inject("describe_tasks", throttling("DescribeTasks"))
+    report = sweeper(stack, client, sqs, 27 + 1801).sweep()
+    assert (report.errors, report.timed_out) == (1, 1)
+    assert client.stopped == [(task_arn, "batchgate: exceeded timeout of 1800 s")]
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.TIMED_OUT
+    tally.add("sweep: timeouts")
+    tally.add("fault: ListTasks/DescribeTasks")
 
 
 def test_a_missed_stopped_event_is_applied_from_describe_tasks(
@@ -338,8 +449,9 @@ def test_the_sweep_reads_the_status_index_and_never_scans(stack: Stack, sqs: Rec
     assert dynamodb.calls["query"] >= len(ACTIVE_STATUSES)
 
 
-def running_since(stack: Stack, key: str, minutes: int) -> str:
-    """A payroll job created and RUNNING since `minutes` before T0, its last event 30 s before T0."""
+def running_since(stack: Stack, key: str, minutes: int, idle_seconds: int = 30) -> str:
+    """A payroll job created and RUNNING since `minutes` before T0, its last event `idle_seconds`
+    before T0."""
     start = iso(T0 - timedelta(minutes=minutes))
     attempt = Attempt(
         number=1,
@@ -355,7 +467,7 @@ def running_since(stack: Stack, key: str, minutes: int) -> str:
         job_id=job_id_for("payroll-calculation", key),
         status=JobStatus.RUNNING,
         created_at=start,
-        updated_at=iso(T0 - timedelta(seconds=30)),
+        updated_at=iso(T0 - timedelta(seconds=idle_seconds)),
         attempts=(attempt,),
     )
     assert stack.table.create(job) is not None
@@ -363,7 +475,7 @@ def running_since(stack: Stack, key: str, minutes: int) -> str:
 
 
 def test_a_status_holding_more_than_the_sweep_reads_is_read_oldest_first_and_counted(
-    stack: Stack, sqs: RecordingSqs, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, sqs: RecordingSqs, monkeypatch: pytest.MonkeyPatch, tally: Tally
 ) -> None:
     oldest = running_since(stack, "oldest", 600)  # payroll's timeout is 30 min
     for key in ("a", "b", "c"):
@@ -383,6 +495,25 @@ def test_a_status_holding_more_than_the_sweep_reads_is_read_oldest_first_and_cou
     again = sweeper(stack, client, sqs, 60, SweepSettings(max_jobs_per_status=3)).sweep()
     assert (again.examined, again.capped, again.timed_out) == (3, 0, 0)
     assert counted["SweepCapped"] == 0
+    tally.add("sweep: timeouts")
+
+
+def test_jobs_past_their_timeout_are_described_with_the_stale_ones_100_a_call(
+    stack: Stack, sqs: RecordingSqs, tally: Tally
+) -> None:
+    overdue = [running_since(stack, f"overdue-{n}", 600) for n in range(60)]
+    stale = [running_since(stack, f"stale-{n}", 10, idle_seconds=400) for n in range(60)]
+    client = DescribedEcs(stack.ecs_client)
+    client.forgotten.update(
+        f"arn:aws:ecs:us-east-1:123456789012:task/batchgate-dev/stale-{n}" for n in range(60)
+    )
+    report = sweeper(stack, client, sqs, 0).sweep()
+    assert client.calls["describe_tasks"] == 2
+    assert (report.examined, report.timed_out, report.errors) == (120, 60, 0)
+    assert len(client.stopped) == 60
+    assert {job.job_id for job in all_jobs(stack) if job.status is JobStatus.TIMED_OUT} == set(overdue)
+    assert {job.job_id for job in all_jobs(stack) if job.status is JobStatus.RUNNING} == set(stale)
+    tally.add("sweep: timeouts", 60)
 
 
 def test_the_handler_sweeps_on_the_schedule_event(

@@ -4,8 +4,11 @@ forever or is silently lost.
 It reads candidates from the `by-status` index (never a scan), each active status oldest first (the
 likeliest past their timeout) and at most `max_jobs_per_status` of them, and for each:
 - timeout: a task running longer than its batch's `timeout_seconds` (or never started long after that)
-  is stopped with the reason "batchgate: exceeded timeout of N s"; the job ends TIMED_OUT unless the
-  batch's retry policy retries timeouts;
+  is first compared with ECS (with the stale jobs below): a task ECS reports stopped ends the job by its
+  own result. One still running, unknown to ECS, or whose DescribeTasks failed is stopped with the
+  reason "batchgate: exceeded timeout of N s"; the job ends TIMED_OUT unless the batch's retry policy
+  retries timeouts. An attempt whose container has already stopped (`execution_stopped` in its
+  timeline: the task is deprovisioning) is never timed out: its STOPPED decides;
 - missed events: a job whose state has not moved for a while is compared with ECS (DescribeTasks, 100
   tasks a call); what ECS knows and the job does not is applied through the same `apply_task_event` as
   the events (a STOPPED it missed ends the job or gives it its next attempt);
@@ -23,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -54,6 +58,13 @@ TRACKED_STATUSES = frozenset(
 )
 NOT_STARTED_STATUSES = frozenset({JobStatus.DISPATCHED, JobStatus.PROVISIONING, JobStatus.PENDING})
 DESCRIBE_BATCH = 100  # DescribeTasks takes at most 100 tasks
+
+
+class Comparison(Enum):
+    """Why a job is compared with ECS."""
+
+    STALE = "stale"  # its state has not moved for a while: an event may have been missed
+    OVERDUE = "overdue"  # past its timeout: timed out unless ECS reports its task stopped
 
 
 @dataclass(frozen=True)
@@ -122,7 +133,7 @@ class Sweeper:
     def sweep(self) -> SweepReport:
         now = self.clock()
         report = SweepReport()
-        stale_tracked: list[Job] = []
+        to_compare: list[tuple[Job, Comparison]] = []
         limit = self.settings.max_jobs_per_status
         for status in ACTIVE_STATUSES:
             for index, job in enumerate(
@@ -137,14 +148,15 @@ class Sweeper:
                     break
                 report.examined += 1
                 try:
-                    if self._examine(job, now, report):
-                        stale_tracked.append(job)
+                    comparison = self._examine(job, now, report)
+                    if comparison is not None:
+                        to_compare.append((job, comparison))
                 except Exception as error:  # one bad job must not stop the sweep of the others
                     report.errors += 1
                     logger.exception(
                         "sweep of a job failed", extra={"job_id": job.job_id, "error": str(error)}
                     )
-        self._reconcile(stale_tracked, now, report)
+        self._reconcile(to_compare, now, report)
         count("StuckJobs", report.stuck)
         count("SweepTimedOut", report.timed_out)
         count("SweepReconciled", report.reconciled)
@@ -157,8 +169,8 @@ class Sweeper:
 
     # One job.
 
-    def _examine(self, job: Job, now: datetime, report: SweepReport) -> bool:
-        """Handle what needs no ECS call; True when the job should be compared with ECS."""
+    def _examine(self, job: Job, now: datetime, report: SweepReport) -> Comparison | None:
+        """Handle what needs no ECS call; say why when the job should be compared with ECS."""
         spec = self.catalog.get(job.batch)
         idle = _seconds(now, job.updated_at)
         if job.status in (JobStatus.SUBMITTED, JobStatus.DISPATCHING):
@@ -166,19 +178,23 @@ class Sweeper:
                 self._relaunch(
                     job, now, report, f"{job.status.value} for {_minutes(idle)}: launch did not finish"
                 )
-            return False
+            return None
         if job.status is JobStatus.RETRYING:
             overdue = MAX_DELAY_SECONDS + self.settings.retry_grace_seconds
             if idle > overdue:
                 self._relaunch(job, now, report, f"RETRYING for {_minutes(idle)}: retry message lost")
-            return False
+            return None
         attempt = job.attempt
         if spec is None or attempt is None or job.status not in TRACKED_STATUSES:
-            return False
-        if self._past_timeout(job, spec, attempt, now):
-            self._time_out(job, spec, attempt, now, report)
-            return False
-        return idle > self.settings.event_grace_seconds and attempt.task_arn is not None
+            return None
+        if _may_time_out(job, attempt.number) and self._past_timeout(job, spec, attempt, now):
+            if attempt.task_arn is None:
+                self._time_out(job, spec, attempt, now, report)
+                return None
+            return Comparison.OVERDUE
+        if idle > self.settings.event_grace_seconds and attempt.task_arn is not None:
+            return Comparison.STALE
+        return None
 
     def _past_timeout(self, job: Job, spec: BatchSpec, attempt: Attempt, now: datetime) -> bool:
         started = attempt.timeline.get("started")
@@ -191,6 +207,10 @@ class Sweeper:
     def _time_out(
         self, job: Job, spec: BatchSpec, attempt: Attempt, now: datetime, report: SweepReport
     ) -> None:
+        """Stop the attempt's task and end the job, unless `job` (as last read) no longer lets it."""
+        number = attempt.number
+        if not _may_time_out(job, number):
+            return
         reason = f"{TIMEOUT_REASON_PREFIX} of {spec.timeout_seconds} s"
         if "started" not in attempt.timeline:
             reason += f" (not started {_minutes(_seconds(now, attempt.dispatched_at))} after dispatch)"
@@ -205,8 +225,8 @@ class Sweeper:
 
         def change(current: Job) -> Job | None:
             latest = current.attempt
-            if latest is None or latest.number != attempt.number or current.status not in TRACKED_STATUSES:
-                return None  # moved on meanwhile (ended, cancelled, next attempt): leave it
+            if latest is None or not _may_time_out(current, number):
+                return None  # moved on meanwhile (container stopped, ended, cancelled, next attempt)
             noted = current.with_attempt(replace(latest, note=reason))
             return noted.moved_to(status, at, decision.reason)
 
@@ -236,25 +256,46 @@ class Sweeper:
 
     # Comparing with ECS.
 
-    def _reconcile(self, jobs: list[Job], now: datetime, report: SweepReport) -> None:
-        by_arn = {job.attempt.task_arn: job for job in jobs if job.attempt and job.attempt.task_arn}
+    def _reconcile(self, jobs: list[tuple[Job, Comparison]], now: datetime, report: SweepReport) -> None:
+        by_arn = {
+            job.attempt.task_arn: (job, comparison)
+            for job, comparison in jobs
+            if job.attempt and job.attempt.task_arn
+        }
         arns = list(by_arn)
         for start in range(0, len(arns), DESCRIBE_BATCH):
             chunk = arns[start : start + DESCRIBE_BATCH]
+            described: dict[str, Mapping[str, Any]] | None
             try:
                 described = {task["taskArn"]: task for task in self.ecs.describe_tasks(chunk)}
             except (ClientError, BotoCoreError) as error:
+                # Jobs past their timeout end now all the same: no job runs forever because ECS
+                # could not be read.
                 report.errors += 1
                 logger.warning("DescribeTasks failed; next sweep tries again", extra={"error": str(error)})
-                continue
+                described = None
             for arn in chunk:
+                job, comparison = by_arn[arn]
+                task = described.get(arn) if described is not None else None
                 try:
-                    self._reconcile_job(by_arn[arn], described.get(arn), now, report)
+                    if comparison is Comparison.OVERDUE:
+                        self._overdue(job, task, now, report)
+                    elif described is not None:
+                        self._reconcile_job(job, task, now, report)
                 except Exception as error:
                     report.errors += 1
-                    logger.exception(
-                        "reconcile failed", extra={"job_id": by_arn[arn].job_id, "error": str(error)}
-                    )
+                    logger.exception("reconcile failed", extra={"job_id": job.job_id, "error": str(error)})
+
+    def _overdue(self, job: Job, task: Mapping[str, Any] | None, now: datetime, report: SweepReport) -> None:
+        """A job past its timeout: what ECS says of its task first, so that a task that stopped in
+        time (its event missed or not there yet) ends the job by its own result; then the timeout."""
+        spec = self.catalog.get(job.batch)
+        attempt = job.attempt
+        if spec is None or attempt is None:
+            return
+        if task is not None:
+            job = self._apply(job, spec, attempt, task, report)
+        self._time_out(job, spec, attempt, now, report)
 
     def _reconcile_job(
         self, job: Job, task: Mapping[str, Any] | None, now: datetime, report: SweepReport
@@ -271,10 +312,24 @@ class Sweeper:
                 report.stuck += 1
                 self._note(job, f"{job.status.value} for {_minutes(idle)}: ECS does not know the task (yet)")
             return
+        job = self._apply(job, spec, attempt, task, report)
+        if job.status in NOT_STARTED_STATUSES:
+            since_dispatch = _seconds(now, attempt.dispatched_at)
+            if since_dispatch > self.settings.expected_start_seconds:
+                report.stuck += 1
+                self._note(job, explain_not_started(job.status, task, since_dispatch))
+
+    def _apply(
+        self, job: Job, spec: BatchSpec, attempt: Attempt, task: Mapping[str, Any], report: SweepReport
+    ) -> Job:
+        """Apply what DescribeTasks says of the job's task; the job as stored afterwards (`job` when
+        there was nothing to apply)."""
         write = self._apply_described(job, spec, attempt, task)
+        if write is None:
+            return job
         # Counted and relaunched only by the write that applied it: when track applied the event
         # meanwhile (the job changed since this sweep read it), it counted and sent the retry itself.
-        if write is not None and write.written:
+        if write.written:
             applied = write.after
             report.reconciled += 1
             report.notes.append(f"{job.job_id}: applied missed {task.get('lastStatus')} from DescribeTasks")
@@ -286,13 +341,7 @@ class Sweeper:
                 if current is not None:
                     delay = backoff_seconds(spec.retry_policy, job.job_id, current.number)
                     self._send(Relaunch(job.job_id, current.number + 1), delay)
-        if write is not None:
-            job = write.after
-        if job.status in NOT_STARTED_STATUSES:
-            since_dispatch = _seconds(now, attempt.dispatched_at)
-            if since_dispatch > self.settings.expected_start_seconds:
-                report.stuck += 1
-                self._note(job, explain_not_started(job.status, task, since_dispatch))
+        return write.after
 
     def _apply_described(
         self, job: Job, spec: BatchSpec, attempt: Attempt, task: Mapping[str, Any]
@@ -353,6 +402,18 @@ class Sweeper:
             logger.error("no jobs queue configured: cannot relaunch", extra={"job_id": relaunch.job_id})
             return
         self.jobs_queue.send_relaunch(relaunch, delay)
+
+
+def _may_time_out(job: Job, number: int) -> bool:
+    """Attempt `number` may still be timed out: it is the job's latest, the job is tracked, and the
+    attempt's container has not stopped (then its STOPPED decides how the job ends, even late)."""
+    latest = job.attempt
+    return (
+        latest is not None
+        and latest.number == number
+        and job.status in TRACKED_STATUSES
+        and "execution_stopped" not in latest.timeline
+    )
 
 
 def explain_not_started(status: JobStatus, task: Mapping[str, Any], seconds: float) -> str:
