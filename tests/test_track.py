@@ -118,6 +118,26 @@ def test_malformed_events_are_refused_clearly() -> None:
         TaskStateChange.from_event(event_fixture("sweep-schedule.json"))
 
 
+@pytest.mark.parametrize("where", ["version", "exitCode", "BATCHGATE_ATTEMPT"])
+def test_an_infinite_number_in_an_event_is_refused_or_ignored(where: str) -> None:
+    """Python's JSON reader (Lambda's) accepts Infinity, which int() cannot convert."""
+    event = event_fixture("task-stopped-exit-1.json")
+    detail = event["detail"]
+    if where == "version":
+        detail["version"] = float("inf")
+    elif where == "exitCode":
+        detail["containers"][0]["exitCode"] = float("inf")
+    else:
+        for variable in detail["overrides"]["containerOverrides"][0]["environment"]:
+            if variable["name"] == where:
+                variable["value"] = float("inf")
+    if where == "BATCHGATE_ATTEMPT":
+        assert TaskStateChange.from_event(event).attempt is None
+    else:
+        with pytest.raises(InvalidTaskEvent):
+            TaskStateChange.from_event(event)
+
+
 def test_unknown_fields_are_tolerated() -> None:
     event = event_fixture("task-running.json")
     event["detail"]["someFutureField"] = {"nested": [1, 2]}

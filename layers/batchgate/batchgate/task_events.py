@@ -105,13 +105,13 @@ class TaskStateChange:
             task_arn = str(detail["taskArn"])
             last_status = str(detail["lastStatus"])
             version = int(detail["version"])
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, OverflowError) as error:  # int(inf): OverflowError
             raise InvalidTaskEvent(f"task event lacks taskArn, lastStatus or version: {error}") from error
         if not isinstance(detail["taskArn"], str) or not isinstance(detail["lastStatus"], str):
             raise InvalidTaskEvent("task event's taskArn and lastStatus must be strings")
         try:
             return cls._read(event, detail, task_arn, last_status, version)
-        except (TypeError, ValueError, AttributeError) as error:
+        except (TypeError, ValueError, AttributeError, OverflowError) as error:
             # A field of the wrong shape: refused like a missing one, never a crash of the handler.
             raise InvalidTaskEvent(f"task event has a malformed field: {error}") from error
 
@@ -166,7 +166,7 @@ def _attempt_from_overrides(overrides: Any) -> int | None:
             if variable.get("name") == "BATCHGATE_ATTEMPT":
                 try:
                     return int(variable.get("value"))
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):
                     return None
     return None
 
