@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import batchgate.cancel
 import pytest
 from batchgate.cancel import CancelError, cancel_job
 from batchgate.dispatch import DispatchResult, RetryLater
@@ -101,3 +102,22 @@ def test_cancel_refuses_unknown_and_ended_jobs(stack: Stack) -> None:
     tracker(stack, RecordingSqs()).track(retargeted("task-stopped-exit-0.json", started_task(stack, 1), 1))
     with pytest.raises(CancelError, match="already ended SUCCEEDED"):
         cancel_job(stack.table, ecs, PAYROLL_JOB, "erin")
+
+
+def test_two_cancels_at_once_count_the_job_cancelled_once(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack.dispatcher().dispatch("m-1", PAYROLL)
+    ecs = EcsTasks(stack.settings.cluster, stack.ecs_client)
+    counted: list[str] = []
+    monkeypatch.setattr(batchgate.cancel, "count", lambda name, value=1: counted.append(name))
+    before_either = stack.table.get(PAYROLL_JOB)
+    assert cancel_job(stack.table, ecs, PAYROLL_JOB, "erin").status is JobStatus.CANCELLED
+    # The other cancel read the job before this one wrote; its write loses and it reads the cancel back.
+    reads = iter([before_either])
+    fresh = stack.table.get
+    monkeypatch.setattr(stack.table, "get", lambda job_id: next(reads, None) or fresh(job_id))
+    assert cancel_job(stack.table, ecs, PAYROLL_JOB, "frank").status is JobStatus.CANCELLED
+    assert counted == ["JobsCancelled"]
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and "erin" in (job.reason or "")

@@ -46,15 +46,14 @@ def cancel_job(
             return None
         return job.moved_to(JobStatus.CANCELLED, at, why)
 
-    before = table.get(job_id)
-    if before is None:
+    write = table.apply(job_id, change)
+    if write is None:
         raise CancelError(f"no job {job_id}")
-    job = table.mutate(job_id, change)
-    if job is None:
-        raise CancelError(f"no job {job_id}")
+    job = write.after
     if job.status is not JobStatus.CANCELLED:
         raise CancelError(f"job {job_id} already ended {job.status.value}; nothing to cancel")
-    if not before.status.is_terminal:
+    # Counted by the call that wrote it: a concurrent cancel of the same job only repeats the StopTask.
+    if write.written:
         count("JobsCancelled")
         logger.info("job cancelled", extra={"job_id": job_id, "requested_by": requested_by})
     for task_arn in _tasks_to_stop(ecs, job):
