@@ -16,7 +16,7 @@ import pytest
 from batchgate.aws_clients import OnFirstUse, dynamodb_client
 from batchgate.requeue import Relaunch
 
-from tests.conftest import Stack, create_history_table, sqs_event
+from tests.conftest import Stack, create_history_table
 
 FUNCTIONS = ("dispatch", "track", "sweep")
 
@@ -63,14 +63,15 @@ def test_dispatch_shares_its_clients_between_the_adapters(
     assert dispatcher.ecs._client is dispatcher.capacity._client
 
 
-def test_the_throttled_records_back_off_makes_its_sqs_client_on_first_use(
+def test_a_throttled_launch_put_back_makes_its_sqs_client_on_first_use(
     made: list[str], load_handler: Callable[[str], ModuleType], stack: Stack
 ) -> None:
     app = load_handler("dispatch")
     made.clear()
-    queue_arn = sqs_event("{}")["Records"][0]["eventSourceARN"]
-    app.backoff.delay(queue_arn, "receipt", receive_count=1)
-    app.backoff.delay(queue_arn, "receipt", receive_count=2)
+    deferral = app.dispatcher.deferral
+    assert deferral is not None
+    for deferrals in (0, 1):
+        deferral.defer(Relaunch(job_id="bg-job-1", attempt=1), previous_deferrals=deferrals)
     assert made == ["sqs"]
 
 

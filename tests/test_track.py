@@ -95,9 +95,10 @@ def test_stopped_event_records_exit_code_and_log_pointer(stack: Stack) -> None:
 
 
 def _retarget(job: Job, task_arn: str) -> Job:
+    """The job with its attempt's task replaced (record_task never replaces a recorded task)."""
     attempt = job.attempt
     assert attempt is not None
-    return record_task(job, attempt.number, task_arn, LaunchOutcome(task_arn), job.updated_at) or job
+    return job.with_attempt(replace(attempt, task_arn=task_arn))
 
 
 def test_task_not_started_by_batchgate_is_ignored(stack: Stack) -> None:
