@@ -210,10 +210,12 @@ class Dispatcher:
         try:
             return self._launch(job, spec, now)
         except RetryLater as retry:
-            if retry.resume is None or self.deferral is None:
-                raise
-            if self.deferral.defer(retry.resume, deferrals, at_least=retry.delay_seconds) is None:
-                raise
+            if (
+                retry.resume is None
+                or self.deferral is None
+                or self.deferral.defer(retry.resume, deferrals, at_least=retry.delay_seconds) is None
+            ):
+                raise  # the record itself goes back to the queue
             return DispatchResult.DEFERRED
 
     def _launch(self, job: Job, spec: BatchSpec, now: datetime) -> DispatchResult:
@@ -341,8 +343,9 @@ class Dispatcher:
                 read=job,
             )
             recorded_attempt = recorded.attempt_by_number(attempt.number) if recorded is not None else None
-            if recorded_attempt is not None and recorded_attempt.task_arn not in (None, task_arn):
-                return self._stop_second_task(job, attempt, task_arn, recorded_attempt.task_arn)
+            kept = recorded_attempt.task_arn if recorded_attempt is not None else None
+            if kept is not None and kept != task_arn:
+                return self._stop_second_task(job, attempt, task_arn, kept)
             if recorded is not None and recorded.status is JobStatus.CANCELLED:
                 stop_cancelled_task(self.ecs, recorded, task_arn)
             logger.info("task started", extra={"task_arn": task_arn, "strategy": attempt.strategy})
@@ -360,9 +363,7 @@ class Dispatcher:
         count("JobsFailed")
         return DispatchResult.FAILED
 
-    def _stop_second_task(
-        self, job: Job, attempt: Attempt, task_arn: str, kept: str | None
-    ) -> DispatchResult:
+    def _stop_second_task(self, job: Job, attempt: Attempt, task_arn: str, kept: str) -> DispatchResult:
         """Another delivery recorded a different task for this attempt (concurrent deliveries on
         different tries of its fallback chain): one attempt keeps one task, the one recorded first."""
         reason = f"batchgate: attempt {attempt.number} of {job.job_id} already runs as task {kept}"

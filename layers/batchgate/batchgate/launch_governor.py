@@ -19,8 +19,6 @@ from dataclasses import dataclass
 
 from batchgate.strategy_settings import EC2, FARGATE_SPOT, StrategySettings
 
-# SQS: a message's visibility timeout is at most 12 hours.
-
 
 class TokenBucket:
     """`burst` tokens at most, refilled at `rate` per second. Not thread-safe on its own."""
