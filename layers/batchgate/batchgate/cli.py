@@ -936,7 +936,6 @@ def stats(
     )
     region = state.session.region
     selected, left_out = newest_jobs(state.table(), job_filter, max_jobs)
-    truncated = left_out is not None
     rows = summarize(selected, sizes, region)
     notes = ["costs are estimates (Fargate Spot taken as 70% below on-demand; EC2 capacity not priced)"]
     if not price_is_listed(region):
@@ -950,7 +949,7 @@ def stats(
                 "until": job_filter.until,
                 "region": region,
                 "jobs": len(selected),
-                "truncated": truncated,
+                "truncated": left_out is not None,
                 "rows": [row.to_dict() for row in rows],
                 "notes": notes,
             }

@@ -451,16 +451,20 @@ _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w
 def parse_moment(text: str, now: datetime, *, ahead: bool = False) -> datetime:
     """A point in time from "2h", "30m", "7d", "1w" (ago, or from now when `ahead`), "now", or an ISO
     8601 date or date-time (without an offset it is UTC). Raises ValueError with a readable message."""
+    try:
+        return _moment(text, now, ahead=ahead)
+    except OverflowError:  # a duration, or an offset, that leaves the calendar datetime knows
+        raise ValueError(f"{text!r} reaches beyond the years 1 to 9999") from None
+
+
+def _moment(text: str, now: datetime, *, ahead: bool) -> datetime:
     value = text.strip()
     if value.lower() == "now":
         return now
     match = _RELATIVE.match(value.lower())
     if match:
-        try:
-            span = timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-            return now + span if ahead else now - span
-        except OverflowError:
-            raise ValueError(f"{text!r} reaches beyond the years 1 to 9999") from None
+        span = timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        return now + span if ahead else now - span
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -469,7 +473,4 @@ def parse_moment(text: str, now: datetime, *, ahead: bool = False) -> datetime:
             "date-time such as 2026-11-27 or 2026-11-27T02:00:00Z"
         ) from None
     moment = moment if moment.utcoffset() is not None else moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)  # every caller works in UTC; an offset can push it out of range
-    except OverflowError:
-        raise ValueError(f"{text!r} reaches beyond the years 1 to 9999") from None
+    return moment.astimezone(UTC)  # every caller works in UTC
