@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 from batchgate.aws_clients import OnFirstUse, sqs_client
 from batchgate.jobs import Job, JobStatus, is_job_id
+from batchgate.retry import RetryPolicy, backoff_seconds
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -92,6 +93,15 @@ def awaited_attempt(job: Job) -> int | None:
     if job.status is JobStatus.DISPATCHING and attempt is not None and attempt.task_arn is None:
         return attempt.number
     return None
+
+
+def next_attempt_relaunch(job: Job, policy: RetryPolicy) -> tuple[Relaunch, int] | None:
+    """The relaunch of a RETRYING job's next attempt and its delay (the policy's back-off after the
+    attempt that failed); None for a job that waits for no retry."""
+    failed = job.attempt
+    if job.status is not JobStatus.RETRYING or failed is None:
+        return None
+    return Relaunch(job.job_id, failed.number + 1), backoff_seconds(policy, job.job_id, failed.number)
 
 
 class JobsQueue:

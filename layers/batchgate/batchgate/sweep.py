@@ -35,8 +35,8 @@ from batchgate.catalog import BatchSpec, Catalog, load_catalog
 from batchgate.ecs import EcsTasks
 from batchgate.jobs import Attempt, Job, JobStatus, iso, parse_iso, utc_now
 from batchgate.reconcile import change_from_task
-from batchgate.requeue import JobsQueue, Relaunch, awaited_attempt
-from batchgate.retry import MAX_DELAY_SECONDS, TIMEOUT_REASON_PREFIX, Retry, backoff_seconds, decide
+from batchgate.requeue import JobsQueue, Relaunch, awaited_attempt, next_attempt_relaunch
+from batchgate.retry import MAX_DELAY_SECONDS, TIMEOUT_REASON_PREFIX, Retry, decide
 from batchgate.settings import Settings
 from batchgate.table import JobTable, JobWrite
 from batchgate.task_events import InvalidTaskEvent, apply_task_event
@@ -336,11 +336,9 @@ class Sweeper:
             logger.warning(
                 "applied a missed task state", extra={"job_id": job.job_id, "status": applied.status}
             )
-            if applied.status is JobStatus.RETRYING:
-                current = applied.attempt
-                if current is not None:
-                    delay = backoff_seconds(spec.retry_policy, job.job_id, current.number)
-                    self._send(Relaunch(job.job_id, current.number + 1), delay)
+            retry = next_attempt_relaunch(applied, spec.retry_policy)
+            if retry is not None:
+                self._send(*retry)
         return write.after
 
     def _apply_described(

@@ -16,8 +16,7 @@ from batchgate.aws_clients import dynamodb_client
 from batchgate.catalog import BatchSpec, Catalog, load_catalog
 from batchgate.ecs import EcsTasks, LogPointer
 from batchgate.jobs import Job, JobStatus, parse_iso
-from batchgate.requeue import JobsQueue, Relaunch
-from batchgate.retry import backoff_seconds
+from batchgate.requeue import JobsQueue, next_attempt_relaunch
 from batchgate.settings import Settings
 from batchgate.table import JobTable
 from batchgate.task_events import TaskStateChange, apply_task_event
@@ -91,16 +90,16 @@ class Tracker:
         """Send the retry message of a job the retry policy gave another attempt (batchgate.requeue).
         An error is raised, so the event is retried and the message sent then; dispatch ignores
         duplicates."""
-        current = job.attempt
-        if job.status is not JobStatus.RETRYING or current is None:
+        retry = next_attempt_relaunch(job, spec.retry_policy)
+        if retry is None:
             return
-        if change.attempt is not None and change.attempt != current.number:
-            return
+        relaunch, delay = retry
+        if change.attempt is not None and change.attempt != relaunch.attempt - 1:
+            return  # an event of an earlier attempt
         if self.jobs_queue is None:
             logger.warning("no jobs queue configured: the sweep will send the retry")
             return
-        delay = backoff_seconds(spec.retry_policy, job.job_id, current.number)
-        self.jobs_queue.send_relaunch(Relaunch(job.job_id, current.number + 1), delay)
+        self.jobs_queue.send_relaunch(relaunch, delay)
         if first:
             count("JobsRetried")
             logger.info("attempt failed; next attempt queued", extra={"delay": delay, "reason": job.reason})
