@@ -41,6 +41,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	cd layers/batchgate && ../../$(BIN)/lint-imports --config ../../pyproject.toml
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-# Powertools reads these when batchgate.telemetry is first imported, as in Lambda (the template's
+# Powertools reads these when batchgate.adapters.telemetry is first imported, as in Lambda (the template's
 # Globals set the same); X-Ray is off outside Lambda.
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "batchgate")
@@ -30,20 +30,20 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Batchgate")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 import boto3
-from batchgate.catalog import load_catalog
-from batchgate.jobs import Job
-from batchgate.local.cluster import LocalCluster, create_cluster
-from batchgate.local.endpoint import CLIENT_CONFIG, LocalAws
-from batchgate.local.resources import (
+from batchgate.adapters.job_table import JobTable
+from batchgate.adapters.telemetry import logger
+from batchgate.domain.catalog import load_catalog
+from batchgate.domain.jobs import Job
+from batchgate.ops.local.cluster import LocalCluster, create_cluster
+from batchgate.ops.local.endpoint import CLIENT_CONFIG, LocalAws
+from batchgate.ops.local.resources import (
     FunctionSpec,
     ResourceBuilder,
     StackResources,
     parameter_values,
     translate,
 )
-from batchgate.table import JobTable
-from batchgate.telemetry import logger
-from batchgate.template import load_template
+from batchgate.ops.template import load_template
 
 from bench._aws_calls import TableKeys
 

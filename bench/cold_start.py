@@ -51,11 +51,11 @@ BASELINE = "import boto3"
 # functions' two clients, made by the same code as theirs.
 WITH_CLIENTS = "import boto3 + the DynamoDB and ECS clients"
 CLIENTS_STATEMENT = (
-    "import boto3; from batchgate.aws_clients import dynamodb_client, ecs_client; "
+    "import boto3; from batchgate.adapters.aws_clients import dynamodb_client, ecs_client; "
     "dynamodb_client(); ecs_client()"
 )
 # What each handler needs before any batchgate code runs: its clients, and Powertools made as
-# batchgate.telemetry makes it; dispatch also processes its SQS batches with the batch utility, the
+# batchgate.adapters.telemetry makes it; dispatch also processes its SQS batches with the batch utility, the
 # history function its stream batches (and keeps the DynamoDB client only). The handler's time above
 # its floor is the cost of batchgate's own code.
 POWERTOOLS = "Powertools Logger, Metrics, Tracer"
@@ -73,7 +73,7 @@ BATCH_STATEMENT = (
 )
 WITH_STREAM_BATCH = f"import boto3 + the DynamoDB client + {POWERTOOLS}, batch utility (DynamoDB streams)"
 STREAM_BATCH_STATEMENT = (
-    "import boto3; from batchgate.aws_clients import dynamodb_client; dynamodb_client(); "
+    "import boto3; from batchgate.adapters.aws_clients import dynamodb_client; dynamodb_client(); "
     f"{POWERTOOLS_SET_UP}; from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType; "
     "import aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event; "
     "BatchProcessor(event_type=EventType.DynamoDBStreams)"
@@ -346,9 +346,10 @@ def report(measurement: Measurement) -> str:
         f"Fresh-process import time of each handler module, {source}, with the function's environment "
         f"from template.yaml and Lambda's runtime variables, against `{BASELINE}` from the same place "
         f"in the same run, and against `{BASELINE}` that then makes the two clients every function keeps "
-        "(DynamoDB, ECS; by batchgate.aws_clients, as the functions make them). Each handler also has "
+        "(DynamoDB, ECS; by batchgate.adapters.aws_clients, as the functions make them). Each handler also "
+        "has "
         "a floor: what it needs before any batchgate code runs, its clients and Powertools made as "
-        "batchgate.telemetry makes them (Logger, Metrics, Tracer patching botocore), for dispatch "
+        "batchgate.adapters.telemetry makes them (Logger, Metrics, Tracer patching botocore), for dispatch "
         "the batch utility with its SQS data class, and for the history function (which keeps the "
         "DynamoDB client only) the batch utility with its DynamoDB stream data class; the handler's "
         f"time above its floor is batchgate's own code. The {len(measurement.subjects)} imports take turns, "

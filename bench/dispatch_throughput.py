@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from types import ModuleType
 
-from batchgate.template import load_template
+from batchgate.ops.template import load_template
 from moto import mock_aws
 
 from bench._aws_calls import CallCounter, LatencyInjector

@@ -21,11 +21,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from batchgate.adapters.job_table import STATUS_INDEX
 from batchgate.client import BatchClient
-from batchgate.jobs import Job, JobStatus, parse_iso
-from batchgate.local.stack import LocalStack, StackOptions, find_root
-from batchgate.messages import SubmitMessage
-from batchgate.table import STATUS_INDEX
+from batchgate.domain.jobs import Job, JobStatus, parse_iso
+from batchgate.domain.messages import SubmitMessage
+from batchgate.ops.local.stack import LocalStack, StackOptions, find_root
 
 SEQUENTIAL_JOBS = 10
 THROUGHPUT_JOBS = 50

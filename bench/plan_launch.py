@@ -22,12 +22,12 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 import boto3
-from batchgate.capacity import Ec2Capacity
-from batchgate.catalog import load_catalog
-from batchgate.history import HistoryTable
-from batchgate.latency_sketch import AttemptObservation
-from batchgate.strategy import plan_launch
-from batchgate.template import load_template, table_definition
+from batchgate.adapters.ec2_capacity import Ec2Capacity
+from batchgate.adapters.history_table import HistoryTable
+from batchgate.domain.catalog import load_catalog
+from batchgate.domain.latency_sketch import AttemptObservation
+from batchgate.domain.strategy import plan_launch
+from batchgate.ops.template import load_template, table_definition
 from botocore.stub import Stubber
 from moto import mock_aws
 

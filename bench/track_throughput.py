@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from batchgate.jobs import JobStatus, job_id_for
+from batchgate.domain.jobs import JobStatus, job_id_for
 from moto import mock_aws
 
 from bench._aws_calls import LatencyInjector

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from types import ModuleType
 
 import boto3
-from batchgate.jobs import JobStatus, job_id_for
-from batchgate.local.stream_poller import StreamPacing, StreamPoller
+from batchgate.domain.jobs import JobStatus, job_id_for
+from batchgate.ops.local.stream_poller import StreamPacing, StreamPoller
 from moto import mock_aws
 
 from bench._aws_calls import ApiCall, CallCounter, TableKeys, index_write_units, write_units

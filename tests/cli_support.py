@@ -12,10 +12,10 @@ from typing import Any
 
 import boto3
 import pytest
-from batchgate.cli import AppContext, cli
-from batchgate.dispatch import DispatchResult
-from batchgate.ecs import EcsTasks
-from batchgate.jobs import Attempt, Job, JobStatus, LaunchPlan, iso, job_id_for
+from batchgate.adapters.ecs import EcsTasks
+from batchgate.domain.jobs import Attempt, Job, JobStatus, LaunchPlan, iso, job_id_for
+from batchgate.ops.cli import AppContext, cli
+from batchgate.services.dispatch import DispatchResult
 from botocore.stub import Stubber
 from click.testing import CliRunner, Result
 

@@ -15,20 +15,20 @@ from typing import Any
 import boto3
 import pytest
 
-# Powertools reads these when batchgate.telemetry is first imported, as in Lambda's environment.
+# Powertools reads these when batchgate.adapters.telemetry is first imported, as in Lambda's environment.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "batchgate")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Batchgate")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
-from batchgate.catalog import Catalog, load_catalog
-from batchgate.dispatch import Dispatcher
-from batchgate.ecs import EcsTasks
-from batchgate.requeue import Relaunch
-from batchgate.settings import Settings
-from batchgate.stream_records import lambda_stream_record
-from batchgate.table import JobTable
-from batchgate.template import load_template, table_definition
-from batchgate.track import Tracker
+from batchgate.adapters.ecs import EcsTasks
+from batchgate.adapters.job_table import JobTable
+from batchgate.domain.catalog import Catalog, load_catalog
+from batchgate.domain.relaunch import Relaunch
+from batchgate.ops.stream_records import lambda_stream_record
+from batchgate.ops.template import load_template, table_definition
+from batchgate.services.dispatch import Dispatcher
+from batchgate.services.settings import Settings
+from batchgate.services.track import Tracker
 from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parent.parent

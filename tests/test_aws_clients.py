@@ -1,4 +1,4 @@
-"""batchgate.aws_clients: one client per service and container, shared by the adapters; clients only
+"""batchgate.adapters.aws_clients: one client per service and container, shared by the adapters; clients only
 rare paths use are made on their first use."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 import boto3
 import pytest
-from batchgate.aws_clients import OnFirstUse, dynamodb_client
-from batchgate.requeue import Relaunch
+from batchgate.adapters.aws_clients import OnFirstUse, dynamodb_client
+from batchgate.domain.relaunch import Relaunch
 
 from tests.conftest import Stack, create_history_table
 

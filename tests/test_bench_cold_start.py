@@ -54,9 +54,15 @@ def test_each_floor_imports_only_what_its_handler_imports(by_name: dict[str, Sub
 
     assert floor < handler
     # The floor is the handler's Powertools, X-Ray SDK included, and none of batchgate's domain.
-    assert {"aws_lambda_powertools.tracing.tracer", "aws_xray_sdk.core", "batchgate.aws_clients"} <= floor
-    assert not {name for name in floor if name.startswith("batchgate.")} - {"batchgate.aws_clients"}
-    assert f"batchgate.{function.removesuffix('Function').lower()}" in handler - floor
+    assert {
+        "aws_lambda_powertools.tracing.tracer",
+        "aws_xray_sdk.core",
+        "batchgate.adapters.aws_clients",
+    } <= floor
+    floor_batchgate = {name for name in floor if name.startswith("batchgate.")}
+    assert not floor_batchgate - {"batchgate.adapters", "batchgate.adapters.aws_clients"}
+    service = {"HistoryFunction": "history_feed"}.get(function, function.removesuffix("Function").lower())
+    assert f"batchgate.services.{service}" in handler - floor
 
 
 def test_only_the_batch_processing_functions_pay_for_the_batch_utility(by_name: dict[str, Subject]) -> None:
@@ -75,7 +81,7 @@ def test_only_the_batch_processing_functions_pay_for_the_batch_utility(by_name: 
 def test_the_history_floor_makes_only_the_dynamodb_client(by_name: dict[str, Subject]) -> None:
     floor = modules_after(by_name[WITH_STREAM_BATCH], environment_of=by_name["HistoryFunction"])
     assert "aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event" in floor
-    assert "batchgate.ecs" not in modules_after(by_name["HistoryFunction"])
+    assert "batchgate.adapters.ecs" not in modules_after(by_name["HistoryFunction"])
 
 
 def measured(seconds: dict[str, list[float]]) -> Measurement:

@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 import boto3
-from batchgate.capacity import CapacitySnapshot, Ec2Capacity
+from batchgate.adapters.ec2_capacity import CapacitySnapshot, Ec2Capacity
 from botocore.stub import Stubber
 
 CLUSTER = "arn:aws:ecs:us-east-1:123456789012:cluster/batchgate-dev"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from batchgate.catalog import (
+from batchgate.domain.catalog import (
     ArgumentRules,
     BatchSpec,
     CatalogError,

@@ -9,14 +9,14 @@ from typing import Any
 
 import boto3
 import pytest
-from batchgate import logs as logs_module
-from batchgate.cli import BatchgateGroup, cli
-from batchgate.dead_letters import JOBS, DeadLetterQueue, DeadLetters, RedriveStopped
-from batchgate.dispatch import DispatchResult
-from batchgate.job_search import DEFAULT_QUERY_BUDGET
-from batchgate.jobs import JobStatus, job_id_for
-from batchgate.messages import SubmitMessage
-from batchgate.requeue import KIND_ATTRIBUTE, RETRY_KIND, Relaunch
+from batchgate.domain.jobs import JobStatus, job_id_for
+from batchgate.domain.messages import SubmitMessage
+from batchgate.domain.relaunch import KIND_ATTRIBUTE, RETRY_KIND, Relaunch
+from batchgate.ops import logs as logs_module
+from batchgate.ops.cli import BatchgateGroup, cli
+from batchgate.ops.dead_letters import JOBS, DeadLetterQueue, DeadLetters, RedriveStopped
+from batchgate.ops.job_search import DEFAULT_QUERY_BUDGET
+from batchgate.services.dispatch import DispatchResult
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
 
@@ -83,7 +83,7 @@ def test_group_help_lists_commands_and_exit_codes() -> None:
 
 
 def test_optional_command_groups_load_only_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    lazy = {"again": ("batchgate.cli", "jobs"), "absent": ("batchgate.no_such_module", "group")}
+    lazy = {"again": ("batchgate.ops.cli", "jobs"), "absent": ("batchgate.no_such_module", "group")}
     monkeypatch.setattr(BatchgateGroup, "lazy_commands", lazy)
     runner = CliRunner(mix_stderr=False)
     listing = runner.invoke(cli, ["--help"]).stdout

@@ -11,14 +11,14 @@ from typing import Any
 
 import boto3
 import pytest
-from batchgate.dead_letters import (
+from batchgate.adapters.history_table import HistoryTable
+from batchgate.ops.dead_letters import (
     HISTORY,
     DeadLetters,
     RecordsGone,
     StreamBatch,
     stream_batch_of,
 )
-from batchgate.history import HistoryTable
 from botocore.stub import Stubber
 
 from tests.cli_support import NOW, CliHarness, harness
@@ -359,8 +359,8 @@ def test_records_trimmed_from_the_stream_are_gone(operation: str, code: str) -> 
 
 
 def test_the_local_stacks_on_failure_record_is_read_as_lambdas() -> None:
-    from batchgate.local.resources import StreamEventSource
-    from batchgate.local.stream_poller import RETRIES_EXHAUSTED, on_failure_record
+    from batchgate.ops.local.resources import StreamEventSource
+    from batchgate.ops.local.stream_poller import RETRIES_EXHAUSTED, on_failure_record
 
     source = StreamEventSource("HistoryFunction", BATCH.stream_arn, "TRIM_HORIZON")
     shaped = [

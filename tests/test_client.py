@@ -5,10 +5,10 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
-from batchgate.catalog import load_catalog
 from batchgate.client import BatchClient, queue_region
-from batchgate.jobs import job_id_for
-from batchgate.messages import RejectedMessage, SubmitMessage, parse_submit_message
+from batchgate.domain.catalog import load_catalog
+from batchgate.domain.jobs import job_id_for
+from batchgate.domain.messages import RejectedMessage, SubmitMessage, parse_submit_message
 from botocore.stub import Stubber
 
 if TYPE_CHECKING:

@@ -9,11 +9,11 @@ from typing import Any
 
 import boto3
 import pytest
-from batchgate.dispatch import DispatchResult, RetryLater, run_task_request
-from batchgate.ecs import EcsTasks, LaunchOutcome
-from batchgate.jobs import Job, JobStatus, client_token, iso, job_id_for, utc_now
-from batchgate.messages import parse_submit_message
-from batchgate.table import JobTable
+from batchgate.adapters.ecs import EcsTasks, LaunchOutcome
+from batchgate.adapters.job_table import JobTable
+from batchgate.domain.jobs import Job, JobStatus, client_token, iso, job_id_for, utc_now
+from batchgate.domain.messages import parse_submit_message
+from batchgate.services.dispatch import DispatchResult, RetryLater, run_task_request
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.stub import Stubber
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from batchgate.ecs import EcsTasks, LaunchOutcome, PermanentLaunchError, RetryableLaunchError
+from batchgate.adapters.ecs import EcsTasks, LaunchOutcome, PermanentLaunchError, RetryableLaunchError
 from botocore.stub import Stubber
 
 from tests.conftest import Stack

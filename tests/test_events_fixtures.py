@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from batchgate.catalog import load_catalog
-from batchgate.jobs import JOB_ID_PREFIX, job_id_for
-from batchgate.messages import RejectedMessage, parse_submit_message
+from batchgate.domain.catalog import load_catalog
+from batchgate.domain.jobs import JOB_ID_PREFIX, job_id_for
+from batchgate.domain.messages import RejectedMessage, parse_submit_message
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 ACCOUNT, REGION = "123456789012", "us-east-1"

@@ -12,13 +12,14 @@ from typing import Any
 
 import boto3
 import pytest
-from batchgate.dispatch import Dispatcher, DispatchResult, RetryLater
-from batchgate.ecs import EcsTasks
-from batchgate.jobs import Job, JobStatus, client_token, job_id_for
-from batchgate.launch_deferral import LaunchDeferral
-from batchgate.launch_governor import LaunchGovernor
-from batchgate.requeue import KIND_ATTRIBUTE, RETRY_KIND, JobsQueue, Relaunch
-from batchgate.strategy_settings import DEFAULT_STRATEGY_SETTINGS
+from batchgate.adapters.ecs import EcsTasks
+from batchgate.adapters.jobs_queue import JobsQueue
+from batchgate.domain.jobs import Job, JobStatus, client_token, job_id_for
+from batchgate.domain.relaunch import KIND_ATTRIBUTE, RETRY_KIND, Relaunch
+from batchgate.domain.strategy_settings import DEFAULT_STRATEGY_SETTINGS
+from batchgate.services.dispatch import Dispatcher, DispatchResult, RetryLater
+from batchgate.services.launch_deferral import LaunchDeferral
+from batchgate.services.launch_governor import LaunchGovernor
 from botocore.exceptions import ClientError
 
 from tests.conftest import LambdaContextStub, RecordingSqs, Stack, sqs_event

@@ -14,12 +14,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ("dispatch", "track", "history", "sweep")
 OPS_ONLY = (
-    "batchgate.cli",
-    "batchgate.stats",
-    "batchgate.job_views",
-    "batchgate.job_search",
-    "batchgate.whatif",
-    "batchgate.local",
+    "batchgate.ops.cli",
+    "batchgate.ops.stats",
+    "batchgate.ops.job_views",
+    "batchgate.ops.job_search",
+    "batchgate.ops.whatif",
+    "batchgate.ops.local",
     "click",
     "rich",
     "yaml",
@@ -62,6 +62,6 @@ def modules_after_import(function: str) -> list[str]:
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_a_cold_start_imports_none_of_the_ops_tooling(function: str) -> None:
     modules = modules_after_import(function)
-    assert "batchgate.telemetry" in modules  # the handler did import its own code
+    assert "batchgate.adapters.telemetry" in modules  # the handler did import its own code
     imported = [name for name in modules if name.split(".")[0] in OPS_ONLY or name.startswith(OPS_ONLY)]
     assert imported == []

@@ -1,4 +1,4 @@
-"""History: the latency sketch, and the history table adapter (batchgate.history_feed feeds it: see
+"""History: the latency sketch, and the history table adapter (batchgate.services.history_feed feeds it: see
 tests/test_history_feed.py)."""
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ from typing import Any
 
 import boto3
 import pytest
-from batchgate.history import HistoryTable
-from batchgate.latency_sketch import (
+from batchgate.adapters.history_table import HistoryTable
+from batchgate.adapters.job_table import ConcurrentUpdateError
+from batchgate.domain.latency_sketch import (
     GROWTH,
     AttemptObservation,
     LatencySketch,
     StrategyHistory,
     bucket_of,
 )
-from batchgate.stats import percentile
-from batchgate.table import ConcurrentUpdateError
+from batchgate.ops.stats import percentile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

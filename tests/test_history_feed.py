@@ -10,17 +10,17 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-from batchgate.history import HistoryTable
-from batchgate.history_feed import (
+from batchgate.adapters.history_table import HistoryTable
+from batchgate.adapters.job_table import to_attributes
+from batchgate.domain.jobs import Job
+from batchgate.domain.latency_sketch import GROWTH
+from batchgate.services.history_feed import (
     HistoryFeed,
     JobChange,
     SkippedAfterFailure,
     UnreadableJobImage,
     stopped_attempts,
 )
-from batchgate.jobs import Job
-from batchgate.latency_sketch import GROWTH
-from batchgate.table import to_attributes
 
 from tests.conftest import (
     LambdaContextStub,

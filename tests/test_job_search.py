@@ -6,9 +6,9 @@ import itertools
 from typing import Any
 
 import pytest
-from batchgate.job_search import InvalidToken, JobFilter, JobSearch
-from batchgate.jobs import JobStatus
-from batchgate.table import JobTable
+from batchgate.adapters.job_table import JobTable
+from batchgate.domain.jobs import JobStatus
+from batchgate.ops.job_search import InvalidToken, JobFilter, JobSearch
 
 from tests.cli_support import listed_job
 from tests.conftest import Stack

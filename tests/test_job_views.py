@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from batchgate import job_views
-from batchgate.jobs import Attempt, Job, JobStatus, LaunchPlan
+from batchgate.domain.jobs import Attempt, Job, JobStatus, LaunchPlan
+from batchgate.ops import job_views
 
 from tests.test_jobs import make_job
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from batchgate.jobs import (
+from batchgate.domain.jobs import (
     BATCH_NAME_PATTERN,
     Attempt,
     Job,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from batchgate.launch_deferral import LaunchDeferral, backoff_seconds
-from batchgate.requeue import MAX_DELAY_SECONDS, JobsQueue, Relaunch
-from batchgate.strategy_settings import DEFAULT_STRATEGY_SETTINGS
+from batchgate.adapters.jobs_queue import JobsQueue
+from batchgate.domain.backoff import MAX_DELAY_SECONDS, deferral_delay_seconds
+from batchgate.domain.relaunch import Relaunch
+from batchgate.domain.strategy_settings import DEFAULT_STRATEGY_SETTINGS
+from batchgate.services.launch_deferral import LaunchDeferral
 from botocore.exceptions import ClientError
 
 from tests.conftest import RecordingSqs, Stack
@@ -19,15 +21,15 @@ JOB = "bg-report-export-0123456789abcdef0123"
     [(1, 1.0, 2), (2, 1.0, 4), (5, 1.0, 32), (20, 1.0, 300), (3, 0.0, 1), (3, 0.5, 4)],
 )
 def test_backoff_grows_with_the_deferrals_and_is_capped(deferrals: int, rand: float, expected: int) -> None:
-    assert backoff_seconds(deferrals, base=2, cap=300, rand=lambda: rand) == expected
+    assert deferral_delay_seconds(deferrals, base=2, cap=300, rand=lambda: rand) == expected
 
 
 def test_backoff_respects_the_governor_hint() -> None:
-    assert backoff_seconds(1, base=2, cap=300, at_least=7.2, rand=lambda: 0.0) == 8
+    assert deferral_delay_seconds(1, base=2, cap=300, at_least=7.2, rand=lambda: 0.0) == 8
 
 
 def test_backoff_never_exceeds_what_sqs_can_delay() -> None:
-    assert backoff_seconds(1, base=2, cap=300, at_least=5000, rand=lambda: 1.0) == MAX_DELAY_SECONDS
+    assert deferral_delay_seconds(1, base=2, cap=300, at_least=5000, rand=lambda: 1.0) == MAX_DELAY_SECONDS
 
 
 def test_a_deferral_counts_on_from_the_message_it_came_from() -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from batchgate.launch_governor import LaunchGovernor, TokenBucket
-from batchgate.strategy_settings import StrategySettings
+from batchgate.domain.strategy_settings import StrategySettings
+from batchgate.services.launch_governor import LaunchGovernor, TokenBucket
 
 
 class FakeClock:

@@ -27,10 +27,10 @@ PACKAGE = Path(layer_build.__file__).parent / "batchgate"
 
 
 def services_the_package_calls() -> set[str]:
-    """Every service named by a `client("...")`-style call in the package outside batchgate.local."""
+    """Every service named by a `client("...")`-style call in the part of the package the layer ships."""
     services: set[str] = set()
     for path in PACKAGE.rglob("*.py"):
-        if path.relative_to(PACKAGE).parts[0] == "local":
+        if path.relative_to(PACKAGE).parts[0] in layer_build.NOT_SHIPPED:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from batchgate.local.commands import local_group
-from batchgate.local.docker import DockerEngine, DockerUnavailable
+from batchgate.ops.local.commands import local_group
+from batchgate.ops.local.docker import DockerEngine, DockerUnavailable
 from click.testing import CliRunner
 
 from tests.docker_stand_in import docker_calls, install_docker_stand_in

@@ -11,11 +11,12 @@ from typing import Any
 
 import boto3
 import pytest
-from batchgate.local.endpoint import LocalAws
-from batchgate.local.executor import ContainerDefinition, StartDelays
-from batchgate.local.intrinsics import Intrinsics, TemplateError, dependencies
-from batchgate.local.poller import PollResult, SqsPoller, failed_message_ids, lambda_record
-from batchgate.local.resources import (
+from batchgate.domain.task_events import TaskStateChange
+from batchgate.ops.local.endpoint import LocalAws
+from batchgate.ops.local.executor import ContainerDefinition, StartDelays
+from batchgate.ops.local.intrinsics import Intrinsics, TemplateError, dependencies
+from batchgate.ops.local.poller import PollResult, SqsPoller, failed_message_ids, lambda_record
+from batchgate.ops.local.resources import (
     ResourceBuilder,
     SqsEventSource,
     StreamEventSource,
@@ -23,11 +24,10 @@ from batchgate.local.resources import (
     parameter_values,
     translate,
 )
-from batchgate.local.stack import LocalStack, StackOptions
-from batchgate.local.task_state import TaskState
-from batchgate.stack_outputs import LocalState
-from batchgate.task_events import TaskStateChange
-from batchgate.template import load_template
+from batchgate.ops.local.stack import LocalStack, StackOptions
+from batchgate.ops.local.task_state import TaskState
+from batchgate.ops.stack_outputs import LocalState
+from batchgate.ops.template import load_template
 
 from tests.conftest import ROOT, event_fixture
 

@@ -18,12 +18,12 @@ from aws_lambda_powertools.utilities.parser.models import (
     DynamoDBStreamLambdaOnFailureDestinationModel,
     DynamoDBStreamModel,
 )
-from batchgate.local.filters import FilterError, matches_any, parse_patterns
-from batchgate.local.functions import HostConfig
-from batchgate.local.poller import PollResult
-from batchgate.local.resources import FunctionSpec, StreamEventSource
-from batchgate.local.stream_poller import StreamPacing, StreamPoller
-from batchgate.stream_records import epoch_seconds, lambda_stream_record
+from batchgate.ops.local.filters import FilterError, matches_any, parse_patterns
+from batchgate.ops.local.functions import HostConfig
+from batchgate.ops.local.poller import PollResult
+from batchgate.ops.local.resources import FunctionSpec, StreamEventSource
+from batchgate.ops.local.stream_poller import StreamPacing, StreamPoller
+from batchgate.ops.stream_records import epoch_seconds, lambda_stream_record
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

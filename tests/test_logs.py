@@ -6,8 +6,8 @@ from dataclasses import replace
 from typing import Any
 
 import boto3
-from batchgate.jobs import Job, JobStatus
-from batchgate.logs import LogLocation, TaskLogs
+from batchgate.domain.jobs import Job, JobStatus
+from batchgate.ops.logs import LogLocation, TaskLogs
 from botocore.stub import Stubber
 
 from tests.cli_support import LOG_GROUP, listed_job

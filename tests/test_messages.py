@@ -9,9 +9,9 @@ from typing import Any
 
 import jsonschema
 import pytest
-from batchgate.catalog import STRATEGIES, Catalog, load_catalog
-from batchgate.jobs import BATCH_NAME_PATTERN
-from batchgate.messages import (
+from batchgate.domain.catalog import STRATEGIES, Catalog, load_catalog
+from batchgate.domain.jobs import BATCH_NAME_PATTERN
+from batchgate.domain.messages import (
     MAX_MESSAGE_BYTES,
     SUBMIT_MESSAGE_SCHEMA,
     RejectedMessage,

@@ -1,9 +1,9 @@
-"""batchgate.pricing: Fargate's price list and billing rules."""
+"""batchgate.domain.pricing: Fargate's price list and billing rules."""
 
 from __future__ import annotations
 
 import pytest
-from batchgate import pricing
+from batchgate.domain import pricing
 
 
 def test_unlisted_region_uses_us_east_1_prices() -> None:

@@ -91,6 +91,15 @@ def test_sam_build_packages_the_layer_and_both_functions(tmp_path: Path) -> None
     # Package data the handlers load at import time.
     assert (layer / "batchgate" / "catalog.json").is_file()
     assert (layer / "batchgate" / "schemas" / "submit-message-v1.json").is_file()
+    # The runtime only: ops tooling and the application's client never run in Lambda.
+    assert {path.name for path in (layer / "batchgate").iterdir() if not path.name.startswith("__")} == {
+        "adapters",
+        "catalog.json",
+        "domain",
+        "py.typed",
+        "schemas",
+        "services",
+    }
     assert (layer / "aws_lambda_powertools" / "__init__.py").is_file()
     assert (layer / f"aws_lambda_powertools-{POWERTOOLS_VERSION}.dist-info").is_dir()
     assert (layer / "aws_xray_sdk").is_dir()  # the [tracer] extra
@@ -128,8 +137,8 @@ def test_sam_build_packages_the_layer_and_both_functions(tmp_path: Path) -> None
         pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-312.pyc"
         header = pyc.read_bytes()[:16]
         assert int.from_bytes(header[4:8], "little") == 0b01, pyc
-    jobs_pyc = (layer / "batchgate" / "__pycache__" / "jobs.cpython-312.pyc").read_bytes()
-    assert marshal.loads(jobs_pyc[16:]).co_filename == "/opt/python/batchgate/jobs.py"
+    jobs_pyc = (layer / "batchgate" / "domain" / "__pycache__" / "jobs.cpython-312.pyc").read_bytes()
+    assert marshal.loads(jobs_pyc[16:]).co_filename == "/opt/python/batchgate/domain/jobs.py"
 
     for function in ("DispatchFunction", "TrackFunction", "HistoryFunction", "SweepFunction"):
         assert (build_dir / function / "app.py").is_file(), function

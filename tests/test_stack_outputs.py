@@ -8,8 +8,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-from batchgate.jobs import JobStatus
-from batchgate.stack_outputs import AwsSession, ConfigurationError, LocalState, Target, read_samconfig
+from batchgate.domain.jobs import JobStatus
+from batchgate.ops.stack_outputs import AwsSession, ConfigurationError, LocalState, Target, read_samconfig
 
 from tests.cli_support import CliHarness, harness, listed_job
 from tests.conftest import REGION

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from batchgate import pricing, stats
-from batchgate.jobs import Attempt, Job, JobStatus, job_id_for
+from batchgate.domain import pricing
+from batchgate.domain.jobs import Attempt, Job, JobStatus, job_id_for
+from batchgate.ops import stats
 
 from tests.test_jobs import make_job
 
@@ -155,7 +156,7 @@ def test_summarize_groups_by_batch_and_last_strategy() -> None:
 
 
 def test_the_plans_recorded_size_wins_over_the_catalogs() -> None:
-    from batchgate.jobs import LaunchPlan
+    from batchgate.domain.jobs import LaunchPlan
 
     bigger = LaunchPlan("FARGATE", "FARGATE", "launch class standard", cpu=2048, memory=4096)
     sized = make_job(status=JobStatus.SUCCEEDED, attempts=(attempt(),), plan=bigger)

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from batchgate.catalog import load_catalog
-from batchgate.strategy import plan_launch
+from batchgate.domain.catalog import load_catalog
+from batchgate.domain.strategy import plan_launch
 
 CATALOG = load_catalog()
 

@@ -6,12 +6,12 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from batchgate.capacity import CapacitySnapshot
-from batchgate.catalog import BatchSpec, load_catalog
-from batchgate.jobs import LaunchPlan
-from batchgate.latency_sketch import HistorySummary
-from batchgate.strategy import plan_launch
-from batchgate.strategy_settings import DEFAULT_STRATEGY_SETTINGS, StrategySettings
+from batchgate.adapters.ec2_capacity import CapacitySnapshot
+from batchgate.domain.catalog import BatchSpec, load_catalog
+from batchgate.domain.jobs import LaunchPlan
+from batchgate.domain.latency_sketch import HistorySummary
+from batchgate.domain.strategy import plan_launch
+from batchgate.domain.strategy_settings import DEFAULT_STRATEGY_SETTINGS, StrategySettings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -199,7 +199,7 @@ def test_plan_survives_the_job_table_round_trip() -> None:
     plan = plan_launch(
         spec("payroll-calculation"), ec2_capacity_provider=CP, capacity=ROOMY, history=SHORT_HISTORY
     )
-    from batchgate.table import from_attributes, to_attributes
+    from batchgate.adapters.job_table import from_attributes, to_attributes
 
     assert LaunchPlan.from_item(from_attributes(to_attributes(plan.to_item()))) == plan
 

@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import boto3
 import pytest
-from batchgate.jobs import Job, JobStatus, job_id_for
-from batchgate.table import ConcurrentUpdateError, JobTable
+from batchgate.adapters.job_table import ConcurrentUpdateError, JobTable
+from batchgate.domain.jobs import Job, JobStatus, job_id_for
 
 from tests.conftest import Stack
 from tests.test_jobs import make_job

@@ -23,7 +23,7 @@ def test_tracer_patches_only_botocore_in_lambda(tmp_path: Path) -> None:
         "POWERTOOLS_METRICS_NAMESPACE": "Batchgate",
     }
     script = (
-        "import json, sys; import batchgate.telemetry; "
+        "import json, sys; import batchgate.adapters.telemetry; "
         "from aws_xray_sdk.core import patcher; "
         "print(json.dumps({'patched': sorted(patcher._PATCHED_MODULES), "
         "'sqlite3': 'sqlite3' in sys.modules, 'http.client': 'http.client' in sys.modules}))"

@@ -18,11 +18,12 @@ from typing import Any
 
 import layer_build
 import pytest
-from batchgate import history, table
-from batchgate import settings as settings_module
-from batchgate.jobs import JOB_ID_PREFIX
-from batchgate.settings import Settings
-from batchgate.stack_outputs import OUTPUTS
+from batchgate.adapters import history_table as history
+from batchgate.adapters import job_table as table
+from batchgate.domain.jobs import JOB_ID_PREFIX
+from batchgate.ops.stack_outputs import OUTPUTS
+from batchgate.services import settings as settings_module
+from batchgate.services.settings import Settings
 from cfnlint.decode.cfn_yaml import load as load_cfn_yaml  # type: ignore[import-untyped]
 from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
 
@@ -40,7 +41,7 @@ DEPLOY_ENVIRONMENTS = ("default", "dev", "prod")
 REGION = "us-east-1"
 # AWS: the queue's visibility timeout should be at least six times the function's timeout.
 VISIBILITY_FACTOR = 6
-# The bindings of the environment variables batchgate.settings reads (docs/contracts-internal.md).
+# The bindings of the environment variables batchgate.services.settings reads (docs/contracts-internal.md).
 ENVIRONMENT_BINDINGS: dict[str, Any] = {
     "JOB_TABLE_NAME": {"Ref": "JobTable"},
     "HISTORY_TABLE_NAME": {"Ref": "HistoryTable"},
@@ -57,8 +58,8 @@ ENVIRONMENT_BINDINGS: dict[str, Any] = {
     "POWERTOOLS_METRICS_NAMESPACE": "Batchgate",
     "POWERTOOLS_LOG_LEVEL": {"Ref": "LogLevel"},
 }
-# What each handler calls (batchgate.dispatch, ecs, capacity, cancel, table, history; batchgate.track,
-# requeue), and so must be allowed.
+# What each handler calls (batchgate.services.dispatch, ecs, capacity, cancel, table, history;
+# batchgate.services.track, relaunch), and so must be allowed.
 REQUIRED_ACTIONS = {
     "DispatchFunction": {
         "ecs:RunTask",
@@ -81,9 +82,9 @@ REQUIRED_ACTIONS = {
         "dynamodb:Query",
         "sqs:SendMessage",
     },
-    # batchgate.history_feed: one read and one conditional write of the history per finished attempt.
+    # batchgate.services.history_feed: one read and one conditional write of the history per finished attempt.
     "HistoryFunction": {"dynamodb:GetItem", "dynamodb:PutItem"},
-    # batchgate.sweep: timeouts (StopTask), reconciliation (DescribeTasks), relaunches (SendMessage).
+    # batchgate.services.sweep: timeouts (StopTask), reconciliation (DescribeTasks), relaunches (SendMessage).
     "SweepFunction": {
         "ecs:ListTasks",
         "ecs:DescribeTasks",
@@ -421,7 +422,8 @@ def test_only_the_rule_may_send_to_the_track_dlq(translated: dict[str, Any]) -> 
 def test_track_role_may_send_its_failures_to_the_track_dlq(translated: dict[str, Any]) -> None:
     role = properties(translated, "TrackFunctionRole")
     sends = statements_with(list(policy_statements(role)), "sqs:SendMessage")
-    # The on-failure destination (added by SAM) and the jobs queue for next attempts (batchgate.requeue).
+    # The on-failure destination (added by SAM) and the jobs queue for next attempts
+    # (batchgate.domain.relaunch).
     assert sorted(json.dumps(statement["Resource"]) for statement in sends) == sorted(
         json.dumps({"Fn::GetAtt": [queue, "Arn"]}) for queue in ("TrackDeadLetterQueue", "JobsQueue")
     )
@@ -440,7 +442,7 @@ def test_the_history_function_reads_the_job_tables_stream_in_order(template: dic
     stream = history_event(template)
     assert properties(template, "JobTable")["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
     assert stream["EventSourceArn"] == {"Fn::GetAtt": ["JobTable", "StreamArn"]}
-    # batchgate.history_feed folds in stream order and reports the first failure and all after it:
+    # batchgate.services.history_feed folds in stream order and reports the first failure and all after it:
     # Lambda must resume at it, one batch per shard at a time.
     assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert stream["ParallelizationFactor"] == 1
@@ -723,7 +725,7 @@ def contract_variables() -> list[str]:
 
 
 def settings_variables() -> set[str]:
-    """The environment variables batchgate.settings reads (the docs may lag behind the code)."""
+    """The environment variables batchgate.services.settings reads (the docs may lag behind the code)."""
     source = Path(settings_module.__file__ or "").read_text()
     return set(re.findall(r"""env(?:\.get\(|\[)["']([A-Z][A-Z0-9_]*)["']""", source))
 
@@ -766,7 +768,7 @@ def test_outputs_are_described_and_known_to_the_cli(template: dict[str, Any]) ->
         "TrackFunctionName",
     }
     assert required <= set(outputs)
-    # Every resource the CLI looks up in the stack's outputs (batchgate.stack_outputs) is there.
+    # Every resource the CLI looks up in the stack's outputs (batchgate.ops.stack_outputs) is there.
     for cli_name in set(OUTPUTS.values()):
         assert any(key in outputs for key, name in OUTPUTS.items() if name == cli_name), cli_name
     for name, output in outputs.items():
@@ -809,7 +811,7 @@ def test_samconfig_environments_differ_only_in_what_they_deploy() -> None:
         assert deploy["region"] == REGION
         assert deploy["resolve_s3"] is True
         assert deploy["capabilities"] == "CAPABILITY_IAM"
-        # The CLI (batchgate.stack_outputs) finds the stack by the global or the deploy stack_name.
+        # The CLI (batchgate.ops.stack_outputs) finds the stack by the global or the deploy stack_name.
         assert config[name]["global"]["parameters"]["stack_name"] == deploy["stack_name"]
 
 

@@ -6,15 +6,15 @@ from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
-import batchgate.track
+import batchgate.services.track
 import boto3
 import pytest
-from batchgate.dispatch import begin_attempt, record_task
-from batchgate.ecs import EcsTasks, LaunchOutcome
-from batchgate.jobs import Job, JobStatus, LaunchPlan
-from batchgate.requeue import JobsQueue
-from batchgate.task_events import InvalidTaskEvent, TaskStateChange, apply_task_event
-from batchgate.track import JobNotFound, TrackResult
+from batchgate.adapters.ecs import EcsTasks, LaunchOutcome
+from batchgate.adapters.jobs_queue import JobsQueue
+from batchgate.domain.jobs import Job, JobStatus, LaunchPlan
+from batchgate.domain.task_events import InvalidTaskEvent, TaskStateChange, apply_task_event
+from batchgate.services.dispatch import begin_attempt, record_task
+from batchgate.services.track import JobNotFound, TrackResult
 from botocore.stub import Stubber
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -177,9 +177,9 @@ def test_a_duplicate_delivered_concurrently_counts_nothing_again(
     provisioning["detail"]["taskArn"] = event["detail"]["taskArn"]
     tracker.track(provisioning)
     counted: list[str] = []
-    monkeypatch.setattr(batchgate.track, "count", lambda name, value=1: counted.append(name))
+    monkeypatch.setattr(batchgate.services.track, "count", lambda name, value=1: counted.append(name))
     monkeypatch.setattr(
-        batchgate.track,
+        batchgate.services.track,
         "record_start_latency",
         lambda strategy, seconds: counted.append(f"StartLatency {strategy}"),
     )

@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from batchgate import dispatch, strategy
-from batchgate.capacity import CapacitySnapshot
-from batchgate.catalog import BatchSpec, Catalog, load_catalog
-from batchgate.jobs import LaunchPlan
-from batchgate.strategy_settings import EC2, FARGATE, FARGATE_SPOT
-from batchgate.whatif import sample_trace
-from batchgate.whatif.model import DEDICATED, DEFAULT_WHATIF_SETTINGS, WhatIfSettings
-from batchgate.whatif.outcome import PolicyOutcome, compare, summarize
-from batchgate.whatif.policies import (
+from batchgate.adapters.ec2_capacity import CapacitySnapshot
+from batchgate.domain import strategy
+from batchgate.domain.catalog import BatchSpec, Catalog, load_catalog
+from batchgate.domain.jobs import LaunchPlan
+from batchgate.domain.strategy_settings import EC2, FARGATE, FARGATE_SPOT
+from batchgate.ops.whatif import sample_trace
+from batchgate.ops.whatif.model import DEDICATED, DEFAULT_WHATIF_SETTINGS, WhatIfSettings
+from batchgate.ops.whatif.outcome import PolicyOutcome, compare, summarize
+from batchgate.ops.whatif.policies import (
     Adaptive,
     AllFargate,
     AllFargateSpot,
@@ -25,9 +25,10 @@ from batchgate.whatif.policies import (
     FixedEc2Fleet,
     Policy,
 )
-from batchgate.whatif.replay import JobRun, replay
-from batchgate.whatif.report import markdown, notes
-from batchgate.whatif.trace import Trace, TraceError, TraceJob, load_trace, make_trace, write_trace_csv
+from batchgate.ops.whatif.replay import JobRun, replay
+from batchgate.ops.whatif.report import markdown, notes
+from batchgate.ops.whatif.trace import Trace, TraceError, TraceJob, load_trace, make_trace, write_trace_csv
+from batchgate.services import dispatch
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "traces" / "hr-saas-month.csv"
@@ -397,7 +398,7 @@ def test_the_report_shows_every_policy_and_the_window(month: dict[str, PolicyOut
 
 
 def test_plots_are_pngs(month: dict[str, PolicyOutcome], tmp_path: Path) -> None:
-    from batchgate.whatif.plots import write_plots
+    from batchgate.ops.whatif.plots import write_plots
 
     names = write_plots(list(month.values()), tmp_path)
     assert names == ["start-latency-cdf.png", "cost-vs-latency.png"]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from batchgate.cli import cli
-from batchgate.jobs import JobStatus, parse_iso
-from batchgate.whatif.policies import POLICY_NAMES
+from batchgate.domain.jobs import JobStatus, parse_iso
+from batchgate.ops.cli import cli
+from batchgate.ops.whatif.policies import POLICY_NAMES
 from click.testing import CliRunner, Result
 
 from tests.cli_support import CliHarness, harness, listed_job

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from batchgate.write_conflicts import (
+from batchgate.adapters.write_conflicts import (
     FIRST_PAUSE_SECONDS,
     LONGEST_PAUSE_SECONDS,
     conflict_pause,

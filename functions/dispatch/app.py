@@ -19,10 +19,10 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from batchgate.dispatch import Dispatcher, DispatchResult
-from batchgate.requeue import RETRY_KIND, message_kind
-from batchgate.settings import Settings
-from batchgate.telemetry import logger, metrics, tracer
+from batchgate.adapters.telemetry import logger, metrics, tracer
+from batchgate.domain.relaunch import RETRY_KIND, message_kind
+from batchgate.services.dispatch import Dispatcher, DispatchResult
+from batchgate.services.settings import Settings
 
 processor = AsyncBatchProcessor(event_type=EventType.SQS)
 dispatcher = Dispatcher.from_settings(Settings.from_environment())

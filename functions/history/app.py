@@ -13,9 +13,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from batchgate.history_feed import HistoryFeed
-from batchgate.settings import Settings
-from batchgate.telemetry import logger, metrics, tracer
+from batchgate.adapters.telemetry import logger, metrics, tracer
+from batchgate.services.history_feed import HistoryFeed
+from batchgate.services.settings import Settings
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 feed = HistoryFeed.from_settings(Settings.from_environment())

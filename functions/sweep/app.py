@@ -1,6 +1,6 @@
 """Sweep Lambda (scheduled): timeouts, stuck jobs, missed task events and lost launches.
 
-Thin: the domain is batchgate.sweep. Emits the StuckJobs metric on every run (0 included), which the
+Thin: the domain is batchgate.services.sweep. Emits the StuckJobs metric on every run (0 included), which the
 StuckJobsAlarm watches.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from batchgate.settings import Settings
-from batchgate.sweep import Sweeper
-from batchgate.telemetry import logger, metrics, tracer
+from batchgate.adapters.telemetry import logger, metrics, tracer
+from batchgate.services.settings import Settings
+from batchgate.services.sweep import Sweeper
 
 sweeper = Sweeper.from_settings(Settings.from_environment())
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from batchgate.settings import Settings
-from batchgate.telemetry import logger, metrics, tracer
-from batchgate.track import Tracker
+from batchgate.adapters.telemetry import logger, metrics, tracer
+from batchgate.services.settings import Settings
+from batchgate.services.track import Tracker
 
 tracker = Tracker.from_settings(Settings.from_environment())
 

@@ -38,11 +38,11 @@ DEPLOYED_SITE = "/opt/python"
 # template.yaml: the functions and the layer are arm64, on the python3.12 runtime.
 PIP_PLATFORM = ("--platform", "manylinux2014_aarch64", "--implementation", "cp", "--python-version", "3.12")
 RUNTIME_VERSION = (3, 12)
-# The services the batchgate package creates clients for (a test keeps this in step with the code;
-# batchgate.local is the developer's local stack and never runs in Lambda).
-BOTOCORE_SERVICES = frozenset(
-    {"cloudformation", "dynamodb", "dynamodbstreams", "ecs", "lambda", "logs", "sqs"}
-)
+# The services the layer's part of the package creates clients for (a test keeps this in step with
+# the code).
+BOTOCORE_SERVICES = frozenset({"dynamodb", "ecs", "sqs"})
+# Parts of the package that never run in Lambda.
+NOT_SHIPPED = ("ops", "client.py", "worker")
 # Model keys that only botocore's documentation (docstrings, generated docs) reads.
 DOCUMENTATION_KEYS = frozenset({"documentation", "documentationUrl"})
 # Read by botocore's documentation only.
@@ -74,7 +74,9 @@ def install_requirements(site: Path, requirements: Path = REQUIREMENTS) -> None:
 
 
 def copy_package(site: Path, package: Path = PACKAGE) -> None:
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    """Copies the runtime part of the package: what the functions import. Ops tooling (`ops/`) and the
+    application's client never run in Lambda."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", *NOT_SHIPPED)
     shutil.copytree(package, site / package.name, ignore=ignore, dirs_exist_ok=True)
 
 

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+from batchgate.adapters.job_table import JobTable
 from batchgate.client import BatchClient
-from batchgate.jobs import Attempt, Job, JobStatus
-from batchgate.table import JobTable
+from batchgate.domain.jobs import Attempt, Job, JobStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from batchgate.jobs import JobStatus
+from batchgate.domain.jobs import JobStatus
 
 from tests.docker_stand_in import docker_calls, install_docker_stand_in
 from tests.integration.local_stack import BATCHGATE, Stack, running_stack

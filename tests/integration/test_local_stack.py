@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from batchgate.history import HistoryTable
-from batchgate.jobs import JobStatus, job_id_for
+from batchgate.adapters.history_table import HistoryTable
+from batchgate.domain.jobs import JobStatus, job_id_for
 
 from tests.integration.local_stack import (
     BATCHGATE,

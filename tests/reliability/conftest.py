@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from batchgate.jobs import Job, JobStatus
-from batchgate.reconcile import task_attempt
-from batchgate.requeue import KIND_ATTRIBUTE, JobsQueue
+from batchgate.adapters.jobs_queue import JobsQueue
+from batchgate.domain.described_tasks import task_attempt
+from batchgate.domain.jobs import Job, JobStatus
+from batchgate.domain.relaunch import KIND_ATTRIBUTE
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from tests.conftest import RecordingSqs, Stack

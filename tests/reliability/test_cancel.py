@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import batchgate.cancel
+import batchgate.services.cancel
 import pytest
-from batchgate.cancel import CancelError, cancel_job
-from batchgate.dispatch import DispatchResult, RetryLater
-from batchgate.ecs import EcsTasks
-from batchgate.jobs import JobStatus
-from batchgate.requeue import Relaunch
+from batchgate.adapters.ecs import EcsTasks
+from batchgate.domain.jobs import JobStatus
+from batchgate.domain.relaunch import Relaunch
+from batchgate.services.cancel import CancelError, cancel_job
+from batchgate.services.dispatch import DispatchResult, RetryLater
 
 from tests.conftest import Stack
 from tests.reliability.conftest import RecordingSqs, Tally, tasks_by_attempt
@@ -110,7 +110,7 @@ def test_two_cancels_at_once_count_the_job_cancelled_once(
     stack.dispatcher().dispatch("m-1", PAYROLL)
     ecs = EcsTasks(stack.settings.cluster, stack.ecs_client)
     counted: list[str] = []
-    monkeypatch.setattr(batchgate.cancel, "count", lambda name, value=1: counted.append(name))
+    monkeypatch.setattr(batchgate.services.cancel, "count", lambda name, value=1: counted.append(name))
     before_either = stack.table.get(PAYROLL_JOB)
     assert cancel_job(stack.table, ecs, PAYROLL_JOB, "erin").status is JobStatus.CANCELLED
     # The other cancel read the job before this one wrote; its write loses and it reads the cancel back.

@@ -8,12 +8,13 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from batchgate.dispatch import DispatchResult, begin_attempt, record_task
-from batchgate.ecs import LaunchOutcome
-from batchgate.jobs import Job, JobStatus, LaunchPlan, client_token
-from batchgate.requeue import KIND_ATTRIBUTE, RETRY_KIND, JobsQueue, Relaunch
-from batchgate.task_events import TaskStateChange, apply_task_event
-from batchgate.track import Tracker
+from batchgate.adapters.ecs import LaunchOutcome
+from batchgate.adapters.jobs_queue import JobsQueue
+from batchgate.domain.jobs import Job, JobStatus, LaunchPlan, client_token
+from batchgate.domain.relaunch import KIND_ATTRIBUTE, RETRY_KIND, Relaunch
+from batchgate.domain.task_events import TaskStateChange, apply_task_event
+from batchgate.services.dispatch import DispatchResult, begin_attempt, record_task
+from batchgate.services.track import Tracker
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -58,7 +59,7 @@ ALL_2 = list(range(len(ATTEMPT_2)))
 
 
 def spec() -> Any:
-    from batchgate.catalog import load_catalog
+    from batchgate.domain.catalog import load_catalog
 
     return load_catalog().batches[CATALOG_SPEC_NAME]
 

@@ -13,12 +13,12 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-from batchgate.dispatch import Dispatcher, DispatchResult
-from batchgate.ecs import EcsTasks
-from batchgate.jobs import JobStatus, job_id_for
-from batchgate.table import JobTable
-from batchgate.task_events import TaskStateChange, apply_task_event
-from batchgate.track import Tracker
+from batchgate.adapters.ecs import EcsTasks
+from batchgate.adapters.job_table import JobTable
+from batchgate.domain.jobs import JobStatus, job_id_for
+from batchgate.domain.task_events import TaskStateChange, apply_task_event
+from batchgate.services.dispatch import Dispatcher, DispatchResult
+from batchgate.services.track import Tracker
 
 from tests.conftest import LambdaContextStub, Stack, sqs_event
 from tests.reliability.conftest import (

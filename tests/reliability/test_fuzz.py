@@ -11,12 +11,12 @@ import json
 from typing import Any
 
 import pytest
-from batchgate.dispatch import Dispatcher, DispatchResult
-from batchgate.ecs import EcsTasks, LaunchOutcome
-from batchgate.jobs import JobStatus, job_id_for
-from batchgate.messages import RejectedMessage, parse_submit_message
-from batchgate.requeue import MAX_DEFERRALS, InvalidRelaunchMessage, Relaunch
-from batchgate.task_events import InvalidTaskEvent, TaskStateChange
+from batchgate.adapters.ecs import EcsTasks, LaunchOutcome
+from batchgate.domain.jobs import JobStatus, job_id_for
+from batchgate.domain.messages import RejectedMessage, parse_submit_message
+from batchgate.domain.relaunch import MAX_DEFERRALS, InvalidRelaunchMessage, Relaunch
+from batchgate.domain.task_events import InvalidTaskEvent, TaskStateChange
+from batchgate.services.dispatch import Dispatcher, DispatchResult
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

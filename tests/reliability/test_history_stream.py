@@ -16,8 +16,8 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-from batchgate.history import HistoryTable
-from batchgate.history_feed import HistoryFeed
+from batchgate.adapters.history_table import HistoryTable
+from batchgate.services.history_feed import HistoryFeed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws

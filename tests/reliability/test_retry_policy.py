@@ -1,19 +1,19 @@
-"""The retry policy (batchgate.retry) as a pure function: defaults, catalog rules, back-off bounds."""
+"""The retry policy (batchgate.domain.retry_policy) as a pure function: defaults, catalog rules,
+back-off bounds."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 import pytest
-from batchgate.catalog import CatalogError, load_catalog, parse_catalog
-from batchgate.jobs import Attempt
-from batchgate.retry import (
-    MAX_DELAY_SECONDS,
+from batchgate.domain.backoff import MAX_DELAY_SECONDS, retry_delay_seconds
+from batchgate.domain.catalog import CatalogError, load_catalog, parse_catalog
+from batchgate.domain.jobs import Attempt
+from batchgate.domain.retry_policy import (
     Fail,
     Retry,
     RetryPolicy,
     RetryPolicyError,
-    backoff_seconds,
     decide,
     parse_retry_policy,
 )
@@ -160,9 +160,13 @@ def test_parse_retry_policy_reads_every_field() -> None:
 def test_backoff_is_bounded_deterministic_and_grows(base: int, spread: int, failed: int, job: str) -> None:
     ceiling = min(MAX_DELAY_SECONDS, base + spread)
     policy = RetryPolicy(base_delay_seconds=base, max_delay_seconds=ceiling)
-    delay = backoff_seconds(policy, job, failed)
+
+    def delay_of() -> int:
+        return retry_delay_seconds(policy.base_delay_seconds, policy.max_delay_seconds, job, failed)
+
+    delay = delay_of()
     TALLY_REF.add("policy decisions")
-    ok = 1 <= delay <= ceiling and delay == backoff_seconds(policy, job, failed)
+    ok = 1 <= delay <= ceiling and delay == delay_of()
     TALLY_REF.check("back-off bounded", ok)
     assert ok
     # Equal jitter: never below half of the exponential step.

@@ -9,18 +9,19 @@ from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
-import batchgate.sweep
+import batchgate.services.sweep
 import boto3
 import pytest
-from batchgate.dispatch import Dispatcher, DispatchResult, RetryLater
-from batchgate.ecs import EcsTasks
-from batchgate.history import HistoryTable
-from batchgate.history_feed import HistoryFeed
-from batchgate.jobs import Attempt, JobStatus, iso, job_id_for, parse_iso
-from batchgate.requeue import JobsQueue, Relaunch
-from batchgate.sweep import ACTIVE_STATUSES, Sweeper, SweepSettings
-from batchgate.table import JobTable
-from batchgate.task_events import TIMELINE_FIELDS
+from batchgate.adapters.ecs import EcsTasks
+from batchgate.adapters.history_table import HistoryTable
+from batchgate.adapters.job_table import JobTable
+from batchgate.adapters.jobs_queue import JobsQueue
+from batchgate.domain.jobs import Attempt, JobStatus, iso, job_id_for, parse_iso
+from batchgate.domain.relaunch import Relaunch
+from batchgate.domain.task_events import TIMELINE_FIELDS
+from batchgate.services.dispatch import Dispatcher, DispatchResult, RetryLater
+from batchgate.services.history_feed import HistoryFeed
+from batchgate.services.sweep import ACTIVE_STATUSES, Sweeper, SweepSettings
 
 from tests.conftest import LambdaContextStub, Stack, create_history_table, event_fixture, job_stream_records
 from tests.reliability.conftest import (
@@ -140,7 +141,7 @@ def test_a_task_past_its_timeout_is_stopped_and_the_job_ends_timed_out(
 def test_a_batch_that_retries_timeouts_gets_its_next_attempt(
     stack: Stack, sqs: RecordingSqs, tally: Tally
 ) -> None:
-    from batchgate.retry import RetryPolicy
+    from batchgate.domain.retry_policy import RetryPolicy
 
     running_job(stack, sqs)
     spec = stack.catalog.batches["payroll-calculation"]
@@ -192,7 +193,7 @@ def container_exit(task_arn: str, seconds: float) -> tuple[dict[str, Any], dict[
 def test_a_container_that_stopped_within_its_timeout_is_never_timed_out(
     stack: Stack, sqs: RecordingSqs, tally: Tally, retry_timeouts: bool
 ) -> None:
-    from batchgate.retry import RetryPolicy
+    from batchgate.domain.retry_policy import RetryPolicy
 
     task_arn = running_job(stack, sqs)
     spec = stack.catalog.batches["payroll-calculation"]
@@ -481,7 +482,9 @@ def test_a_status_holding_more_than_the_sweep_reads_is_read_oldest_first_and_cou
     for key in ("a", "b", "c"):
         running_since(stack, key, 5)
     counted: dict[str, int] = {}
-    monkeypatch.setattr(batchgate.sweep, "count", lambda name, value=1: counted.update({name: value}))
+    monkeypatch.setattr(
+        batchgate.services.sweep, "count", lambda name, value=1: counted.update({name: value})
+    )
     client = DescribedEcs(stack.ecs_client)
     report = sweeper(stack, client, sqs, 0, SweepSettings(max_jobs_per_status=3)).sweep()
     assert report.examined == 3 and report.capped == 1

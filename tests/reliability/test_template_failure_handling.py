@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from batchgate import sweep
+from batchgate.services import sweep
 from cfnlint.decode.cfn_yaml import load as load_cfn_yaml  # type: ignore[import-untyped]
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"

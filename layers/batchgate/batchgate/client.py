@@ -17,9 +17,14 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from batchgate.catalog import Catalog
-from batchgate.jobs import job_id_for
-from batchgate.messages import RejectedMessage, SubmitMessage, parse_submit_message, validate_message_shape
+from batchgate.domain.catalog import Catalog
+from batchgate.domain.jobs import job_id_for
+from batchgate.domain.messages import (
+    RejectedMessage,
+    SubmitMessage,
+    parse_submit_message,
+    validate_message_shape,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -1,0 +1,240 @@
+"""The DynamoDB job table adapter: the only module that reads or writes job items.
+
+Key schema (template.yaml declares the same; a test checks they agree):
+- table: hash key `job_id`
+- index `by-status`: hash `status`, range `created_at` (ops query newest first, the sweep oldest first)
+- index `by-batch`: hash `batch`, range `created_at` (query newest first)
+- TTL attribute `expires_at` (epoch seconds)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from batchgate.adapters.aws_clients import dynamodb_client
+from batchgate.adapters.write_conflicts import pause_after_conflict, tries_after_conflicts
+from batchgate.domain.jobs import Job
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+KEY_ATTRIBUTE = "job_id"
+SORT_ATTRIBUTE = "created_at"
+TTL_ATTRIBUTE = "expires_at"
+STATUS_INDEX = "by-status"
+BATCH_INDEX = "by-batch"
+INDEXES: dict[str, tuple[str, str]] = {
+    STATUS_INDEX: ("status", SORT_ATTRIBUTE),
+    BATCH_INDEX: ("batch", SORT_ATTRIBUTE),
+}
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+class ConcurrentUpdateError(RuntimeError):
+    """The item kept changing under us; the caller's unit of work should be retried later."""
+
+
+def to_attributes(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: _serializer.serialize(value) for key, value in item.items()}
+
+
+def from_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    return {key: _plain(_deserializer.deserialize(value)) for key, value in attributes.items()}
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; the job model wants int."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+@dataclass(frozen=True)
+class JobWrite:
+    """What one `JobTable.apply` did. `before` is the job the change was last applied to (as stored
+    just before the write, when there was one), `after` the job as stored afterwards; when the change
+    had nothing to write, both are the job as read."""
+
+    before: Job
+    after: Job
+
+    @property
+    def written(self) -> bool:
+        """This call wrote the job: what tells it apart from another writer's change read back."""
+        return self.after.revision != self.before.revision
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    next_token: dict[str, Any] | None
+
+
+class JobTable:
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient | None = None,
+        *,
+        pause: Callable[[int], None] = pause_after_conflict,
+    ) -> None:
+        self.table_name = table_name
+        self._client: DynamoDBClient = client or dynamodb_client()
+        self._pause = pause
+
+    def create(self, job: Job) -> Job | None:
+        """Write a new job and return it as stored; None when a job with this id exists already
+        (a redelivered message)."""
+        stored = replace(job, revision=1)
+        try:
+            self._client.put_item(
+                TableName=self.table_name,
+                Item=to_attributes(stored.to_item()),
+                ConditionExpression="attribute_not_exists(#key)",
+                ExpressionAttributeNames={"#key": KEY_ATTRIBUTE},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return None
+            raise
+        return stored
+
+    def get(self, job_id: str) -> Job | None:
+        response = self._client.get_item(
+            TableName=self.table_name, Key={KEY_ATTRIBUTE: {"S": job_id}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return Job.from_item(from_attributes(item)) if item else None
+
+    def save(self, job: Job) -> Job:
+        """Replace the item if nobody wrote it since `job` was read; raises ConcurrentUpdateError if not."""
+        saved = replace(job, revision=job.revision + 1)
+        try:
+            self._client.put_item(
+                TableName=self.table_name,
+                Item=to_attributes(saved.to_item()),
+                ConditionExpression="#revision = :revision",
+                ExpressionAttributeNames={"#revision": "revision"},
+                ExpressionAttributeValues={":revision": {"N": str(job.revision)}},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise ConcurrentUpdateError(job.job_id) from error
+            raise
+        return saved
+
+    def apply(
+        self,
+        job_id: str,
+        change: Callable[[Job], Job | None],
+        tries: int = 8,
+        *,
+        read: Job | None = None,
+    ) -> JobWrite | None:
+        """Read, change and conditionally write a job, re-reading when another writer got there first.
+
+        `change` is a pure function of the current job; it returns None when there is nothing to write.
+        `read` is the job as the caller just read it, which saves the first read; a stale one only
+        costs a failed conditional write. Returns the job the change was applied to and the job as
+        stored afterwards, or None when there is no such job. What a caller counts or reports must
+        come from `written` and `before`: the caller's own earlier read may predate another writer's
+        change that made this one a no-op.
+        """
+        current: Job | None = read
+        for _ in tries_after_conflicts(tries, self._pause):
+            if current is None:
+                current = self.get(job_id)
+                if current is None:
+                    return None
+            changed = change(current)
+            if changed is None or changed == current:
+                return JobWrite(before=current, after=current)
+            try:
+                return JobWrite(before=current, after=self.save(changed))
+            except ConcurrentUpdateError:
+                current = None
+        raise ConcurrentUpdateError(job_id)
+
+    def mutate(
+        self,
+        job_id: str,
+        change: Callable[[Job], Job | None],
+        tries: int = 8,
+        *,
+        read: Job | None = None,
+    ) -> Job | None:
+        """`apply`, for callers that need only the job as stored afterwards (None: no such job)."""
+        write = self.apply(job_id, change, tries, read=read)
+        return write.after if write is not None else None
+
+    def query(
+        self,
+        *,
+        status: str | None = None,
+        batch: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 50,
+        next_token: dict[str, Any] | None = None,
+        oldest_first: bool = False,
+    ) -> JobPage:
+        """One page of jobs, newest first (oldest first with `oldest_first`), from the status or the
+        batch index (never a scan)."""
+        if (status is None) == (batch is None):
+            raise ValueError("query by exactly one of status or batch")
+        index = STATUS_INDEX if status is not None else BATCH_INDEX
+        hash_name, range_name = INDEXES[index]
+        condition = "#h = :h"
+        names = {"#h": hash_name}
+        values: dict[str, Any] = {":h": {"S": status if status is not None else batch}}
+        if since or until:
+            names["#r"] = range_name
+        if since and until:
+            condition += " AND #r BETWEEN :since AND :until"
+            values.update({":since": {"S": since}, ":until": {"S": until}})
+        elif since:
+            condition += " AND #r >= :since"
+            values[":since"] = {"S": since}
+        elif until:
+            condition += " AND #r <= :until"
+            values[":until"] = {"S": until}
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": index,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": oldest_first,
+            "Limit": limit,
+        }
+        if next_token:
+            request["ExclusiveStartKey"] = next_token
+        response = self._client.query(**request)
+        jobs = [Job.from_item(from_attributes(item)) for item in response.get("Items", [])]
+        return JobPage(jobs=jobs, next_token=response.get("LastEvaluatedKey"))
+
+    def iterate(self, **criteria: Any) -> Iterator[Job]:
+        """Every job matching `query` criteria, page after page, in the query's order."""
+        token: dict[str, Any] | None = None
+        while True:
+            page = self.query(next_token=token, **criteria)
+            yield from page.jobs
+            token = page.next_token
+            if not token:
+                return
+
+
+def _is_condition_failure(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"

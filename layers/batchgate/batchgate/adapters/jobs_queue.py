@@ -1,0 +1,26 @@
+"""The jobs queue as batchgate itself writes to it: relaunch messages (batchgate.domain.relaunch)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from batchgate.adapters.aws_clients import OnFirstUse, sqs_client
+from batchgate.domain.backoff import MAX_DELAY_SECONDS
+from batchgate.domain.relaunch import KIND_ATTRIBUTE, RETRY_KIND, Relaunch
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+
+class JobsQueue:
+    def __init__(self, queue_url: str, client: SQSClient | None = None) -> None:
+        self.queue_url = queue_url
+        self._client = OnFirstUse.given(client, sqs_client)
+
+    def send_relaunch(self, relaunch: Relaunch, delay_seconds: int = 0) -> None:
+        self._client().send_message(
+            QueueUrl=self.queue_url,
+            MessageBody=relaunch.body(),
+            DelaySeconds=max(0, min(MAX_DELAY_SECONDS, int(delay_seconds))),
+            MessageAttributes={KIND_ATTRIBUTE: {"DataType": "String", "StringValue": RETRY_KIND}},
+        )

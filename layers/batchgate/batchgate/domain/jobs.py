@@ -1,0 +1,341 @@
+"""The job: one submitted batch command, its attempts and where it is now.
+
+Pure data and pure transitions; the table adapter persists it and the dispatch and track code decide
+which transition to apply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+JOB_ID_PREFIX = "bg-"
+# Batch names are short so that "<job id>-<attempt>" fits RunTask's 64-character clientToken.
+BATCH_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+REJECTED_BATCH = "rejected"
+
+
+class JobStatus(StrEnum):
+    SUBMITTED = "SUBMITTED"
+    DISPATCHING = "DISPATCHING"
+    DISPATCHED = "DISPATCHED"
+    PROVISIONING = "PROVISIONING"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
+    # The attempt failed and the retry policy gave the job another one, sent to the jobs queue with a
+    # back-off delay; the next attempt starts again at DISPATCHING.
+    RETRYING = "RETRYING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+
+    @property
+    def rank(self) -> int:
+        """Position in the lifecycle: a job's status never moves to a lower rank."""
+        return _RANK[self]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+_RANK = {status: index for index, status in enumerate(JobStatus)}
+for _terminal in ("SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED", "REJECTED"):
+    _RANK[JobStatus(_terminal)] = len(JobStatus)
+TERMINAL_STATUSES = frozenset(status for status in JobStatus if _RANK[status] == len(JobStatus))
+
+
+def job_id_for(batch: str, key: str) -> str:
+    """A deterministic job id: the same batch and idempotency key (or SQS message id) give the same job.
+
+    Readable in the console (it names the batch) and at most 56 characters, so that `startedBy`
+    (128) and `clientToken` (64, "<job id>-<attempt>") both fit.
+    """
+    name = batch if BATCH_NAME_PATTERN.match(batch) else REJECTED_BATCH
+    digest = hashlib.sha256(f"{batch}\x00{key}".encode()).hexdigest()[:20]
+    return f"{JOB_ID_PREFIX}{name}-{digest}"
+
+
+def is_job_id(value: str | None) -> bool:
+    return bool(value) and str(value).startswith(JOB_ID_PREFIX)
+
+
+def client_token(job_id: str, attempt: int, launch_try: int = 0) -> str:
+    """RunTask's idempotency token: "<job id>-<attempt>" for the plan's first choice, then
+    "<job id>-<attempt>.<try>" for each fallback of the same attempt (at most 56 + 6 characters)."""
+    return f"{job_id}-{attempt}" if launch_try == 0 else f"{job_id}-{attempt}.{launch_try}"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """UTC ISO 8601 with milliseconds: sorts as text, which the table's indexes rely on."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Where a job's task runs and why: the output of `plan_launch`."""
+
+    strategy: str
+    capacity_provider: str
+    reason: str
+    fallbacks: tuple[str, ...] = ()
+    inputs: dict[str, Any] = field(default_factory=dict)
+    # Task size sent as RunTask overrides (0: the catalog's, for plans stored before sizes were kept).
+    cpu: int = 0
+    memory: int = 0
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """Every strategy to try, in order: the choice, then the fallbacks."""
+        return (self.strategy, *self.fallbacks)
+
+    def to_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "strategy": self.strategy,
+            "capacity_provider": self.capacity_provider,
+            "reason": self.reason,
+            "fallbacks": list(self.fallbacks),
+            "inputs": self.inputs,
+        }
+        if self.cpu or self.memory:
+            item.update(cpu=self.cpu, memory=self.memory)
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> LaunchPlan:
+        return cls(
+            strategy=item["strategy"],
+            capacity_provider=item["capacity_provider"],
+            reason=item["reason"],
+            fallbacks=tuple(item.get("fallbacks", ())),
+            inputs=dict(item.get("inputs", {})),
+            cpu=int(item.get("cpu", 0)),
+            memory=int(item.get("memory", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One RunTask of a job: its task, where it ran, its timeline and how it ended."""
+
+    number: int
+    strategy: str
+    capacity_provider: str
+    dispatched_at: str
+    task_arn: str | None = None
+    last_status: str | None = None
+    event_version: int = 0
+    timeline: dict[str, str] = field(default_factory=dict)
+    exit_code: int | None = None
+    stop_code: str | None = None
+    stopped_reason: str | None = None
+    container_reason: str | None = None
+    log_group: str | None = None
+    log_stream: str | None = None
+    launch_failures: tuple[dict[str, str], ...] = ()
+    error: str | None = None
+    # What the sweep saw when this attempt stopped moving (e.g. "PENDING for 6 min: image pull not
+    # finished"), for ops.
+    note: str | None = None
+    # The position in the plan's chain being launched (0: the plan's choice), and every RunTask try of
+    # this attempt: strategy, capacity provider, client token, failures or error.
+    launch_try: int = 0
+    tries: tuple[dict[str, Any], ...] = ()
+    # A WARM attempt (batchgate.domain.warm): the pool task's slot that ran it and the image digest
+    # that task runs; its task_arn is the pool task's, its capacity_provider the pool's name.
+    slot: int | None = None
+    image_digest: str | None = None
+
+    def to_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "number": self.number,
+            "strategy": self.strategy,
+            "capacity_provider": self.capacity_provider,
+            "dispatched_at": self.dispatched_at,
+            "event_version": self.event_version,
+            "timeline": dict(self.timeline),
+            "launch_failures": [dict(failure) for failure in self.launch_failures],
+        }
+        if self.launch_try or self.tries:
+            item.update(launch_try=self.launch_try, tries=[dict(entry) for entry in self.tries])
+        optional = {
+            "task_arn": self.task_arn,
+            "last_status": self.last_status,
+            "exit_code": self.exit_code,
+            "stop_code": self.stop_code,
+            "stopped_reason": self.stopped_reason,
+            "container_reason": self.container_reason,
+            "log_group": self.log_group,
+            "log_stream": self.log_stream,
+            "error": self.error,
+            "note": self.note,
+            "slot": self.slot,
+            "image_digest": self.image_digest,
+        }
+        item.update({key: value for key, value in optional.items() if value is not None})
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Attempt:
+        exit_code = item.get("exit_code")
+        return cls(
+            number=int(item["number"]),
+            strategy=item["strategy"],
+            capacity_provider=item["capacity_provider"],
+            dispatched_at=item["dispatched_at"],
+            task_arn=item.get("task_arn"),
+            last_status=item.get("last_status"),
+            event_version=int(item.get("event_version", 0)),
+            timeline=dict(item.get("timeline", {})),
+            exit_code=None if exit_code is None else int(exit_code),
+            stop_code=item.get("stop_code"),
+            stopped_reason=item.get("stopped_reason"),
+            container_reason=item.get("container_reason"),
+            log_group=item.get("log_group"),
+            log_stream=item.get("log_stream"),
+            launch_failures=tuple(dict(failure) for failure in item.get("launch_failures", ())),
+            error=item.get("error"),
+            note=item.get("note"),
+            launch_try=int(item.get("launch_try", 0)),
+            tries=tuple(dict(entry) for entry in item.get("tries", ())),
+            slot=None if item.get("slot") is None else int(item["slot"]),
+            image_digest=item.get("image_digest"),
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One item of the job table.
+
+    `revision` is the optimistic-concurrency token: every write is conditional on it, so dispatch and
+    track never overwrite each other's changes.
+    """
+
+    job_id: str
+    batch: str
+    status: JobStatus
+    created_at: str
+    updated_at: str
+    expires_at: int
+    message_id: str
+    arguments: tuple[str, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    priority: int = 0
+    deadline: str | None = None
+    strategy_preference: str | None = None
+    reason: str | None = None
+    raw_message: str | None = None
+    plan: LaunchPlan | None = None
+    attempts: tuple[Attempt, ...] = ()
+    revision: int = 0
+
+    @property
+    def attempt(self) -> Attempt | None:
+        """The current (latest) attempt."""
+        return self.attempts[-1] if self.attempts else None
+
+    @property
+    def attempt_number(self) -> int:
+        return len(self.attempts)
+
+    def attempt_by_number(self, number: int) -> Attempt | None:
+        return next((attempt for attempt in self.attempts if attempt.number == number), None)
+
+    def with_attempt(self, attempt: Attempt) -> Job:
+        attempts = tuple(attempt if a.number == attempt.number else a for a in self.attempts)
+        return replace(self, attempts=attempts)
+
+    def moved_to(
+        self, status: JobStatus, at: str, reason: str | None = None, *, attempt: int | None = None
+    ) -> Job:
+        """The job in `status`. Ordering is per attempt: (attempt number, rank) never moves back, so a
+        new attempt (`attempt` above the current one) may start again at DISPATCHING, while within an
+        attempt a status never moves back. A terminal status is final (a task stopping after its job
+        was cancelled leaves the job CANCELLED)."""
+        number = self.attempt_number if attempt is None else attempt
+        if self.status.is_terminal or (number, status.rank) < (self.attempt_number, self.status.rank):
+            return self
+        return replace(self, status=status, updated_at=at, reason=reason if reason else self.reason)
+
+    def to_item(self) -> dict[str, Any]:
+        """The stored item. The current attempt's essentials are copied to the top level so that ops
+        reading the table in the console see them without opening the attempts list."""
+        item: dict[str, Any] = {
+            "job_id": self.job_id,
+            "batch": self.batch,
+            "status": self.status.value,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "expires_at": self.expires_at,
+            "message_id": self.message_id,
+            "arguments": list(self.arguments),
+            "environment": dict(self.environment),
+            "priority": self.priority,
+            "attempt": self.attempt_number,
+            "attempts": [attempt.to_item() for attempt in self.attempts],
+            "revision": self.revision,
+        }
+        optional: dict[str, Any] = {
+            "idempotency_key": self.idempotency_key,
+            "deadline": self.deadline,
+            "strategy_preference": self.strategy_preference,
+            "reason": self.reason,
+            "raw_message": self.raw_message,
+            "plan": self.plan.to_item() if self.plan else None,
+        }
+        current = self.attempt
+        if current is not None:
+            optional.update(
+                strategy=current.strategy,
+                strategy_reason=self.plan.reason if self.plan else None,
+                task_arn=current.task_arn,
+                timeline=dict(current.timeline) or None,
+                exit_code=current.exit_code,
+                stop_code=current.stop_code,
+                stopped_reason=current.stopped_reason,
+                log_group=current.log_group,
+                log_stream=current.log_stream,
+                note=current.note,
+            )
+        item.update({key: value for key, value in optional.items() if value is not None})
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Job:
+        plan = item.get("plan")
+        return cls(
+            job_id=item["job_id"],
+            batch=item["batch"],
+            status=JobStatus(item["status"]),
+            created_at=item["created_at"],
+            updated_at=item["updated_at"],
+            expires_at=int(item["expires_at"]),
+            message_id=item["message_id"],
+            arguments=tuple(item.get("arguments", ())),
+            environment=dict(item.get("environment", {})),
+            idempotency_key=item.get("idempotency_key"),
+            priority=int(item.get("priority", 0)),
+            deadline=item.get("deadline"),
+            strategy_preference=item.get("strategy_preference"),
+            reason=item.get("reason"),
+            raw_message=item.get("raw_message"),
+            plan=LaunchPlan.from_item(plan) if plan else None,
+            attempts=tuple(Attempt.from_item(attempt) for attempt in item.get("attempts", ())),
+            revision=int(item.get("revision", 0)),
+        )

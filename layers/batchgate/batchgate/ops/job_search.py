@@ -1,0 +1,270 @@
+"""Finding jobs newest first by status, batch and time, one page at a time, through the table's indexes.
+
+The table answers one status or one batch per query. A search over several statuses (or over all of
+them, when no filter is given) queries each status's partition of the `by-status` index and merges the
+results newest first; a search by batch *and* status reads the `by-batch` index and keeps the jobs in
+those statuses. The table is never scanned.
+
+A page's continuation token is opaque to the caller: it holds, for every partition still holding jobs,
+the index key of the last job taken from it (a DynamoDB ExclusiveStartKey), and the filter it belongs to.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+import json
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, TypedDict
+
+from batchgate.adapters.job_table import (
+    BATCH_INDEX,
+    INDEXES,
+    KEY_ATTRIBUTE,
+    SORT_ATTRIBUTE,
+    STATUS_INDEX,
+    JobTable,
+)
+from batchgate.domain.jobs import Job, JobStatus
+
+TOKEN_VERSION = 1
+# DynamoDB queries one page of the CLI may cost when a filter skips many jobs (batch + status).
+DEFAULT_QUERY_BUDGET = 50
+
+
+class InvalidToken(ValueError):
+    """A continuation token that is damaged or belongs to another filter."""
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    statuses: tuple[JobStatus, ...] = ()
+    batch: str | None = None
+    since: str | None = None  # ISO 8601 UTC, compared with created_at
+    until: str | None = None
+
+    def __post_init__(self) -> None:
+        # A status named twice ("failed" and "FAILED") is one partition: read it once.
+        object.__setattr__(self, "statuses", tuple(dict.fromkeys(self.statuses)))
+
+    def fingerprint(self) -> list[Any]:
+        """What a continuation token must match. The time window is not part of it: the token carries
+        the window of its first page, so that "--since 2h" means the same on every page."""
+        return [sorted(status.value for status in self.statuses), self.batch]
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    jobs: list[Job]
+    next_token: str | None
+
+
+class _Criteria(TypedDict, total=False):
+    """The index key of a `JobTable.query`, typed so that it cannot be taken for another argument."""
+
+    status: str
+    batch: str
+
+
+@dataclass(frozen=True)
+class _Partition:
+    """One partition of one index, and which of its jobs the filter keeps."""
+
+    key: str
+    index: str
+    value: str
+    keep: Callable[[Job], bool] = field(default=lambda _job: True)
+
+    def criteria(self) -> _Criteria:
+        return {"status": self.value} if self.index == STATUS_INDEX else {"batch": self.value}
+
+    def start_key(self, job: Job) -> dict[str, Any]:
+        """The ExclusiveStartKey that continues right after `job`."""
+        return self.start_key_at(job.job_id, job.created_at)
+
+    def start_key_at(self, job_id: str, created_at: str) -> dict[str, Any]:
+        hash_name, range_name = INDEXES[self.index]
+        return {KEY_ATTRIBUTE: {"S": job_id}, hash_name: {"S": self.value}, range_name: {"S": created_at}}
+
+
+def partitions_for(job_filter: JobFilter) -> list[_Partition]:
+    statuses = job_filter.statuses
+    if job_filter.batch is not None:
+        if statuses:
+            wanted = frozenset(statuses)
+            return [
+                _Partition(
+                    f"batch:{job_filter.batch}",
+                    BATCH_INDEX,
+                    job_filter.batch,
+                    keep=lambda job: job.status in wanted,
+                )
+            ]
+        return [_Partition(f"batch:{job_filter.batch}", BATCH_INDEX, job_filter.batch)]
+    chosen = statuses or tuple(JobStatus)
+    return [_Partition(f"status:{status.value}", STATUS_INDEX, status.value) for status in chosen]
+
+
+class _Stream:
+    """The jobs of one partition, newest first, read from the table a page at a time."""
+
+    def __init__(
+        self, table: JobTable, partition: _Partition, job_filter: JobFilter, start: dict[str, Any] | None
+    ) -> None:
+        self.table = table
+        self.partition = partition
+        self.job_filter = job_filter
+        self.cursor = start  # continues after the last job taken
+        self._next_query = start
+        self._buffer: deque[Job] = deque()
+        self._exhausted = False
+
+    def head(self, page_size: int, budget: list[int]) -> Job | None:
+        while not self._buffer and not self._exhausted:
+            if budget[0] <= 0:
+                raise _BudgetSpent
+            budget[0] -= 1
+            page = self.table.query(
+                **self.partition.criteria(),
+                since=self.job_filter.since,
+                until=self.job_filter.until,
+                limit=page_size,
+                next_token=self._next_query,
+            )
+            self._buffer.extend(page.jobs)
+            self._next_query = page.next_token
+            self._exhausted = page.next_token is None
+        return self._buffer[0] if self._buffer else None
+
+    def take(self) -> Job:
+        job = self._buffer.popleft()
+        self.cursor = self.partition.start_key(job)
+        return job
+
+    @property
+    def done(self) -> bool:
+        return self._exhausted and not self._buffer
+
+
+class _BudgetSpent(Exception):
+    pass
+
+
+def _newest(job: Job) -> tuple[str, str]:
+    return (job.created_at, job.job_id)
+
+
+class JobSearch:
+    def __init__(self, table: JobTable, query_budget: int = DEFAULT_QUERY_BUDGET) -> None:
+        self.table = table
+        self.query_budget = query_budget
+
+    def page(self, job_filter: JobFilter, limit: int = 25, token: str | None = None) -> SearchPage:
+        """Up to `limit` jobs newest first, and the token of the next page (None when there is none).
+
+        A page can hold fewer than `limit` jobs while a token is still returned when a batch + status
+        search had to skip many jobs; the next page continues where it stopped."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        partitions = partitions_for(job_filter)
+        if token:
+            starts, job_filter = _decode(token, job_filter)
+        else:
+            starts = {partition.key: None for partition in partitions}
+        streams = [
+            _Stream(self.table, partition, job_filter, starts[partition.key])
+            for partition in partitions
+            if partition.key in starts
+        ]
+        budget = [self.query_budget]
+        jobs: list[Job] = []
+        complete = True
+        try:
+            while len(jobs) < limit:
+                heads = [(stream, stream.head(limit, budget)) for stream in streams]
+                live = [(stream, job) for stream, job in heads if job is not None]
+                if not live:
+                    break
+                stream, job = max(live, key=lambda pair: _newest(pair[1]))
+                stream.take()
+                if stream.partition.keep(job):
+                    jobs.append(job)
+            for stream in streams:  # look ahead so that the last page does not promise more
+                stream.head(limit, budget)
+        except _BudgetSpent:
+            complete = False
+        remaining = {stream.partition.key: stream.cursor for stream in streams if not stream.done}
+        if complete and not remaining:
+            return SearchPage(jobs=jobs, next_token=None)
+        return SearchPage(jobs=jobs, next_token=_encode(remaining, job_filter))
+
+    def iterate(self, job_filter: JobFilter, page_size: int = 100) -> Iterator[Job]:
+        """Every job of the filter, newest first."""
+        token: str | None = None
+        while True:
+            page = self.page(job_filter, page_size, token)
+            yield from page.jobs
+            token = page.next_token
+            if token is None:
+                return
+
+    def each(self, job_filter: JobFilter, page_size: int = 500) -> Iterator[Job]:
+        """Every job of the filter, newest first across the partitions, each read once in pages of
+        `page_size` (no budget, no token): for aggregates. A caller that stops early has the newest
+        jobs of every status, not all of one status and none of the next."""
+        streams = [self._kept(partition, job_filter, page_size) for partition in partitions_for(job_filter)]
+        yield from heapq.merge(*streams, key=_newest, reverse=True)
+
+    def _kept(self, partition: _Partition, job_filter: JobFilter, page_size: int) -> Iterator[Job]:
+        """The partition's jobs the filter keeps, newest first."""
+        for job in self.table.iterate(
+            **partition.criteria(), since=job_filter.since, until=job_filter.until, limit=page_size
+        ):
+            if partition.keep(job):
+                yield job
+
+
+def _encode(starts: dict[str, dict[str, Any] | None], job_filter: JobFilter) -> str:
+    """Compact: per partition only the last job's id and created_at (the partition key names the index
+    value), zlib-compressed (job ids share long prefixes), URL-safe base64."""
+    positions = {
+        key: None if start is None else [start[KEY_ATTRIBUTE]["S"], start[SORT_ATTRIBUTE]["S"]]
+        for key, start in starts.items()
+    }
+    document = {
+        "v": TOKEN_VERSION,
+        "f": job_filter.fingerprint(),
+        "w": [job_filter.since, job_filter.until],
+        "p": positions,
+    }
+    raw = zlib.compress(json.dumps(document, separators=(",", ":"), sort_keys=True).encode(), 9)
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(token: str, job_filter: JobFilter) -> tuple[dict[str, dict[str, Any] | None], JobFilter]:
+    """The partitions' start keys, and the filter with the token's time window."""
+    damaged = "the --next token is damaged; copy it again from the previous page"
+    try:
+        raw = zlib.decompress(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        document = json.loads(raw)
+    except (binascii.Error, zlib.error, ValueError) as error:
+        raise InvalidToken(damaged) from error
+    if not isinstance(document, dict) or document.get("v") != TOKEN_VERSION or "p" not in document:
+        raise InvalidToken("the --next token is not one this version of batchgate wrote")
+    if document.get("f") != job_filter.fingerprint():
+        raise InvalidToken("the --next token belongs to a search with other filters; repeat those filters")
+    positions, window = document["p"], document.get("w")
+    if not isinstance(positions, dict) or not isinstance(window, list) or len(window) != 2:
+        raise InvalidToken(damaged)
+    partitions = {partition.key: partition for partition in partitions_for(job_filter)}
+    starts: dict[str, dict[str, Any] | None] = {}
+    for key, position in positions.items():
+        partition = partitions.get(key)
+        if partition is None or not (position is None or (isinstance(position, list) and len(position) == 2)):
+            raise InvalidToken(damaged)
+        starts[key] = None if position is None else partition.start_key_at(str(position[0]), str(position[1]))
+    return starts, replace(job_filter, since=window[0], until=window[1])

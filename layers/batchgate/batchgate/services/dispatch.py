@@ -1,0 +1,552 @@
+"""Dispatch: one submit message in, one job item and at most one ECS task per attempt out.
+
+The order of writes is what makes redelivery safe: the job item is created conditionally, the attempt
+(with its plan and clientToken) is written before RunTask, and RunTask itself is idempotent per
+clientToken. A message delivered twice, or redelivered after a crash at any point, finds the job and
+either does nothing or repeats the same RunTask, which returns the task already started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from batchgate.adapters.aws_clients import dynamodb_client, ecs_client
+from batchgate.adapters.ec2_capacity import CapacitySnapshot, Ec2Capacity
+from batchgate.adapters.ecs import EcsTasks, LaunchOutcome, PermanentLaunchError, RetryableLaunchError
+from batchgate.adapters.history_table import HistoryTable
+from batchgate.adapters.job_table import JobTable
+from batchgate.adapters.jobs_queue import JobsQueue
+from batchgate.adapters.telemetry import count, logger
+from batchgate.domain.catalog import BatchSpec, Catalog, load_catalog
+from batchgate.domain.described_tasks import task_attempt
+from batchgate.domain.jobs import (
+    Attempt,
+    Job,
+    JobStatus,
+    LaunchPlan,
+    client_token,
+    iso,
+    job_id_for,
+    parse_iso,
+    utc_now,
+)
+from batchgate.domain.latency_sketch import HistorySummary
+from batchgate.domain.launch_chain import advance_try, has_next_try, note_try_failure
+from batchgate.domain.messages import RejectedMessage, SubmitMessage, parse_submit_message
+from batchgate.domain.relaunch import Relaunch, awaited_attempt
+from batchgate.domain.strategy import plan_launch
+from batchgate.domain.strategy_settings import DEFAULT_STRATEGY_SETTINGS, EC2, StrategySettings
+from batchgate.services.cancel import stop_cancelled_task
+from batchgate.services.launch_deferral import LaunchDeferral
+from batchgate.services.launch_governor import LaunchGovernor
+from batchgate.services.settings import Settings
+
+# What is kept of a rejected message for ops to read; the full body is in the SQS message itself.
+RAW_MESSAGE_LIMIT = 2048
+BATCH_ATTRIBUTE_LIMIT = 64
+UNKNOWN_BATCH = "-"
+
+
+class DispatchResult(StrEnum):
+    DISPATCHED = "DISPATCHED"
+    DUPLICATE = "DUPLICATE"
+    REJECTED = "REJECTED"
+    FAILED = "FAILED"
+    # Throttled: put back on the queue as a delayed relaunch of the same attempt
+    # (batchgate.services.launch_deferral).
+    DEFERRED = "DEFERRED"
+
+
+class RetryLater(Exception):
+    """The record must go back to the queue: the job is safe and the same attempt is tried again.
+
+    `resume`: ECS (or our own launch-rate governor) said "slow down" while launching this attempt; the
+    dispatcher puts it back on the queue as this relaunch message instead, delayed by a back-off of at
+    least `delay_seconds`, when it has a jobs queue (`Dispatcher.deferral`)."""
+
+    def __init__(self, reason: str, *, resume: Relaunch | None = None, delay_seconds: float = 0.0) -> None:
+        super().__init__(reason)
+        self.resume = resume
+        self.delay_seconds = delay_seconds
+
+    @property
+    def throttled(self) -> bool:
+        return self.resume is not None
+
+
+# RunTask errors that mean "too many requests": the record comes back later, with a back-off.
+THROTTLING_MARKERS = ("Throttling", "TooManyRequests", "RequestLimitExceeded", "Rate exceeded")
+
+
+def is_throttling(reason: str) -> bool:
+    return any(marker in reason for marker in THROTTLING_MARKERS)
+
+
+@dataclass(frozen=True)
+class Dispatcher:
+    catalog: Catalog
+    table: JobTable
+    ecs: EcsTasks
+    settings: Settings
+    clock: Callable[[], datetime] = utc_now
+    # The launch strategy engine's inputs (docs/strategy.md); each is optional: without history the plan
+    # uses cold-start defaults, without capacity EC2 is tried and falls back, without a governor RunTask
+    # is not rate-limited here.
+    history: HistoryTable | None = None
+    capacity: Ec2Capacity | None = None
+    governor: LaunchGovernor | None = None
+    strategy_settings: StrategySettings = DEFAULT_STRATEGY_SETTINGS
+    # Where a throttled launch is put back (the jobs queue); without it the record itself goes back.
+    deferral: LaunchDeferral | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Dispatcher:
+        tuning = StrategySettings.from_environment()
+        # One of each, shared by the adapters and by the dispatch threads.
+        threads = settings.dispatch_concurrency
+        dynamodb, ecs = dynamodb_client(threads), ecs_client(threads)
+        return cls(
+            catalog=load_catalog(settings.catalog_path),
+            table=JobTable(settings.table_name, dynamodb),
+            ecs=EcsTasks(settings.cluster, ecs),
+            settings=settings,
+            history=(
+                HistoryTable(
+                    settings.history_table_name, dynamodb, cache_seconds=tuning.history_cache_seconds
+                )
+                if settings.history_table_name
+                else None
+            ),
+            capacity=(
+                Ec2Capacity(
+                    settings.cluster,
+                    settings.ec2_capacity_provider,
+                    ecs,
+                    ttl_seconds=tuning.capacity_cache_seconds,
+                )
+                if settings.ec2_capacity_provider
+                else None
+            ),
+            governor=LaunchGovernor.for_settings(tuning, settings.dispatch_max_concurrency),
+            strategy_settings=tuning,
+            deferral=LaunchDeferral(JobsQueue(queue), tuning) if (queue := settings.jobs_queue_url) else None,
+        )
+
+    def dispatch(self, message_id: str, body: str) -> DispatchResult:
+        """Handle one submit message. Raises RetryLater when the record must be redelivered."""
+        now = self.clock()
+        try:
+            message = parse_submit_message(body, self.catalog)
+        except RejectedMessage as rejected:
+            return self._reject(message_id, body, rejected, now)
+
+        spec = self.catalog.get(message.batch)
+        if spec is None:  # parse_submit_message already refuses unknown batches
+            raise AssertionError(f"batch {message.batch} vanished from the catalog")
+        job_id = job_id_for(message.batch, message.idempotency_key or message_id)
+        logger.thread_safe_append_keys(job_id=job_id, batch=message.batch)
+
+        job = self.table.create(self._new_job(job_id, message_id, message, now))
+        if job is not None:
+            count("JobsSubmitted")
+        else:
+            job = self.table.get(job_id)
+            if job is None or not _awaits_launch(job):
+                logger.info("duplicate delivery: job already exists", extra={"message_id": message_id})
+                return DispatchResult.DUPLICATE
+            logger.info("resuming a launch that did not finish", extra={"status": job.status})
+
+        if job.status is JobStatus.SUBMITTED and _deadline_passed(job, now):
+            return self._reject_late(job, now)
+        return self._launching(job, spec, now, deferrals=0)
+
+    def relaunch(self, body: str) -> DispatchResult:
+        """Handle an internal relaunch message (batchgate.domain.relaunch): start the job's next attempt
+        after a retryable failure, or resume a launch that was lost. Acts only while the job still waits for
+        exactly that attempt, so duplicates and late or forged messages change nothing. Raises
+        InvalidRelaunchMessage for a body batchgate did not write (the record ends in the DLQ)."""
+        now = self.clock()
+        relaunch = Relaunch.parse(body)
+        logger.thread_safe_append_keys(
+            job_id=relaunch.job_id, attempt=relaunch.attempt, deferrals=relaunch.deferrals
+        )
+        job = self.table.get(relaunch.job_id)
+        if job is None or awaited_attempt(job) != relaunch.attempt:
+            status = job.status if job else None
+            logger.info("relaunch not awaited: nothing to do", extra={"status": status})
+            return DispatchResult.DUPLICATE
+        spec = self.catalog.get(job.batch)
+        if spec is None:
+            reason = f"batch {job.batch} is no longer in the catalog"
+            self.table.mutate(job.job_id, lambda j: j.moved_to(JobStatus.FAILED, iso(now), reason))
+            count("JobsFailed")
+            return DispatchResult.FAILED
+        return self._launching(job, spec, now, deferrals=relaunch.deferrals)
+
+    def _reject_late(self, job: Job, now: datetime) -> DispatchResult:
+        """A SUBMITTED job whose deadline passed before its launch began ends REJECTED. Only while it is
+        still SUBMITTED: a concurrent delivery may have begun the launch meanwhile, and a job with a
+        task must never end without it."""
+        reason = _deadline_reason(job)
+
+        def reject(current: Job) -> Job | None:
+            if current.status is not JobStatus.SUBMITTED:
+                return None
+            return current.moved_to(JobStatus.REJECTED, iso(now), reason)
+
+        stored = self.table.mutate(job.job_id, reject, read=job)
+        if stored is None or stored.status is not JobStatus.REJECTED:
+            logger.info("another delivery began the launch", extra={"status": stored and stored.status})
+            return DispatchResult.DUPLICATE
+        count("JobsRejected")
+        return DispatchResult.REJECTED
+
+    def _launching(self, job: Job, spec: BatchSpec, now: datetime, *, deferrals: int) -> DispatchResult:
+        """`_launch`, with a throttled launch put back on the queue (its `deferrals`-th time so far)."""
+        try:
+            return self._launch(job, spec, now)
+        except RetryLater as retry:
+            if (
+                retry.resume is None
+                or self.deferral is None
+                or self.deferral.defer(retry.resume, deferrals, at_least=retry.delay_seconds) is None
+            ):
+                raise  # the record itself goes back to the queue
+            return DispatchResult.DEFERRED
+
+    def _launch(self, job: Job, spec: BatchSpec, now: datetime) -> DispatchResult:
+        attempt = job.attempt
+        if attempt is None or job.status in (JobStatus.SUBMITTED, JobStatus.RETRYING):
+            # A retry is planned knowing the previous attempt (a Spot interruption moves it on-demand).
+            plan = plan_launch(
+                spec,
+                preference=job.strategy_preference,
+                ec2_capacity_provider=self.settings.ec2_capacity_provider,
+                previous_stop_code=attempt.stop_code if attempt else None,
+                priority=job.priority,
+                history=self._history(spec),
+                capacity=self._capacity(spec, job),
+                settings=self.strategy_settings,
+            )
+            number = job.attempt_number + 1
+            # The job was just created or read: no second read before the conditional write.
+            stored = self.table.mutate(
+                job.job_id, lambda j: begin_attempt(j, plan, iso(now), number), read=job
+            )
+            if stored is None:
+                raise RetryLater(f"job {job.job_id} could not be read back")
+            began = stored.attempt
+            if began is None or began.number != number or stored.status is not JobStatus.DISPATCHING:
+                logger.info("another delivery began this attempt", extra={"status": stored.status})
+                return DispatchResult.DUPLICATE
+            job, attempt = stored, began
+        else:
+            # A resumed launch: an earlier delivery may have started the task and crashed before
+            # recording it. Find it by startedBy (and its BATCHGATE_ATTEMPT) instead of relying on
+            # RunTask's clientToken alone, which ECS only honours for a while.
+            found = self._started_task(job, attempt)
+            if found is not None:
+                logger.info("found the task of a resumed launch", extra={"task_arn": found})
+                return self._record_outcome(job, attempt, LaunchOutcome(task_arn=found), now)
+        # A resumed attempt reuses its stored plan: RunTask with the same clientToken and other
+        # parameters would be refused as a conflict.
+        return self._run_task(job, spec, attempt, now)
+
+    def _run_task(self, job: Job, spec: BatchSpec, attempt: Attempt, now: datetime) -> DispatchResult:
+        """One RunTask try of the attempt (its current strategy and token), behind the governor."""
+        resume = Relaunch(job.job_id, attempt.number)
+        self._admit(attempt, resume)
+        request = run_task_request(job, spec, attempt, self.settings)
+        try:
+            outcome = self.ecs.run_task(request)
+        except RetryableLaunchError as error:
+            retry_reason = error.reason
+            self.table.mutate(job.job_id, lambda j: note_attempt_error(j, attempt.number, retry_reason))
+            raise RetryLater(retry_reason, resume=resume if is_throttling(retry_reason) else None) from error
+        except PermanentLaunchError as error:
+            fail_reason = error.reason
+            self.table.mutate(job.job_id, lambda j: fail_attempt(j, attempt.number, fail_reason, iso(now)))
+            count("JobsFailed")
+            return DispatchResult.FAILED
+        return self._record_outcome(job, attempt, outcome, now)
+
+    def _admit(self, attempt: Attempt, resume: Relaunch) -> None:
+        if self.governor is None:
+            return
+        admission = self.governor.admit(attempt.strategy)
+        if not admission.admitted:
+            count("LaunchesDeferred")
+            raise RetryLater(
+                f"launch rate limit: next {attempt.strategy} launch in {admission.retry_after:.1f} s",
+                resume=resume,
+                delay_seconds=admission.retry_after,
+            )
+
+    def _history(self, spec: BatchSpec) -> Mapping[str, HistorySummary]:
+        if self.history is None:
+            return {}
+        try:
+            return self.history.summaries(spec.name)
+        except (ClientError, BotoCoreError) as error:
+            logger.warning("history unavailable: planning with defaults", extra={"error": str(error)})
+            return {}
+
+    def _capacity(self, spec: BatchSpec, job: Job) -> CapacitySnapshot | None:
+        wants_ec2 = EC2 in spec.launch_class.strategies or job.strategy_preference == EC2
+        if self.capacity is None or not wants_ec2:
+            return None
+        try:
+            return self.capacity.snapshot()
+        except (ClientError, BotoCoreError) as error:
+            logger.warning("EC2 capacity unknown: EC2 is tried first", extra={"error": str(error)})
+            return None
+
+    def _fall_back(self, job: Job, attempt: Attempt, outcome: LaunchOutcome, now: datetime) -> DispatchResult:
+        """No capacity for this try: the next strategy of the plan's chain, in this dispatch; the record
+        goes back to the queue only when the chain is exhausted."""
+        summary = outcome.failure_summary()
+        spec = self.catalog.get(job.batch)
+        number, from_try = attempt.number, attempt.launch_try
+        provider = self.settings.ec2_capacity_provider
+        if spec is not None and has_next_try(job, attempt):
+            stored = self.table.mutate(
+                job.job_id, lambda j: advance_try(j, number, from_try, outcome, provider)
+            )
+            current = stored.attempt_by_number(number) if stored is not None else None
+            if stored is not None and current is not None and current.task_arn is not None:
+                return DispatchResult.DUPLICATE  # another delivery recorded the task meanwhile
+            if stored is not None and current is not None and current.launch_try > from_try:
+                logger.info(
+                    "no capacity: falling back",
+                    extra={"from": attempt.strategy, "to": current.strategy, "failures": summary},
+                )
+                count("LaunchFallbacks")
+                return self._run_task(stored, spec, current, now)
+        error = f"RunTask failures: {summary}"
+        self.table.mutate(job.job_id, lambda j: note_try_failure(j, number, from_try, outcome, error))
+        raise RetryLater(f"RunTask reported no capacity: {summary}")
+
+    def _record_outcome(
+        self, job: Job, attempt: Attempt, outcome: LaunchOutcome, now: datetime
+    ) -> DispatchResult:
+        if outcome.task_arn is not None:
+            task_arn = outcome.task_arn
+            # `job` is as this dispatch last wrote or read it; a task event written since only costs
+            # a failed conditional write and a re-read.
+            recorded = self.table.mutate(
+                job.job_id,
+                lambda j: record_task(j, attempt.number, task_arn, outcome, iso(now)),
+                read=job,
+            )
+            recorded_attempt = recorded.attempt_by_number(attempt.number) if recorded is not None else None
+            kept = recorded_attempt.task_arn if recorded_attempt is not None else None
+            if kept is not None and kept != task_arn:
+                return self._stop_second_task(job, attempt, task_arn, kept)
+            if recorded is not None and recorded.status is JobStatus.CANCELLED:
+                stop_cancelled_task(self.ecs, recorded, task_arn)
+            logger.info("task started", extra={"task_arn": task_arn, "strategy": attempt.strategy})
+            count("JobsDispatched")
+            return DispatchResult.DISPATCHED
+        # No task in the response. The same clientToken is reused on redelivery, so if a task did
+        # start after all, ECS hands it back instead of starting another.
+        summary = outcome.failure_summary()
+        if outcome.failures_are_transient:
+            return self._fall_back(job, attempt, outcome, now)
+        self.table.mutate(
+            job.job_id,
+            lambda j: fail_attempt(j, attempt.number, f"RunTask failures: {summary}", iso(now), outcome),
+        )
+        count("JobsFailed")
+        return DispatchResult.FAILED
+
+    def _stop_second_task(self, job: Job, attempt: Attempt, task_arn: str, kept: str) -> DispatchResult:
+        """Another delivery recorded a different task for this attempt (concurrent deliveries on
+        different tries of its fallback chain): one attempt keeps one task, the one recorded first."""
+        reason = f"batchgate: attempt {attempt.number} of {job.job_id} already runs as task {kept}"
+        logger.error(
+            "a second task started for one attempt: stopping it", extra={"task_arn": task_arn, "kept": kept}
+        )
+        count("SecondTasksStopped")
+        try:
+            self.ecs.stop_task(task_arn, reason)
+        except (ClientError, BotoCoreError) as error:
+            # Returning the record repeats this: the same token gives back the same task to stop.
+            raise RetryLater(f"could not stop the second task {task_arn}: {error}") from error
+        return DispatchResult.DUPLICATE
+
+    def _started_task(self, job: Job, attempt: Attempt) -> str | None:
+        try:
+            tasks = self.ecs.tasks_started_by(job.job_id)
+        except (ClientError, BotoCoreError) as error:
+            raise RetryLater(f"could not list the tasks of {job.job_id}: {error}") from error
+        return next((t["taskArn"] for t in tasks if task_attempt(t) == attempt.number), None)
+
+    def _new_job(self, job_id: str, message_id: str, message: SubmitMessage, now: datetime) -> Job:
+        return Job(
+            job_id=job_id,
+            batch=message.batch,
+            status=JobStatus.SUBMITTED,
+            created_at=iso(now),
+            updated_at=iso(now),
+            expires_at=self._expiry(now),
+            message_id=message_id,
+            arguments=message.arguments,
+            environment=dict(message.environment),
+            idempotency_key=message.idempotency_key,
+            priority=message.priority,
+            deadline=iso(message.deadline) if message.deadline else None,
+            strategy_preference=message.strategy,
+        )
+
+    def _reject(self, message_id: str, body: str, rejected: RejectedMessage, now: datetime) -> DispatchResult:
+        batch = (rejected.batch or UNKNOWN_BATCH)[:BATCH_ATTRIBUTE_LIMIT]
+        job_id = job_id_for(batch, rejected.idempotency_key or message_id)
+        logger.thread_safe_append_keys(job_id=job_id, batch=batch)
+        job = Job(
+            job_id=job_id,
+            batch=batch,
+            status=JobStatus.REJECTED,
+            created_at=iso(now),
+            updated_at=iso(now),
+            expires_at=self._expiry(now),
+            message_id=message_id,
+            idempotency_key=rejected.idempotency_key,
+            reason=rejected.reason,
+            raw_message=body[:RAW_MESSAGE_LIMIT],
+        )
+        stored = self.table.create(job)
+        if stored is None and rejected.idempotency_key:
+            existing = self.table.get(job_id)
+            if existing is not None and existing.message_id != message_id:
+                # The key belongs to another message's job: record this one under its own message id,
+                # so that it stays visible without touching that job.
+                job = replace(
+                    job,
+                    job_id=job_id_for(batch, message_id),
+                    reason=f"{rejected.reason} (idempotency key already used by job {existing.job_id})",
+                )
+                stored = self.table.create(job)
+        if stored is not None:
+            count("JobsRejected")
+        logger.warning("message rejected", extra={"reason": job.reason, "message_id": message_id})
+        return DispatchResult.REJECTED
+
+    def _expiry(self, now: datetime) -> int:
+        return int((now + timedelta(days=self.settings.job_retention_days)).timestamp())
+
+
+def _awaits_launch(job: Job) -> bool:
+    """A job whose earlier delivery stopped before its task was recorded."""
+    if job.status is JobStatus.SUBMITTED:
+        return True
+    attempt = job.attempt
+    return job.status is JobStatus.DISPATCHING and attempt is not None and attempt.task_arn is None
+
+
+def _deadline_passed(job: Job, now: datetime) -> bool:
+    # The stored job's deadline: a later message with the same idempotency key is the same job.
+    return job.deadline is not None and now > parse_iso(job.deadline)
+
+
+def _deadline_reason(job: Job) -> str:
+    return f"deadline {job.deadline or '?'} passed before the job could be dispatched"
+
+
+# Pure transitions, applied through JobTable.mutate so that concurrent writers are never overwritten.
+
+
+def begin_attempt(job: Job, plan: LaunchPlan, at: str, number: int | None = None) -> Job | None:
+    """The job with a new attempt, DISPATCHING: the first one (SUBMITTED) or the next one after a
+    retryable failure (RETRYING). With `number`, only if that is the attempt the job waits for."""
+    if job.status not in (JobStatus.SUBMITTED, JobStatus.RETRYING):
+        return None
+    if number is not None and number != job.attempt_number + 1:
+        return None
+    attempt = Attempt(
+        number=job.attempt_number + 1,
+        strategy=plan.strategy,
+        capacity_provider=plan.capacity_provider,
+        dispatched_at=at,
+    )
+    # Ordering is per attempt: the new attempt starts again at DISPATCHING.
+    moved = job.moved_to(JobStatus.DISPATCHING, at, attempt=attempt.number)
+    return replace(moved, plan=plan, attempts=(*job.attempts, attempt))
+
+
+def record_task(job: Job, number: int, task_arn: str, outcome: LaunchOutcome, at: str) -> Job | None:
+    attempt = job.attempt_by_number(number)
+    if attempt is None or attempt.task_arn not in (None, task_arn):
+        return None  # never replaces the task another delivery recorded (dispatch stops this one)
+    updated = replace(attempt, task_arn=task_arn, launch_failures=outcome.failures, error=None)
+    # Task events may have moved the job past DISPATCHED already; moved_to never goes back.
+    return job.with_attempt(updated).moved_to(JobStatus.DISPATCHED, at)
+
+
+def note_attempt_error(job: Job, number: int, error: str, outcome: LaunchOutcome | None = None) -> Job | None:
+    attempt = job.attempt_by_number(number)
+    if attempt is None or attempt.task_arn is not None:
+        return None
+    failures = outcome.failures if outcome else attempt.launch_failures
+    return job.with_attempt(replace(attempt, error=error, launch_failures=failures))
+
+
+def fail_attempt(
+    job: Job, number: int, reason: str, at: str, outcome: LaunchOutcome | None = None
+) -> Job | None:
+    attempt = job.attempt_by_number(number)
+    if attempt is None or attempt.task_arn is not None:
+        return None
+    failures = outcome.failures if outcome else attempt.launch_failures
+    failed = job.with_attempt(replace(attempt, error=reason, launch_failures=failures))
+    return failed.moved_to(JobStatus.FAILED, at, reason)
+
+
+def run_task_request(job: Job, spec: BatchSpec, attempt: Attempt, settings: Settings) -> dict[str, Any]:
+    """The RunTask parameters of one attempt: the catalog decides the task; the message only fills in
+    arguments and allowed environment variables."""
+    environment = [
+        {"name": "BATCHGATE_JOB_ID", "value": job.job_id},
+        {"name": "BATCHGATE_ATTEMPT", "value": str(attempt.number)},
+        {"name": "BATCHGATE_BATCH", "value": job.batch},
+        *({"name": name, "value": value} for name, value in sorted(job.environment.items())),
+    ]
+    request: dict[str, Any] = {
+        "cluster": settings.cluster,
+        "taskDefinition": spec.task_definition,
+        "count": 1,
+        "startedBy": job.job_id,
+        "clientToken": client_token(job.job_id, attempt.number, attempt.launch_try),
+        "capacityProviderStrategy": [{"capacityProvider": attempt.capacity_provider, "weight": 1}],
+        "overrides": {
+            "cpu": str(spec.cpu),
+            "memory": str(spec.memory),
+            "containerOverrides": [
+                {
+                    "name": spec.container,
+                    "command": [*spec.command, *job.arguments],
+                    "environment": environment,
+                }
+            ],
+        },
+        "tags": [
+            {"key": "batchgate:job-id", "value": job.job_id},
+            {"key": "batchgate:batch", "value": job.batch},
+            {"key": "batchgate:attempt", "value": str(attempt.number)},
+        ],
+        "enableECSManagedTags": True,
+    }
+    if settings.subnets:
+        request["networkConfiguration"] = {
+            "awsvpcConfiguration": {
+                "subnets": list(settings.subnets),
+                "securityGroups": list(settings.security_groups),
+                "assignPublicIp": settings.assign_public_ip,
+            }
+        }
+    return request

@@ -1,0 +1,51 @@
+"""Deployment settings, read once per container from the environment the template sets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str
+    cluster: str
+    subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    assign_public_ip: str = "DISABLED"
+    ec2_capacity_provider: str | None = None
+    dispatch_concurrency: int = 10
+    job_retention_days: int = 90
+    catalog_path: str | None = None
+    # The launch strategy engine (docs/strategy.md): measured history, and the queue's concurrency that
+    # bounds how many dispatch containers share ECS's launch rate.
+    history_table_name: str | None = None
+    dispatch_max_concurrency: int = 2
+    # The jobs queue: where track and the sweep send a job's next attempt (batchgate.domain.relaunch).
+    jobs_queue_url: str | None = None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        missing = [name for name in ("JOB_TABLE_NAME", "ECS_CLUSTER") if not env.get(name)]
+        if missing:
+            raise RuntimeError(f"missing environment variables: {', '.join(missing)}")
+        return cls(
+            table_name=env["JOB_TABLE_NAME"],
+            cluster=env["ECS_CLUSTER"],
+            subnets=_split(env.get("ECS_SUBNETS", "")),
+            security_groups=_split(env.get("ECS_SECURITY_GROUPS", "")),
+            assign_public_ip=env.get("ECS_ASSIGN_PUBLIC_IP") or "DISABLED",
+            ec2_capacity_provider=env.get("EC2_CAPACITY_PROVIDER") or None,
+            dispatch_concurrency=int(env.get("DISPATCH_CONCURRENCY") or 10),
+            job_retention_days=int(env.get("JOB_RETENTION_DAYS") or 90),
+            catalog_path=env.get("BATCHGATE_CATALOG") or None,
+            history_table_name=env.get("HISTORY_TABLE_NAME") or None,
+            dispatch_max_concurrency=int(env.get("DISPATCH_MAX_CONCURRENCY") or 2),
+            jobs_queue_url=env.get("JOBS_QUEUE_URL") or None,
+        )
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
