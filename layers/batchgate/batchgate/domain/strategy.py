@@ -15,7 +15,12 @@ without AWS. The policy is in docs/strategy.md; in short:
   `short_run_seconds`) that starts faster on EC2 than on Fargate; else the class order without EC2 first;
 - objective "cost" (bulk): Fargate Spot first unless its interruption rate is too high or the batch is
   too short; EC2 (an instance already paid for) next when short; else on-demand;
-- a job of priority `high_priority` or more is planned for latency whatever its class.
+- a job of priority `high_priority` or more is planned for latency whatever its class;
+- WARM (a warm pool's slot) goes first, whatever the objective, for a batch that names a pool when the
+  pool advertises a free slot for it and its p95 run is below the pool's `max_run_seconds`: it starts in
+  about a second and its cost is already paid. Never after a WARM attempt ended without running (not
+  picked up, pool task stopped), and never against an honoured message preference. The ECS chain
+  stays behind it: an offer no worker claims goes to the next strategy at once.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from batchgate.adapters.ec2_capacity import CapacitySnapshot
 from batchgate.domain.catalog import BatchSpec
 from batchgate.domain.jobs import LaunchPlan
 from batchgate.domain.latency_sketch import SPOT_INTERRUPTION, HistorySummary
+from batchgate.domain.pools import WarmSlots
 from batchgate.domain.strategy_settings import (
     BALANCED,
     COST,
@@ -35,11 +41,13 @@ from batchgate.domain.strategy_settings import (
     FARGATE,
     FARGATE_SPOT,
     LATENCY,
+    WARM,
     StrategySettings,
 )
+from batchgate.domain.warm import WARM_STOP_CODES
 
 ON_DEMAND = FARGATE
-SHORT_NAMES = {EC2: "EC2", FARGATE: "Fargate", FARGATE_SPOT: "Spot"}
+SHORT_NAMES = {EC2: "EC2", FARGATE: "Fargate", FARGATE_SPOT: "Spot", WARM: "warm"}
 
 
 @dataclass(frozen=True)
@@ -64,12 +72,14 @@ def plan_launch(
     capacity: CapacitySnapshot | None = None,
     previous_stop_code: str | None = None,
     settings: StrategySettings = DEFAULT_STRATEGY_SETTINGS,
+    warm: WarmSlots | None = None,
 ) -> LaunchPlan:
     """The plan for one attempt of one job. Pure: same inputs, same plan.
 
     `history` maps strategy -> summary of this batch (missing or thin: cold-start defaults);
     `capacity` is the EC2 capacity provider's free capacity (None: unknown, EC2 is tried and falls back
-    on a capacity failure); `previous_stop_code` is the stop code of the job's previous attempt.
+    on a capacity failure); `previous_stop_code` is the stop code of the job's previous attempt;
+    `warm` is the free slots of the batch's pool (None: no pool, or its heartbeats unreadable).
     """
     history = history or {}
     launch_class = spec.launch_class
@@ -110,6 +120,13 @@ def plan_launch(
         order, why = _by_objective(order, objective, figures, settings)
         if preference is not None and not honoured:
             why += f"; {preference} preference not allowed for launch class {launch_class.name}"
+    order, why = _warm_first(
+        order,
+        why,
+        notes,
+        _warm_refusal(spec, warm, figures.run_p95, previous_stop_code, honoured),
+        warm if spec.pool else None,
+    )
     chosen, fallbacks = order[0], tuple(order[1:])
     reason = _reason(
         class_name=launch_class.name,
@@ -120,8 +137,11 @@ def plan_launch(
         settings=settings,
         spec=spec,
         ec2_considered=ec2_considered,
+        warm=warm,
     )
     capacity_provider = ec2_capacity_provider if chosen == EC2 and ec2_capacity_provider else chosen
+    if chosen == WARM and warm is not None:
+        capacity_provider = warm.pool
     return LaunchPlan(
         strategy=chosen,
         capacity_provider=capacity_provider,
@@ -136,6 +156,7 @@ def plan_launch(
             history=history,
             capacity=capacity,
             figures=figures,
+            warm=warm,
         ),
         cpu=spec.cpu,
         memory=spec.memory,
@@ -163,7 +184,7 @@ def _figures(
         run_p95, run_source = settings.default_run_seconds(objective), f"{objective} default"
     start: dict[str, float] = {}
     source: dict[str, str] = {}
-    for strategy in (EC2, FARGATE, FARGATE_SPOT):
+    for strategy in (EC2, FARGATE, FARGATE_SPOT, WARM):
         summary = trusted.get(strategy)
         if summary is not None and summary.start_p50 is not None:
             start[strategy], source[strategy] = summary.start_p50, "measured"
@@ -178,6 +199,37 @@ def _figures(
         slots=capacity.slots(spec.cpu, spec.memory) if capacity is not None else None,
         interruption_rate=spot.interruption_rate if spot is not None else None,
     )
+
+
+def _warm_first(
+    order: list[str], why: str, notes: list[str], refusal: str | None, warm: WarmSlots | None
+) -> tuple[list[str], str]:
+    """WARM ahead of the ECS chain when the pool takes the job (no `refusal`); the refusal noted."""
+    if refusal is not None:
+        notes.append(refusal)
+        return order, why
+    if warm is None:
+        return order, why
+    return [WARM, *order], f"warm slot free in pool {warm.pool}"
+
+
+def _warm_refusal(
+    spec: BatchSpec, warm: WarmSlots | None, run_p95: float, previous_stop_code: str | None, honoured: bool
+) -> str | None:
+    """Why a batch with a pool does not go warm this time (None: it does, or it has no pool)."""
+    if spec.pool is None:
+        return None
+    if warm is None:
+        return f"pool {spec.pool}: no heartbeat read"
+    if previous_stop_code in WARM_STOP_CODES:
+        return f"previous attempt ended {previous_stop_code}: not warm again"
+    if honoured:
+        return "message preference over the warm pool"
+    if run_p95 >= warm.max_run_seconds:
+        return f"p95 run {_s(run_p95)} too long for pool {warm.pool} (max {_s(warm.max_run_seconds)})"
+    if warm.free_slots <= 0:
+        return f"pool {warm.pool}: no free slot ({warm.tasks} task{'s' if warm.tasks != 1 else ''} up)"
+    return None
 
 
 def _first(order: list[str], strategy: str) -> list[str]:
@@ -242,6 +294,7 @@ def _reason(
     settings: StrategySettings,
     spec: BatchSpec,
     ec2_considered: bool,
+    warm: WarmSlots | None = None,
 ) -> str:
     """E.g. "EC2 (launch class interactive, fastest start): p95 run 14 s, EC2 start p50 12 s vs
     Fargate 48 s, 3 slots free"."""
@@ -249,6 +302,17 @@ def _reason(
         f"p95 run {_s(figures.run_p95)}" + ("" if figures.run_source.startswith("measured") else " (est.)")
     ]
     starts = figures.start_p50
+    if chosen == WARM and warm is not None:
+        others = " / ".join(
+            f"{SHORT_NAMES[other]} {_s(starts[other])}"
+            for other in (EC2, FARGATE)
+            if other != EC2 or ec2_considered
+        )
+        parts.append(f"warm start p50 {_s(starts[WARM])} vs {others}")
+        parts.append(f"{warm.free_slots} warm slot{'s' if warm.free_slots != 1 else ''} free")
+        parts.append("pool cost already paid")
+        text = f"{chosen} (launch class {class_name}, {why}): {', '.join(parts)}"
+        return text + ("; " + "; ".join(notes) if notes else "")
     if chosen == EC2 or ec2_considered:
         parts.append(f"EC2 start p50 {_s(starts[EC2])} vs Fargate {_s(starts[FARGATE])}")
     else:
@@ -274,9 +338,11 @@ def _inputs(
     history: Mapping[str, HistorySummary],
     capacity: CapacitySnapshot | None,
     figures: _Figures,
+    warm: WarmSlots | None = None,
 ) -> dict[str, object]:
     """Everything the decision read, stored on the job: enough to replay it ("whatif")."""
-    return {
+    inputs: dict[str, object] = {"warm": warm.to_dict()} if warm is not None else {}
+    return inputs | {
         "launch_class": spec.launch_class.name,
         "objective": objective,
         "preference": preference,
