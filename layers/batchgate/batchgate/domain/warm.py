@@ -14,10 +14,11 @@ A WARM attempt is offered, then claimed or expired, exactly once:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 
 from batchgate.adapters.ecs import LogPointer
-from batchgate.domain.jobs import Job, JobStatus
+from batchgate.domain.jobs import Job, JobStatus, is_job_id
 from batchgate.domain.task_events import ContainerState, TaskStateChange, apply_task_event
 
 WARM = "WARM"
@@ -30,6 +31,37 @@ WARM_STOP_CODES = frozenset({NOT_PICKED_UP, POOL_TASK_STOPPED})
 OFFERED = "offered"
 # Versions of a warm attempt's changes: the claim is RUNNING at 1, the worker's later reports count up.
 CLAIM_VERSION = 1
+
+
+class InvalidWorkOffer(ValueError):
+    """A pool work message that batchgate did not write."""
+
+
+@dataclass(frozen=True)
+class WorkOffer:
+    """The pool work queue's message, and the dispatch check message's body: which attempt of which
+    job. The worker reads everything else from the job item."""
+
+    job_id: str
+    attempt: int
+
+    def body(self) -> str:
+        return json.dumps({"job_id": self.job_id, "attempt": self.attempt}, separators=(",", ":"))
+
+    @classmethod
+    def parse(cls, body: str) -> WorkOffer:
+        try:
+            document = json.loads(body)
+        except ValueError as error:
+            raise InvalidWorkOffer(f"work message is not JSON: {error}") from error
+        if not isinstance(document, dict):
+            raise InvalidWorkOffer("work message is not a JSON object")
+        job_id, attempt = document.get("job_id"), document.get("attempt")
+        if not isinstance(job_id, str) or not is_job_id(job_id) or len(job_id) > 128:
+            raise InvalidWorkOffer("work message has no valid job_id")
+        if not isinstance(attempt, int) or isinstance(attempt, bool) or not 1 <= attempt <= 100:
+            raise InvalidWorkOffer("work message has no valid attempt number")
+        return cls(job_id=job_id, attempt=attempt)
 
 
 @dataclass(frozen=True)

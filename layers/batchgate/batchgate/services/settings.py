@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,9 @@ class Settings:
     dispatch_max_concurrency: int = 2
     # The jobs queue: where track and the sweep send a job's next attempt (batchgate.domain.relaunch).
     jobs_queue_url: str | None = None
+    # The warm lane (docs/warm-lane.md): the pools' heartbeat table and each pool's work queue.
+    pool_table_name: str | None = None
+    pool_queue_urls: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -44,7 +47,20 @@ class Settings:
             history_table_name=env.get("HISTORY_TABLE_NAME") or None,
             dispatch_max_concurrency=int(env.get("DISPATCH_MAX_CONCURRENCY") or 2),
             jobs_queue_url=env.get("JOBS_QUEUE_URL") or None,
+            pool_table_name=env.get("POOL_TABLE_NAME") or None,
+            pool_queue_urls=_pool_queue_urls(env.get("POOL_QUEUE_URLS") or ""),
         )
+
+
+def _pool_queue_urls(value: str) -> Mapping[str, str]:
+    """POOL_QUEUE_URLS: "pool=url,pool=url" (a queue URL has no comma)."""
+    urls = {}
+    for entry in _split(value):
+        pool, separator, url = entry.partition("=")
+        if not separator or not pool.strip() or not url.strip():
+            raise RuntimeError(f"POOL_QUEUE_URLS: {entry!r} is not pool=url")
+        urls[pool.strip()] = url.strip()
+    return urls
 
 
 def _split(value: str) -> tuple[str, ...]:
