@@ -232,6 +232,20 @@ def test_rejected_message_is_keyed_by_its_idempotency_key(stack: Stack) -> None:
     assert job is not None and job.status is JobStatus.REJECTED and job.idempotency_key == "k-9"
 
 
+def test_a_lone_surrogate_escape_ends_rejected_instead_of_failing_every_delivery(stack: Stack) -> None:
+    # JSON's "\ud83d" alone decodes to a string no UTF-8 encoder takes: the job id hash, DynamoDB and
+    # the log all encode it, so before the fix the record failed on each delivery until dead-lettered.
+    body = (
+        '{"schema_version": 1, "batch": "payroll-calculation", "arguments": ["2026-11"], '
+        '"idempotency_key": "k-\\ud83d"}'
+    )
+    assert stack.dispatcher().dispatch("m-1", body) is DispatchResult.REJECTED
+    job = stack.table.get(job_id_for("payroll-calculation", "k-\ufffd"))
+    assert job is not None and job.status is JobStatus.REJECTED
+    assert "lone UTF-16 surrogate" in (job.reason or "")
+    assert job.raw_message == body  # the escape as sent: the body itself is plain ASCII here
+
+
 def test_passed_deadline_rejects_without_launching(stack: Stack) -> None:
     body = json.dumps(
         {

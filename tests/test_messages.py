@@ -489,3 +489,68 @@ def test_parsing_costs_microseconds_because_the_schema_is_compiled_once(catalog:
     for _ in range(500):
         parse_submit_message(payload, catalog)
     assert time.perf_counter() - started < 0.5
+
+
+def test_overrides_are_counted_in_utf8_bytes_as_ecs_counts_them(catalog: Catalog) -> None:
+    def accented(count: int) -> str:
+        document = {
+            "schema_version": 1,
+            "batch": "report-export",
+            "arguments": ["headcount"],
+            "environment": {"LOG_LEVEL": "é" * count},
+        }
+        return json.dumps(document, ensure_ascii=False)
+
+    # 1,300 accented characters: 2,600 bytes, far below the limit (as \u escapes they were 7,800).
+    assert parse_submit_message(accented(1300), catalog).environment["LOG_LEVEL"] == "é" * 1300
+    # 3,950 of them (7,900 bytes) fit the message but not RunTask's overrides.
+    with pytest.raises(RejectedMessage, match="bytes of RunTask overrides"):
+        parse_submit_message(accented(3950), catalog)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "batch", "key"),
+    [
+        pytest.param(
+            '{"schema_version": 1, "batch": "payroll\\ud83d", "arguments": ["2026-11"]}',
+            "batch",
+            "payroll\ufffd",
+            None,
+            id="batch",
+        ),
+        pytest.param(
+            '{"schema_version": 1, "batch": "payroll-calculation", "arguments": ["2026-11"], '
+            '"idempotency_key": "k-\\udc00"}',
+            "idempotency_key",
+            "payroll-calculation",
+            "k-\ufffd",
+            id="idempotency key",
+        ),
+        pytest.param(
+            '{"schema_version": 1, "batch": "payroll-calculation", "arguments": ["2026-11", "\\ud83d"]}',
+            "arguments[1]",
+            "payroll-calculation",
+            None,
+            id="argument",
+        ),
+        pytest.param(
+            '{"schema_version": 1, "batch": "payroll-calculation", "arguments": ["2026-11"], '
+            '"environment": {"\\ud83d": "x"}}',
+            "environment.\ufffd",
+            "payroll-calculation",
+            None,
+            id="environment name",
+        ),
+    ],
+)
+def test_a_lone_surrogate_escape_is_rejected_with_an_identity_that_can_be_stored(
+    catalog: Catalog, raw: str, field: str, batch: str, key: str | None
+) -> None:
+    with pytest.raises(RejectedMessage) as raised:
+        parse_submit_message(raw, catalog)
+    rejected = raised.value
+    assert f"field {field!r} holds a lone UTF-16 surrogate" in rejected.reason
+    assert (rejected.batch, rejected.idempotency_key) == (batch, key)
+    # Everything the dispatcher will hash, store and log encodes.
+    for text in (rejected.reason, rejected.batch or "", rejected.idempotency_key or ""):
+        text.encode("utf-8")

@@ -140,11 +140,13 @@ def _overrides_problem(spec: BatchSpec, message: SubmitMessage) -> str | None:
         "command": [*spec.command, *message.arguments],
         "environment": [{"name": name, "value": value} for name, value in message.environment.items()],
     }
-    size = len(json.dumps({"containerOverrides": [container]})) + DISPATCH_OVERRIDES_RESERVE
+    # ECS counts the overrides' JSON in bytes: an accented character is two, not a six-character escape.
+    encoded = json.dumps({"containerOverrides": [container]}, ensure_ascii=False).encode("utf-8")
+    size = len(encoded) + DISPATCH_OVERRIDES_RESERVE
     if size <= RUN_TASK_OVERRIDES_LIMIT:
         return None
     return (
-        f"arguments and environment need about {size} characters of RunTask overrides; "
+        f"arguments and environment need about {size} bytes of RunTask overrides; "
         f"the limit is {RUN_TASK_OVERRIDES_LIMIT}"
     )
 
@@ -156,12 +158,55 @@ class _Invalid(Exception):
 def _read_message(body: str) -> SubmitMessage:
     document = _decode(body)
     batch, idempotency_key = _identity(document)
+    surrogate = _lone_surrogate_path(document)
+    if surrogate is not None:
+        # JSON's \ud83d escape alone decodes to text no UTF-8 encoder accepts: refused here, before
+        # anything hashes, stores or logs it, under the identity with the surrogate replaced.
+        raise RejectedMessage(
+            f"field {printable(surrogate)!r} holds a lone UTF-16 surrogate escape "
+            "(e.g. \\ud83d without its pair): not valid Unicode text",
+            batch=printable(batch) if batch is not None else None,
+            idempotency_key=printable(idempotency_key) if idempotency_key is not None else None,
+        )
     try:
         _check_version(document)
         _check_shape(document)
         return _message_from(document)
     except _Invalid as invalid:
         raise RejectedMessage(str(invalid), batch=batch, idempotency_key=idempotency_key) from None
+
+
+def printable(text: str) -> str:
+    """`text` with every lone surrogate replaced (U+FFFD), so that it can be encoded, stored and logged."""
+    if not _has_surrogate(text):
+        return text
+    return "".join("\ufffd" if 0xD800 <= ord(char) <= 0xDFFF else char for char in text)
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _lone_surrogate_path(value: Any, path: str = "") -> str | None:
+    """The first field (dotted, "[i]" for list items) whose name or text holds a lone surrogate."""
+    if isinstance(value, str):
+        return path if _has_surrogate(value) else None
+    children: list[tuple[str, Any]]
+    if isinstance(value, dict):
+        children = [(f"{path}.{key}" if path else str(key), item) for key, item in value.items()]
+    elif isinstance(value, list):
+        children = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
+    else:
+        return None
+    for name, item in children:
+        found = name if _has_surrogate(name) else _lone_surrogate_path(item, name)
+        if found is not None:
+            return found
+    return None
 
 
 def _decode(body: str) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from batchgate.domain.jobs import (
 )
 from batchgate.domain.latency_sketch import HistorySummary
 from batchgate.domain.launch_chain import advance_try, has_next_try, note_try_failure
-from batchgate.domain.messages import RejectedMessage, SubmitMessage, parse_submit_message
+from batchgate.domain.messages import RejectedMessage, SubmitMessage, parse_submit_message, printable
 from batchgate.domain.relaunch import Relaunch, awaited_attempt
 from batchgate.domain.strategy import plan_launch
 from batchgate.domain.strategy_settings import DEFAULT_STRATEGY_SETTINGS, EC2, StrategySettings
@@ -418,7 +418,7 @@ class Dispatcher:
             message_id=message_id,
             idempotency_key=rejected.idempotency_key,
             reason=rejected.reason,
-            raw_message=body[:RAW_MESSAGE_LIMIT],
+            raw_message=printable(body[:RAW_MESSAGE_LIMIT]),
         )
         stored = self.table.create(job)
         if stored is None and rejected.idempotency_key:
