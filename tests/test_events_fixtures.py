@@ -271,3 +271,12 @@ def test_job_stream_sample_has_the_lambda_record_shape_and_follows_the_task_even
         [attempt] = record["dynamodb"]["NewImage"]["attempts"]["L"]
         assert attempt["M"]["task_arn"] == {"S": detail["taskArn"]}
         assert attempt["M"]["last_status"] == {"S": detail["lastStatus"]}
+
+
+def test_the_readmes_track_sequence_is_one_tasks_life() -> None:
+    readme = (EVENTS.parent / "README.md").read_text(encoding="utf-8")
+    sequence = re.findall(r"sam local invoke TrackFunction --event events/(\S+\.json)", readme)
+    assert len(sequence) >= 2
+    details = [load(name)["detail"] for name in sequence]
+    assert len({detail["taskArn"] for detail in details}) == 1
+    assert [detail["version"] for detail in details] == sorted({detail["version"] for detail in details})

@@ -280,3 +280,14 @@ def _dispatched_pure_job_for(task_arn: str) -> Job:
     job = begin_attempt(make_job(job_id=PAYROLL_JOB), plan, "2026-11-28T10:00:00.000Z")
     assert job is not None
     return record_task(job, 1, task_arn, LaunchOutcome(task_arn), "2026-11-28T10:00:00.100Z") or job
+
+
+def test_updated_at_has_milliseconds_and_is_never_before_the_task_stopped(stack: Stack) -> None:
+    # EventBridge's `time` has whole seconds; the task's own stoppedAt has milliseconds.
+    event = event_fixture("task-stopped-exit-0.json")
+    assert event["time"].endswith(":05Z") and event["detail"]["stoppedAt"].endswith(":05.617Z")
+    dispatched_job(stack, event["detail"]["taskArn"])
+    stack.tracker().track(event)
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None
+    assert job.updated_at == event["detail"]["stoppedAt"]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from batchgate.adapters.ecs import LogPointer
-from batchgate.domain.jobs import Attempt, Job, JobStatus, is_job_id
+from batchgate.domain.jobs import Attempt, Job, JobStatus, is_job_id, iso, parse_iso
 from batchgate.domain.retry_policy import Retry, decide
 
 if TYPE_CHECKING:
@@ -181,6 +182,20 @@ def _attempt_from_overrides(overrides: Any) -> int | None:
     return None
 
 
+def latest_moment(change: TaskStateChange) -> str | None:
+    """When this change happened, in milliseconds like every other time of a job: the latest of the
+    event's time (whole seconds in EventBridge) and the task's own timestamps (milliseconds), so a
+    job is never shown updated before it stopped."""
+    moments = []
+    for text in (change.time, *change.timestamps.values()):
+        try:
+            moment = parse_iso(text)
+        except (TypeError, ValueError):
+            continue  # a time the event got wrong does not decide when the job changed
+        moments.append(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
+    return iso(max(moments)) if moments else None
+
+
 def attempt_for(job: Job, change: TaskStateChange) -> Attempt | None:
     """The attempt this task belongs to: by the attempt number in its overrides, else by task ARN,
     else the current attempt if it has no task yet (an event that beat dispatch's own write)."""
@@ -256,7 +271,7 @@ def apply_task_event(
             stop_code=change.stop_code,
             stopped_reason=change.stopped_reason,
         )
-    job = replace(job.with_attempt(updated), updated_at=change.time or job.updated_at)
+    job = replace(job.with_attempt(updated), updated_at=latest_moment(change) or job.updated_at)
     current = job.attempt
     if status is None or current is None or current.number != attempt.number:
         return job  # an older attempt's late event: recorded on that attempt only
