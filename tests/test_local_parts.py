@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 from batchgate.domain.task_events import TaskStateChange
-from batchgate.ops.local.endpoint import LocalAws
+from batchgate.ops.local.endpoint import LocalAws, export_line
 from batchgate.ops.local.executor import ContainerDefinition, StartDelays
 from batchgate.ops.local.intrinsics import Intrinsics, TemplateError, dependencies
 from batchgate.ops.local.poller import PollResult, SqsPoller, failed_message_ids, lambda_record
@@ -419,3 +419,12 @@ def test_a_stream_mapping_that_cannot_run_locally_is_skipped(
     assert resources.stream_sources == []
     [skipped] = [item for item in resources.skipped if item.logical_id == "FoldJobs"]
     assert reason in skipped.reason
+
+
+def test_the_printed_sdk_environment_names_the_region_for_every_sdk() -> None:
+    line = export_line("http://127.0.0.1:4566", "ap-northeast-1")
+    assert line.startswith("export AWS_ENDPOINT_URL=http://127.0.0.1:4566 ")
+    # boto3 and the AWS CLI read AWS_DEFAULT_REGION; the JavaScript SDK v3 only AWS_REGION.
+    assert "AWS_DEFAULT_REGION=ap-northeast-1" in line and "AWS_REGION=ap-northeast-1" in line
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "AWS_REGION=us-east-1" in readme

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from batchgate.ops.cli import name_value_pairs
 from batchgate.ops.local.demo import run_demo
+from batchgate.ops.local.endpoint import export_line
 from batchgate.ops.local.errors import StackFailure
 from batchgate.ops.local.executor import START_PROFILES, StartDelays
 from batchgate.ops.local.stack import LocalStack, StackOptions, find_root
@@ -211,8 +212,7 @@ def _print_ready(console: Console, stack: LocalStack, state_path: Path, seconds:
         f"  batchgate {local} submit payroll-calculation 2026-11\n"
         f"  batchgate {local} jobs\n"
         "An application (any AWS SDK) points at the endpoint:\n"
-        f"  export AWS_ENDPOINT_URL={endpoint} AWS_DEFAULT_REGION={state['region']} "
-        "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n"
+        f"  {export_line(endpoint, state['region'])}\n"
         f"  BatchClient({queue!r}).submit('payroll-calculation', ['2026-11'])\n"
         "Ctrl-C stops the stack.",
         markup=False,

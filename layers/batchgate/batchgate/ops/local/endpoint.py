@@ -161,10 +161,23 @@ class LocalAws:
 
     def environment(self) -> dict[str, str]:
         """What a child process needs to reach the local endpoint with the SDK's defaults."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_REGION": self.region,
-            "AWS_ACCESS_KEY_ID": FAKE_CREDENTIALS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIALS["aws_secret_access_key"],
-        }
+        return sdk_environment(self.endpoint_url, self.region)
+
+
+def sdk_environment(endpoint_url: str, region: str) -> dict[str, str]:
+    """What any AWS SDK needs to reach the local endpoint: the region under both names (boto3 and the
+    AWS CLI read AWS_DEFAULT_REGION, the JavaScript SDK v3 only AWS_REGION) and dummy credentials."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+        "AWS_ACCESS_KEY_ID": FAKE_CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIALS["aws_secret_access_key"],
+    }
+
+
+def export_line(endpoint_url: str, region: str) -> str:
+    """The shell line that points an application's SDK at the local endpoint."""
+    return "export " + " ".join(
+        f"{name}={value}" for name, value in sdk_environment(endpoint_url, region).items()
+    )
