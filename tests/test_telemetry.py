@@ -40,3 +40,24 @@ def test_tracer_patches_only_botocore_in_lambda(tmp_path: Path) -> None:
     seen = json.loads(completed.stdout.strip().splitlines()[-1])
     assert seen["patched"] == ["botocore"]
     assert seen["sqlite3"] is False
+
+
+def test_an_invocation_with_no_metrics_logs_no_warning() -> None:
+    """The sweep with nothing to do and CLI commands publish no metrics: Powertools' warning about it is
+    noise in every such log."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("POWERTOOLS_")}
+    environment |= {"POWERTOOLS_SERVICE_NAME": "batchgate", "POWERTOOLS_METRICS_NAMESPACE": "Batchgate"}
+    flushed = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "default",
+            "-c",
+            "from batchgate.adapters.telemetry import metrics; metrics.flush_metrics()",
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "No application metrics" not in flushed.stderr + flushed.stdout

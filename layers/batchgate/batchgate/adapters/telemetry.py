@@ -3,8 +3,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+# An invocation with nothing to count (a sweep with nothing to do, a CLI command) is normal: Powertools'
+# warning about it would only fill the logs.
+EMPTY_METRICS_WARNING = "No application metrics to publish"
+warnings.filterwarnings("ignore", message=EMPTY_METRICS_WARNING, category=UserWarning)
 
 logger = Logger()
 metrics = Metrics()
