@@ -76,6 +76,20 @@ def local_state_path() -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".batchgate" / "local.json"
 
 
+def running_owner(state: Mapping[str, Any]) -> bool | None:
+    """Whether the process that wrote a local stack state file still runs (None: the file names none)."""
+    pid = state.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive
+    return True
+
+
 @dataclass(frozen=True)
 class LocalState:
     """The local stack's state file: endpoint_url, region, table_name, queue_url, dlq_urls, cluster."""
@@ -104,6 +118,12 @@ class LocalState:
             raise ConfigurationError(f"cannot read the local stack state {path}: {error}") from error
         if not isinstance(data, dict):
             raise ConfigurationError(f"the local stack state {path} is not a JSON object")
+        owner = running_owner(data)
+        if owner is False:
+            raise ConfigurationError(
+                f"the local stack state {path} is stale: its stack (process {data['pid']}) has ended; "
+                "start it again (batchgate local up)"
+            )
         return cls.from_dict(data)
 
     @classmethod

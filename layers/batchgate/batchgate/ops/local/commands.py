@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -20,7 +21,7 @@ from batchgate.ops.local.endpoint import export_line
 from batchgate.ops.local.errors import StackFailure
 from batchgate.ops.local.executor import START_PROFILES, StartDelays
 from batchgate.ops.local.stack import LocalStack, StackOptions, find_root
-from batchgate.ops.stack_outputs import local_state_path
+from batchgate.ops.stack_outputs import local_state_path, running_owner
 
 CHECK_SECONDS = 1.0
 PIPE_WIDTH = 200
@@ -142,8 +143,9 @@ def local_group() -> None:
 def up(state_file: Path | None, **given: Any) -> None:
     """Start the local stack and keep it running until Ctrl-C (or SIGTERM)."""
     console = make_console()
-    options = build_options(console, ("none", 1.0), None, **given)
     state_path = state_file or local_state_path()
+    _refuse_a_running_stack(console, state_path)
+    options = build_options(console, ("none", 1.0), None, **given)
     stack = LocalStack(replace(options, state_path=state_path))
     started = time.monotonic()
     stop = threading.Event()
@@ -165,6 +167,25 @@ def up(state_file: Path | None, **given: Any) -> None:
         console.print("stopping the local stack")
         stack.stop()
         signal.signal(signal.SIGTERM, previous)
+
+
+def _refuse_a_running_stack(console: Console, state_path: Path) -> None:
+    """Another `up` on the same state file would overwrite it, then delete it on exit, leaving the
+    first stack running but unreachable."""
+    try:
+        state = json.loads(state_path.read_text())
+    except (OSError, ValueError):
+        return
+    owner = running_owner(state) if isinstance(state, dict) else None
+    if owner:
+        raise click.ClickException(
+            f"a local stack (process {state['pid']}) is already running with the state file {state_path}: "
+            "stop it first (Ctrl-C where it runs), or start another one with --state-file"
+        )
+    if owner is False:
+        console.print(
+            f"replacing the stale state file {state_path} (its stack, process {state['pid']}, has ended)"
+        )
 
 
 @local_group.command("demo")
