@@ -53,12 +53,17 @@ validate: $(STAMP)
 build: $(STAMP)
 	$(BIN)/sam build
 
-## sam local invoke needs Docker and the Lambda emulation image (see README).
+# The running local stack's env-vars file (`batchgate local up` writes it beside its state file), else
+# the sample one; a container reaches the local endpoint on 127.0.0.1 through the host's network.
+SAM_ENV ?= $(firstword $(wildcard $(or $(BATCHGATE_LOCAL_STATE:.json=-sam-env.json),$(HOME)/.batchgate/local-sam-env.json)) events/env.json)
+SAM_INVOKE_FLAGS ?= $(if $(filter events/env.json,$(SAM_ENV)),,--docker-network host)
+
+## sam local invoke needs Docker and the Lambda base image (see README).
 invoke: build
-	$(BIN)/sam local invoke DispatchFunction --event events/sqs-submit-batch.json --env-vars events/env.json
-	$(BIN)/sam local invoke TrackFunction --event events/task-stopped-exit-0.json --env-vars events/env.json
-	$(BIN)/sam local invoke HistoryFunction --event events/job-stream-attempt-stopped.json --env-vars events/env.json
-	$(BIN)/sam local invoke SweepFunction --event events/sweep-schedule.json --env-vars events/env.json
+	$(BIN)/sam local invoke DispatchFunction --event events/sqs-submit-batch.json --env-vars $(SAM_ENV) $(SAM_INVOKE_FLAGS)
+	$(BIN)/sam local invoke TrackFunction --event events/task-stopped-exit-0.json --env-vars $(SAM_ENV) $(SAM_INVOKE_FLAGS)
+	$(BIN)/sam local invoke HistoryFunction --event events/job-stream-attempt-stopped.json --env-vars $(SAM_ENV) $(SAM_INVOKE_FLAGS)
+	$(BIN)/sam local invoke SweepFunction --event events/sweep-schedule.json --env-vars $(SAM_ENV) $(SAM_INVOKE_FLAGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -253,3 +253,14 @@ def processes_of(job_id: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_up_writes_a_sam_env_vars_file_for_the_running_stack(stack: Stack) -> None:
+    environment = json.loads(Path(stack.state["sam_env_file"]).read_text())
+    assert {"DispatchFunction", "TrackFunction", "HistoryFunction", "SweepFunction"} <= set(environment)
+    track = environment["TrackFunction"]
+    assert track["JOB_TABLE_NAME"] == stack.state["table_name"]
+    assert track["ECS_CLUSTER"] == stack.state["cluster"]
+    assert track["JOBS_QUEUE_URL"] == stack.state["queue_url"]
+    assert track["AWS_ENDPOINT_URL"] == stack.state["endpoint_url"]
+    assert track["AWS_REGION"] == track["AWS_DEFAULT_REGION"] == stack.state["region"]

@@ -140,13 +140,19 @@ def local_group() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="State file the CLI reads (default: $BATCHGATE_LOCAL_STATE or ~/.batchgate/local.json).",
 )
-def up(state_file: Path | None, **given: Any) -> None:
+@click.option(
+    "--sam-endpoint",
+    metavar="URL",
+    help="Endpoint written into the `sam local invoke` env-vars file (default: the local endpoint, which a "
+    "container reaches with `sam local invoke --docker-network host`).",
+)
+def up(state_file: Path | None, sam_endpoint: str | None, **given: Any) -> None:
     """Start the local stack and keep it running until Ctrl-C (or SIGTERM)."""
     console = make_console()
     state_path = state_file or local_state_path()
     _refuse_a_running_stack(console, state_path)
     options = build_options(console, ("none", 1.0), None, **given)
-    stack = LocalStack(replace(options, state_path=state_path))
+    stack = LocalStack(replace(options, state_path=state_path, sam_endpoint_url=sam_endpoint))
     started = time.monotonic()
     stop = threading.Event()
 
@@ -222,6 +228,7 @@ def _print_ready(console: Console, stack: LocalStack, state_path: Path, seconds:
         ("job table", state["table_name"]),
         ("cluster", state["cluster"]),
         ("state file", state_path),
+        ("sam env", stack.sam_env_path),
         ("tasks run", _task_runner(stack)),
     ):
         console.print(f"  {label:<11} {value}", markup=False)
@@ -235,6 +242,9 @@ def _print_ready(console: Console, stack: LocalStack, state_path: Path, seconds:
         "An application (any AWS SDK) points at the endpoint:\n"
         f"  {export_line(endpoint, state['region'])}\n"
         f"  BatchClient({queue!r}).submit('payroll-calculation', ['2026-11'])\n"
+        "sam local invoke runs a function against it (make build first):\n"
+        f"  sam local invoke TrackFunction --event events/task-running.json --env-vars {stack.sam_env_path} "
+        "--docker-network host\n"
         "Ctrl-C stops the stack.",
         markup=False,
     )

@@ -18,7 +18,7 @@ from batchgate.adapters.job_table import JobTable
 from batchgate.domain.catalog import Catalog, load_catalog
 from batchgate.ops.local.cluster import LocalCluster, create_cluster, families
 from batchgate.ops.local.docker import DockerEngine, DockerUnavailable
-from batchgate.ops.local.endpoint import LocalAws, MotoEndpoint
+from batchgate.ops.local.endpoint import LocalAws, MotoEndpoint, sdk_environment
 from batchgate.ops.local.errors import StackFailure
 from batchgate.ops.local.executor import LocalExecutor, StartDelays, TaskEnvironment
 from batchgate.ops.local.hosts import FunctionHosts, HostOptions
@@ -66,6 +66,8 @@ class StackOptions:
     echo: Callable[[str], None] | None = None  # functions' output, for --verbose
     docker: bool = True  # run a task in Docker when an engine answers and has its image
     images: Mapping[str, str] = field(default_factory=dict)  # task definition family -> image
+    # The endpoint written into the `sam local invoke` env-vars file (None: the local endpoint's URL).
+    sam_endpoint_url: str | None = None
 
 
 class LocalStack:
@@ -115,6 +117,27 @@ class LocalStack:
             },
             "cluster": self.cluster.arn if self.cluster else outputs.get("cluster"),
             "pid": os.getpid(),
+            "sam_env_file": str(self.sam_env_path) if self._state_written else None,
+        }
+
+    @property
+    def sam_env_path(self) -> Path:
+        """Beside the state file: `sam local invoke --env-vars` for this running stack."""
+        state = self.options.state_path or local_state_path()
+        return state.with_name(f"{state.stem}-sam-env.json")
+
+    def sam_environment(self, endpoint_url: str | None = None) -> dict[str, dict[str, str]]:
+        """Every function's variables as this stack resolved them (real queue, table, cluster,
+        subnets), pointed at `endpoint_url` (default: the local endpoint; how a container reaches it
+        depends on the Docker set-up: `--docker-network host` reaches 127.0.0.1)."""
+        endpoint = endpoint_url or self.endpoint.url or ""
+        return {
+            logical_id: {
+                **function.environment,
+                **sdk_environment(endpoint, self.options.region),
+                "POWERTOOLS_TRACE_DISABLED": "true",
+            }
+            for logical_id, function in sorted((self.resources.functions if self.resources else {}).items())
         }
 
     @property
@@ -242,8 +265,11 @@ class LocalStack:
     def _write_state(self) -> None:
         path = self.options.state_path or local_state_path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.state(), indent=2) + "\n")
+        self.sam_env_path.write_text(
+            json.dumps(self.sam_environment(self.options.sam_endpoint_url), indent=2) + "\n"
+        )
         self._state_written = path
+        path.write_text(json.dumps(self.state(), indent=2) + "\n")
 
     def _resource(self, name: str) -> str:
         value = self.outputs.get(name)
@@ -276,6 +302,7 @@ class LocalStack:
         try:
             if json.loads(path.read_text()).get("pid") == os.getpid():
                 path.unlink()
+                self.sam_env_path.unlink(missing_ok=True)
         except (OSError, ValueError):
             pass
 
