@@ -6,12 +6,14 @@ import json
 import os
 import signal
 import textwrap
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 from batchgate.worker.zygote import LOST_RETURNCODE, Zygote, ZygoteChild, ZygoteError
 
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 WAIT_SECONDS = 10.0
 MIB = 1024 * 1024
 
@@ -260,3 +262,19 @@ def test_a_dead_zygote_fails_spawn_and_its_running_children(application: Path) -
         # Nothing is left running that the worker was told had ended.
         assert os.read(output, 64) == b""
         os.close(output)
+
+
+def test_a_sample_application_boots_once_per_zygote_not_once_per_job(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    boot_seconds = 1.0
+    monkeypatch.chdir(SAMPLES)
+    monkeypatch.setenv("BATCHGATE_SAMPLE_BOOT_SECONDS", str(boot_seconds))
+    began = time.monotonic()
+    with Zygote.start(["reports.export"]) as zygote:
+        booted = time.monotonic()
+        code, _ = run(zygote, "reports.export", tmp_path / "noop.out", arguments=["noop"])
+        ran = time.monotonic()
+    assert booted - began >= boot_seconds
+    assert code == 0
+    assert ran - booted < boot_seconds
