@@ -151,7 +151,8 @@ class Zygote:
 
     @classmethod
     def start(cls, preload: Sequence[str]) -> Zygote:
-        """Spawn the zygote and wait until it has imported `preload`, in order.
+        """Spawn the zygote and wait until it has imported `preload`, in order (as long as the
+        imports take: the application's boot).
 
         Raises ZygoteError naming the module that failed, with its error."""
         worker_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -294,8 +295,11 @@ class Zygote:
 
 
 def _kill_group(pid: int) -> None:
+    """SIGKILL a child's process group, and the child itself should it have left its group."""
     with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
         os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
 
 
 # What follows runs in the zygote process (and, up to the module's run, in its forked children).
