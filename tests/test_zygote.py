@@ -8,6 +8,7 @@ import signal
 import textwrap
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -295,3 +296,9 @@ def test_the_childs_process_group_exists_as_soon_as_spawn_returns(zygote: Zygote
             child = zygote.spawn("app.sleeper", [], {}, sink.fileno(), None)
         os.killpg(child.pid, signal.SIGKILL)  # ProcessLookupError if the child did not lead its group yet
         assert child.wait(WAIT_SECONDS) == -signal.SIGKILL
+
+
+def test_slots_spawn_and_wait_concurrently(zygote: Zygote, tmp_path: Path) -> None:
+    with ThreadPoolExecutor(max_workers=4) as slots:
+        codes = list(slots.map(lambda n: run(zygote, "app.exit3", tmp_path / f"slot{n}.out")[0], range(8)))
+    assert codes == [3] * 8
