@@ -1,0 +1,1 @@
+"""The pool worker: runs WARM attempts on a warm pool task (`python -m batchgate.worker`)."""
