@@ -246,6 +246,14 @@ def test_a_lone_surrogate_escape_ends_rejected_instead_of_failing_every_delivery
     assert job.raw_message == body  # the escape as sent: the body itself is plain ASCII here
 
 
+def test_a_rejected_job_keeps_the_arguments_it_was_sent_with(stack: Stack) -> None:
+    body = json.dumps({"schema_version": 1, "batch": "payroll-calculaton", "arguments": ["2026-11", 7]})
+    assert stack.dispatcher().dispatch("m-typo", body) is DispatchResult.REJECTED
+    job = stack.table.get(job_id_for("payroll-calculaton", "m-typo"))
+    assert job is not None and job.status is JobStatus.REJECTED
+    assert job.arguments == ("2026-11", "7")  # what ops see in `batchgate show`, not "-"
+
+
 def test_passed_deadline_rejects_without_launching(stack: Stack) -> None:
     body = json.dumps(
         {

@@ -51,11 +51,20 @@ class RejectedMessage(Exception):
     """A submit message that will never run. `batch` and `idempotency_key` are filled in whenever the
     body had them as strings, so the REJECTED job is found where the sender will look for it."""
 
-    def __init__(self, reason: str, *, batch: str | None = None, idempotency_key: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        batch: str | None = None,
+        idempotency_key: str | None = None,
+        arguments: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.batch = batch
         self.idempotency_key = idempotency_key
+        # What the message's arguments were, as far as they could be read: ops see them on the job.
+        self.arguments = arguments
 
 
 @dataclass(frozen=True)
@@ -101,7 +110,9 @@ def parse_submit_message(body: str, catalog: Catalog) -> SubmitMessage:
     message = _read_message(body)
     problem = catalog_problem(message, catalog)
     if problem is not None:
-        raise RejectedMessage(problem, batch=message.batch, idempotency_key=message.idempotency_key)
+        raise RejectedMessage(
+            problem, batch=message.batch, idempotency_key=message.idempotency_key, arguments=message.arguments
+        )
     return message
 
 
@@ -167,13 +178,33 @@ def _read_message(body: str) -> SubmitMessage:
             "(e.g. \\ud83d without its pair): not valid Unicode text",
             batch=printable(batch) if batch is not None else None,
             idempotency_key=printable(idempotency_key) if idempotency_key is not None else None,
+            arguments=_arguments_shown(document),
         )
     try:
         _check_version(document)
         _check_shape(document)
         return _message_from(document)
     except _Invalid as invalid:
-        raise RejectedMessage(str(invalid), batch=batch, idempotency_key=idempotency_key) from None
+        raise RejectedMessage(
+            str(invalid), batch=batch, idempotency_key=idempotency_key, arguments=_arguments_shown(document)
+        ) from None
+
+
+# Enough of a rejected message's arguments for ops to recognise it; the body itself is in raw_message.
+_SHOWN_ARGUMENTS = 32
+_SHOWN_ARGUMENT_LENGTH = 256
+
+
+def _arguments_shown(document: Mapping[str, Any]) -> tuple[str, ...]:
+    """A rejected message's arguments as far as they can be read: strings as they are, anything else
+    as its JSON, each cut to a readable length."""
+    arguments = document.get("arguments")
+    if not isinstance(arguments, list):
+        return ()
+    return tuple(
+        printable(value if isinstance(value, str) else json.dumps(value))[:_SHOWN_ARGUMENT_LENGTH]
+        for value in arguments[:_SHOWN_ARGUMENTS]
+    )
 
 
 def printable(text: str) -> str:

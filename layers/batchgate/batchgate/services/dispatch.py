@@ -417,6 +417,7 @@ class Dispatcher:
             expires_at=self._expiry(now),
             message_id=message_id,
             idempotency_key=rejected.idempotency_key,
+            arguments=rejected.arguments,
             reason=rejected.reason,
             raw_message=printable(body[:RAW_MESSAGE_LIMIT]),
         )
