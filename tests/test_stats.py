@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from batchgate.domain import pricing
-from batchgate.domain.jobs import Attempt, Job, JobStatus, job_id_for
 from batchgate.domain.catalog import PoolSpec
+from batchgate.domain.jobs import Attempt, Job, JobStatus, job_id_for
 from batchgate.ops import stats
 
 from tests.test_jobs import make_job
@@ -207,11 +207,12 @@ def test_a_warm_attempt_is_charged_its_run_times_share_of_its_pool_task() -> Non
     cost = stats.attempt_cost(ran_36_s, PAYROLL_SIZE, "us-east-1", pools)
     # Task: 1 vCPU x $0.04048 + 2 GB x $0.004445 = $0.04937/h; 36 s of one of its 2 slots, no minimum.
     assert cost == pytest.approx(0.04937 * 36 / 3600 / 2)
-    arm_spot = stats.attempt_cost(ran_36_s, PAYROLL_SIZE, "us-east-1", {"attendance": warm_pool("FARGATE_SPOT", "ARM64")})
+    arm_spot_pool = {"attendance": warm_pool("FARGATE_SPOT", "ARM64")}
+    arm_spot = stats.attempt_cost(ran_36_s, PAYROLL_SIZE, "us-east-1", arm_spot_pool)
     assert arm_spot == pytest.approx((0.03238 + 2 * 0.00356) * 0.3 * 36 / 3600 / 2)
 
 
-def test_a_warm_attempt_without_its_pool_or_still_running_has_no_estimate_and_an_unclaimed_offer_costs_nothing() -> None:
+def test_no_warm_estimate_without_its_pool_or_while_running_and_an_unclaimed_offer_costs_nothing() -> None:
     finished = warm_attempt(stopped="2026-11-28T10:00:56.000Z")
     assert stats.attempt_cost(finished, PAYROLL_SIZE, "us-east-1", {}) is None
     assert stats.attempt_cost(warm_attempt(), PAYROLL_SIZE, "us-east-1", {"attendance": warm_pool()}) is None

@@ -56,7 +56,7 @@ def test_the_sample_month_writes_the_report_and_the_plots(tmp_path: Path) -> Non
     out = tmp_path / "report"
     result = run("--trace", str(SAMPLE), "--out", str(out))
     assert result.exit_code == 0, result.stderr
-    labels = ("dedicated server", "EC2 fleet of 2", "all Fargate", "all Fargate Spot", "adaptive", "warm pool")
+    labels = ("dedicated server", "EC2 fleet of 2", "all Fargate", "all Fargate Spot", "adaptive", "warm")
     for label in labels:
         assert label in result.stdout
     assert "30.00 days" in result.stdout

@@ -32,6 +32,7 @@ from batchgate.domain.strategy_settings import (
     FARGATE_SPOT,
     StrategySettings,
 )
+from batchgate.ops.whatif.warm_pool import DailyTime
 
 # The batch server of the "dedicated" policy: not an ECS strategy, its jobs run as processes.
 DEDICATED = "DEDICATED"
@@ -187,8 +188,6 @@ class WhatIfSettings:
 
     def _check_warm_pool(self) -> None:
         """The what-if pool's settings, checked as the catalog checks a pool."""
-        from batchgate.ops.whatif.warm_pool import DailyTime
-
         if not 1 <= self.warm_slots <= MAX_POOL_SLOTS:
             raise ValueError(f"warm_slots must be from 1 to {MAX_POOL_SLOTS}, got {self.warm_slots}")
         if not max(self.warm_min_tasks, 1) <= self.warm_pool_tasks <= 100:
@@ -197,7 +196,8 @@ class WhatIfSettings:
             )
         if self.warm_memory not in FARGATE_MEMORY_BY_CPU.get(self.warm_cpu, frozenset()):
             raise ValueError(
-                f"warm_cpu {self.warm_cpu} with warm_memory {self.warm_memory} is not a valid Fargate task size"
+                f"warm_cpu {self.warm_cpu} with warm_memory {self.warm_memory} "
+                "is not a valid Fargate task size"
             )
         choices = {
             "warm_capacity_provider": (self.warm_capacity_provider, POOL_CAPACITY_PROVIDERS),
@@ -209,8 +209,13 @@ class WhatIfSettings:
                 raise ValueError(f"{name} must be one of {', '.join(sorted(allowed))}, got {value!r}")
         if not 1 <= self.warm_max_run_seconds <= MAX_POOL_RUN_SECONDS:
             raise ValueError(
-                f"warm_max_run_seconds must be from 1 to {MAX_POOL_RUN_SECONDS}, got {self.warm_max_run_seconds}"
+                f"warm_max_run_seconds must be from 1 to {MAX_POOL_RUN_SECONDS}, "
+                f"got {self.warm_max_run_seconds}"
             )
+        self._check_warm_schedule()
+
+    def _check_warm_schedule(self) -> None:
+        """The what-if pool's time zone, windows, delays and rates."""
         try:
             ZoneInfo(self.warm_timezone)
         except (ZoneInfoNotFoundError, ValueError) as error:
@@ -231,7 +236,9 @@ class WhatIfSettings:
             if value < 0:
                 raise ValueError(f"{name} must not be negative, got {value}")
         if self.warm_availability_zones < 1:
-            raise ValueError(f"warm_availability_zones must be at least 1, got {self.warm_availability_zones}")
+            raise ValueError(
+                f"warm_availability_zones must be at least 1, got {self.warm_availability_zones}"
+            )
         if not self.warm_batches.strip():
             raise ValueError("warm_batches must be short, catalog or a list of batch names")
 

@@ -40,8 +40,8 @@ from batchgate.domain.latency_sketch import (
     HistorySummary,
     StrategyHistory,
 )
-from batchgate.domain.pricing import billed_duration
 from batchgate.domain.pools import WarmSlots
+from batchgate.domain.pricing import billed_duration
 from batchgate.domain.strategy_settings import FARGATE, FARGATE_SPOT, WARM
 from batchgate.domain.warm import POOL_TASK_STOPPED
 from batchgate.ops.whatif.model import DEDICATED, WhatIfSettings

@@ -14,6 +14,7 @@ stop at its capacity provider's and architecture's price, one-minute minimum.
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from collections.abc import Iterable, Mapping
@@ -100,7 +101,7 @@ def task_counts(pool: PoolSpec, start: float, end: float) -> list[tuple[float, f
                 openings.append((max(opened, start), min(closed, end), window.tasks))
     cuts = sorted({start, end, *(moment for opening in openings for moment in opening[:2])})
     segments: list[tuple[float, float, int]] = []
-    for begin, finish in zip(cuts, cuts[1:], strict=False):
+    for begin, finish in itertools.pairwise(cuts):
         inside = [tasks for opened, closed, tasks in openings if opened <= begin and finish <= closed]
         tasks = max([pool.min_tasks, *inside])
         if segments and segments[-1][2] == tasks and segments[-1][1] == begin:
@@ -168,7 +169,7 @@ class WarmPoolRun:
         seats = max((tasks for _, _, tasks in counts), default=0)
         for seat in range(seats):
             up_from: float | None = None
-            for begin, finish, tasks in [*counts, (end, end, 0)]:
+            for begin, _finish, tasks in [*counts, (end, end, 0)]:
                 if tasks > seat and up_from is None:
                     up_from = begin
                 elif tasks <= seat and up_from is not None:
