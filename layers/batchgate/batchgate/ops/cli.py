@@ -1080,8 +1080,9 @@ def whatif(
     """Replay real jobs under each launch policy: cost, start latency and queueing side by side.
 
     \b
-    Policies: a dedicated batch server, a fixed EC2 fleet, all Fargate, all Fargate Spot, and
-    batchgate's adaptive policy (plan_launch with a small EC2 fleet). The jobs come from the job table
+    Policies: a dedicated batch server, a fixed EC2 fleet, all Fargate, all Fargate Spot,
+    batchgate's adaptive policy (plan_launch with a small EC2 fleet), and the adaptive policy with a
+    warm pool for the short batches (warm_* settings). The jobs come from the job table
     (--since/--until/--batch) or from a trace file (--trace). Exit 1 when there is no job to replay.
     """
     from batchgate.domain.catalog import CatalogError, load_catalog
