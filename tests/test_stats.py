@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from batchgate.domain import pricing
+from batchgate.domain.catalog import PoolSpec
 from batchgate.domain.jobs import Attempt, Job, JobStatus, job_id_for
 from batchgate.ops import stats
 
@@ -166,3 +167,61 @@ def test_the_plans_recorded_size_wins_over_the_catalogs() -> None:
     assert row.to_dict()["estimated_cost_usd"] == pytest.approx(0.09874 / 6, abs=1e-6)
     unsized = make_job(status=JobStatus.SUCCEEDED, plan=LaunchPlan("FARGATE", "FARGATE", "r"))
     assert stats.size_of(unsized, {"payroll-calculation": PAYROLL_SIZE}) == PAYROLL_SIZE
+
+
+# --- WARM attempts: their share of a pool task --------------------------------------------------------
+
+
+def warm_pool(capacity_provider: str = "FARGATE", architecture: str = "X86_64") -> PoolSpec:
+    return PoolSpec(
+        name="attendance",
+        task_definition="batchgate-attendance",
+        container="attendance",
+        cpu=1024,
+        memory=2048,
+        slots=2,
+        capacity_provider=capacity_provider,
+        min_tasks=0,
+        max_tasks=4,
+        architecture=architecture,
+    )
+
+
+def warm_attempt(started: str | None = "2026-11-28T10:00:20.000Z", stopped: str | None = None) -> Attempt:
+    base = attempt(strategy="WARM", pull_started=None, started=started, stopped=stopped)
+    return Attempt(
+        number=base.number,
+        strategy="WARM",
+        capacity_provider="attendance",
+        dispatched_at=base.dispatched_at,
+        task_arn="arn:aws:ecs:us-east-1:1:task/c/pool-task",
+        last_status=base.last_status if started else "STOPPED",
+        timeline=base.timeline,
+        slot=1,
+    )
+
+
+def test_a_warm_attempt_is_charged_its_run_times_share_of_its_pool_task() -> None:
+    ran_36_s = warm_attempt(stopped="2026-11-28T10:00:56.000Z")
+    pools = {"attendance": warm_pool()}
+    cost = stats.attempt_cost(ran_36_s, PAYROLL_SIZE, "us-east-1", pools)
+    # Task: 1 vCPU x $0.04048 + 2 GB x $0.004445 = $0.04937/h; 36 s of one of its 2 slots, no minimum.
+    assert cost == pytest.approx(0.04937 * 36 / 3600 / 2)
+    arm_spot_pool = {"attendance": warm_pool("FARGATE_SPOT", "ARM64")}
+    arm_spot = stats.attempt_cost(ran_36_s, PAYROLL_SIZE, "us-east-1", arm_spot_pool)
+    assert arm_spot == pytest.approx((0.03238 + 2 * 0.00356) * 0.3 * 36 / 3600 / 2)
+
+
+def test_no_warm_estimate_without_its_pool_or_while_running_and_an_unclaimed_offer_costs_nothing() -> None:
+    finished = warm_attempt(stopped="2026-11-28T10:00:56.000Z")
+    assert stats.attempt_cost(finished, PAYROLL_SIZE, "us-east-1", {}) is None
+    assert stats.attempt_cost(warm_attempt(), PAYROLL_SIZE, "us-east-1", {"attendance": warm_pool()}) is None
+    unclaimed = warm_attempt(started=None)
+    assert stats.attempt_cost(unclaimed, PAYROLL_SIZE, "us-east-1", {"attendance": warm_pool()}) == 0.0
+
+
+def test_summarize_charges_the_warm_share_to_the_job_that_used_the_pool() -> None:
+    warm_then_nothing = job(JobStatus.SUCCEEDED, warm_attempt(stopped="2026-11-28T10:00:56.000Z"))
+    [row] = stats.summarize([warm_then_nothing], {}, "us-east-1", {"attendance": warm_pool()})
+    assert row.strategy == "WARM" and row.cost_complete
+    assert row.cost == pytest.approx(0.04937 * 36 / 3600 / 2)

@@ -349,7 +349,8 @@ def test_the_dedicated_server_starts_fastest_but_is_a_single_point_of_failure(
     month: dict[str, PolicyOutcome],
 ) -> None:
     dedicated = month["dedicated"]
-    assert all(dedicated.start_p50 < other.start_p50 for name, other in month.items() if name != "dedicated")
+    on_ecs = {name: other for name, other in month.items() if name not in ("dedicated", "adaptive-warm")}
+    assert all(dedicated.start_p50 < other.start_p50 for other in on_ecs.values())
     assert dedicated.single_points_of_failure == 1
     assert all(other.single_points_of_failure == 0 for name, other in month.items() if name != "dedicated")
     # ~10-20 s from submission to done for a short batch.
@@ -412,3 +413,15 @@ def test_dedicated_runs_carry_no_container_overhead() -> None:
     _, (on_fargate,) = run_all(AllFargate(), settings, job(0, 15))
     assert on_server.strategy == DEDICATED and on_server.turnaround == pytest.approx(1.5 + 15)
     assert on_fargate.turnaround == pytest.approx(50 + 15 + 25)  # start + work + container overhead
+
+
+def test_the_warm_pool_finishes_short_batches_near_the_servers_time_for_a_fraction_of_its_cost(
+    month: dict[str, PolicyOutcome],
+) -> None:
+    warm, dedicated = month["adaptive-warm"], month["dedicated"]
+    assert warm.short_turnaround_p50 is not None and dedicated.short_turnaround_p50 is not None
+    assert warm.short_turnaround_p50 <= 1.25 * dedicated.short_turnaround_p50
+    assert warm.short_start_p50 is not None and warm.short_start_p50 <= 2.0
+    assert warm.month_usd <= dedicated.month_usd / 4 and warm.fixed_usd == 0.0 and warm.warm_usd > 0
+    assert warm.single_points_of_failure == 0 and warm.waited == 0
+    assert warm.runs["WARM"] > warm.runs["FARGATE"]

@@ -46,6 +46,9 @@ def test_a_trace_file_as_json(tmp_path: Path) -> None:
     # Fargate's default start, 50 s, for both jobs; nothing waits.
     assert fargate["start_p50_seconds"] == 50.0 and fargate["jobs_waited"] == 0
     assert document["settings"]["start_spread"] == 0.0 and document["window"]["jobs"] == 2
+    warm = next(policy for policy in document["policies"] if policy["policy"] == "adaptive-warm")
+    assert warm["label"] == "adaptive + warm pool" and "warm_pool_window_usd" in warm
+    assert document["settings"]["warm_capacity_provider"] == "FARGATE_SPOT"
     assert document["files"] == []
 
 
@@ -53,7 +56,8 @@ def test_the_sample_month_writes_the_report_and_the_plots(tmp_path: Path) -> Non
     out = tmp_path / "report"
     result = run("--trace", str(SAMPLE), "--out", str(out))
     assert result.exit_code == 0, result.stderr
-    for label in ("dedicated server", "EC2 fleet of 2", "all Fargate", "all Fargate Spot", "adaptive"):
+    labels = ("dedicated server", "EC2 fleet of 2", "all Fargate", "all Fargate Spot", "adaptive", "warm")
+    for label in labels:
         assert label in result.stdout
     assert "30.00 days" in result.stdout
     report = (out / "report.md").read_text()
@@ -75,6 +79,8 @@ def test_usage_and_configuration_mistakes_exit_2(tmp_path: Path) -> None:
     trace.write_text(TINY)
     unknown = run("--trace", str(trace), "--set", "fleet=3")
     assert unknown.exit_code == 2 and "unknown setting 'fleet'" in unknown.stderr
+    zone = run("--trace", str(trace), "--set", "warm_timezone=Tokyo")
+    assert zone.exit_code == 2 and "warm_timezone 'Tokyo' is not an IANA time zone" in zone.stderr
     malformed = run("--trace", str(trace), "--set", "fleet")
     assert malformed.exit_code == 2 and "is not NAME=VALUE" in malformed.stderr
     both = run("--trace", str(trace), "--since", "7d")

@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from batchgate.domain.pricing import DEFAULT_PRICE_REGION, SPOT_DISCOUNT, TaskSize, price_for
+from batchgate.domain.pricing import (
+    DEFAULT_PRICE_REGION,
+    SPOT_DISCOUNT,
+    X86_64,
+    TaskSize,
+    hourly_price,
+    price_for,
+)
 
 ENV_PREFIX = "BATCHGATE_STRATEGY_"
 
@@ -106,17 +113,18 @@ class StrategySettings:
             COST: self.default_run_cost_seconds,
         }.get(objective, self.default_run_balanced_seconds)
 
-    def hourly_usd(self, strategy: str, cpu: int, memory: int) -> float | None:
-        """Estimated USD per hour of one task of this size on this strategy. EC2: the share of an
-        instance the task reserves (the larger of its CPU and memory share)."""
+    def hourly_usd(self, strategy: str, cpu: int, memory: int, architecture: str = X86_64) -> float | None:
+        """Estimated USD per hour of one task of this size on this strategy (Fargate: on this CPU
+        architecture, X86_64 or ARM64). EC2: the share of an instance the task reserves (the larger of
+        its CPU and memory share)."""
         size = TaskSize(cpu=cpu, memory=memory)
         if strategy == EC2:
             share = max(size.vcpus / self.ec2_instance_vcpus, size.gigabytes / self.ec2_instance_memory_gb)
             return self.ec2_instance_hour_usd * share
-        price = price_for(self.region, FARGATE)
+        price = price_for(self.region, FARGATE, architecture)
         if price is None:
             return None
-        hourly = size.vcpus * price.vcpu_hour + size.gigabytes * price.gb_hour
+        hourly = hourly_price(price, size)
         if strategy == FARGATE_SPOT:
             return hourly * (1 - self.spot_discount)
         return hourly if strategy == FARGATE else None

@@ -921,7 +921,8 @@ def stats(
     """Per batch and strategy: jobs, success rate, p50/p95 start latency and run time, estimated cost.
 
     Cost is an estimate: Fargate's per-second price from image pull to stop, one-minute minimum; Fargate
-    Spot taken as 70% below on-demand; nothing for EC2 capacity.
+    Spot taken as 70% below on-demand; nothing for EC2 capacity; a WARM attempt its share of its pool
+    task (task price x run seconds / slots).
     """
     from batchgate.domain.catalog import CatalogError, load_catalog
 
@@ -936,8 +937,12 @@ def stats(
     )
     region = state.session.region
     selected, left_out = newest_jobs(state.table(), job_filter, max_jobs)
-    rows = summarize(selected, sizes, region)
-    notes = ["costs are estimates (Fargate Spot taken as 70% below on-demand; EC2 capacity not priced)"]
+    rows = summarize(selected, sizes, region, catalog.pools)
+    notes = [
+        "costs are estimates (Fargate Spot taken as 70% below on-demand; EC2 capacity not priced; a WARM "
+        "attempt is charged its share of its pool task: task price x run seconds / slots, the pool's idle "
+        "time to no job)"
+    ]
     if not price_is_listed(region):
         notes.append(f"no Fargate price listed for {region}: us-east-1 prices used")
     if left_out is not None:
@@ -1075,8 +1080,9 @@ def whatif(
     """Replay real jobs under each launch policy: cost, start latency and queueing side by side.
 
     \b
-    Policies: a dedicated batch server, a fixed EC2 fleet, all Fargate, all Fargate Spot, and
-    batchgate's adaptive policy (plan_launch with a small EC2 fleet). The jobs come from the job table
+    Policies: a dedicated batch server, a fixed EC2 fleet, all Fargate, all Fargate Spot,
+    batchgate's adaptive policy (plan_launch with a small EC2 fleet), and the adaptive policy with a
+    warm pool for the short batches (warm_* settings). The jobs come from the job table
     (--since/--until/--batch) or from a trace file (--trace). Exit 1 when there is no job to replay.
     """
     from batchgate.domain.catalog import CatalogError, load_catalog

@@ -3,7 +3,10 @@ roughly what they cost.
 
 Pure functions over jobs already read from the table. The cost is an estimate, by
 batchgate.domain.pricing: Fargate bills each task per second from the start of its image pull until it
-stops. EC2 capacity is billed per instance and cannot be attributed to a task, so it gets no estimate."""
+stops. EC2 capacity is billed per instance and cannot be attributed to a task, so it gets no estimate. A
+WARM attempt is charged its share of the pool task that ran it: the task's price (the pool's size,
+capacity provider and architecture) x the attempt's run seconds / the task's slots; the pool's idle time
+is charged to no job."""
 
 from __future__ import annotations
 
@@ -12,8 +15,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchgate.domain.catalog import PoolSpec
 from batchgate.domain.jobs import Attempt, Job, JobStatus, parse_iso
-from batchgate.domain.pricing import TaskSize, billed_duration, price_for
+from batchgate.domain.pricing import TaskSize, billed_duration, hourly_price, price_for
+from batchgate.domain.strategy_settings import WARM
 from batchgate.ops.job_views import run_time, start_latency
 
 NO_STRATEGY = "-"
@@ -33,9 +38,14 @@ def billed_seconds(attempt: Attempt) -> int | None:
     return billed_duration((parse_iso(end) - parse_iso(begin)).total_seconds())
 
 
-def attempt_cost(attempt: Attempt, size: TaskSize | None, region: str) -> float | None:
+def attempt_cost(
+    attempt: Attempt, size: TaskSize | None, region: str, pools: Mapping[str, PoolSpec] | None = None
+) -> float | None:
     """Estimated USD of one attempt; None when it cannot be estimated, 0.0 when nothing was billed
-    (the task never pulled its image)."""
+    (the task never pulled its image, a WARM offer no worker claimed). A WARM attempt: its share of its
+    pool task (`pools` by name, the catalog's), see `warm_attempt_cost`."""
+    if attempt.strategy == WARM:
+        return warm_attempt_cost(attempt, (pools or {}).get(attempt.capacity_provider), region)
     price = price_for(region, attempt.strategy)
     if size is None or price is None:
         return None
@@ -44,6 +54,22 @@ def attempt_cost(attempt: Attempt, size: TaskSize | None, region: str) -> float 
         return 0.0 if attempt.last_status in ("STOPPED", "DELETED") or not attempt.task_arn else None
     hourly = size.vcpus * price.vcpu_hour + size.gigabytes * price.gb_hour
     return hourly * billed / 3600
+
+
+def warm_attempt_cost(attempt: Attempt, pool: PoolSpec | None, region: str) -> float | None:
+    """A WARM attempt's share of its pool task: the task's price per hour x the attempt's run seconds /
+    the task's slots (a slot is 1/slots of the task while the job runs). 0.0 for an offer no worker
+    claimed (it never ran); None for an unknown pool or an attempt still running."""
+    if not attempt.timeline.get("started"):
+        return 0.0 if attempt.last_status in ("STOPPED", "DELETED") else None
+    ran = run_time(attempt)
+    if pool is None or ran is None:
+        return None
+    price = price_for(region, pool.capacity_provider, pool.architecture)
+    if price is None:
+        return None
+    task_hourly = hourly_price(price, TaskSize(cpu=pool.cpu, memory=pool.memory))
+    return task_hourly * ran / 3600 / pool.slots
 
 
 def percentile(values: Iterable[float], fraction: float) -> float | None:
@@ -85,7 +111,9 @@ class StatsRow:
         finished = self.succeeded + self.failed
         return self.succeeded / finished if finished else None
 
-    def add(self, job: Job, size: TaskSize | None, region: str) -> None:
+    def add(
+        self, job: Job, size: TaskSize | None, region: str, pools: Mapping[str, PoolSpec] | None = None
+    ) -> None:
         self.jobs += 1
         self.attempts += len(job.attempts)
         if job.status is JobStatus.SUCCEEDED:
@@ -106,7 +134,7 @@ class StatsRow:
         if ran is not None:
             self.run_times.append(ran)
         for attempt in job.attempts:
-            cost = attempt_cost(attempt, size, region)
+            cost = attempt_cost(attempt, size, region, pools)
             if cost is None:
                 self.cost_complete = False
             else:
@@ -142,9 +170,15 @@ def size_of(job: Job, sizes: Mapping[str, TaskSize]) -> TaskSize | None:
     return sizes.get(job.batch)
 
 
-def summarize(jobs: Iterable[Job], sizes: Mapping[str, TaskSize], region: str) -> list[StatsRow]:
+def summarize(
+    jobs: Iterable[Job],
+    sizes: Mapping[str, TaskSize],
+    region: str,
+    pools: Mapping[str, PoolSpec] | None = None,
+) -> list[StatsRow]:
     """Rows per (batch, strategy of the last attempt), sorted by batch then strategy. `sizes` are the
-    catalog's task sizes by batch, used for jobs whose plan does not record its own."""
+    catalog's task sizes by batch, used for jobs whose plan does not record its own; `pools` the
+    catalog's warm pools by name, to charge WARM attempts their share of a pool task."""
     rows: dict[tuple[str, str], StatsRow] = {}
     for job in jobs:
         last = job.attempt
@@ -153,5 +187,5 @@ def summarize(jobs: Iterable[Job], sizes: Mapping[str, TaskSize], region: str) -
         row = rows.get(key)
         if row is None:
             row = rows[key] = StatsRow(batch=job.batch, strategy=strategy)
-        row.add(job, size_of(job, sizes), region)
+        row.add(job, size_of(job, sizes), region, pools)
     return [rows[key] for key in sorted(rows)]

@@ -13,7 +13,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from batchgate.domain.catalog import (
+    ARCHITECTURES,
+    FARGATE_MEMORY_BY_CPU,
+    MAX_POOL_RUN_SECONDS,
+    MAX_POOL_SLOTS,
+    POOL_CAPACITY_PROVIDERS,
+    RUN_MODES,
+    PoolSpec,
+    PoolWindow,
+)
 from batchgate.domain.strategy_settings import (
     DEFAULT_STRATEGY_SETTINGS,
     EC2,
@@ -21,10 +32,13 @@ from batchgate.domain.strategy_settings import (
     FARGATE_SPOT,
     StrategySettings,
 )
+from batchgate.ops.whatif.warm_pool import DailyTime
 
 # The batch server of the "dedicated" policy: not an ECS strategy, its jobs run as processes.
 DEDICATED = "DEDICATED"
 STRATEGIES = (DEDICATED, EC2, FARGATE, FARGATE_SPOT)
+# The name of the pool built from the warm_* settings.
+WHATIF_POOL = "whatif-pool"
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,47 @@ class WhatIfSettings:
     ec2_fleet_instances: int = 2
     adaptive_ec2_instances: int = 1
     tasks_per_instance: int = 2
+    # The "adaptive-warm" policy: plan_launch with a warm pool (docs/warm-lane.md) and no EC2 instance.
+    # Its pool, when the catalog declares none for a batch: docs/warm-lane.md's example pool (1 vCPU,
+    # 2 GB, 2 slots, Fargate Spot on ARM64, 2 tasks in business hours, max run 90 s) with the sample
+    # trace's business hours (07:00-19:00 UTC on weekdays) as its window.
+    warm_pool_tasks: int = 2
+    warm_min_tasks: int = 0
+    warm_slots: int = 2
+    warm_cpu: int = 1024
+    warm_memory: int = 2048
+    warm_capacity_provider: str = "FARGATE_SPOT"
+    warm_architecture: str = "ARM64"
+    warm_max_run_seconds: int = 90
+    warm_timezone: str = "UTC"
+    warm_window_start: str = "cron(0 7 ? * MON-FRI *)"
+    warm_window_end: str = "cron(0 19 ? * MON-FRI *)"
+    # Fargate spreads a service's tasks over its subnets' AZs (template parameter Subnets: two or more).
+    warm_availability_zones: int = 2
+    # Which trace batches the pool takes: "short" (a batch whose catalog entry names a pool, plus every
+    # other batch whose p95 run time in the trace is below warm_max_run_seconds), "catalog" (only
+    # batches whose catalog entry names a pool), or a comma-separated list of batch names (plus those).
+    warm_batches: str = "short"
+    # Run mode of the batches placed on the pool by warm_batches ("command", the catalog's default, or
+    # "preload").
+    warm_run_mode: str = "command"
+    # Submit -> dispatch planning the job: the dispatch function's SQS batching window (template: 1 s;
+    # bench/results.md measured the way in at 1.28 s on the local stack, of which ~1 s the window).
+    warm_dispatch_seconds: float = 1.0
+    # Offer -> a worker's claim, the job running: the pool queue's hop and the conditional write
+    # (measured ~0.3 s on the local stack, domain/strategy_settings.py default_start_warm_seconds note).
+    warm_start_seconds: float = 0.3
+    # The application's boot (runtime and imports of the batch's module) in a warm container, as on the
+    # batch server (start_dedicated_seconds): per job in command mode, per task start in preload mode.
+    warm_app_boot_seconds: float = 1.5
+    # Spot interruptions of a pool task per task-hour on FARGATE_SPOT (AWS publishes no Fargate Spot
+    # frequency): the 5% of spot_interruption_rate read per hour, pessimistic for hours-long tasks.
+    warm_spot_interruptions_per_task_hour: float = 0.05
+    # An interrupted (SIGTERM) pool task lets its running jobs finish within its stop timeout (120 s,
+    # Fargate's maximum, catalog POOL_STOP_TIMEOUT_SECONDS); a job that cannot is stopped at its end and
+    # retried on ECS (WarmTaskStopped). 0: every job running on an interrupted task is retried.
+    warm_stop_grace_seconds: float = 120.0
+    adaptive_warm_ec2_instances: int = 0
     # Launch class of a trace batch that is not in the catalog (the adaptive policy plans it with it).
     default_launch_class: str = "standard"
     # Batches whose trace run time is at most this are "short" (their own columns in the report).
@@ -113,6 +168,8 @@ class WhatIfSettings:
         counts = {
             "ec2_fleet_instances": self.ec2_fleet_instances,
             "adaptive_ec2_instances": self.adaptive_ec2_instances,
+            "adaptive_warm_ec2_instances": self.adaptive_warm_ec2_instances,
+            "warm_min_tasks": self.warm_min_tasks,
         }
         for name, value in counts.items():
             if value < 0:
@@ -127,6 +184,81 @@ class WhatIfSettings:
             raise ValueError(f"start_spread must be within [0, 1), got {self.start_spread}")
         if self.month_days <= 0:
             raise ValueError(f"month_days must be positive, got {self.month_days}")
+        self._check_warm_pool()
+
+    def _check_warm_pool(self) -> None:
+        """The what-if pool's settings, checked as the catalog checks a pool."""
+        if not 1 <= self.warm_slots <= MAX_POOL_SLOTS:
+            raise ValueError(f"warm_slots must be from 1 to {MAX_POOL_SLOTS}, got {self.warm_slots}")
+        if not max(self.warm_min_tasks, 1) <= self.warm_pool_tasks <= 100:
+            raise ValueError(
+                f"warm_pool_tasks must be from max(warm_min_tasks, 1) to 100, got {self.warm_pool_tasks}"
+            )
+        if self.warm_memory not in FARGATE_MEMORY_BY_CPU.get(self.warm_cpu, frozenset()):
+            raise ValueError(
+                f"warm_cpu {self.warm_cpu} with warm_memory {self.warm_memory} "
+                "is not a valid Fargate task size"
+            )
+        choices = {
+            "warm_capacity_provider": (self.warm_capacity_provider, POOL_CAPACITY_PROVIDERS),
+            "warm_architecture": (self.warm_architecture, ARCHITECTURES),
+            "warm_run_mode": (self.warm_run_mode, frozenset(RUN_MODES)),
+        }
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(sorted(allowed))}, got {value!r}")
+        if not 1 <= self.warm_max_run_seconds <= MAX_POOL_RUN_SECONDS:
+            raise ValueError(
+                f"warm_max_run_seconds must be from 1 to {MAX_POOL_RUN_SECONDS}, "
+                f"got {self.warm_max_run_seconds}"
+            )
+        self._check_warm_schedule()
+
+    def _check_warm_schedule(self) -> None:
+        """The what-if pool's time zone, windows, delays and rates."""
+        try:
+            ZoneInfo(self.warm_timezone)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"warm_timezone {self.warm_timezone!r} is not an IANA time zone") from error
+        for name in ("warm_window_start", "warm_window_end"):
+            try:
+                DailyTime.parse(getattr(self, name))
+            except ValueError as error:
+                raise ValueError(f"{name}: {error}") from error
+        seconds = {
+            "warm_dispatch_seconds": self.warm_dispatch_seconds,
+            "warm_start_seconds": self.warm_start_seconds,
+            "warm_app_boot_seconds": self.warm_app_boot_seconds,
+            "warm_spot_interruptions_per_task_hour": self.warm_spot_interruptions_per_task_hour,
+            "warm_stop_grace_seconds": self.warm_stop_grace_seconds,
+        }
+        for name, value in seconds.items():
+            if value < 0:
+                raise ValueError(f"{name} must not be negative, got {value}")
+        if self.warm_availability_zones < 1:
+            raise ValueError(
+                f"warm_availability_zones must be at least 1, got {self.warm_availability_zones}"
+            )
+        if not self.warm_batches.strip():
+            raise ValueError("warm_batches must be short, catalog or a list of batch names")
+
+    def warm_pool_spec(self) -> PoolSpec:
+        """The what-if pool, as a catalog pool declaration."""
+        return PoolSpec(
+            name=WHATIF_POOL,
+            task_definition="whatif",
+            container="whatif",
+            cpu=self.warm_cpu,
+            memory=self.warm_memory,
+            slots=self.warm_slots,
+            capacity_provider=self.warm_capacity_provider,
+            min_tasks=self.warm_min_tasks,
+            max_tasks=max(self.warm_pool_tasks, self.warm_min_tasks),
+            architecture=self.warm_architecture,
+            max_run_seconds=self.warm_max_run_seconds,
+            timezone=self.warm_timezone,
+            windows=(PoolWindow(self.warm_window_start, self.warm_window_end, self.warm_pool_tasks),),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting the replay read: its own and the engine's prices and thresholds it uses."""

@@ -16,8 +16,9 @@ from batchgate.domain.catalog import Catalog
 from batchgate.ops.stats import percentile
 from batchgate.ops.whatif.model import WhatIfSettings
 from batchgate.ops.whatif.policies import Policy, all_policies
-from batchgate.ops.whatif.replay import JobRun, replay
+from batchgate.ops.whatif.replay import JobRun, replay_with_pools
 from batchgate.ops.whatif.trace import DAY, Trace
+from batchgate.ops.whatif.warm_pool import WarmPoolRun
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,12 @@ class PolicyOutcome:
     failure_note: str
     runs: dict[str, int]  # jobs by the strategy of their last attempt
     start_latencies: tuple[float, ...]
+    warm_usd: float = 0.0  # warm pool tasks, over the window
+    warm_task_interruptions: int = 0  # Spot interruptions of pool tasks
 
     @property
     def window_usd(self) -> float:
-        return self.fixed_usd + self.task_usd
+        return self.fixed_usd + self.task_usd + self.warm_usd
 
     @property
     def month_usd(self) -> float:
@@ -60,6 +63,8 @@ class PolicyOutcome:
             "cost_month_usd": round(self.month_usd, 2),
             "fixed_window_usd": round(self.fixed_usd, 4),
             "tasks_window_usd": round(self.task_usd, 4),
+            "warm_pool_window_usd": round(self.warm_usd, 4),
+            "warm_pool_task_interruptions": self.warm_task_interruptions,
             "start_p50_seconds": round(self.start_p50, 1),
             "start_p95_seconds": round(self.start_p95, 1),
             "queueing_p95_seconds": round(self.queueing_p95, 1),
@@ -79,7 +84,11 @@ def _rounded(value: float | None) -> float | None:
 
 
 def summarize(
-    policy: Policy, runs: Sequence[JobRun], trace: Trace, settings: WhatIfSettings
+    policy: Policy,
+    runs: Sequence[JobRun],
+    trace: Trace,
+    settings: WhatIfSettings,
+    pools: Sequence[WarmPoolRun] = (),
 ) -> PolicyOutcome:
     ran = [run for run in runs if run.ran]
     pool = policy.pool(settings)
@@ -108,12 +117,15 @@ def summarize(
         failure_note=note,
         runs=dict(Counter(run.strategy for run in ran)),
         start_latencies=starts,
+        warm_usd=sum(pool.cost_usd() for pool in pools),
+        warm_task_interruptions=sum(pool.interruptions() for pool in pools),
     )
 
 
 def compare(trace: Trace, catalog: Catalog, settings: WhatIfSettings) -> list[PolicyOutcome]:
     """Every policy replayed on the same trace, in the order of `all_policies`."""
-    return [
-        summarize(policy, replay(trace, policy, settings), trace, settings)
-        for policy in all_policies(catalog, settings)
-    ]
+    outcomes = []
+    for policy in all_policies(catalog, settings, trace.jobs):
+        runs, pools = replay_with_pools(trace, policy, settings)
+        outcomes.append(summarize(policy, runs, trace, settings, pools))
+    return outcomes

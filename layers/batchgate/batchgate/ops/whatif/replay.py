@@ -14,6 +14,15 @@ interrupted mid-run stops there and the job is launched again at once (the polic
 whose previous attempt was lost to Spot). Fargate bills each task from its image pull start to its stop
 (`batchgate.domain.pricing.billed_duration`), at the engine's price for its size; machines are paid for the
 whole window.
+
+WARM (the adaptive-warm policy's pool, batchgate.ops.whatif.warm_pool): a launch whose plan puts WARM
+first takes a free slot of a serving pool task; the job starts after `warm_dispatch_seconds` (submit ->
+dispatch) and `warm_start_seconds` (offer -> claim, spread as the other starts) and runs its own run time
+(a warm container: no container overhead), plus `warm_app_boot_seconds` in command mode. When no slot is
+free the launch walks to the plan's next strategy at once. A job running on a pool task that is
+interrupted (Spot) and cannot finish within `warm_stop_grace_seconds` is stopped then and launched again
+with stop code WarmTaskStopped (plan_launch never plans WARM after it: ECS). The pool's tasks are paid as
+the pool's own line (`WarmPoolRun.cost_usd`), the jobs on it cost nothing more.
 """
 
 from __future__ import annotations
@@ -31,11 +40,14 @@ from batchgate.domain.latency_sketch import (
     HistorySummary,
     StrategyHistory,
 )
+from batchgate.domain.pools import WarmSlots
 from batchgate.domain.pricing import billed_duration
-from batchgate.domain.strategy_settings import FARGATE, FARGATE_SPOT
+from batchgate.domain.strategy_settings import FARGATE, FARGATE_SPOT, WARM
+from batchgate.domain.warm import POOL_TASK_STOPPED
 from batchgate.ops.whatif.model import DEDICATED, WhatIfSettings
 from batchgate.ops.whatif.policies import LaunchRequest, Policy, Pool
 from batchgate.ops.whatif.trace import Trace, TraceJob
+from batchgate.ops.whatif.warm_pool import PoolTaskLife, WarmPoolRun, pool_figures
 
 # Event kinds; the value orders events of the same moment.
 _END, _INTERRUPTED, _SUBMITTED = 0, 1, 2
@@ -133,6 +145,8 @@ class _Running:
     stopped_at: float
     cost_usd: float
     interrupted: bool
+    stop_code: str | None = None
+    warm_task: PoolTaskLife | None = None
 
 
 @dataclass
@@ -148,6 +162,8 @@ class Replay:
     _running: dict[int, _Running] = field(default_factory=dict)
     _attempts: dict[int, list[AttemptRun]] = field(default_factory=dict)
     _history: dict[tuple[str, str], StrategyHistory] = field(default_factory=dict)
+    # The policy's warm pools, by name, as they run over the trace's window.
+    warm: dict[str, WarmPoolRun] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.pool = self.policy.pool(self.settings)
@@ -156,6 +172,26 @@ class Replay:
                 Machine(self.pool.cpu, self.pool.memory, self.pool.max_tasks)
                 for _ in range(self.pool.instances)
             ]
+        settings = self.settings
+        for name, spec in self.policy.warm_pools().items():
+            figures = pool_figures(
+                spec,
+                start_seconds={
+                    FARGATE: settings.start_fargate_seconds,
+                    FARGATE_SPOT: settings.start_spot_seconds,
+                },
+                container_seconds=settings.container_overhead_seconds,
+                boot_seconds=settings.warm_app_boot_seconds,
+                preload=self.policy.preloads(name),
+                interruptions_per_hour=settings.warm_spot_interruptions_per_task_hour,
+                provisioning_seconds=settings.fargate_provisioning_seconds,
+                availability_zones=settings.warm_availability_zones,
+                engine=settings.engine,
+                seed=settings.seed,
+            )
+            self.warm[name] = WarmPoolRun.scheduled(
+                spec, figures, self.trace.window_start, self.trace.window_end
+            )
 
     def run(self) -> list[JobRun]:
         for index, job in enumerate(self.trace.jobs):
@@ -185,6 +221,7 @@ class Replay:
             previous_stop_code=previous_stop_code,
             capacity=self._capacity(),
             history=lambda: self._summaries(job.batch, now),
+            warm=lambda name: self._warm_slots(name, now),
         )
         chain = self.policy.chain(request, self.settings)
         pool = self.pool
@@ -202,6 +239,13 @@ class Replay:
             elif strategy in SERVERLESS:
                 self._start(index, strategy, now, None)
                 return
+            elif strategy == WARM:
+                name = self.policy.pool_of(job)
+                task = self.warm[name].take(now) if name in self.warm else None
+                if task is not None:
+                    self._start(index, strategy, now, None, warm_task=task)
+                    return
+                # Full or closed: the plan's next strategy at once, never a wait.
         if on_pool and self.policy.waits_for_capacity:
             self._waiting.append(index)
             return
@@ -225,8 +269,10 @@ class Replay:
         if running.machine is not None:
             self.machines[running.machine].release(job)
             self._drain(now)
+        if running.warm_task is not None:
+            running.warm_task.busy -= 1
         if interrupted:
-            self._launch(index, now, previous_stop_code=SPOT_INTERRUPTION)
+            self._launch(index, now, previous_stop_code=running.stop_code or SPOT_INTERRUPTION)
 
     def _drain(self, now: float) -> None:
         while self._waiting and self.pool is not None:
@@ -238,11 +284,21 @@ class Replay:
 
     # --- one attempt -------------------------------------------------------------------------------------
 
-    def _start(self, index: int, strategy: str, now: float, machine: int | None) -> None:
+    def _start(
+        self,
+        index: int,
+        strategy: str,
+        now: float,
+        machine: int | None,
+        warm_task: PoolTaskLife | None = None,
+    ) -> None:
         job = self.trace.jobs[index]
         attempt = len(self._attempts.get(index, ())) + 1
         settings = self.settings
         spread = settings.start_spread * (2 * self._draw(index, 1, "start") - 1)
+        if warm_task is not None:
+            self._start_warm(index, now, spread, warm_task)
+            return
         start = settings.start_seconds(strategy) * (1 + spread)
         run = job.run_seconds + (0.0 if strategy == DEDICATED else settings.container_overhead_seconds)
         started = now + start
@@ -260,6 +316,37 @@ class Replay:
             self.machines[machine].take(job)
         self._running[index] = _Running(index, strategy, machine, now, started, stopped, cost, interrupted)
         self._push(stopped, _INTERRUPTED if interrupted else _END, index)
+
+    def _start_warm(self, index: int, now: float, spread: float, task: PoolTaskLife) -> None:
+        """One WARM attempt on a slot of `task` (taken): started after the dispatch path and the claim,
+        run as in a warm container, cut when its task is interrupted and it cannot finish in time."""
+        job = self.trace.jobs[index]
+        settings = self.settings
+        started = now + settings.warm_dispatch_seconds + settings.warm_start_seconds * (1 + spread)
+        boot = settings.warm_app_boot_seconds if self.policy.run_mode(job) == "command" else 0.0
+        stopped = started + job.run_seconds + boot
+        interrupted = False
+        if task.interrupted:
+            deadline = task.stops_at + settings.warm_stop_grace_seconds
+            if stopped > deadline:
+                interrupted, stopped = True, max(deadline, started)
+        self._running[index] = _Running(
+            index,
+            WARM,
+            None,
+            now,
+            started,
+            stopped,
+            0.0,
+            interrupted,
+            stop_code=POOL_TASK_STOPPED if interrupted else None,
+            warm_task=task,
+        )
+        self._push(stopped, _INTERRUPTED if interrupted else _END, index)
+
+    def _warm_slots(self, pool: str, now: float) -> WarmSlots:
+        run = self.warm.get(pool)
+        return run.slots(now) if run is not None else WarmSlots(pool, 0, 0, 0.0)
 
     def _draw(self, index: int, attempt: int, purpose: str) -> float:
         # A string seed is hashed with SHA-512: the same draw on every run and every Python.
@@ -301,3 +388,12 @@ class Replay:
 
 def replay(trace: Trace, policy: Policy, settings: WhatIfSettings) -> list[JobRun]:
     return Replay(trace, policy, settings).run()
+
+
+def replay_with_pools(
+    trace: Trace, policy: Policy, settings: WhatIfSettings
+) -> tuple[list[JobRun], list[WarmPoolRun]]:
+    """The runs, and the policy's warm pools as they ran (their tasks, interruptions and bill)."""
+    replaying = Replay(trace, policy, settings)
+    runs = replaying.run()
+    return runs, list(replaying.warm.values())

@@ -108,7 +108,7 @@ def markdown(
         _table(rows(outcomes)),
         "",
         "- **cost/month**: machines paid around the clock plus Fargate and Fargate Spot tasks billed per "
-        "second from image pull start, one-minute minimum.",
+        "second from image pull start, one-minute minimum; a warm pool's tasks over its scheduled hours.",
         "- **start**: submitted -> the batch running (queueing included); **queue**: waiting for a free "
         "machine; **waited**: jobs that waited at all.",
         f"- **short**: the {outcomes[0].short_jobs if outcomes else 0} batches whose run time is at most "
