@@ -240,6 +240,10 @@ def test_the_demo_passes() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "demo passed" in result.stdout
+    # The final table names each demo job: the duplicate delivery kept as one job, why one was REJECTED.
+    summary = result.stdout[result.stdout.index("demo jobs") :]
+    assert "2x: 1 job" in summary
+    assert "unknown batch 'payroll-calc'" in summary
 
 
 def processes_of(job_id: str) -> list[int]:

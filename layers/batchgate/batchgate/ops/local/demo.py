@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from batchgate.adapters.history_table import HistoryTable
-from batchgate.domain.jobs import Job, JobStatus, job_id_for
+from batchgate.domain.jobs import Job, JobStatus, job_id_for, parse_iso
 from batchgate.domain.messages import SubmitMessage
 from batchgate.ops.local.stack import LocalStack, StackOptions
 from batchgate.services.history_feed import FINISHED_STATUSES
@@ -374,6 +374,39 @@ def print_job_table(console: Console, state_path: Path) -> None:
             console.print(f"batchgate jobs exited with {error.code}")
 
 
+def start_seconds(job: Job) -> float | None:
+    """Submit to start of the job's last attempt: what the application waited for it to begin."""
+    attempt = job.attempt
+    started = attempt.timeline.get("started") if attempt else None
+    if started is None:
+        return None
+    return (parse_iso(started) - parse_iso(job.created_at)).total_seconds()
+
+
+def summary_table(jobs: tuple[DemoJob, ...], found: dict[str, Job | None]) -> Table:
+    """Each demo job by its name: how it ended, where each attempt ran, how long it took to start, why."""
+    table = Table(title="demo jobs", title_justify="left", header_style="bold")
+    for name in ("demo job", "sent", "status", "attempts", "start", "reason"):
+        table.add_column(name, overflow="fold")
+    for demo in jobs:
+        job = found.get(demo.label)
+        if job is None:
+            table.add_row(demo.label, str(demo.copies), "missing", "", "", "")
+            continue
+        sent = f"{demo.copies}x: 1 job" if demo.copies > 1 else "1x"
+        attempts = ", ".join(f"{a.number}: {a.strategy}" for a in job.attempts) or "-"
+        seconds = start_seconds(job)
+        table.add_row(
+            demo.label,
+            sent,
+            job.status.value,
+            attempts,
+            f"{seconds:.1f} s" if seconds is not None else "-",
+            job.reason or "",
+        )
+    return table
+
+
 def run_demo(options: StackOptions, console: Console) -> int:
     """Start the stack, run the demo workload, print the job table, stop. 0 when every job ended as
     expected."""
@@ -399,6 +432,7 @@ def run_demo(options: StackOptions, console: Console) -> int:
             with ProgressView(console, DEMO_JOBS, expected) as view:
                 found = wait_for(stack, DEMO_JOBS, view, WAIT_SECONDS)
             print_job_table(console, state_path)
+            console.print(summary_table(DEMO_JOBS, found))
             problems = verify(stack, DEMO_JOBS, found)
             expected_history = finished_attempts(found)
             held = wait_for_history(stack, expected_history, HISTORY_WAIT_SECONDS)
