@@ -22,6 +22,7 @@ from batchgate.ops.local.endpoint import LocalAws, MotoEndpoint, sdk_environment
 from batchgate.ops.local.errors import StackFailure
 from batchgate.ops.local.executor import LocalExecutor, StartDelays, TaskEnvironment
 from batchgate.ops.local.hosts import FunctionHosts, HostOptions
+from batchgate.ops.local.pools import LocalPools, pool_settings_from
 from batchgate.ops.local.resources import (
     ResourceBuilder,
     StackResources,
@@ -68,6 +69,8 @@ class StackOptions:
     images: Mapping[str, str] = field(default_factory=dict)  # task definition family -> image
     # The endpoint written into the `sam local invoke` env-vars file (None: the local endpoint's URL).
     sam_endpoint_url: str | None = None
+    # Workers per warm pool (None: each pool's first schedule window's count; 0: every pool closed).
+    pool_tasks: int | None = None
 
 
 class LocalStack:
@@ -79,6 +82,7 @@ class LocalStack:
         self._hosts: FunctionHosts | None = None
         self._executor: LocalExecutor | None = None
         self._watchdog: TimeoutWatchdog | None = None
+        self.pools: LocalPools | None = None
         self._state_written: Path | None = None
         self.aws: LocalAws | None = None
         self.cluster: LocalCluster | None = None
@@ -225,10 +229,40 @@ class LocalStack:
             ),
         )
         self._hosts.start()
+        self.pools = self._start_pools(resources, aws)
         if self.runs_watchdog:
             self._watchdog = TimeoutWatchdog(self.table(), self.catalog, aws.ecs(), self.cluster.arn)
             self._watchdog.start()
         self._write_state()
+
+    def _start_pools(self, resources: StackResources, aws: LocalAws) -> LocalPools | None:
+        """The catalog's warm pools as worker processes, when the template deploys the warm lane."""
+        options = self.options
+        environment = next(
+            (
+                function.environment
+                for function in resources.functions.values()
+                if "POOL_TABLE_NAME" in function.environment
+            ),
+            None,
+        )
+        if not self.catalog.pools or environment is None or self.cluster is None:
+            return None
+        settings = pool_settings_from(
+            environment,
+            stack_name=options.stack_name,
+            region=options.region,
+            cluster_arn=self.cluster.arn,
+            samples=options.root / SAMPLES,
+            catalog_path=options.catalog_path,
+            stop_grace_seconds=options.stop_grace_seconds,
+            tasks=options.pool_tasks,
+        )
+        if settings is None:
+            return None
+        pools = LocalPools(self.catalog, settings, aws, echo=options.echo)
+        pools.start()
+        return pools
 
     def _docker_engine(self) -> DockerEngine | None:
         """The engine that runs tasks whose image it has; None: every task runs as a local process.
@@ -284,6 +318,9 @@ class LocalStack:
         if self._watchdog is not None:
             self._watchdog.stop()
             self._watchdog = None
+        if self.pools is not None:
+            self.pools.stop()  # before the functions: a draining worker still reports its jobs' ends
+            self.pools = None
         if self._executor is not None:
             self._executor.stop()
             self._executor = None
