@@ -48,6 +48,7 @@ from batchgate.domain.warm import (
 )
 from batchgate.ops.logs import LogLocation, TaskLogs
 from batchgate.ops.template import load_template, table_definition
+from batchgate.worker.__main__ import serve_until_stopped
 from batchgate.worker.child_process import ChildLauncher, ChildProcess, ChildStopper
 from batchgate.worker.claims import Claimed, Refused
 from batchgate.worker.protection import ScaleInProtection
@@ -56,6 +57,8 @@ from batchgate.worker.settings import WorkerSettings, WorkerTiming, child_enviro
 from batchgate.worker.slot_loop import SlotLoop
 from batchgate.worker.slots import Slots
 from batchgate.worker.worker import Worker, WorkerClients, memory_limit_bytes, preload_modules
+
+from tests.conftest import create_pool_table
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -299,18 +302,7 @@ class RunningWorker:
 def create_account(tmp: Path, catalog: Catalog) -> Pool:
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     dynamodb.create_table(TableName="jobs", **table_definition(load_template(ROOT / "template.yaml")))
-    dynamodb.create_table(
-        TableName="pools",
-        KeySchema=[
-            {"AttributeName": "pool", "KeyType": "HASH"},
-            {"AttributeName": "task_arn", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pool", "AttributeType": "S"},
-            {"AttributeName": "task_arn", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_pool_table(dynamodb, "pools")
     sqs = boto3.client("sqs", region_name=REGION)
     queue_url = sqs.create_queue(QueueName="pool-attendance")["QueueUrl"]
     jobs_queue_url = sqs.create_queue(QueueName="jobs")["QueueUrl"]
@@ -555,13 +547,16 @@ def test_a_job_past_its_timeout_is_stopped_and_ends_timed_out(pool: Pool) -> Non
     job = pool.submit("warm-short", ["slow", "0", "30"])
     started = time.monotonic()
     with pool.worker():
-        ended = pool.wait_until_ended(job.job_id)
-        pid = pool.runs_of(job.job_id)[0]
-        pool.wait_for(job.job_id, lambda current: current.attempt.last_status == "STOPPED")  # type: ignore[union-attr]
+        pid = wait_for_run(pool, job.job_id)
+        ended = pool.wait_for(job.job_id, lambda current: current.attempt.last_status == "STOPPED")  # type: ignore[union-attr]
     assert time.monotonic() - started < 10
     assert ended.status is JobStatus.TIMED_OUT
     assert ended.reason is not None and ended.reason.startswith(TIMEOUT_REASON_PREFIX)
-    assert ended.attempt is not None and ended.attempt.note == "batchgate: exceeded timeout of 1 s"
+    assert ended.attempt is not None
+    assert (ended.attempt.stop_code, ended.attempt.stopped_reason) == (
+        "UserInitiated",
+        "batchgate: exceeded timeout of 1 s",
+    )
     assert not is_alive(pid)
     assert pool.lines(pool.job(job.job_id)) == ["slow"]
 
@@ -958,3 +953,31 @@ def test_the_worker_never_loads_powertools() -> None:
         check=True,
     )
     assert "BATCHGATE_POOL" in help_text.stdout
+
+
+class StopWaiter:
+    """Serves until asked to stop, as Worker does."""
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+        self.why: str | None = None
+
+    def run(self) -> int:
+        assert self.stopped.wait(10)
+        return 0
+
+    def request_stop(self, why: str = "SIGTERM") -> None:
+        self.why = why
+        self.stopped.set()
+
+
+def test_sigterm_to_the_process_asks_the_worker_to_drain() -> None:
+    waiter = StopWaiter()
+    previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        threading.Timer(0.2, os.kill, [os.getpid(), signal.SIGTERM]).start()
+        assert serve_until_stopped(waiter) == 0  # type: ignore[arg-type]
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    assert waiter.why == "SIGTERM"

@@ -9,6 +9,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from types import FrameType
 from typing import Any, cast
@@ -95,13 +96,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         cloudwatch=boto3.client("cloudwatch"),
     )
     worker = Worker(settings, catalog, identity, clients, zygote=zygote)
+    return serve_until_stopped(worker)
+
+
+def serve_until_stopped(worker: Worker) -> int:
+    """Run the worker in its own thread; the main thread only waits, so a signal handler (which
+    Python runs in the main thread) never interrupts code holding one of the worker's locks."""
+    status: list[int] = []
 
     def stop(number: int, frame: FrameType | None) -> None:
         worker.request_stop(signal.Signals(number).name)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    return worker.run()
+    serving = threading.Thread(target=lambda: status.append(worker.run()), name="worker")
+    serving.start()
+    while serving.is_alive():
+        serving.join(timeout=1.0)
+    return status[0] if status else 1
 
 
 if __name__ == "__main__":
