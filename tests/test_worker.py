@@ -417,6 +417,19 @@ def test_output_with_invalid_utf8_is_shipped_with_replacement_characters(pool: P
     assert pool.lines(ended) == ["ok \ufffd\ufffd bad", "next"]
 
 
+def test_a_command_that_cannot_start_ends_the_attempt_and_is_retried(aws: None, tmp_path: Path) -> None:
+    pool = create_account(tmp_path, warm_catalog(**{"warm-missing": batch(["/nonexistent/batch"])}))
+    job = pool.submit("warm-missing", marks=False)
+    with pool.worker():
+        ended = pool.wait_until_ended(job.job_id)
+    assert ended.status is JobStatus.RETRYING
+    assert ended.attempt is not None and ended.attempt.stopped_reason is not None
+    assert ended.attempt.stopped_reason.startswith(
+        "CannotStartContainerError: cannot start /nonexistent/batch"
+    )
+    assert pool.relaunches(wait_seconds=3) == [Relaunch(job.job_id, 2)]
+
+
 # Messages that must run nothing.
 
 
