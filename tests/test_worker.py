@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import boto3
 import pytest
-from batchgate.adapters.ecs_agent import TaskIdentity, TaskProtection
+from batchgate.adapters.ecs_agent import TaskIdentity, TaskProtection, read_task_identity
 from batchgate.adapters.job_table import JobTable
 from batchgate.adapters.log_streams import (
     MAX_BYTES_PER_CALL,
@@ -994,3 +994,56 @@ def test_sigterm_to_the_process_asks_the_worker_to_drain() -> None:
         for number, handler in previous.items():
             signal.signal(number, handler)
     assert waiter.why == "SIGTERM"
+
+
+def test_settings_come_from_the_environment() -> None:
+    environment = {
+        "BATCHGATE_POOL": POOL,
+        "JOB_TABLE_NAME": "jobs",
+        "POOL_TABLE_NAME": "pools",
+        "POOL_QUEUE_URL": "https://sqs/pool",
+        "JOBS_QUEUE_URL": "https://sqs/jobs",
+        "POOL_LOG_GROUP": LOG_GROUP,
+        "ECS_CONTAINER_METADATA_URI_V4": "http://169.254.170.2/v4/abc",
+        "ECS_AGENT_URI": "http://169.254.170.2/api/abc",
+    }
+    settings = WorkerSettings.from_environment(environment)
+    assert (settings.pool, settings.jobs_queue_url, settings.metadata_uri, settings.task_arn) == (
+        POOL,
+        "https://sqs/jobs",
+        "http://169.254.170.2/v4/abc",
+        None,
+    )
+    assert settings.timing.drain_seconds == 105
+    with pytest.raises(RuntimeError, match="POOL_LOG_GROUP"):
+        WorkerSettings.from_environment({**environment, "POOL_LOG_GROUP": ""})
+    with pytest.raises(RuntimeError, match="cannot name its task"):
+        WorkerSettings.from_environment({**environment, "ECS_CONTAINER_METADATA_URI_V4": ""})
+
+
+class MetadataStandIn(http.server.BaseHTTPRequestHandler):
+    """The task metadata endpoint v4: the container's own metadata, and the task's at /task."""
+
+    def do_GET(self) -> None:
+        if self.path.endswith("/task"):
+            document = {"TaskARN": TASK_ARN, "AvailabilityZone": "us-east-1b", "Containers": []}
+        else:
+            document = {"Name": "attendance", "Image": IMAGE, "ImageID": DIGEST}
+        answer = json.dumps(document).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_the_task_names_itself_from_the_metadata_endpoint() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), MetadataStandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        identity = read_task_identity(f"http://127.0.0.1:{server.server_address[1]}/v4/abc")
+    finally:
+        server.shutdown()
+    assert identity == TaskIdentity(TASK_ARN, "us-east-1b", IMAGE, DIGEST)

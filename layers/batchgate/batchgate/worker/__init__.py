@@ -10,6 +10,7 @@ domain and adapters only (never Powertools: a Lambda concern).
 Modules, one job each:
 - settings: what the worker reads from its environment;
 - slot_loop: receive no more work than free slots, claim, start a run;
+- claims: the claim of an offer, and why a refused or running attempt is not (or no longer) this task's;
 - slots: which slot runs what;
 - job_run: one attempt in one slot: start, watch (timeout, cancel, shutdown), stop, report;
 - child_process: start a child (command or preload) and stop its process group;
