@@ -156,6 +156,22 @@ def create_history_table(client: Any, name: str) -> None:
     )
 
 
+def create_pool_table(client: Any, name: str) -> None:
+    """The pool table (one heartbeat item per warm pool task): hash `pool`, range `task_arn`."""
+    client.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "pool", "KeyType": "HASH"},
+            {"AttributeName": "task_arn", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pool", "AttributeType": "S"},
+            {"AttributeName": "task_arn", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 @pytest.fixture
 def stack(aws: None) -> Stack:
     return create_stack_resources()

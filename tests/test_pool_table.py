@@ -12,6 +12,8 @@ from batchgate.domain.pools import PoolTask, SlotJob
 from batchgate.domain.warm import InvalidWorkOffer, WorkOffer
 from batchgate.services.settings import Settings
 
+from tests.conftest import create_pool_table
+
 JOB = "bg-attendance-import-00000000000000000001"
 
 
@@ -33,18 +35,7 @@ def heartbeat(task: str, running: int = 0) -> PoolTask:
 
 def test_heartbeats_are_written_read_by_pool_and_by_task_and_deleted(aws: None) -> None:
     client = boto3.client("dynamodb", region_name="us-east-1")
-    client.create_table(
-        TableName="pools",
-        KeySchema=[
-            {"AttributeName": "pool", "KeyType": "HASH"},
-            {"AttributeName": "task_arn", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pool", "AttributeType": "S"},
-            {"AttributeName": "task_arn", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_pool_table(client, "pools")
     table = PoolTable("pools", client)
     first, second = heartbeat("one", running=1), heartbeat("two")
     table.put(first)

@@ -339,3 +339,15 @@ class Job:
             attempts=tuple(Attempt.from_item(attempt) for attempt in item.get("attempts", ())),
             revision=int(item.get("revision", 0)),
         )
+
+
+def attempt_environment(job: Job, number: int) -> dict[str, str]:
+    """The environment batchgate gives attempt `number` of a job, wherever it runs (a RunTask's
+    container overrides, a warm pool's child): which job and attempt it is, then the message's allowed
+    variables (the catalog refuses BATCHGATE_* names there, so they never override these)."""
+    return {
+        "BATCHGATE_JOB_ID": job.job_id,
+        "BATCHGATE_ATTEMPT": str(number),
+        "BATCHGATE_BATCH": job.batch,
+        **dict(sorted(job.environment.items())),
+    }

@@ -30,6 +30,7 @@ from batchgate.domain.jobs import (
     Job,
     JobStatus,
     LaunchPlan,
+    attempt_environment,
     client_token,
     iso,
     job_id_for,
@@ -512,10 +513,7 @@ def run_task_request(job: Job, spec: BatchSpec, attempt: Attempt, settings: Sett
     """The RunTask parameters of one attempt: the catalog decides the task; the message only fills in
     arguments and allowed environment variables."""
     environment = [
-        {"name": "BATCHGATE_JOB_ID", "value": job.job_id},
-        {"name": "BATCHGATE_ATTEMPT", "value": str(attempt.number)},
-        {"name": "BATCHGATE_BATCH", "value": job.batch},
-        *({"name": name, "value": value} for name, value in sorted(job.environment.items())),
+        {"name": name, "value": value} for name, value in attempt_environment(job, attempt.number).items()
     ]
     request: dict[str, Any] = {
         "cluster": settings.cluster,

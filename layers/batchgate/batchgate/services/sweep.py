@@ -40,8 +40,10 @@ from batchgate.domain.catalog import BatchSpec, Catalog, load_catalog
 from batchgate.domain.described_tasks import change_from_task
 from batchgate.domain.jobs import Attempt, Job, JobStatus, iso, parse_iso, utc_now
 from batchgate.domain.relaunch import Relaunch, awaited_attempt, next_attempt_relaunch
-from batchgate.domain.retry_policy import TIMEOUT_REASON_PREFIX, Retry, decide
+from batchgate.domain.retry_policy import Retry, decide
 from batchgate.domain.task_events import InvalidTaskEvent, apply_task_event
+from batchgate.domain.timeouts import TRACKED_STATUSES, time_out_attempt, timeout_reason
+from batchgate.domain.timeouts import may_time_out as _may_time_out
 from batchgate.services.settings import Settings
 
 # The statuses of jobs that have not ended, in the order the sweep reads them.
@@ -54,9 +56,6 @@ ACTIVE_STATUSES = (
     JobStatus.DISPATCHING,
     JobStatus.SUBMITTED,
     JobStatus.RETRYING,
-)
-TRACKED_STATUSES = frozenset(
-    {JobStatus.DISPATCHED, JobStatus.PROVISIONING, JobStatus.PENDING, JobStatus.RUNNING, JobStatus.STOPPING}
 )
 NOT_STARTED_STATUSES = frozenset({JobStatus.DISPATCHED, JobStatus.PROVISIONING, JobStatus.PENDING})
 DESCRIBE_BATCH = 100  # DescribeTasks takes at most 100 tasks
@@ -213,7 +212,7 @@ class Sweeper:
         number = attempt.number
         if not _may_time_out(job, number):
             return
-        reason = f"{TIMEOUT_REASON_PREFIX} of {spec.timeout_seconds} s"
+        reason = timeout_reason(spec.timeout_seconds)
         if "started" not in attempt.timeline:
             reason += f" (not started {_minutes(_seconds(now, attempt.dispatched_at))} after dispatch)"
         if attempt.task_arn is not None:
@@ -225,14 +224,10 @@ class Sweeper:
         status = JobStatus.RETRYING if isinstance(decision, Retry) else JobStatus.TIMED_OUT
         at = iso(now)
 
-        def change(current: Job) -> Job | None:
-            latest = current.attempt
-            if latest is None or not _may_time_out(current, number):
-                return None  # moved on meanwhile (container stopped, ended, cancelled, next attempt)
-            noted = current.with_attempt(replace(latest, note=reason))
-            return noted.moved_to(status, at, decision.reason)
-
-        write = self.table.apply(job.job_id, change)
+        # None when it moved on meanwhile (container stopped, ended, cancelled, next attempt).
+        write = self.table.apply(
+            job.job_id, lambda current: time_out_attempt(current, number, reason, at, spec)
+        )
         if write is None or not write.written or write.after.status is not status:
             return  # moved on, or another sweep timed it out: counted there
         report.timed_out += 1
@@ -402,18 +397,6 @@ class Sweeper:
             logger.error("no jobs queue configured: cannot relaunch", extra={"job_id": relaunch.job_id})
             return
         self.jobs_queue.send_relaunch(relaunch, delay)
-
-
-def _may_time_out(job: Job, number: int) -> bool:
-    """Attempt `number` may still be timed out: it is the job's latest, the job is tracked, and the
-    attempt's container has not stopped (then its STOPPED decides how the job ends, even late)."""
-    latest = job.attempt
-    return (
-        latest is not None
-        and latest.number == number
-        and job.status in TRACKED_STATUSES
-        and "execution_stopped" not in latest.timeline
-    )
 
 
 def explain_not_started(status: JobStatus, task: Mapping[str, Any], seconds: float) -> str:
