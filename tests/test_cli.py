@@ -83,7 +83,7 @@ def test_group_help_lists_commands_and_exit_codes() -> None:
 
 
 def test_optional_command_groups_load_only_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    lazy = {"again": ("batchgate.ops.cli", "jobs"), "absent": ("batchgate.no_such_module", "group")}
+    lazy = {"again": ("batchgate.ops.cli.jobs", "jobs"), "absent": ("batchgate.no_such_module", "group")}
     monkeypatch.setattr(BatchgateGroup, "lazy_commands", lazy)
     runner = CliRunner(mix_stderr=False)
     listing = runner.invoke(cli, ["--help"]).stdout

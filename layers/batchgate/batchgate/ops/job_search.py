@@ -227,6 +227,19 @@ class JobSearch:
             if partition.keep(job):
                 yield job
 
+    def newest(self, job_filter: JobFilter, max_jobs: int) -> tuple[list[Job], str | None]:
+        """The newest `max_jobs` jobs of the filter (of every status), and, when older ones were left
+        out, a note that says which."""
+        selected: list[Job] = []
+        for job in self.each(job_filter):
+            if len(selected) >= max_jobs:
+                return selected, (
+                    f"only the newest {max_jobs} jobs (--max-jobs), queued {selected[-1].created_at} or "
+                    f"later: older jobs of the window, queued {job.created_at} or earlier, are left out"
+                )
+            selected.append(job)
+        return selected, None
+
 
 def _encode(starts: dict[str, dict[str, Any] | None], job_filter: JobFilter) -> str:
     """Compact: per partition only the last job's id and created_at (the partition key names the index

@@ -13,13 +13,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchgate.domain.catalog import PoolSpec
 from batchgate.domain.jobs import Attempt, Job, JobStatus, parse_iso
 from batchgate.domain.pricing import TaskSize, billed_duration, hourly_price, price_for
 from batchgate.domain.strategy_settings import WARM
 from batchgate.ops.job_views import run_time, start_latency
+
+if TYPE_CHECKING:
+    from batchgate.domain.catalog import Catalog
 
 NO_STRATEGY = "-"
 # With SUCCEEDED, the jobs that ran to an end: the success rate's denominator. REJECTED and CANCELLED
@@ -159,6 +162,11 @@ class StatsRow:
             "estimated_cost_usd": round(self.cost, 6),
             "cost_complete": self.cost_complete,
         }
+
+
+def catalog_sizes(catalog: Catalog) -> dict[str, TaskSize]:
+    """Each batch's task size, as the catalog declares it."""
+    return {name: TaskSize(cpu=spec.cpu, memory=spec.memory) for name, spec in catalog.batches.items()}
 
 
 def size_of(job: Job, sizes: Mapping[str, TaskSize]) -> TaskSize | None:

@@ -15,7 +15,8 @@ from typing import Any
 import click
 from rich.console import Console
 
-from batchgate.ops.cli import name_value_pairs
+from batchgate.ops.cli.context import PIPE_WIDTH
+from batchgate.ops.cli.options import name_value_pairs
 from batchgate.ops.local.demo import run_demo
 from batchgate.ops.local.endpoint import export_line
 from batchgate.ops.local.errors import StackFailure
@@ -24,7 +25,6 @@ from batchgate.ops.local.stack import LocalStack, StackOptions, find_root
 from batchgate.ops.stack_outputs import local_state_path, running_owner
 
 CHECK_SECONDS = 1.0
-PIPE_WIDTH = 200
 DEMO_START_PROFILE = ("production", 0.05)  # a glimpse of PROVISIONING and PENDING: 2.5 s on Fargate
 DEMO_SCHEDULE_SECONDS = 2.0  # the sweep, if the template has it, every 2 s: timeouts show within the demo
 

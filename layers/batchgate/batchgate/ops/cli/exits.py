@@ -1,0 +1,43 @@
+"""The CLI's exit codes and the errors that end a command with one of them.
+
+0 ok; 1 the job was not found, ended without success (show, logs --follow), or the action was refused
+for its state (cancel, retry); 2 usage or configuration (bad option, unknown stack, missing resource);
+3 an AWS call failed (credentials, permissions, throttling, endpoint unreachable).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import click
+
+from batchgate.domain.jobs import JobStatus
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1  # job not found, ended without success, or action refused
+    USAGE = 2
+    AWS_ERROR = 3
+
+
+# A job in one of these statuses ended without success: `show` and `logs --follow` exit 1 on it.
+UNSUCCESSFUL = frozenset({JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.REJECTED, JobStatus.CANCELLED})
+
+
+class Failure(click.ClickException):
+    """Exit 1: job not found, job failed, action refused."""
+
+    exit_code = ExitCode.FAILED
+
+
+class ConfigError(click.ClickException):
+    """Exit 2: which stack or resource to use is unclear or wrong."""
+
+    exit_code = ExitCode.USAGE
+
+
+class AwsFailure(click.ClickException):
+    """Exit 3: an AWS call failed."""
+
+    exit_code = ExitCode.AWS_ERROR

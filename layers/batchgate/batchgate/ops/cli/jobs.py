@@ -1,0 +1,95 @@
+"""`batchgate jobs` (a page of jobs by status, batch and time) and `batchgate show` (one job)."""
+
+from __future__ import annotations
+
+import click
+
+from batchgate.ops import job_views
+from batchgate.ops.cli.context import app
+from batchgate.ops.cli.exits import UNSUCCESSFUL, ExitCode
+from batchgate.ops.cli.options import (
+    CONTEXT_SETTINGS,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    STATUS_CHOICE,
+    batch_value,
+    job_selector,
+    json_option,
+    parse_statuses,
+    parse_time,
+    select_job,
+)
+from batchgate.ops.cli.render.jobs import job_page_document, render_job, render_job_page
+from batchgate.ops.cli.render.text import print_json
+from batchgate.ops.cli.target import target_options
+from batchgate.ops.job_search import JobFilter, JobSearch
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--status", "statuses", multiple=True, type=STATUS_CHOICE, help="Only this status (repeatable)."
+)
+@click.option("--batch", callback=batch_value, help="Only this batch.")
+@click.option("--since", help="Queued at or after: 2h, 30m, 7d, or an ISO date/time (UTC).")
+@click.option("--until", help="Queued at or before: same forms as --since.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=DEFAULT_LIMIT, show_default=True)
+@click.option("--next", "next_token", help="Continue from the token printed by the previous page.")
+@json_option
+@target_options(hidden=True)
+@click.pass_context
+def jobs(
+    ctx: click.Context,
+    *,
+    statuses: tuple[str, ...],
+    batch: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    next_token: str | None,
+    as_json: bool,
+) -> None:
+    """List jobs newest first, by status, batch and time (read from the table's indexes, never a scan)."""
+    state = app(ctx)
+    job_filter = JobFilter(
+        statuses=parse_statuses(statuses),
+        batch=batch,
+        since=parse_time(ctx, "--since", since),
+        until=parse_time(ctx, "--until", until),
+    )
+    page = JobSearch(state.table()).page(job_filter, limit=limit, token=next_token)
+    now = state.clock()
+    rows = [job_views.job_row(job, now) for job in page.jobs]
+    if as_json:
+        print_json(job_page_document(rows, page))
+        return
+    render_job_page(state.console, page, rows, job_filter)
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@job_selector
+@json_option
+@target_options(hidden=True)
+@click.pass_context
+def show(
+    ctx: click.Context,
+    *,
+    job_id: str | None,
+    batch: str | None,
+    idempotency_key: str | None,
+    at: str | None,
+    as_json: bool,
+) -> None:
+    """Everything about one job: what happened, why, every attempt's timeline, and where its logs are.
+
+    Exits 1 when the job is not found or ended without success (FAILED, TIMED_OUT, REJECTED, CANCELLED).
+    """
+    state = app(ctx)
+    job = select_job(ctx, job_id, batch, idempotency_key, at)
+    region = state.session.region
+    now = state.clock()
+    if as_json:
+        print_json(job_views.job_document(job, region, now))
+    else:
+        render_job(state.console, job, region, now)
+    if job.status in UNSUCCESSFUL:
+        ctx.exit(ExitCode.FAILED)

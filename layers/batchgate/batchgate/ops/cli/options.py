@@ -1,0 +1,114 @@
+"""Options and arguments several commands share, and what they turn into: times, statuses, job ids,
+batch names, NAME=VALUE pairs, and the job a JOB argument or --batch with --key/--at selects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import click
+
+from batchgate.domain.jobs import Job, JobStatus, is_job_id, iso, job_id_for
+from batchgate.ops import job_views
+from batchgate.ops.cli.context import app
+from batchgate.ops.cli.exits import Failure
+from batchgate.ops.resubmit import JobNotFound
+
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+DEFAULT_LIMIT = 25
+MAX_LIMIT = 1000
+STATUS_CHOICE = click.Choice([status.value for status in JobStatus], case_sensitive=False)
+# Every job id fits ECS's startedBy (128 characters); anything longer names no job.
+MAX_JOB_ID_LENGTH = 128
+
+
+def json_option[F: Callable[..., Any]](function: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(function)
+
+
+def parse_time(ctx: click.Context, option: str, text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return iso(job_views.parse_moment(text, app(ctx).clock()))
+    except ValueError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param_hint=option) from error
+
+
+def parse_statuses(values: Sequence[str]) -> tuple[JobStatus, ...]:
+    return tuple(JobStatus(value.upper()) for value in values)
+
+
+def job_id_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A JOB argument, refused before any AWS call when it cannot name a job (the table refuses an
+    empty key outright)."""
+    if value is not None and (not is_job_id(value) or len(value) > MAX_JOB_ID_LENGTH):
+        raise click.BadParameter(
+            f"{value!r} is not a job id: batchgate job ids look like bg-<batch>-<20 hex digits>",
+            ctx=ctx,
+            param=param,
+        )
+    return value
+
+
+def batch_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A --batch option: an empty name is refused (the table refuses an empty key)."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("give a batch name", ctx=ctx, param=param)
+    return value
+
+
+def name_value_pairs(values: Iterable[str], option: str, metavar: str = "NAME=VALUE") -> dict[str, str]:
+    """Repeated `NAME=VALUE` options as a dict (a later name wins); a usage error names the option."""
+    pairs: dict[str, str] = {}
+    for value in values:
+        name, separator, content = value.partition("=")
+        if not separator or not name:
+            raise click.BadParameter(f"{value!r} is not {metavar}", param_hint=option)
+        pairs[name] = content
+    return pairs
+
+
+def job_selector[F: Callable[..., Any]](function: F) -> F:
+    """JOB, or --batch with --key (the job of an idempotency key) or --at (the latest job queued then)."""
+    decorators = [
+        click.argument("job_id", required=False, metavar="[JOB]", callback=job_id_value),
+        click.option("--batch", callback=batch_value, help="With --key or --at: find the job by its batch."),
+        click.option("--key", "idempotency_key", help="With --batch: the job of this idempotency key."),
+        click.option(
+            "--at",
+            "at",
+            help="With --batch: the latest job queued at or before this time (default: now).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def select_job(
+    ctx: click.Context, job_id: str | None, batch: str | None, idempotency_key: str | None, at: str | None
+) -> Job:
+    table = app(ctx).table()
+    if job_id is not None:
+        if batch or idempotency_key or at:
+            raise click.UsageError("give either JOB or --batch with --key/--at, not both", ctx=ctx)
+        job = table.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+    if batch is None:
+        raise click.UsageError("give a JOB id, or --batch NAME with --key KEY or --at TIME", ctx=ctx)
+    if idempotency_key is not None:
+        if at is not None:
+            raise click.UsageError("give --key or --at, not both", ctx=ctx)
+        derived = job_id_for(batch, idempotency_key)
+        found = table.get(derived)
+        if found is None:
+            raise JobNotFound(derived)
+        return found
+    until = parse_time(ctx, "--at", at or "now")
+    page = table.query(batch=batch, until=until, limit=1)
+    if not page.jobs:
+        raise Failure(f"no job of batch {batch} queued at or before {until}")
+    return page.jobs[0]

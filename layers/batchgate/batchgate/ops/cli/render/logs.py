@@ -1,0 +1,31 @@
+"""`batchgate logs`: each log event as a line of text, or as one JSON object a line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import click
+
+from batchgate.domain.jobs import Attempt
+from batchgate.ops.logs import LogEvent
+
+
+def event_printer(as_json: bool) -> Callable[[LogEvent], None]:
+    def emit(event: LogEvent) -> None:
+        if as_json:
+            click.echo(json.dumps(event.to_dict()))
+        else:
+            click.echo(f"{event.at} {event.message}")
+
+    return emit
+
+
+def attempt_announcer(as_json: bool) -> Callable[[Attempt], None]:
+    """With --follow: on stderr, the log location of each attempt as its lines start (not with --json)."""
+
+    def announce(attempt: Attempt) -> None:
+        if not as_json:
+            click.echo(f"--- attempt {attempt.number}: {attempt.log_group} {attempt.log_stream}", err=True)
+
+    return announce
