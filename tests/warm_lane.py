@@ -139,6 +139,8 @@ class RunTaskRecorder(EcsTasks):
         super().__init__(stack.settings.cluster, stack.ecs_client)
         self.requests: list[dict[str, Any]] = []
         self.stopped: list[str] = []
+        self.described: list[str] = []
+        self.listed: list[str] = []
 
     def run_task(self, request: dict[str, Any]) -> Any:
         self.requests.append(request)
@@ -147,6 +149,14 @@ class RunTaskRecorder(EcsTasks):
     def stop_task(self, task_arn: str, reason: str) -> None:
         self.stopped.append(task_arn)
         super().stop_task(task_arn, reason)
+
+    def describe_tasks(self, task_arns: list[str]) -> list[dict[str, Any]]:
+        self.described.extend(task_arns)
+        return super().describe_tasks(task_arns)
+
+    def tasks_started_by(self, started_by: str) -> list[dict[str, Any]]:
+        self.listed.append(started_by)
+        return super().tasks_started_by(started_by)
 
 
 @dataclass

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from batchgate.adapters.ecs import LogPointer
-from batchgate.domain.jobs import Job, JobStatus, is_job_id
+from batchgate.domain.jobs import Attempt, Job, JobStatus, is_job_id, parse_iso
+from batchgate.domain.pools import HEARTBEAT_SECONDS, PoolTask
 from batchgate.domain.task_events import ContainerState, TaskStateChange, apply_task_event
 
 if TYPE_CHECKING:
@@ -162,6 +164,23 @@ def pool_task_lost(
         stopped_reason=reason,
     )
     return apply_task_event(job, change, None, None, spec)
+
+
+def heartbeat_loss(heartbeat: PoolTask | None, job_id: str, attempt: Attempt, now: datetime) -> str | None:
+    """Why a claimed WARM attempt's pool task no longer answers for it, from the task's heartbeat item
+    (None: it does). A job missing from a fresh heartbeat counts only once a heartbeat written well
+    after the claim leaves it out (the worker lists a job after claiming it, and reports a job's end
+    before freeing its slot)."""
+    if heartbeat is None:
+        return f"worker heartbeat missing: pool task {attempt.task_arn} has no heartbeat item"
+    if not heartbeat.is_fresh(now):
+        return f"worker heartbeat stale since {heartbeat.heartbeat_at}"
+    if heartbeat.runs(job_id, attempt.number):
+        return None
+    claimed = attempt.timeline.get("started", attempt.dispatched_at)
+    if (parse_iso(heartbeat.heartbeat_at) - parse_iso(claimed)).total_seconds() <= HEARTBEAT_SECONDS:
+        return None
+    return f"worker heartbeat at {heartbeat.heartbeat_at} no longer lists the job"
 
 
 def warm_change(
