@@ -305,7 +305,8 @@ def test_dispatch_reads_the_jobs_queue_with_partial_batch_failures(template: dic
     assert sqs["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "DispatchMaxConcurrency"}}
     parameters = template["Parameters"]
     assert parameters["DispatchBatchSize"]["Default"] == 10
-    assert parameters["DispatchBatchingWindowSeconds"]["Default"] == 1
+    # 0: a warm job (docs/warm-lane.md) must not wait up to a second before its offer is sent.
+    assert parameters["DispatchBatchingWindowSeconds"]["Default"] == 0
     assert parameters["DispatchMaxConcurrency"]["Default"] == 5
     assert parameters["DispatchMaxConcurrency"]["MinValue"] >= 2  # the lowest maximum concurrency SQS allows
 
