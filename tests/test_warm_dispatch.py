@@ -324,9 +324,10 @@ def test_the_dispatch_handler_routes_warm_checks(
     ws: WarmStack, load_handler: Callable[[str], ModuleType]
 ) -> None:
     app = load_handler("dispatch")
-    app.dispatcher = ws.dispatcher()
+    dispatcher = ws.dispatcher()
+    setattr(app, "dispatcher", dispatcher)  # noqa: B010
     body, job_id = submit("through-the-handler")
-    app.dispatcher.dispatch("m-1", body)
+    dispatcher.dispatch("m-1", body)
     ws.clock.advance(2)
     checks = RecordingSqs()
     checks.sent = list(ws.jobs_sqs.sent)
