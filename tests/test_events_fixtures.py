@@ -33,7 +33,9 @@ STOPPED = {
     "task-stopped-spot-interruption.json": ("SpotInterruption", 143, "FARGATE_SPOT"),
 }
 OUR_TASK_EVENTS = [*HAPPY_PATH[:-1], *STOPPED]
-ECS_EVENTS = [*OUR_TASK_EVENTS, "task-not-ours.json"]
+# A warm pool's task (batchgate did not start it: its service did); its STOPPED fails the jobs it ran.
+POOL_TASK_STOPPED = "task-pool-stopped.json"
+ECS_EVENTS = [*OUR_TASK_EVENTS, "task-not-ours.json", POOL_TASK_STOPPED]
 STREAM_SAMPLE = "job-stream-attempt-stopped.json"
 ALL_EVENTS = ["sqs-submit-batch.json", "sweep-schedule.json", STREAM_SAMPLE, *ECS_EVENTS]
 # Task timestamps in the order a task passes them (stoppingAt and executionStoppedAt can come either way).
@@ -280,3 +282,12 @@ def test_the_readmes_track_sequence_is_one_tasks_life() -> None:
     details = [load(name)["detail"] for name in sequence]
     assert len({detail["taskArn"] for detail in details}) == 1
     assert [detail["version"] for detail in details] == sorted({detail["version"] for detail in details})
+
+
+def test_the_pool_task_sample_is_a_pool_service_task_that_stopped() -> None:
+    detail = load(POOL_TASK_STOPPED)["detail"]
+    assert detail["group"] == "service:batchgate-dev-pool-attendance"
+    assert detail["startedBy"].startswith("ecs-svc/") and not detail["startedBy"].startswith(JOB_ID_PREFIX)
+    assert (detail["lastStatus"], detail["desiredStatus"]) == ("STOPPED", "STOPPED")
+    assert detail["stopCode"] == "SpotInterruption" and detail["stoppedReason"]
+    assert [container["name"] for container in detail["containers"]] == ["attendance"]

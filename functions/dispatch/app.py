@@ -2,7 +2,8 @@
 
 Records are dispatched concurrently on a bounded thread pool (RunTask is I/O bound); a record whose
 launch must be retried is reported as a batch item failure and returns to the queue on its own. A
-throttled launch is put back on the queue by the dispatcher, as a delayed relaunch of its attempt.
+throttled launch is put back on the queue by the dispatcher, as a delayed relaunch of its attempt. The
+check of a warm offer (batchgate-kind=warm-check) comes back through the same queue.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from batchgate.adapters.telemetry import logger, metrics, tracer
-from batchgate.domain.relaunch import RETRY_KIND, message_kind
+from batchgate.domain.relaunch import RETRY_KIND, WARM_CHECK_KIND, message_kind
 from batchgate.services.dispatch import Dispatcher, DispatchResult
 from batchgate.services.settings import Settings
 
@@ -32,9 +33,13 @@ pool = ThreadPoolExecutor(max_workers=dispatcher.settings.dispatch_concurrency)
 def dispatch_record(record: SQSRecord) -> DispatchResult:
     logger.thread_safe_append_keys(message_id=record.message_id)
     try:
-        # batchgate's own relaunch messages (a retry's next attempt) carry batchgate-kind=retry.
-        if message_kind(record.raw_event.get("messageAttributes")) == RETRY_KIND:
+        # batchgate's own messages carry batchgate-kind: retry (a retry's next attempt, a lost launch)
+        # or warm-check (the check of a warm offer); submit messages have none.
+        kind = message_kind(record.raw_event.get("messageAttributes"))
+        if kind == RETRY_KIND:
             return dispatcher.relaunch(record.body)
+        if kind == WARM_CHECK_KIND:
+            return dispatcher.check_warm(record.body)
         return dispatcher.dispatch(record.message_id, record.body)
     finally:
         logger.thread_safe_clear_keys()

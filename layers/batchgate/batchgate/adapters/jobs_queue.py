@@ -1,4 +1,5 @@
-"""The jobs queue as batchgate itself writes to it: relaunch messages (batchgate.domain.relaunch)."""
+"""The jobs queue as batchgate itself writes to it: relaunch messages (batchgate.domain.relaunch) and
+dispatch's delayed checks of warm offers (batchgate.domain.warm)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from typing import TYPE_CHECKING
 
 from batchgate.adapters.aws_clients import OnFirstUse, sqs_client
 from batchgate.domain.backoff import MAX_DELAY_SECONDS
-from batchgate.domain.relaunch import KIND_ATTRIBUTE, RETRY_KIND, Relaunch
+from batchgate.domain.relaunch import KIND_ATTRIBUTE, RETRY_KIND, WARM_CHECK_KIND, Relaunch
+from batchgate.domain.warm import WorkOffer
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -18,9 +20,16 @@ class JobsQueue:
         self._client = OnFirstUse.given(client, sqs_client)
 
     def send_relaunch(self, relaunch: Relaunch, delay_seconds: int = 0) -> None:
+        self._send(relaunch.body(), RETRY_KIND, delay_seconds)
+
+    def send_warm_check(self, offer: WorkOffer, delay_seconds: int) -> None:
+        """The check of a warm offer, back to dispatch after the pool's `offer_seconds`."""
+        self._send(offer.body(), WARM_CHECK_KIND, delay_seconds)
+
+    def _send(self, body: str, kind: str, delay_seconds: int) -> None:
         self._client().send_message(
             QueueUrl=self.queue_url,
-            MessageBody=relaunch.body(),
+            MessageBody=body,
             DelaySeconds=max(0, min(MAX_DELAY_SECONDS, int(delay_seconds))),
-            MessageAttributes={KIND_ATTRIBUTE: {"DataType": "String", "StringValue": RETRY_KIND}},
+            MessageAttributes={KIND_ATTRIBUTE: {"DataType": "String", "StringValue": kind}},
         )

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchgate.domain.jobs import Attempt, parse_iso
+from batchgate.domain.strategy_settings import WARM
 
 # Bucket i holds values in [MIN_SECONDS * GROWTH**i, MIN_SECONDS * GROWTH**(i+1)); bucket 0 also holds
 # everything below MIN_SECONDS, the last bucket everything above.
@@ -304,8 +305,19 @@ def observation_of(attempt: Attempt) -> AttemptObservation:
         strategy=attempt.strategy,
         succeeded=finished_by_itself and attempt.exit_code == 0,
         interrupted=attempt.stop_code == SPOT_INTERRUPTION,
-        start_seconds=between("created", "started"),
+        # A WARM attempt has no task of its own (no `created`): it starts when the worker claims the
+        # offer, counted from the offer (from the dispatch when the claim beat the offer's record).
+        start_seconds=between("created", "started") if "created" in timeline else _warm_start(attempt),
         provisioning_seconds=between("created", "pull_started"),
         pull_seconds=between("pull_started", "pull_stopped"),
         run_seconds=between("started", "stopped"),
     )
+
+
+def _warm_start(attempt: Attempt) -> float | None:
+    started = attempt.timeline.get("started")
+    if attempt.strategy != WARM or started is None:
+        return None
+    since = attempt.timeline.get("offered", attempt.dispatched_at)
+    seconds = (parse_iso(started) - parse_iso(since)).total_seconds()
+    return max(0.0, seconds)

@@ -50,11 +50,18 @@ def has_next_try(job: Job, attempt: Attempt) -> bool:
 
 
 def advance_try(
-    job: Job, number: int, from_try: int, outcome: LaunchOutcome, ec2_capacity_provider: str | None
+    job: Job,
+    number: int,
+    from_try: int,
+    outcome: LaunchOutcome,
+    ec2_capacity_provider: str | None,
+    *,
+    failure: str | None = None,
 ) -> Job | None:
-    """The job with attempt `number` moved from try `from_try` (which failed for capacity) to the next
-    strategy of its plan's chain. None (nothing to write) when the attempt has a task already, has
-    moved on from `from_try`, or the chain is exhausted."""
+    """The job with attempt `number` moved from try `from_try` (which failed for capacity, or, for a
+    WARM try, whose offer could not be sent: `failure` says what failed) to the next strategy of its
+    plan's chain. None (nothing to write) when the attempt has a task already, has moved on from
+    `from_try`, or the chain is exhausted."""
     attempt = job.attempt_by_number(number)
     if attempt is None or attempt.task_arn is not None or attempt.launch_try != from_try:
         return None
@@ -62,7 +69,10 @@ def advance_try(
         return None
     summary = outcome.failure_summary()
     following = job.plan.chain[from_try + 1]
-    entry = try_entry(job.job_id, attempt, outcome.failures, f"RunTask failures: {summary}")
+    entry = try_entry(job.job_id, attempt, outcome.failures, failure or f"RunTask failures: {summary}")
+    why = (
+        f"{failure} ({attempt.strategy})" if failure else f"RunTask failures on {attempt.strategy}: {summary}"
+    )
     moved = replace(
         attempt,
         strategy=following,
@@ -70,7 +80,7 @@ def advance_try(
         launch_try=from_try + 1,
         tries=_with_try(attempt, entry),
         launch_failures=outcome.failures,
-        error=f"RunTask failures on {attempt.strategy}: {summary}; falling back to {following}",
+        error=f"{why}; falling back to {following}",
     )
     return job.with_attempt(moved)
 

@@ -127,11 +127,13 @@ class WarmSlots:
     max_run_seconds: float
 
     def to_dict(self) -> dict[str, Any]:
+        """Integers only, as the other plan inputs, so that a plan's inputs can be stored in its job item
+        (DynamoDB takes no float); the catalog declares max_run_seconds in whole seconds."""
         return {
             "pool": self.pool,
             "free_slots": self.free_slots,
             "tasks": self.tasks,
-            "max_run_seconds": self.max_run_seconds,
+            "max_run_seconds": round(self.max_run_seconds),
         }
 
 

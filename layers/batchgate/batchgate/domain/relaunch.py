@@ -1,7 +1,8 @@
 """Internal relaunch messages: a job's next attempt (or a lost launch) sent back to the jobs queue.
 
 They travel on the same queue as the application's submit messages, told apart by the message attribute
-`batchgate-kind=retry` (a submit message never has it), and carry only the job id and the attempt
+`batchgate-kind=retry` (a submit message never has it; `warm-check` marks dispatch's check of a warm
+offer, batchgate.domain.warm), and carry only the job id and the attempt
 number they are for, plus how many times a throttled launch of that attempt was put back already (its
 back-off grows with that count). Dispatch acts on one only while the job still waits for exactly that
 attempt, so a duplicate, a late one or a forged one does nothing. The back-off travels as the SQS
@@ -21,6 +22,8 @@ from batchgate.domain.retry_policy import RetryPolicy
 
 KIND_ATTRIBUTE = "batchgate-kind"
 RETRY_KIND = "retry"
+# Dispatch's delayed check of a warm offer (batchgate.domain.warm): body WorkOffer.body().
+WARM_CHECK_KIND = "warm-check"
 MAX_BODY_BYTES = 1024
 # Far more than any throttling lasts at a back-off capped at minutes; bounds what a body may claim.
 MAX_DEFERRALS = 10_000

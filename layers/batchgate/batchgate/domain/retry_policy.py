@@ -93,6 +93,13 @@ DEFAULT_RULES: tuple[RetryRule, ...] = (
     RetryRule(RETRY, reason="*Timeout waiting for network interface*"),
 )
 DEFAULT_POLICY = RetryPolicy()
+# Attempts that never ran the batch (a warm offer no worker claimed, batchgate.domain.warm.NOT_PICKED_UP):
+# they do not use up the batch's max_attempts.
+NEVER_RAN_STOP_CODES = frozenset({"WarmNotPickedUp"})
+
+
+def attempts_never_run(attempts: Iterable[Attempt]) -> int:
+    return sum(1 for attempt in attempts if attempt.stop_code in NEVER_RAN_STOP_CODES)
 
 
 @dataclass(frozen=True)
@@ -113,9 +120,17 @@ Decision = Retry | Fail
 
 
 def decide(
-    attempt: Attempt, spec: BatchSpec, *, job_id: str, failure: str, timed_out: bool = False
+    attempt: Attempt,
+    spec: BatchSpec,
+    *,
+    job_id: str,
+    failure: str,
+    timed_out: bool = False,
+    never_run: int = 0,
 ) -> Decision:
-    """What follows the failure of `attempt` (described by `failure`, e.g. "exit code 1")."""
+    """What follows the failure of `attempt` (described by `failure`, e.g. "exit code 1"). `never_run`
+    earlier attempts of the job never ran the batch (`attempts_never_run`): the limit of attempts is
+    that many higher."""
     policy = spec.retry_policy
     timed_out = timed_out or any(text.startswith(TIMEOUT_REASON_PREFIX) for text in _reasons(attempt))
     if timed_out:
@@ -126,16 +141,16 @@ def decide(
         action = rule.action if rule is not None else FAIL
     if action == FAIL:
         return Fail(failure)
-    if attempt.number >= spec.max_attempts:
-        return Fail(
-            f"{failure} (retryable, but attempt {attempt.number} of {spec.max_attempts} was the last)"
-        )
+    limit = spec.max_attempts + max(0, never_run)
+    unrun = f", {never_run} of them never ran" if never_run > 0 else ""
+    if attempt.number >= limit:
+        return Fail(f"{failure} (retryable, but attempt {attempt.number} of {limit}{unrun} was the last)")
     delay = retry_delay_seconds(policy.base_delay_seconds, policy.max_delay_seconds, job_id, attempt.number)
     number = attempt.number + 1
     return Retry(
         delay_seconds=delay,
         number=number,
-        reason=f"{failure}; attempt {number} of {spec.max_attempts} in {delay} s",
+        reason=f"{failure}; attempt {number} of {limit}{unrun} in {delay} s",
     )
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchgate.adapters.ecs import LogPointer
 from batchgate.domain.jobs import Attempt, Job, JobStatus, is_job_id, iso, parse_iso
-from batchgate.domain.retry_policy import Retry, decide
+from batchgate.domain.retry_policy import Retry, attempts_never_run, decide
 
 if TYPE_CHECKING:
     from batchgate.domain.catalog import BatchSpec
@@ -276,7 +276,13 @@ def apply_task_event(
     if status is None or current is None or current.number != attempt.number:
         return job  # an older attempt's late event: recorded on that attempt only
     if status is JobStatus.FAILED and spec is not None:
-        decision = decide(current, spec, job_id=job.job_id, failure=reason or "task failed")
+        decision = decide(
+            current,
+            spec,
+            job_id=job.job_id,
+            failure=reason or "task failed",
+            never_run=attempts_never_run(job.attempts),
+        )
         reason = decision.reason
         if isinstance(decision, Retry):
             status = JobStatus.RETRYING

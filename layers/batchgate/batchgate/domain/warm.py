@@ -16,10 +16,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from batchgate.adapters.ecs import LogPointer
-from batchgate.domain.jobs import Job, JobStatus, is_job_id
+from batchgate.domain.jobs import Attempt, Job, JobStatus, is_job_id, parse_iso
+from batchgate.domain.pools import HEARTBEAT_SECONDS, PoolTask
 from batchgate.domain.task_events import ContainerState, TaskStateChange, apply_task_event
+
+if TYPE_CHECKING:
+    from batchgate.domain.catalog import BatchSpec
 
 WARM = "WARM"
 # Stop codes of WARM attempts that ended before the batch ran to its own end. plan_launch plans the
@@ -130,6 +136,51 @@ def expire_warm_offer(job: Job, number: int, at: str, reason: str) -> Job | None
         timeline={**attempt.timeline, "stopped": at},
     )
     return job.with_attempt(expired).moved_to(JobStatus.RETRYING, at, reason)
+
+
+def pool_task_lost(
+    job: Job, number: int, task_arn: str, *, reason: str, at: str, spec: BatchSpec | None
+) -> Job | None:
+    """Attempt N ran on pool task `task_arn`, which stopped (its STOPPED event) or stopped answering
+    (its heartbeat stale, missing or no longer listing the job): the attempt ends `WarmTaskStopped`
+    with `reason`, through `apply_task_event`, so the retry policy decides (it retries this stop code).
+    Only while attempt N is WARM, ran on that very task and has not stopped: never another attempt,
+    never an attempt the worker already reported ended. None when there is nothing to change."""
+    attempt = job.attempt_by_number(number)
+    if attempt is None or attempt.strategy != WARM or attempt.task_arn != task_arn:
+        return None
+    if attempt.last_status in ("STOPPED", "DELETED"):
+        return None
+    change = warm_change(
+        task_arn,
+        job.job_id,
+        number,
+        # After every report of the worker on this attempt, whatever it reported last.
+        version=attempt.event_version + 1,
+        last_status="STOPPED",
+        at=at,
+        timestamps={"stopped": at},
+        stop_code=POOL_TASK_STOPPED,
+        stopped_reason=reason,
+    )
+    return apply_task_event(job, change, None, None, spec)
+
+
+def heartbeat_loss(heartbeat: PoolTask | None, job_id: str, attempt: Attempt, now: datetime) -> str | None:
+    """Why a claimed WARM attempt's pool task no longer answers for it, from the task's heartbeat item
+    (None: it does). A job missing from a fresh heartbeat counts only once a heartbeat written well
+    after the claim leaves it out (the worker lists a job after claiming it, and reports a job's end
+    before freeing its slot)."""
+    if heartbeat is None:
+        return f"worker heartbeat missing: pool task {attempt.task_arn} has no heartbeat item"
+    if not heartbeat.is_fresh(now):
+        return f"worker heartbeat stale since {heartbeat.heartbeat_at}"
+    if heartbeat.runs(job_id, attempt.number):
+        return None
+    claimed = attempt.timeline.get("started", attempt.dispatched_at)
+    if (parse_iso(heartbeat.heartbeat_at) - parse_iso(claimed)).total_seconds() <= HEARTBEAT_SECONDS:
+        return None
+    return f"worker heartbeat at {heartbeat.heartbeat_at} no longer lists the job"
 
 
 def warm_change(

@@ -19,6 +19,7 @@ from batchgate.adapters.telemetry import count, logger
 from batchgate.domain.described_tasks import task_attempt
 from batchgate.domain.jobs import Job, JobStatus, iso, utc_now
 from batchgate.domain.retry_policy import CANCEL_REASON_PREFIX
+from batchgate.domain.warm import WARM
 
 
 class CancelError(Exception):
@@ -75,7 +76,9 @@ def stop_cancelled_task(ecs: EcsTasks, job: Job, task_arn: str) -> None:
 
 def _tasks_to_stop(ecs: EcsTasks, job: Job) -> list[str]:
     attempt = job.attempt
-    if attempt is None:
+    if attempt is None or attempt.strategy == WARM:
+        # A WARM attempt's task is a pool task running other jobs: the worker sees the job CANCELLED at
+        # its next heartbeat and stops the job's own process.
         return []
     if attempt.task_arn is not None:
         return [] if attempt.last_status in ("STOPPED", "DELETED") else [attempt.task_arn]

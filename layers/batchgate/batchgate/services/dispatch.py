@@ -4,6 +4,12 @@ The order of writes is what makes redelivery safe: the job item is created condi
 (with its plan and clientToken) is written before RunTask, and RunTask itself is idempotent per
 clientToken. A message delivered twice, or redelivered after a crash at any point, finds the job and
 either does nothing or repeats the same RunTask, which returns the task already started.
+
+A WARM attempt (docs/warm-lane.md) is offered instead of launched: its check message goes to the jobs
+queue, delayed by the pool's `offer_seconds`, then the offer to the pool's work queue, then the offer is
+recorded. A redelivery of an attempt whose offer was not recorded sends both again (a worker claims an
+attempt once, whatever the number of offers). When the check finds the attempt unclaimed it expires it
+(`check_warm`) and the next attempt is launched on ECS at once.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from batchgate.adapters.ecs import EcsTasks, LaunchOutcome, PermanentLaunchError
 from batchgate.adapters.history_table import HistoryTable
 from batchgate.adapters.job_table import JobTable
 from batchgate.adapters.jobs_queue import JobsQueue
+from batchgate.adapters.pool_queues import PoolQueues, UnknownPoolQueue
+from batchgate.adapters.pool_table import PoolTable
 from batchgate.adapters.telemetry import count, logger
 from batchgate.domain.catalog import BatchSpec, Catalog, load_catalog
 from batchgate.domain.described_tasks import task_attempt
@@ -40,13 +48,22 @@ from batchgate.domain.jobs import (
 from batchgate.domain.latency_sketch import HistorySummary
 from batchgate.domain.launch_chain import advance_try, has_next_try, note_try_failure
 from batchgate.domain.messages import RejectedMessage, SubmitMessage, parse_submit_message, printable
+from batchgate.domain.pools import WarmSlots
 from batchgate.domain.relaunch import Relaunch, awaited_attempt
 from batchgate.domain.strategy import plan_launch
 from batchgate.domain.strategy_settings import DEFAULT_STRATEGY_SETTINGS, EC2, StrategySettings
+from batchgate.domain.warm import (
+    NOT_PICKED_UP,
+    WARM,
+    WorkOffer,
+    expire_warm_offer,
+    offer_warm,
+)
 from batchgate.services.cancel import stop_cancelled_task
 from batchgate.services.launch_deferral import LaunchDeferral
 from batchgate.services.launch_governor import LaunchGovernor
 from batchgate.services.settings import Settings
+from batchgate.services.warm_advice import WarmAdvice
 
 # What is kept of a rejected message for ops to read; the full body is in the SQS message itself.
 RAW_MESSAGE_LIMIT = 2048
@@ -105,6 +122,11 @@ class Dispatcher:
     strategy_settings: StrategySettings = DEFAULT_STRATEGY_SETTINGS
     # Where a throttled launch is put back (the jobs queue); without it the record itself goes back.
     deferral: LaunchDeferral | None = None
+    # The warm lane: the pools' free slots, their work queues, and the jobs queue for the offers'
+    # checks. Without all three no job is planned WARM.
+    warm_advice: WarmAdvice | None = None
+    pool_queues: PoolQueues | None = None
+    jobs_queue: JobsQueue | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Dispatcher:
@@ -112,6 +134,7 @@ class Dispatcher:
         # One of each, shared by the adapters and by the dispatch threads.
         threads = settings.dispatch_concurrency
         dynamodb, ecs = dynamodb_client(threads), ecs_client(threads)
+        jobs_queue = JobsQueue(queue) if (queue := settings.jobs_queue_url) else None
         return cls(
             catalog=load_catalog(settings.catalog_path),
             table=JobTable(settings.table_name, dynamodb),
@@ -136,7 +159,12 @@ class Dispatcher:
             ),
             governor=LaunchGovernor.for_settings(tuning, settings.dispatch_max_concurrency),
             strategy_settings=tuning,
-            deferral=LaunchDeferral(JobsQueue(queue), tuning) if (queue := settings.jobs_queue_url) else None,
+            deferral=LaunchDeferral(jobs_queue, tuning) if jobs_queue is not None else None,
+            warm_advice=(
+                WarmAdvice(PoolTable(table, dynamodb)) if (table := settings.pool_table_name) else None
+            ),
+            pool_queues=PoolQueues(settings.pool_queue_urls) if settings.pool_queue_urls else None,
+            jobs_queue=jobs_queue,
         )
 
     def dispatch(self, message_id: str, body: str) -> DispatchResult:
@@ -182,13 +210,57 @@ class Dispatcher:
             status = job.status if job else None
             logger.info("relaunch not awaited: nothing to do", extra={"status": status})
             return DispatchResult.DUPLICATE
+        return self._resume(job, now, deferrals=relaunch.deferrals)
+
+    def check_warm(self, body: str) -> DispatchResult:
+        """Handle dispatch's own check of a warm offer (batchgate-kind=warm-check, body WorkOffer): an
+        attempt still unclaimed ends "not picked up" and the next attempt is launched at once (planned
+        on ECS: plan_launch never plans WARM after a WARM stop code). When the worker claimed it first,
+        or the job moved on, nothing. A repeated check, after an expiry whose launch did not finish,
+        launches it. Raises InvalidWorkOffer for a body batchgate did not write."""
+        now = self.clock()
+        offer = WorkOffer.parse(body)
+        logger.thread_safe_append_keys(job_id=offer.job_id, attempt=offer.attempt)
+        job = self.table.get(offer.job_id)
+        if job is None:
+            logger.warning("warm check for an unknown job")
+            return DispatchResult.DUPLICATE
+        reason = self._not_picked_up_reason(job, offer.attempt)
+        write = self.table.apply(
+            job.job_id, lambda j: expire_warm_offer(j, offer.attempt, iso(now), reason), read=job
+        )
+        if write is None:
+            return DispatchResult.DUPLICATE
+        if write.written:
+            count("WarmNotPickedUp")
+            logger.info("warm offer not picked up: next attempt on ECS", extra={"reason": reason})
+        after = write.after
+        expired = after.attempt_by_number(offer.attempt)
+        expired_here = expired is not None and expired.stop_code == NOT_PICKED_UP
+        if not expired_here or awaited_attempt(after) != offer.attempt + 1:
+            logger.info(
+                "warm offer claimed, or the job moved on: nothing to do", extra={"status": after.status}
+            )
+            return DispatchResult.DUPLICATE
+        return self._resume(after, now, deferrals=0)
+
+    def _not_picked_up_reason(self, job: Job, number: int) -> str:
+        attempt = job.attempt_by_number(number)
+        spec = self.catalog.get(job.batch)
+        pool = self.catalog.pool_of(spec) if spec is not None else None
+        name = attempt.capacity_provider if attempt is not None else "?"
+        within = f" within {pool.offer_seconds} s" if pool is not None else ""
+        return f"not picked up by warm pool {name}{within}"
+
+    def _resume(self, job: Job, now: datetime, *, deferrals: int) -> DispatchResult:
+        """Launch the attempt `job` awaits (checked by the caller)."""
         spec = self.catalog.get(job.batch)
         if spec is None:
             reason = f"batch {job.batch} is no longer in the catalog"
             self.table.mutate(job.job_id, lambda j: j.moved_to(JobStatus.FAILED, iso(now), reason))
             count("JobsFailed")
             return DispatchResult.FAILED
-        return self._launching(job, spec, now, deferrals=relaunch.deferrals)
+        return self._launching(job, spec, now, deferrals=deferrals)
 
     def _reject_late(self, job: Job, now: datetime) -> DispatchResult:
         """A SUBMITTED job whose deadline passed before its launch began ends REJECTED. Only while it is
@@ -234,6 +306,7 @@ class Dispatcher:
                 history=self._history(spec),
                 capacity=self._capacity(spec, job),
                 settings=self.strategy_settings,
+                warm=self._warm(spec),
             )
             number = job.attempt_number + 1
             # The job was just created or read: no second read before the conditional write.
@@ -247,7 +320,7 @@ class Dispatcher:
                 logger.info("another delivery began this attempt", extra={"status": stored.status})
                 return DispatchResult.DUPLICATE
             job, attempt = stored, began
-        else:
+        elif attempt.strategy != WARM:  # a WARM attempt has no task of its own to look for
             # A resumed launch: an earlier delivery may have started the task and crashed before
             # recording it. Find it by startedBy (and its BATCHGATE_ATTEMPT) instead of relying on
             # RunTask's clientToken alone, which ECS only honours for a while.
@@ -257,10 +330,75 @@ class Dispatcher:
                 return self._record_outcome(job, attempt, LaunchOutcome(task_arn=found), now)
         # A resumed attempt reuses its stored plan: RunTask with the same clientToken and other
         # parameters would be refused as a conflict.
+        if attempt.strategy == WARM:
+            return self._offer(job, spec, attempt, now)
         return self._run_task(job, spec, attempt, now)
+
+    def _warm(self, spec: BatchSpec) -> WarmSlots | None:
+        """The free slots of the batch's pool; None (planned without the pool) when the batch has no
+        pool, the warm lane is not configured here, or the heartbeats cannot be read."""
+        pool = self.catalog.pool_of(spec)
+        if pool is None or self.warm_advice is None or self.pool_queues is None or self.jobs_queue is None:
+            return None
+        try:
+            return self.warm_advice.slots(pool, spec.name, self.clock())
+        except (ClientError, BotoCoreError, KeyError, TypeError, ValueError) as error:
+            logger.warning(
+                "pool heartbeats unreadable: planned without the pool", extra={"error": str(error)}
+            )
+            count("WarmAdviceUnavailable")
+            return None
+
+    def _offer(self, job: Job, spec: BatchSpec, attempt: Attempt, now: datetime) -> DispatchResult:
+        """Offer the WARM attempt to its pool: the check first (an offer that went out always has its
+        check coming), then the offer, then its record (DISPATCHED). When either message cannot be
+        sent, the attempt moves to the plan's next strategy in this dispatch."""
+        pool = self.catalog.pool_of(spec)
+        offer = WorkOffer(job.job_id, attempt.number)
+        try:
+            if pool is None or pool.name != attempt.capacity_provider:
+                raise UnknownPoolQueue(f"batch {spec.name} no longer names pool {attempt.capacity_provider}")
+            if self.pool_queues is None or self.jobs_queue is None:
+                raise UnknownPoolQueue("the warm lane is not configured here")
+            self.jobs_queue.send_warm_check(offer, pool.offer_seconds)
+            self.pool_queues.send_offer(pool.name, offer)
+        except (ClientError, BotoCoreError, UnknownPoolQueue) as error:
+            return self._offer_not_sent(job, spec, attempt, str(error), now)
+        if self.warm_advice is not None:
+            self.warm_advice.offered(pool.name)
+        number = attempt.number
+        self.table.mutate(job.job_id, lambda j: offer_warm(j, number, iso(now)), read=job)
+        count("WarmOffers")
+        logger.info("offered to the warm pool", extra={"pool": pool.name, "check_in": pool.offer_seconds})
+        return DispatchResult.DISPATCHED
+
+    def _offer_not_sent(
+        self, job: Job, spec: BatchSpec, attempt: Attempt, error: str, now: datetime
+    ) -> DispatchResult:
+        """The next strategy of the plan's chain for the same attempt, at once (never RunTask with the
+        pool as capacity provider)."""
+        failure = f"warm offer to pool {attempt.capacity_provider} not sent: {error}"
+        pool_failure = {"arn": attempt.capacity_provider, "reason": failure}
+        outcome = LaunchOutcome(task_arn=None, failures=(pool_failure,))
+        number, from_try = attempt.number, attempt.launch_try
+        provider = self.settings.ec2_capacity_provider
+        logger.warning("warm offer not sent: falling back", extra={"error": error})
+        count("WarmOfferFailures")
+        stored = self.table.mutate(
+            job.job_id, lambda j: advance_try(j, number, from_try, outcome, provider, failure=failure)
+        )
+        current = stored.attempt_by_number(number) if stored is not None else None
+        if stored is None or current is None or current.launch_try <= from_try or current.strategy == WARM:
+            raise RetryLater(failure)  # moved on meanwhile, or no next strategy: the record goes back
+        if current.task_arn is not None:
+            return DispatchResult.DUPLICATE
+        count("LaunchFallbacks")
+        return self._run_task(stored, spec, current, now)
 
     def _run_task(self, job: Job, spec: BatchSpec, attempt: Attempt, now: datetime) -> DispatchResult:
         """One RunTask try of the attempt (its current strategy and token), behind the governor."""
+        if attempt.strategy == WARM:  # the pool's name is no capacity provider
+            raise AssertionError(f"RunTask for the WARM try of {job.job_id} attempt {attempt.number}")
         resume = Relaunch(job.job_id, attempt.number)
         self._admit(attempt, resume)
         request = run_task_request(job, spec, attempt, self.settings)

@@ -23,6 +23,7 @@ from batchgate.adapters.job_table import from_attributes
 from batchgate.adapters.telemetry import count, logger
 from batchgate.domain.jobs import Attempt, Job
 from batchgate.domain.latency_sketch import AttemptObservation, observation_of
+from batchgate.domain.retry_policy import NEVER_RAN_STOP_CODES
 from batchgate.services.settings import Settings
 
 FINISHED_STATUSES = ("STOPPED", "DELETED")
@@ -99,7 +100,13 @@ class HistoryFeed:
         job = change.after
         if job is None:
             return []
-        observations = [observation_of(attempt) for attempt in change.finished]
+        # An attempt that never ran (a warm offer no worker claimed) says nothing of its strategy's
+        # start or run: counted by the WarmNotPickedUp metric, not folded.
+        observations = [
+            observation_of(attempt)
+            for attempt in change.finished
+            if attempt.stop_code not in NEVER_RAN_STOP_CODES
+        ]
         for observation in observations:
             self.history.record(job.batch, observation)
             logger.info(

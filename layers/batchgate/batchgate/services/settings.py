@@ -27,6 +27,8 @@ class Settings:
     # The warm lane (docs/warm-lane.md): the pools' heartbeat table and each pool's work queue.
     pool_table_name: str | None = None
     pool_queue_urls: Mapping[str, str] = field(default_factory=dict)
+    # "<stack name>-pool-": a task whose group is "service:" + this + a pool's name is a pool task.
+    pool_service_prefix: str | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -49,6 +51,7 @@ class Settings:
             jobs_queue_url=env.get("JOBS_QUEUE_URL") or None,
             pool_table_name=env.get("POOL_TABLE_NAME") or None,
             pool_queue_urls=_pool_queue_urls(env.get("POOL_QUEUE_URLS") or ""),
+            pool_service_prefix=env.get("POOL_SERVICE_PREFIX") or None,
         )
 
 

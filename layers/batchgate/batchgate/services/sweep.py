@@ -18,6 +18,13 @@ likeliest past their timeout) and at most `max_jobs_per_status` of them, and for
 - stuck jobs: a task PROVISIONING or PENDING far beyond the expected start gets a note ops can read
   ("PENDING for 6 min: image pull not finished") and counts in the StuckJobs metric.
 
+WARM attempts (docs/warm-lane.md) run on a pool task that runs other jobs too: they are never compared
+with ECS (DescribeTasks of the pool task says nothing of one job) and their task is never stopped. An
+offer that no worker claimed and whose check never came is expired after the pool's `offer_seconds` and
+a grace, and the next attempt relaunched; a claimed attempt whose pool task's heartbeat is missing,
+stale or no longer lists it fails `WarmTaskStopped` (retried); a WARM attempt past its timeout ends the
+job TIMED_OUT, and the worker stops the job's process when it sees that.
+
 Every change goes through `JobTable.mutate`, so the sweep and track never overwrite each other.
 """
 
@@ -34,6 +41,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from batchgate.adapters.ecs import EcsTasks
 from batchgate.adapters.job_table import JobTable, JobWrite
 from batchgate.adapters.jobs_queue import JobsQueue
+from batchgate.adapters.pool_table import PoolTable
 from batchgate.adapters.telemetry import count, logger
 from batchgate.domain.backoff import MAX_DELAY_SECONDS
 from batchgate.domain.catalog import BatchSpec, Catalog, load_catalog
@@ -44,6 +52,7 @@ from batchgate.domain.retry_policy import Retry, decide
 from batchgate.domain.task_events import InvalidTaskEvent, apply_task_event
 from batchgate.domain.timeouts import TRACKED_STATUSES, time_out_attempt, timeout_reason
 from batchgate.domain.timeouts import may_time_out as _may_time_out
+from batchgate.domain.warm import OFFERED, WARM, expire_warm_offer, heartbeat_loss, is_warm, pool_task_lost
 from batchgate.services.settings import Settings
 
 # The statuses of jobs that have not ended, in the order the sweep reads them.
@@ -87,6 +96,9 @@ class SweepSettings:
     # Most jobs read per status and sweep, oldest first: newer ones are read once older ones have
     # ended. A status holding more is logged and counted (SweepCapped), as they may wait a long time.
     max_jobs_per_status: int = 1000
+    # A warm offer neither claimed nor checked this long after its pool's offer_seconds: its check
+    # message was lost; the sweep expires it and relaunches the next attempt.
+    warm_offer_grace_seconds: int = 30
 
 
 @dataclass
@@ -121,6 +133,8 @@ class Sweeper:
     jobs_queue: JobsQueue | None
     settings: SweepSettings = SweepSettings()
     clock: Callable[[], datetime] = utc_now
+    # The pools' heartbeats (POOL_TABLE_NAME); without them claimed WARM attempts are only timed out.
+    pools: PoolTable | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Sweeper:
@@ -129,6 +143,7 @@ class Sweeper:
             table=JobTable(settings.table_name),
             ecs=EcsTasks(settings.cluster),
             jobs_queue=JobsQueue(settings.jobs_queue_url) if settings.jobs_queue_url else None,
+            pools=PoolTable(settings.pool_table_name) if settings.pool_table_name else None,
         )
 
     def sweep(self) -> SweepReport:
@@ -188,6 +203,9 @@ class Sweeper:
         attempt = job.attempt
         if spec is None or attempt is None or job.status not in TRACKED_STATUSES:
             return None
+        if is_warm(job):
+            self._examine_warm(job, spec, attempt, now, report)
+            return None
         if _may_time_out(job, attempt.number) and self._past_timeout(job, spec, attempt, now):
             if attempt.task_arn is None:
                 self._time_out(job, spec, attempt, now, report)
@@ -215,7 +233,7 @@ class Sweeper:
         reason = timeout_reason(spec.timeout_seconds)
         if "started" not in attempt.timeline:
             reason += f" (not started {_minutes(_seconds(now, attempt.dispatched_at))} after dispatch)"
-        if attempt.task_arn is not None:
+        if attempt.task_arn is not None and attempt.strategy != WARM:  # a pool task runs other jobs
             try:
                 self.ecs.stop_task(attempt.task_arn, reason)
             except Exception as error:  # the task may be gone already; the job must still end
@@ -239,6 +257,68 @@ class Sweeper:
             self._send(Relaunch(job.job_id, decision.number), decision.delay_seconds)
         else:
             count("JobsTimedOut")
+
+    # WARM attempts.
+
+    def _examine_warm(
+        self, job: Job, spec: BatchSpec, attempt: Attempt, now: datetime, report: SweepReport
+    ) -> None:
+        if attempt.task_arn is None:
+            self._expire_lost_offer(job, spec, attempt, now, report)
+        elif _may_time_out(job, attempt.number) and self._past_timeout(job, spec, attempt, now):
+            self._time_out(job, spec, attempt, now, report)
+        else:
+            self._check_heartbeat(job, spec, attempt, now, report)
+
+    def _expire_lost_offer(
+        self, job: Job, spec: BatchSpec, attempt: Attempt, now: datetime, report: SweepReport
+    ) -> None:
+        """An offer neither claimed nor checked (its check message lost): expired, next attempt sent."""
+        pool = self.catalog.pool_of(spec)
+        waited = _seconds(now, attempt.timeline.get(OFFERED, attempt.dispatched_at))
+        if waited <= (pool.offer_seconds if pool else 0) + self.settings.warm_offer_grace_seconds:
+            return
+        reason = (
+            f"not picked up by warm pool {attempt.capacity_provider} within {_minutes(waited)} "
+            "(its check never came)"
+        )
+        number = attempt.number
+        write = self.table.apply(
+            job.job_id, lambda current: expire_warm_offer(current, number, iso(now), reason)
+        )
+        if write is None or not write.written:
+            return
+        count("WarmNotPickedUp")
+        report.relaunched += 1
+        report.notes.append(f"{job.job_id}: {reason}")
+        logger.warning("warm offer never checked: expired", extra={"job_id": job.job_id, "reason": reason})
+        self._send(Relaunch(job.job_id, number + 1), 0)
+
+    def _check_heartbeat(
+        self, job: Job, spec: BatchSpec, attempt: Attempt, now: datetime, report: SweepReport
+    ) -> None:
+        """A claimed attempt whose pool task no longer answers for it fails WarmTaskStopped (retried)."""
+        task_arn = attempt.task_arn
+        if self.pools is None or task_arn is None:
+            return
+        heartbeat = self.pools.get(attempt.capacity_provider, task_arn)
+        reason = heartbeat_loss(heartbeat, job.job_id, attempt, now)
+        if reason is None:
+            return
+        number = attempt.number
+        write = self.table.apply(
+            job.job_id,
+            lambda current: pool_task_lost(current, number, task_arn, reason=reason, at=iso(now), spec=spec),
+        )
+        if write is None or not write.written:
+            return
+        count("WarmTaskStopped")
+        report.reconciled += 1
+        report.notes.append(f"{job.job_id}: {reason}")
+        logger.warning("warm attempt lost its pool task", extra={"job_id": job.job_id, "reason": reason})
+        retry = next_attempt_relaunch(write.after, spec.retry_policy)
+        if retry is not None:
+            self._send(*retry)
 
     def _relaunch(self, job: Job, now: datetime, report: SweepReport, why: str) -> None:
         number = awaited_attempt(job)
