@@ -44,8 +44,8 @@ class Configuration:
 
 
 CONFIGURATIONS = (
-    Configuration("template defaults (batching window 1 s), 1 environment per function"),
-    Configuration("batching window 0 s, 1 environment per function", {"DispatchBatchingWindowSeconds": "0"}),
+    Configuration("batching window 1 s, 1 environment per function", {"DispatchBatchingWindowSeconds": "1"}),
+    Configuration("template defaults (batching window 0 s), 1 environment per function"),
     Configuration(
         "batching window 0 s, 4 environments per function", {"DispatchBatchingWindowSeconds": "0"}, 4
     ),
