@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer
+
 # DynamoDB write operations, and what they write: one item, or a list of them.
 DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
 WRITE_UNIT_BYTES = 1024
+_deserializer = TypeDeserializer()
 
 
 def _events_of(target: Any) -> Any:
@@ -195,9 +198,10 @@ class TableKeys:
 def index_write_units(calls: Iterable[ApiCall], tables: Mapping[str, TableKeys]) -> list[int]:
     """The global secondary index write units of each call, in order (0 for all but PutItem on a table
     with indexes), by DynamoDB's rules: an item entering an index is one write, leaving it one, staying
-    with the same index key one, and changing its index key two (delete, then put); each
-    ceil(entry size / 1 KB). The item before a write is the previous counted write of the same key, so
-    `calls` must hold every write to these tables, in order, all of which succeeded."""
+    with the same index key one when an attribute the index holds changed and none when none did, and
+    changing its index key two (delete, then put); each ceil(entry size / 1 KB). The item before a
+    write is the previous counted write of the same key, so `calls` must hold every write to these
+    tables, in order, all of which succeeded."""
     before: dict[tuple[str, tuple[str, ...]], Mapping[str, Mapping[str, Any]]] = {}
     units = []
     for call in calls:
@@ -240,4 +244,15 @@ def _index_units(
     if will is None:
         return _item_units(was)
     same_key = all(_key_text(was[name]) == _key_text(will[name]) for name in index.keys)
-    return _item_units(will) if same_key else _item_units(was) + _item_units(will)
+    if not same_key:
+        return _item_units(was) + _item_units(will)
+    return 0 if _same_entry(was, will) else _item_units(will)
+
+
+def _same_entry(was: Mapping[str, Mapping[str, Any]], will: Mapping[str, Mapping[str, Any]]) -> bool:
+    """The index entry holds the same attributes with the same values (numbers compared as numbers)."""
+    return set(was) == set(will) and all(_value(was[name]) == _value(will[name]) for name in was)
+
+
+def _value(attribute: Mapping[str, Any]) -> Any:
+    return _deserializer.deserialize(dict(attribute))  # type: ignore[arg-type]

@@ -108,12 +108,29 @@ def job(status: str, padding: int = 0) -> dict[str, dict[str, str]]:
 def test_index_writes_follow_dynamodbs_rules_for_entering_staying_and_moving() -> None:
     calls = [
         put(job("SUBMITTED")),  # enters both indexes: 1 + 1
-        put(job("SUBMITTED", padding=10)),  # stays, same keys: 1 + 1
-        put(job("RUNNING", padding=2000)),  # by-status key changes: delete 1 KB + put 3 KB; by-batch 1
+        put(job("SUBMITTED", padding=10)),  # stays, same keys: 1 (ALL: changed) + 0 (KEYS_ONLY: same)
+        put(job("RUNNING", padding=2000)),  # by-status key changes: delete 1 KB + put 3 KB; by-batch 0
         put({"job_id": {"S": "bg-1"}, "batch": {"S": "payroll"}}),  # leaves both (no status, no created_at)
         put({"job_id": {"S": "bg-1"}}),  # in neither before nor after
     ]
-    assert index_write_units(calls, {"jobs": JOBS}) == [2, 2, 1 + 3 + 1, 3 + 1, 0]
+    # The second write changes nothing the KEYS_ONLY index holds: it costs that index nothing.
+    assert index_write_units(calls, {"jobs": JOBS}) == [2, 1, 1 + 3, 3 + 1, 0]
+
+
+def test_a_write_that_changes_nothing_an_index_holds_costs_it_nothing() -> None:
+    lean = TableKeys(
+        key=("job_id",),
+        indexes=(SecondaryIndex(("status", "created_at"), projected=frozenset({"attempt"})),),
+    )
+    first = {**job("RUNNING"), "attempt": {"N": "1"}, "revision": {"N": "1"}}
+    calls = [
+        put(first),  # enters: 1
+        put({**first, "revision": {"N": "2"}, "log": {"S": "x" * 3000}}),  # nothing projected changed
+        put({**first, "attempt": {"N": "1.0"}}),  # the same number written otherwise
+        put({**first, "attempt": {"N": "2"}}),  # a projected attribute changed: 1
+        put({**first, "attempt": {"N": "2"}, "status": {"S": "SUCCEEDED"}}),  # key moved: 2
+    ]
+    assert index_write_units(calls, {"jobs": lean}) == [1, 0, 0, 1, 2]
 
 
 def test_index_writes_are_counted_per_item_and_only_where_there_are_indexes() -> None:

@@ -301,11 +301,11 @@ def test_jobs_filters_by_status_batch_and_time(harness: CliHarness) -> None:
 
 
 def test_jobs_says_when_a_page_stopped_before_finding_a_match(harness: CliHarness) -> None:
-    # A batch + status page reads the batch's jobs newest first and skips the others; with --limit 1,
-    # one job per query, its query budget ends before it reaches the one FAILED job.
+    # A batch + status page reads the status's jobs newest first and skips the other batches'; with
+    # --limit 1, one job per query, its query budget ends before it reaches the batch's FAILED job.
     failed = harness.add(listed_job(1, JobStatus.FAILED, minutes_ago=100))
     for number in range(2, 2 + DEFAULT_QUERY_BUDGET + 2):
-        harness.add(listed_job(number, JobStatus.SUCCEEDED, minutes_ago=number % 90))
+        harness.add(listed_job(number, JobStatus.FAILED, batch="report-export", minutes_ago=number % 90))
     args = ["jobs", "--batch", "payroll-calculation", "--status", "FAILED", "--limit", "1"]
     document = harness.json(*args)
     assert document["jobs"] == [] and document["next"] is not None

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta, timezone
@@ -554,3 +556,15 @@ def test_a_lone_surrogate_escape_is_rejected_with_an_identity_that_can_be_stored
     # Everything the dispatcher will hash, store and log encodes.
     for text in (rejected.reason, rejected.batch or "", rejected.idempotency_key or ""):
         text.encode("utf-8")
+
+
+def test_the_schema_is_compiled_on_the_first_message_not_at_import() -> None:
+    # A fresh interpreter: this one has compiled it already. A cold start pays for the import only.
+    code = (
+        "import batchgate.domain.messages as m\n"
+        "before = m._schema_check.cache_info().currsize\n"
+        'm.validate_message_shape(\'{"schema_version": 1, "batch": "payroll-calculation"}\')\n'
+        "print(before, m._schema_check.cache_info().currsize)\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.split() == ["0", "1"]

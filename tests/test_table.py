@@ -1,10 +1,18 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import boto3
 import pytest
-from batchgate.adapters.job_table import ConcurrentUpdateError, JobTable
+from batchgate.adapters.job_table import (
+    INDEXES,
+    KEY_ATTRIBUTE,
+    PROJECTIONS,
+    ConcurrentUpdateError,
+    JobTable,
+    UnreadJobsError,
+)
 from batchgate.domain.jobs import Job, JobStatus, job_id_for
 
 from tests.conftest import Stack
@@ -124,9 +132,132 @@ def test_query_oldest_first_by_status_with_pagination(stack: Stack) -> None:
     assert [job.created_at[14:16] for job in every] == ["00", "01", "02", "03", "04"]
 
 
-def test_query_needs_exactly_one_index(stack: Stack) -> None:
-    with pytest.raises(ValueError, match="exactly one"):
+def test_query_needs_a_status_or_a_batch(stack: Stack) -> None:
+    with pytest.raises(ValueError, match="by status, by batch"):
         stack.table.query()
+
+
+class CountingClient:
+    """The real client, with the keys each BatchGetItem asked for."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.asked: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def batch_get_item(self, **request: Any) -> Any:
+        for table in request["RequestItems"].values():
+            self.asked.extend(key["job_id"]["S"] for key in table["Keys"])
+        return self._client.batch_get_item(**request)
+
+
+def test_query_by_status_and_batch_reads_only_that_batchs_jobs_by_key(stack: Stack) -> None:
+    for minute in range(6):
+        batch = "report-export" if minute % 3 else "payroll-calculation"
+        stack.table.create(
+            make_job(
+                job_id=job_id_for(batch, str(minute)),
+                batch=batch,
+                created_at=f"2026-11-28T10:0{minute}:00.000Z",
+                status=JobStatus.FAILED,
+            )
+        )
+    client = CountingClient(boto3.client("dynamodb", region_name="us-east-1"))
+    table = JobTable(stack.table.table_name, client)  # type: ignore[arg-type]
+    page = table.query(status="FAILED", batch="payroll-calculation")
+    assert [(job.batch, job.created_at[14:16]) for job in page.jobs] == [
+        ("payroll-calculation", "03"),
+        ("payroll-calculation", "00"),
+    ]
+    assert client.asked == [job.job_id for job in page.jobs]  # the index's batch filtered the rest
+
+
+def test_indexes_hold_only_their_projection_and_queries_give_whole_jobs(stack: Stack) -> None:
+    stored = stack.table.create(make_job(idempotency_key="payroll-2026-11", reason="why"))
+    assert stored is not None
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    for index, (hash_name, _) in INDEXES.items():
+        [entry] = client.query(
+            TableName=stack.table.table_name,
+            IndexName=index,
+            KeyConditionExpression="#h = :h",
+            ExpressionAttributeNames={"#h": hash_name},
+            ExpressionAttributeValues={":h": {"S": getattr(stored, hash_name)}},
+        )["Items"]
+        assert set(entry) <= {KEY_ATTRIBUTE, *INDEXES[index], *PROJECTIONS[index]}
+        assert "updated_at" not in entry and "revision" not in entry
+    assert stack.table.query(status="SUBMITTED").jobs == [stored]
+    assert stack.table.query(batch=stored.batch).jobs == [stored]
+
+
+class MovesAfterTheIndexRead(CountingClient):
+    """The job changes status between the index's answer and the read by key, as when the index
+    (eventually consistent) lags behind the table."""
+
+    def __init__(self, client: Any, move: Any) -> None:
+        super().__init__(client)
+        self._move = move
+
+    def query(self, **request: Any) -> Any:
+        response = self._client.query(**request)
+        if self._move is not None:
+            self._move()
+            self._move = None
+        return response
+
+
+def test_a_job_that_left_the_status_since_the_index_read_is_left_out(stack: Stack) -> None:
+    stored = stack.table.create(make_job())
+    assert stored is not None
+    client = MovesAfterTheIndexRead(
+        boto3.client("dynamodb", region_name="us-east-1"),
+        lambda: stack.table.save(stored.moved_to(JobStatus.DISPATCHING, "t1")),
+    )
+    table = JobTable(stack.table.table_name, client)  # type: ignore[arg-type]
+    assert table.query(status="SUBMITTED").jobs == []
+    assert [job.job_id for job in table.query(status="DISPATCHING").jobs] == [stored.job_id]
+
+
+class Unprocessed(CountingClient):
+    """DynamoDB leaves every key but the first unprocessed on the first `lazy` calls."""
+
+    def __init__(self, client: Any, lazy: int) -> None:
+        super().__init__(client)
+        self.lazy = lazy
+
+    def batch_get_item(self, **request: Any) -> Any:
+        if self.lazy <= 0:
+            return super().batch_get_item(**request)
+        self.lazy -= 1
+        [(name, table)] = request["RequestItems"].items()
+        self.asked.extend(key["job_id"]["S"] for key in table["Keys"])
+        first, *rest = table["Keys"]
+        answer = self._client.batch_get_item(RequestItems={name: {**table, "Keys": [first]}})
+        return {**answer, "UnprocessedKeys": {name: {**table, "Keys": rest}} if rest else {}}
+
+
+def test_get_many_reads_in_chunks_in_order_and_asks_again_for_unprocessed_keys(stack: Stack) -> None:
+    ids = [job_id_for("payroll-calculation", str(number)) for number in range(150)]
+    for job_id in ids:
+        stack.table.create(make_job(job_id=job_id))
+    pauses: list[int] = []
+    client = Unprocessed(boto3.client("dynamodb", region_name="us-east-1"), lazy=2)
+    table = JobTable(stack.table.table_name, client, pause=pauses.append)  # type: ignore[arg-type]
+    wanted = [*reversed(ids), "bg-missing-0"]
+    assert [job.job_id for job in table.get_many(wanted)] == list(reversed(ids))
+    # The first chunk of 100 keys takes three calls (one key answered on each of the first two), with
+    # a pause before each call after the first; the second chunk of 51 one call.
+    assert len(client.asked) == 100 + 99 + 98 + 51
+    assert pauses == [0, 1]
+    stubborn = JobTable(
+        stack.table.table_name,
+        Unprocessed(boto3.client("dynamodb", region_name="us-east-1"), lazy=100),  # type: ignore[arg-type]
+        pause=pauses.append,
+    )
+    with pytest.raises(UnreadJobsError):
+        stubborn.get_many(ids[:20])  # one key answered per call: 12 left after 8 calls
 
 
 def test_mutate_from_a_stale_read_rereads_and_keeps_the_other_write(stack: Stack) -> None:

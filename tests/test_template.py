@@ -90,6 +90,7 @@ REQUIRED_ACTIONS = {
         "ecs:DescribeTasks",
         "ecs:StopTask",
         "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
         "dynamodb:PutItem",
         "dynamodb:Query",
         "sqs:SendMessage",
@@ -503,7 +504,12 @@ def test_table_keys_indexes_and_ttl_are_the_packages(template: dict[str, Any]) -
             {"AttributeName": hash_key, "KeyType": "HASH"},
             {"AttributeName": range_key, "KeyType": "RANGE"},
         ]
-        assert indexes[name]["Projection"] == {"ProjectionType": "ALL"}
+        assert indexes[name]["Projection"] == {
+            "ProjectionType": "INCLUDE",
+            "NonKeyAttributes": list(table.PROJECTIONS[name]),
+        }
+        # What changes on every write never enters an index: it would rewrite the entry each time.
+        assert not {"updated_at", "revision", "timeline", "attempts"} & set(table.PROJECTIONS[name])
         assert range_key == table.SORT_ATTRIBUTE
     key_attributes = {table.KEY_ATTRIBUTE} | {key for keys in table.INDEXES.values() for key in keys}
     assert {

@@ -442,12 +442,43 @@ def test_the_sweep_reads_the_status_index_and_never_scans(stack: Stack, sqs: Rec
     running_job(stack, sqs)
     dynamodb = FaultyClient(boto3.client("dynamodb", region_name="us-east-1"))
     counting = replace(
-        sweeper(stack, DescribedEcs(stack.ecs_client), sqs, 60),
+        sweeper(stack, DescribedEcs(stack.ecs_client), sqs, 400),
         table=JobTable(stack.settings.table_name, dynamodb),  # type: ignore[arg-type]
     )
     assert counting.sweep().examined == 1
     assert dynamodb.calls["scan"] == 0
     assert dynamodb.calls["query"] >= len(ACTIVE_STATUSES)
+
+
+class KeysRead(FaultyClient):
+    """The jobs each BatchGetItem read."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.read: list[str] = []
+
+    def batch_get_item(self, **request: Any) -> Any:
+        for table in request["RequestItems"].values():
+            self.read.extend(key["job_id"]["S"] for key in table["Keys"])
+        return self._client.batch_get_item(**request)
+
+
+def test_the_sweep_reads_by_key_only_jobs_old_enough_to_need_anything(
+    stack: Stack, sqs: RecordingSqs
+) -> None:
+    old = running_since(stack, "old", 600)  # past payroll's 30 min timeout
+    young = running_since(stack, "young", 4, idle_seconds=240)  # younger than any check's wait
+    dynamodb = KeysRead(boto3.client("dynamodb", region_name="us-east-1"))
+    sweep = replace(
+        sweeper(stack, DescribedEcs(stack.ecs_client), sqs, 0),
+        table=JobTable(stack.settings.table_name, dynamodb),  # type: ignore[arg-type]
+    )
+    assert sweep.quiet_seconds(JobStatus.RUNNING) == 300  # the event grace; the shortest timeout is 600 s
+    report = sweep.sweep()
+    assert (report.examined, report.timed_out) == (1, 1)
+    assert dynamodb.read == [old]
+    job = stack.table.get(young)
+    assert job is not None and job.status is JobStatus.RUNNING
 
 
 def running_since(stack: Stack, key: str, minutes: int, idle_seconds: int = 30) -> str:

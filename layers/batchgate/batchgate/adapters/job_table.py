@@ -2,9 +2,16 @@
 
 Key schema (template.yaml declares the same; a test checks they agree):
 - table: hash key `job_id`
-- index `by-status`: hash `status`, range `created_at` (ops query newest first, the sweep oldest first)
-- index `by-batch`: hash `batch`, range `created_at` (query newest first)
+- index `jobs-by-status`: hash `status`, range `created_at` (ops query newest first, the sweep oldest
+  first); projects `batch`, `strategy`, `attempt` and `exit_code` only
+- index `jobs-by-batch`: hash `batch`, range `created_at` (query newest first); projects
+  `idempotency_key` only
 - TTL attribute `expires_at` (epoch seconds)
+
+The indexes hold only attributes that change with a job's status or never: `updated_at`, `revision`,
+the timeline and the attempts stay out of them, so a write that changes no status costs them nothing,
+and `jobs-by-batch` is written once per job. A query reads the index's keys, then the jobs themselves
+by key (BatchGetItem, strongly consistent), so every caller gets whole jobs.
 """
 
 from __future__ import annotations
@@ -27,12 +34,22 @@ if TYPE_CHECKING:
 KEY_ATTRIBUTE = "job_id"
 SORT_ATTRIBUTE = "created_at"
 TTL_ATTRIBUTE = "expires_at"
-STATUS_INDEX = "by-status"
-BATCH_INDEX = "by-batch"
+# New names for new projections: CloudFormation cannot change an index's projection in place (the
+# former `by-status` and `by-batch` projected ALL; see the README's job table section).
+STATUS_INDEX = "jobs-by-status"
+BATCH_INDEX = "jobs-by-batch"
 INDEXES: dict[str, tuple[str, str]] = {
     STATUS_INDEX: ("status", SORT_ATTRIBUTE),
     BATCH_INDEX: ("batch", SORT_ATTRIBUTE),
 }
+# The non-key attributes each index holds (INCLUDE projection): what a listing shows that changes only
+# together with the index key (the status) or never. Keys of the table and of the index come along.
+PROJECTIONS: dict[str, tuple[str, ...]] = {
+    STATUS_INDEX: ("batch", "strategy", "attempt", "exit_code"),
+    BATCH_INDEX: ("idempotency_key",),
+}
+BATCH_GET_LIMIT = 100  # keys per BatchGetItem
+UNPROCESSED_TRIES = 8  # BatchGetItem calls for one chunk, while DynamoDB leaves keys unprocessed
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -40,6 +57,10 @@ _deserializer = TypeDeserializer()
 
 class ConcurrentUpdateError(RuntimeError):
     """The item kept changing under us; the caller's unit of work should be retried later."""
+
+
+class UnreadJobsError(RuntimeError):
+    """DynamoDB kept leaving keys of a BatchGetItem unprocessed (throttled); try again later."""
 
 
 def to_attributes(item: dict[str, Any]) -> dict[str, Any]:
@@ -190,15 +211,26 @@ class JobTable:
         next_token: dict[str, Any] | None = None,
         oldest_first: bool = False,
     ) -> JobPage:
-        """One page of jobs, newest first (oldest first with `oldest_first`), from the status or the
-        batch index (never a scan)."""
-        if (status is None) == (batch is None):
-            raise ValueError("query by exactly one of status or batch")
+        """One page of jobs, newest first (oldest first with `oldest_first`), from the status index
+        (of one batch only, with `batch` too) or the batch index; never a scan.
+
+        The index gives the keys; the jobs are then read by key, strongly consistent. A job that left
+        `status` since the index was written (the index is eventually consistent) or that is gone is
+        left out of the page: it shows under its new status. A page can hold fewer than `limit` jobs
+        while `next_token` says there are more."""
+        if status is None and batch is None:
+            raise ValueError("query by status, by batch, or by both")
         index = STATUS_INDEX if status is not None else BATCH_INDEX
         hash_name, range_name = INDEXES[index]
         condition = "#h = :h"
         names = {"#h": hash_name}
         values: dict[str, Any] = {":h": {"S": status if status is not None else batch}}
+        filters: dict[str, Any] = {}
+        if status is not None and batch is not None:
+            # `batch` is projected into the status index: the other batches' jobs are never read.
+            names["#b"] = "batch"
+            values[":b"] = {"S": batch}
+            filters["FilterExpression"] = "#b = :b"
         if since or until:
             names["#r"] = range_name
         if since and until:
@@ -218,12 +250,43 @@ class JobTable:
             "ExpressionAttributeValues": values,
             "ScanIndexForward": oldest_first,
             "Limit": limit,
+            **filters,
         }
         if next_token:
             request["ExclusiveStartKey"] = next_token
         response = self._client.query(**request)
-        jobs = [Job.from_item(from_attributes(item)) for item in response.get("Items", [])]
+        keys = [item[KEY_ATTRIBUTE]["S"] for item in response.get("Items", [])]
+        jobs = [
+            job
+            for job in self.get_many(keys)
+            if (status is None or job.status.value == status) and (batch is None or job.batch == batch)
+        ]
         return JobPage(jobs=jobs, next_token=response.get("LastEvaluatedKey"))
+
+    def get_many(self, job_ids: list[str]) -> list[Job]:
+        """The jobs of `job_ids` that exist, in that order, read by key (BatchGetItem, strongly
+        consistent, 100 keys a call; keys DynamoDB leaves unprocessed are asked for again)."""
+        found: dict[str, Job] = {}
+        wanted = list(dict.fromkeys(job_ids))
+        for start in range(0, len(wanted), BATCH_GET_LIMIT):
+            chunk = wanted[start : start + BATCH_GET_LIMIT]
+            request: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": [{KEY_ATTRIBUTE: {"S": job_id}} for job_id in chunk],
+                    "ConsistentRead": True,
+                }
+            }
+            for _ in tries_after_conflicts(UNPROCESSED_TRIES, self._pause):
+                response = self._client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    job = Job.from_item(from_attributes(item))
+                    found[job.job_id] = job
+                request = dict(response.get("UnprocessedKeys") or {})
+                if not request:
+                    break
+            else:
+                raise UnreadJobsError(f"{self.table_name}: keys unprocessed after {UNPROCESSED_TRIES} tries")
+        return [found[job_id] for job_id in job_ids if job_id in found]
 
     def iterate(self, **criteria: Any) -> Iterator[Job]:
         """Every job matching `query` criteria, page after page, in the query's order."""

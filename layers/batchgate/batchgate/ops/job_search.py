@@ -1,9 +1,10 @@
 """Finding jobs newest first by status, batch and time, one page at a time, through the table's indexes.
 
 The table answers one status or one batch per query. A search over several statuses (or over all of
-them, when no filter is given) queries each status's partition of the `by-status` index and merges the
-results newest first; a search by batch *and* status reads the `by-batch` index and keeps the jobs in
-those statuses. The table is never scanned.
+them, when no filter is given) queries each status's partition of the `jobs-by-status` index and merges
+the results newest first; a search by batch *and* status reads those statuses' partitions and keeps the
+batch's jobs there (the index holds each job's batch, so the other batches' jobs are never read by key);
+a search by batch alone reads the `jobs-by-batch` index. The table is never scanned.
 
 A page's continuation token is opaque to the caller: it holds, for every partition still holding jobs,
 the index key of the last job taken from it (a DynamoDB ExclusiveStartKey), and the filter it belongs to.
@@ -17,8 +18,8 @@ import heapq
 import json
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any, TypedDict
 
 from batchgate.adapters.job_table import (
@@ -31,7 +32,8 @@ from batchgate.adapters.job_table import (
 )
 from batchgate.domain.jobs import Job, JobStatus
 
-TOKEN_VERSION = 1
+# 2: a batch + status search continues per status partition (1 continued in the batch's partition).
+TOKEN_VERSION = 2
 # DynamoDB queries one page of the CLI may cost when a filter skips many jobs (batch + status).
 DEFAULT_QUERY_BUDGET = 50
 
@@ -64,7 +66,8 @@ class SearchPage:
 
 
 class _Criteria(TypedDict, total=False):
-    """The index key of a `JobTable.query`, typed so that it cannot be taken for another argument."""
+    """The index key (and batch filter) of a `JobTable.query`, typed so that it cannot be taken for
+    another argument."""
 
     status: str
     batch: str
@@ -72,15 +75,19 @@ class _Criteria(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class _Partition:
-    """One partition of one index, and which of its jobs the filter keeps."""
+    """One partition of one index (of one batch only, for a status partition with `batch`)."""
 
     key: str
     index: str
     value: str
-    keep: Callable[[Job], bool] = field(default=lambda _job: True)
+    batch: str | None = None  # only this batch's jobs of a status partition
 
     def criteria(self) -> _Criteria:
-        return {"status": self.value} if self.index == STATUS_INDEX else {"batch": self.value}
+        if self.index == BATCH_INDEX:
+            return {"batch": self.value}
+        if self.batch is not None:
+            return {"status": self.value, "batch": self.batch}
+        return {"status": self.value}
 
     def start_key(self, job: Job) -> dict[str, Any]:
         """The ExclusiveStartKey that continues right after `job`."""
@@ -93,20 +100,13 @@ class _Partition:
 
 def partitions_for(job_filter: JobFilter) -> list[_Partition]:
     statuses = job_filter.statuses
-    if job_filter.batch is not None:
-        if statuses:
-            wanted = frozenset(statuses)
-            return [
-                _Partition(
-                    f"batch:{job_filter.batch}",
-                    BATCH_INDEX,
-                    job_filter.batch,
-                    keep=lambda job: job.status in wanted,
-                )
-            ]
+    if job_filter.batch is not None and not statuses:
         return [_Partition(f"batch:{job_filter.batch}", BATCH_INDEX, job_filter.batch)]
     chosen = statuses or tuple(JobStatus)
-    return [_Partition(f"status:{status.value}", STATUS_INDEX, status.value) for status in chosen]
+    return [
+        _Partition(f"status:{status.value}", STATUS_INDEX, status.value, batch=job_filter.batch)
+        for status in chosen
+    ]
 
 
 class _Stream:
@@ -138,6 +138,10 @@ class _Stream:
             self._buffer.extend(page.jobs)
             self._next_query = page.next_token
             self._exhausted = page.next_token is None
+            if not page.jobs and page.next_token is not None:
+                # Every entry read was left out (another batch's job, or one that left the status):
+                # a token continues after them, not at the last job taken before them.
+                self.cursor = page.next_token
         return self._buffer[0] if self._buffer else None
 
     def take(self) -> Job:
@@ -189,10 +193,8 @@ class JobSearch:
                 live = [(stream, job) for stream, job in heads if job is not None]
                 if not live:
                     break
-                stream, job = max(live, key=lambda pair: _newest(pair[1]))
-                stream.take()
-                if stream.partition.keep(job):
-                    jobs.append(job)
+                newest, _ = max(live, key=lambda pair: _newest(pair[1]))
+                jobs.append(newest.take())
             for stream in streams:  # look ahead so that the last page does not promise more
                 stream.head(limit, budget)
         except _BudgetSpent:
@@ -220,12 +222,10 @@ class JobSearch:
         yield from heapq.merge(*streams, key=_newest, reverse=True)
 
     def _kept(self, partition: _Partition, job_filter: JobFilter, page_size: int) -> Iterator[Job]:
-        """The partition's jobs the filter keeps, newest first."""
-        for job in self.table.iterate(
+        """The partition's jobs, newest first."""
+        yield from self.table.iterate(
             **partition.criteria(), since=job_filter.since, until=job_filter.until, limit=page_size
-        ):
-            if partition.keep(job):
-                yield job
+        )
 
     def newest(self, job_filter: JobFilter, max_jobs: int) -> tuple[list[Job], str | None]:
         """The newest `max_jobs` jobs of the filter (of every status), and, when older ones were left

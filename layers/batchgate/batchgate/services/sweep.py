@@ -1,8 +1,12 @@
 """The sweep: a scheduled pass over the jobs that have not ended, so that no job runs forever, waits
 forever or is silently lost.
 
-It reads candidates from the `by-status` index (never a scan), each active status oldest first (the
-likeliest past their timeout) and at most `max_jobs_per_status` of them, and for each:
+It reads candidates from the `jobs-by-status` index (never a scan), each active status oldest first
+(the likeliest past their timeout) and at most `max_jobs_per_status` of them, then those jobs by key.
+Only jobs created long enough ago to need anything are read (`quiet_seconds`: every moment the sweep
+measures from, a job's last change, its attempt's dispatch or its task's start, comes after its
+creation), so a sweep reads by key the jobs that have been around for a while, not every young one.
+For each:
 - timeout: a task running longer than its batch's `timeout_seconds` (or never started long after that)
   is first compared with ECS (with the stale jobs below): a task ECS reports stopped ends the job by its
   own result. One still running, unknown to ECS, or whose DescribeTasks failed is stopped with the
@@ -32,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -152,8 +156,9 @@ class Sweeper:
         to_compare: list[tuple[Job, Comparison]] = []
         limit = self.settings.max_jobs_per_status
         for status in ACTIVE_STATUSES:
+            created_by = iso(now - timedelta(seconds=self.quiet_seconds(status)))
             for index, job in enumerate(
-                self.table.iterate(status=status.value, limit=100, oldest_first=True)
+                self.table.iterate(status=status.value, until=created_by, limit=100, oldest_first=True)
             ):
                 if index >= limit:
                     report.capped += 1
@@ -182,6 +187,17 @@ class Sweeper:
             count("SweepErrors", report.errors)
         logger.info("sweep done", extra=report.to_dict())
         return report
+
+    def quiet_seconds(self, status: JobStatus) -> int:
+        """How long after its creation a job in `status` surely needs nothing from the sweep: the
+        shortest wait before any of its checks could act (a lost launch, a lost retry, a missed event,
+        the shortest timeout of the catalog)."""
+        if status in (JobStatus.SUBMITTED, JobStatus.DISPATCHING):
+            return self.settings.launch_grace_seconds
+        if status is JobStatus.RETRYING:
+            return MAX_DELAY_SECONDS + self.settings.retry_grace_seconds
+        timeouts = [spec.timeout_seconds for spec in self.catalog.batches.values()]
+        return min([self.settings.event_grace_seconds, *timeouts])
 
     # One job.
 
