@@ -114,6 +114,9 @@ class LocalStack:
                 "history": outputs.get("history_dlq_url"),
             },
             "cluster": self.cluster.arn if self.cluster else outputs.get("cluster"),
+            "pool_table": outputs.get("pool_table"),
+            "pool_queue_urls": outputs.get("pool_queue_urls"),
+            "pool_dlq_urls": outputs.get("pool_dlq_urls"),
             "pid": os.getpid(),
         }
 
