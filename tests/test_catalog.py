@@ -12,6 +12,8 @@ from batchgate.domain.catalog import (
     BatchSpec,
     CatalogError,
     LaunchClass,
+    PoolSpec,
+    PoolWindow,
     load_catalog,
 )
 
@@ -93,6 +95,30 @@ def test_packaged_catalog_defines_the_three_batches() -> None:
         1024,
     )
     assert attendance.arguments == ArgumentRules(1, 1, 256, r"^[A-Za-z0-9_./-]+$")
+    # The sample warm pool: attendance imports preload their module once per pool task.
+    assert (attendance.pool, attendance.run_mode, attendance.preload) == (
+        "attendance",
+        "preload",
+        ("attendance.import_file",),
+    )
+    assert catalog.pools["attendance"] == PoolSpec(
+        name="attendance",
+        task_definition="batchgate-attendance",
+        container="attendance",
+        cpu=1024,
+        memory=2048,
+        slots=2,
+        capacity_provider="FARGATE_SPOT",
+        min_tasks=0,
+        max_tasks=4,
+        architecture="ARM64",
+        timezone="Asia/Tokyo",
+        windows=(PoolWindow("cron(0 8 ? * MON-FRI *)", "cron(0 20 ? * MON-FRI *)", 2),),
+    )
+    assert catalog.batches_of("attendance") == (attendance,)
+    assert (
+        catalog.batches["payroll-calculation"].pool is None and catalog.batches["report-export"].pool is None
+    )
     assert (attendance.timeout_seconds, attendance.max_attempts, attendance.launch_class.name) == (
         600,
         3,

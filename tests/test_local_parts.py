@@ -313,6 +313,8 @@ ENVIRONMENT_PARAMETERS: dict[str, str | list[str]] = {
     "SecurityGroups": ["sg-1"],
     "TaskDefinitionArns": ["arn:aws:ecs:us-east-1:123456789012:task-definition/batchgate-reports:*"],
     "PassRoleArns": ["arn:aws:iam::123456789012:role/batchgate-local-task"],
+    "PoolExecutionRoleArn": "arn:aws:iam::123456789012:role/batchgate-local-task",
+    "PoolAttendanceImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/batchgate-attendance:local",
 }
 
 
@@ -353,6 +355,63 @@ def test_the_templates_job_table_stream_feeds_the_history_function(aws: None) ->
         stack.stop()
     assert state["dlq_urls"]["history"] == dlq_url
     assert LocalState.from_dict(state).resources()["history_dlq_url"] == dlq_url
+
+
+def test_the_templates_pools_get_their_queues_table_and_log_groups_locally(aws: None) -> None:
+    """What a pool needs from the stack exists locally; what runs and scales its workers (ECS, Application
+    Auto Scaling) is skipped by name, with the reason."""
+    template_path = ROOT / "template.yaml"
+    parameters = parameter_values(load_template(template_path), ENVIRONMENT_PARAMETERS)
+    translated = translate(template_path, parameters, "us-east-1")
+    local = InProcessAws()
+
+    resources = ResourceBuilder(local, ROOT, "batchgate-local").build(translated, parameters)
+
+    sqs = local.sqs()
+    queue_url = resources.refs["PoolAttendanceQueue"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    redrive = json.loads(attributes["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == resources.attributes["PoolAttendanceDeadLetterQueue"]["Arn"]
+    assert queue_url.endswith("/batchgate-local-pool-attendance")
+    table = local.dynamodb().describe_table(TableName=resources.refs["PoolTable"])["Table"]
+    assert [key["AttributeName"] for key in table["KeySchema"]] == ["pool", "task_arn"]
+    groups = {group["logGroupName"] for group in local.logs().describe_log_groups()["logGroups"]}
+    assert {
+        resources.refs["PoolAttendanceJobLogGroup"],
+        resources.refs["PoolAttendanceWorkerLogGroup"],
+    } <= groups
+    alarms = {alarm["AlarmName"] for alarm in local.cloudwatch().describe_alarms()["MetricAlarms"]}
+    assert resources.refs["PoolAttendanceHeartbeatsAlarm"] in alarms
+    skipped = {item.logical_id: item.resource_type for item in resources.skipped}
+    assert {
+        name: skipped.get(name)
+        for name in (
+            "PoolAttendanceTaskDefinition",
+            "PoolAttendanceService",
+            "PoolAttendanceScalableTarget",
+            "PoolAttendanceBusyRatioScaling",
+        )
+    } == {
+        "PoolAttendanceTaskDefinition": "AWS::ECS::TaskDefinition",
+        "PoolAttendanceService": "AWS::ECS::Service",
+        "PoolAttendanceScalableTarget": "AWS::ApplicationAutoScaling::ScalableTarget",
+        "PoolAttendanceBusyRatioScaling": "AWS::ApplicationAutoScaling::ScalingPolicy",
+    }
+    assert not [item for item in resources.skipped if "not supported" in item.reason]
+    for function in resources.functions.values():
+        assert function.environment["POOL_QUEUE_URLS"] == f"attendance={queue_url}"
+        assert function.environment["POOL_TABLE_NAME"] == resources.refs["PoolTable"]
+        assert function.environment["POOL_SERVICE_PREFIX"] == "batchgate-local-pool-"
+
+    stack = LocalStack(StackOptions(root=ROOT))
+    try:
+        stack.resources = resources
+        state = stack.state()
+    finally:
+        stack.stop()
+    found = LocalState.from_dict(state).resources()
+    assert found["pool_table"] == resources.refs["PoolTable"]
+    assert found["pool_queue_urls"] == f"attendance={queue_url}"
 
 
 def stream_mapping_template(pattern: str, stream: bool = True) -> dict[str, Any]:

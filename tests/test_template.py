@@ -7,6 +7,7 @@ intrinsic tags) and translated with aws-sam-translator, so that the IAM checks a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import fnmatch
 import json
 import re
@@ -16,11 +17,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import boto3
 import layer_build
 import pytest
 from batchgate.adapters import history_table as history
 from batchgate.adapters import job_table as table
-from batchgate.domain.jobs import JOB_ID_PREFIX
+from batchgate.domain.catalog import load_catalog
+from batchgate.domain.jobs import JOB_ID_PREFIX, job_id_for
+from batchgate.domain.pools import PoolTask
+from batchgate.ops import pool_template
 from batchgate.ops.stack_outputs import OUTPUTS
 from batchgate.services import settings as settings_module
 from batchgate.services.settings import Settings
@@ -57,6 +62,9 @@ ENVIRONMENT_BINDINGS: dict[str, Any] = {
     "POWERTOOLS_SERVICE_NAME": "batchgate",
     "POWERTOOLS_METRICS_NAMESPACE": "Batchgate",
     "POWERTOOLS_LOG_LEVEL": {"Ref": "LogLevel"},
+    "POOL_TABLE_NAME": {"Ref": "PoolTable"},
+    "POOL_QUEUE_URLS": {"Fn::Sub": "attendance=${PoolAttendanceQueue}"},
+    "POOL_SERVICE_PREFIX": {"Fn::Sub": "${AWS::StackName}-pool-"},
 }
 # What each handler calls (batchgate.services.dispatch, ecs, capacity, cancel, table, history;
 # batchgate.services.track, relaunch), and so must be allowed.
@@ -74,6 +82,8 @@ REQUIRED_ACTIONS = {
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:Query",
+        # WARM offers to the pools' work queues, their check messages to the jobs queue.
+        "sqs:SendMessage",
     },
     "TrackFunction": {
         "ecs:DescribeTaskDefinition",
@@ -100,6 +110,7 @@ REQUIRED_ACTIONS = {
 # instance): allowed on "*" only with the condition that keeps them to our cluster.
 CLUSTER_WIDE_ACTIONS = {"ecs:ListTasks"}
 OUR_CLUSTER = {"ArnEquals": {"ecs:cluster": {"Ref": "ClusterArn"}}}
+METRICS_NAMESPACE_ONLY = {"StringEquals": {"cloudwatch:namespace": "Batchgate"}}
 # The AWS resource type each referenced parameter or resource stands for in a policy.
 REFERENCED_RESOURCE_TYPES = {
     "ClusterArn": "cluster",
@@ -111,6 +122,17 @@ REFERENCED_RESOURCE_TYPES = {
     "JobsDeadLetterQueue": "queue",
     "TrackDeadLetterQueue": "queue",
     "HistoryDeadLetterQueue": "queue",
+    "PoolTable": "table",
+    **{
+        f"Pool{pool_template.logical_name(name)}{suffix}": "queue"
+        for name in load_catalog(CATALOG).pools
+        for suffix in ("Queue", "DeadLetterQueue")
+    },
+    # A log group's Arn ends in ":*": its log streams.
+    **{
+        f"Pool{pool_template.logical_name(name)}JobLogGroup": "log-stream"
+        for name in load_catalog(CATALOG).pools
+    },
 }
 SUB_ARN = re.compile(
     r"^arn:\$\{AWS::Partition\}:[a-z0-9-]+:(?:\$\{AWS::Region\}|[a-z0-9-]*):(?:\$\{AWS::AccountId\}|[0-9]*)"
@@ -329,12 +351,22 @@ def test_rule_only_matches_task_changes_of_our_cluster_started_by_batchgate(temp
     assert pattern["source"] == ["aws.ecs"]
     assert pattern["detail-type"] == ["ECS Task State Change"]
     assert pattern["detail"]["clusterArn"] == [{"Ref": "ClusterArn"}]
-    assert pattern["detail"]["startedBy"] == [{"prefix": JOB_ID_PREFIX}]
+    # Our tasks: started by batchgate (startedBy = job id), or run by a warm pool's service.
+    assert pattern["detail"]["$or"] == [
+        {"startedBy": [{"prefix": JOB_ID_PREFIX}]},
+        {"group": [{"prefix": {"Fn::Sub": "service:${AWS::StackName}-pool-"}}]},
+    ]
+    prefix = function_environment(template, "TrackFunction")["POOL_SERVICE_PREFIX"]
+    assert {"Fn::Sub": "service:" + prefix["Fn::Sub"]} == pattern["detail"]["$or"][1]["group"][0]["prefix"]
 
 
 def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
     """EventBridge matching for what the rule uses: nested fields, exact values and prefixes."""
     for key, expected in pattern.items():
+        if key == "$or":
+            if not any(matches(alternative, event) for alternative in expected):
+                return False
+            continue
         if key not in event:
             return False
         if isinstance(expected, dict):
@@ -353,10 +385,12 @@ def value_matches(rule: Any, value: Any) -> bool:
 
 
 def resolve_refs(node: Any, values: dict[str, str]) -> Any:
-    """`node` with every {"Ref": parameter} replaced by the parameter's value."""
+    """`node` with every {"Ref": parameter} and plain {"Fn::Sub": "...${parameter}..."} resolved."""
     if isinstance(node, dict):
         if set(node) == {"Ref"}:
             return values[node["Ref"]]
+        if set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
+            return re.sub(r"\$\{([A-Za-z0-9:]+)\}", lambda match: values[match[1]], node["Fn::Sub"])
         return {key: resolve_refs(value, values) for key, value in node.items()}
     if isinstance(node, list):
         return [resolve_refs(item, values) for item in node]
@@ -365,7 +399,7 @@ def resolve_refs(node: Any, values: dict[str, str]) -> Any:
 
 def test_rule_delivers_the_sample_task_events_and_no_others(template: dict[str, Any]) -> None:
     """The sample events (events/, from the dev cluster) are what the deployed dev rule delivers."""
-    parameters = deploy_parameters("default")
+    parameters = {**deploy_parameters("default"), "AWS::StackName": "batchgate-dev"}
     pattern = resolve_refs(track_event(template)["Pattern"], parameters)
     # A pool task's events (task-pool-stopped.json) have no bg- startedBy: the rule's pool-service
     # pattern matches them (docs/warm-lane.md), not this one.
@@ -561,13 +595,23 @@ def test_wildcard_resources_only_on_read_actions_aws_cannot_scope(iam_document: 
         if "*" not in as_list(statement.get("Resource", [])):
             continue
         for action in actions_of(statement):
+            if action == "cloudwatch:PutMetricData":
+                # The worker's metrics: AWS authorises PutMetricData on "*" only; held to its namespace.
+                assert statement["Condition"] == METRICS_NAMESPACE_ONLY, statement
+                wildcard_actions.add(action)
+                continue
             assert action.split(":", 1)[1].startswith(("Describe", "Get", "List")), action
             if action in CLUSTER_WIDE_ACTIONS:
                 assert statement.get("Condition") == OUR_CLUSTER, statement
             else:
                 assert action_resource_types(action) == [], f"{action} can be scoped to a resource"
             wildcard_actions.add(action)
-    assert wildcard_actions == {"ecs:DescribeTaskDefinition", "dynamodb:ListStreams", *CLUSTER_WIDE_ACTIONS}
+    assert wildcard_actions == {
+        "ecs:DescribeTaskDefinition",
+        "dynamodb:ListStreams",
+        "cloudwatch:PutMetricData",
+        *CLUSTER_WIDE_ACTIONS,
+    }
 
 
 def test_scoped_resources_are_of_the_types_their_actions_act_on(iam_document: dict[str, Any]) -> None:
@@ -643,6 +687,7 @@ def test_table_access_is_the_stack_tables_only(template: dict[str, Any]) -> None
     job_table = [{"Fn::GetAtt": ["JobTable", "Arn"]}, {"Fn::Sub": "${JobTable.Arn}/index/*"}]
     history_table = [{"Fn::GetAtt": ["HistoryTable", "Arn"]}]
     job_stream = [{"Fn::GetAtt": ["JobTable", "StreamArn"]}]
+    pool_table = [{"Fn::GetAtt": ["PoolTable", "Arn"]}]
     for function in FUNCTIONS:
         for statement in function_statements(template, function):
             if any(action.startswith("dynamodb:") for action in actions_of(statement)):
@@ -652,7 +697,7 @@ def test_table_access_is_the_stack_tables_only(template: dict[str, Any]) -> None
                 readable = (
                     (job_table, history_table, job_stream)
                     if function == "HistoryFunction"
-                    else (job_table, history_table)
+                    else (job_table, history_table, pool_table)
                 )
                 assert as_list(statement["Resource"]) in readable, statement
 
@@ -668,6 +713,21 @@ def test_table_access_is_the_stack_tables_only(template: dict[str, Any]) -> None
     assert history_actions("DispatchFunction") == ["dynamodb:Query"]
     assert history_actions("TrackFunction") == []
     assert history_actions("HistoryFunction") == ["dynamodb:GetItem", "dynamodb:PutItem"]
+
+    # The pools' heartbeats: dispatch queries a pool's items, track reads one, the sweep both; only the
+    # workers write them.
+    def pool_actions(function: str) -> list[str]:
+        return [
+            action
+            for statement in function_statements(template, function)
+            if as_list(statement["Resource"]) == pool_table
+            for action in actions_of(statement)
+        ]
+
+    assert pool_actions("DispatchFunction") == ["dynamodb:Query"]
+    assert pool_actions("TrackFunction") == ["dynamodb:GetItem"]
+    assert pool_actions("SweepFunction") == ["dynamodb:GetItem", "dynamodb:Query"]
+    assert pool_actions("HistoryFunction") == []
 
 
 # --- functions, layer, environment, outputs -----------------------------------------------------------
@@ -786,6 +846,358 @@ def test_outputs_are_described_and_known_to_the_cli(template: dict[str, Any]) ->
         assert any(key in outputs for key, name in OUTPUTS.items() if name == cli_name), cli_name
     for name, output in outputs.items():
         assert output.get("Description"), name
+
+
+# --- the warm pools (generated from the catalog's pools by batchgate.ops.pool_template) ---------------
+
+POOLS = load_catalog(CATALOG).pools
+CLUSTER_NAME = {"Fn::Select": [1, {"Fn::Split": ["/", {"Ref": "ClusterArn"}]}]}
+
+
+def test_the_pools_sections_are_what_the_catalog_generates() -> None:
+    """Drift: the catalog's pools and template.yaml's generated sections say the same."""
+    text = TEMPLATE.read_text()
+    stale = pool_template.stale_sections(text, load_catalog(CATALOG))
+    assert not stale, (
+        f"template.yaml's sections {', '.join(stale)} differ from the catalog's pools: "
+        f"run {pool_template.WRITE_COMMAND}"
+    )
+
+
+def test_the_packaged_catalog_has_a_sample_pool() -> None:
+    assert set(POOLS) == {"attendance"}
+
+
+def pool_id(name: str, suffix: str) -> str:
+    return f"Pool{pool_template.logical_name(name)}{suffix}"
+
+
+@pytest.mark.parametrize("name", sorted(POOLS))
+def test_each_pool_takes_its_image_as_a_parameter(template: dict[str, Any], name: str) -> None:
+    parameter = template["Parameters"][pool_id(name, "Image")]
+    assert parameter["Type"] == "String" and "Default" not in parameter
+    pattern = parameter["AllowedPattern"]
+    registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+    for image in (f"{registry}/attendance:2024.06.1-warm", f"{registry}/hr/attendance@sha256:{'a' * 64}"):
+        assert re.fullmatch(pattern, image), image
+    for image in (f"{registry}/attendance", "attendance:latest", f"{registry}/attendance@sha256:abc", ""):
+        assert not re.fullmatch(pattern, image), image
+    role = template["Parameters"]["PoolExecutionRoleArn"]
+    assert re.fullmatch(role["AllowedPattern"], "arn:aws:iam::123456789012:role/batchgate-dev-task-execution")
+
+
+@pytest.mark.parametrize("name", sorted(POOLS))
+def test_each_pool_has_a_work_queue_with_a_dlq_and_log_groups(template: dict[str, Any], name: str) -> None:
+    queue = properties(template, pool_id(name, "Queue"))
+    assert queue["QueueName"] == {"Fn::Sub": f"${{AWS::StackName}}-pool-{name}"}
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [pool_id(name, "DeadLetterQueue"), "Arn"]},
+        "maxReceiveCount": pool_template.OFFER_MAX_RECEIVE_COUNT,
+    }
+    # A worker deletes an offer right after its claim: the timeout only has to outlast any offer.
+    assert max(pool.offer_seconds for pool in POOLS.values()) <= queue["VisibilityTimeout"] <= 60
+    assert properties(template, pool_id(name, "DeadLetterQueue"))["MessageRetentionPeriod"] == 14 * 24 * 3600
+    for group in ("JobLogGroup", "WorkerLogGroup"):
+        assert resource(template, pool_id(name, group))["Type"] == "AWS::Logs::LogGroup"
+        assert properties(template, pool_id(name, group))["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+@pytest.mark.parametrize("name", sorted(POOLS))
+def test_each_pool_runs_the_worker_in_its_batches_image(template: dict[str, Any], name: str) -> None:
+    pool = POOLS[name]
+    definition = properties(template, pool_id(name, "TaskDefinition"))
+    assert (definition["Cpu"], definition["Memory"]) == (str(pool.cpu), str(pool.memory))
+    assert definition["RuntimePlatform"] == {
+        "CpuArchitecture": pool.architecture,
+        "OperatingSystemFamily": "LINUX",
+    }
+    assert definition["NetworkMode"] == "awsvpc"
+    assert definition["RequiresCompatibilities"] == ["FARGATE"]
+    assert definition["ExecutionRoleArn"] == {"Ref": "PoolExecutionRoleArn"}
+    assert definition["TaskRoleArn"] == {"Fn::GetAtt": [pool_id(name, "TaskRole"), "Arn"]}
+    (container,) = definition["ContainerDefinitions"]
+    assert container["Name"] == pool.container
+    assert container["Image"] == {"Ref": pool_id(name, "Image")}
+    assert container["EntryPoint"] + container["Command"] == ["python", "-m", "batchgate.worker"]
+    assert container["StopTimeout"] == 120
+    environment = {item["Name"]: item["Value"] for item in container["Environment"]}
+    assert environment == {
+        "BATCHGATE_POOL": name,
+        "JOB_TABLE_NAME": {"Ref": "JobTable"},
+        "POOL_TABLE_NAME": {"Ref": "PoolTable"},
+        "POOL_QUEUE_URL": {"Ref": pool_id(name, "Queue")},
+        "JOBS_QUEUE_URL": {"Ref": "JobsQueue"},
+        "POOL_LOG_GROUP": {"Ref": pool_id(name, "JobLogGroup")},
+    }
+    logging = container["LogConfiguration"]
+    assert logging["LogDriver"] == "awslogs"
+    assert logging["Options"]["awslogs-group"] == {"Ref": pool_id(name, "WorkerLogGroup")}
+
+
+@pytest.mark.parametrize("name", sorted(POOLS))
+def test_each_pool_is_a_service_that_keeps_running_jobs(template: dict[str, Any], name: str) -> None:
+    pool = POOLS[name]
+    service = properties(template, pool_id(name, "Service"))
+    assert service["ServiceName"] == {"Fn::Sub": f"${{AWS::StackName}}-pool-{name}"}
+    assert service["Cluster"] == {"Ref": "ClusterArn"}
+    assert service["TaskDefinition"] == {"Ref": pool_id(name, "TaskDefinition")}
+    assert service["DesiredCount"] == pool.min_tasks
+    assert service["CapacityProviderStrategy"] == [{"CapacityProvider": pool.capacity_provider, "Weight": 1}]
+    assert service["NetworkConfiguration"] == {
+        "AwsvpcConfiguration": {
+            "Subnets": {"Ref": "Subnets"},
+            "SecurityGroups": {"Ref": "SecurityGroups"},
+            "AssignPublicIp": {"Ref": "AssignPublicIp"},
+        }
+    }
+    deployment = service["DeploymentConfiguration"]
+    assert deployment["MinimumHealthyPercent"] == 100 and deployment["MaximumPercent"] > 100
+    assert service["AvailabilityZoneRebalancing"] in ("ENABLED", "DISABLED")  # stated, not defaulted
+
+
+@pytest.mark.parametrize("name", sorted(POOLS))
+def test_each_pool_scales_on_its_schedule_and_busy_slots(template: dict[str, Any], name: str) -> None:
+    pool = POOLS[name]
+    target = properties(template, pool_id(name, "ScalableTarget"))
+    assert target["ScalableDimension"] == "ecs:service:DesiredCount"
+    assert target["ResourceId"] == {
+        "Fn::Sub": [
+            f"service/${{ClusterName}}/${{{pool_id(name, 'Service')}.Name}}",
+            {"ClusterName": CLUSTER_NAME},
+        ]
+    }
+    assert target["MinCapacity"] == pool.min_tasks
+    # Outside every window: at most min_tasks (0 closes the pool at night).
+    assert target["MaxCapacity"] == (pool.min_tasks if pool.windows else pool.max_tasks)
+    actions = target.get("ScheduledActions", [])
+    assert len(actions) == 2 * len(pool.windows)
+    for window, (start, end) in zip(pool.windows, zip(actions[::2], actions[1::2], strict=True), strict=True):
+        assert start["Timezone"] == end["Timezone"] == pool.timezone == "Asia/Tokyo"
+        assert (start["Schedule"], end["Schedule"]) == (window.start, window.end)
+        # Both bounds at each edge: lowering the minimum alone never scales in.
+        assert start["ScalableTargetAction"] == {"MinCapacity": window.tasks, "MaxCapacity": pool.max_tasks}
+        assert end["ScalableTargetAction"] == {"MinCapacity": pool.min_tasks, "MaxCapacity": pool.min_tasks}
+    assert actions[1]["ScalableTargetAction"]["MaxCapacity"] == 0  # the sample pool closes at night
+    policy = properties(template, pool_id(name, "BusyRatioScaling"))
+    assert policy["PolicyType"] == "TargetTrackingScaling"
+    assert policy["ScalingTargetId"] == {"Ref": pool_id(name, "ScalableTarget")}
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["TargetValue"] == pool.target_busy_ratio
+    assert tracking["CustomizedMetricSpecification"] == {
+        "Namespace": "Batchgate",
+        "MetricName": "PoolBusyRatio",
+        "Dimensions": [{"Name": "Pool", "Value": name}],
+        "Statistic": "Average",
+    }
+
+
+def alarm_notifies_the_topic(alarm: dict[str, Any]) -> bool:
+    notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    return bool(alarm["AlarmActions"] == notify and alarm["OKActions"] == notify)
+
+
+@pytest.mark.parametrize("name", sorted(POOLS))
+def test_each_pool_has_alarms_an_empty_pool_does_not_raise(template: dict[str, Any], name: str) -> None:
+    age = properties(template, pool_id(name, "OfferAgeAlarm"))
+    assert (age["Namespace"], age["MetricName"]) == ("AWS/SQS", "ApproximateAgeOfOldestMessage")
+    assert age["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": [pool_id(name, "Queue"), "QueueName"]}}
+    ]
+    dlq = properties(template, pool_id(name, "DeadLetterQueueAlarm"))
+    assert dlq["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert dlq["Dimensions"][0]["Value"] == {"Fn::GetAtt": [pool_id(name, "DeadLetterQueue"), "QueueName"]}
+    assert (dlq["Threshold"], dlq["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    beats = properties(template, pool_id(name, "HeartbeatsAlarm"))
+    metrics = {metric["Id"]: metric for metric in beats["Metrics"]}
+    heartbeats = metrics["beats"]["MetricStat"]
+    assert heartbeats["Metric"] == {
+        "Namespace": "Batchgate",
+        "MetricName": "PoolHeartbeats",
+        "Dimensions": [{"Name": "Pool", "Value": name}],
+    }
+    assert heartbeats["Stat"] == "Sum"
+    # Gated on running tasks: ECS publishes a service's CPUUtilization only while it runs tasks.
+    tasks = metrics["tasks"]["MetricStat"]
+    assert tasks["Metric"]["Namespace"] == "AWS/ECS"
+    assert tasks["Metric"]["Dimensions"] == [
+        {"Name": "ClusterName", "Value": CLUSTER_NAME},
+        {"Name": "ServiceName", "Value": {"Fn::Sub": f"${{AWS::StackName}}-pool-{name}"}},
+    ]
+    [returned] = [metric for metric in beats["Metrics"] if metric.get("ReturnData", True)]
+    assert returned["Expression"] == "IF(FILL(tasks, 0) > 0 AND FILL(beats, 0) == 0, 1, 0)"
+    assert beats["TreatMissingData"] == "notBreaching"  # no tasks, no heartbeats: a pool closed at night
+    for alarm in (age, dlq, beats):
+        assert alarm_notifies_the_topic(alarm)
+
+
+def evaluate_silent(tasks: float | None, beats: float | None) -> float:
+    """The heartbeat alarm's expression for one period (None: no data point)."""
+    running = tasks if tasks is not None else 0
+    heard = beats if beats is not None else 0
+    return 1.0 if running > 0 and heard == 0 else 0.0
+
+
+def test_the_heartbeat_alarm_breaches_only_for_running_silent_pools() -> None:
+    assert evaluate_silent(tasks=2, beats=0) == 1.0
+    assert evaluate_silent(tasks=2, beats=None) == 1.0
+    assert evaluate_silent(tasks=2, beats=24) == 0.0
+    assert evaluate_silent(tasks=None, beats=None) == 0.0  # a pool at zero tasks
+
+
+def worker_statements(template: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    role = properties(template, pool_id(name, "TaskRole"))
+    trust = role["AssumeRolePolicyDocument"]["Statement"]
+    assert [statement["Principal"] for statement in trust] == [{"Service": "ecs-tasks.amazonaws.com"}]
+    return [statement for policy in role["Policies"] for statement in policy["PolicyDocument"]["Statement"]]
+
+
+@pytest.mark.parametrize("name", sorted(POOLS))
+def test_the_worker_role_allows_exactly_what_the_worker_does(template: dict[str, Any], name: str) -> None:
+    grants = {
+        (tuple(actions_of(statement)), json.dumps(statement["Resource"], sort_keys=True)): statement.get(
+            "Condition"
+        )
+        for statement in worker_statements(template, name)
+    }
+    job_ids = [f"bg-{batch.name}-{'?' * 20}" for batch in load_catalog(CATALOG).batches_of(name)]
+    assert job_ids == ["bg-attendance-import-????????????????????"]
+
+    def arn(logical_id: str) -> str:
+        return json.dumps({"Fn::GetAtt": [logical_id, "Arn"]})
+
+    tasks = {
+        "Fn::Sub": [
+            "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task/${ClusterName}/*",
+            {"ClusterName": CLUSTER_NAME},
+        ]
+    }
+    assert grants == {
+        (
+            ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"),
+            arn(pool_id(name, "Queue")),
+        ): None,
+        (("sqs:SendMessage",), arn("JobsQueue")): None,
+        (("dynamodb:GetItem", "dynamodb:PutItem"), arn("JobTable")): {
+            "ForAllValues:StringLike": {"dynamodb:LeadingKeys": job_ids}
+        },
+        (("dynamodb:PutItem", "dynamodb:DeleteItem"), arn("PoolTable")): {
+            "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [name]}
+        },
+        (("logs:CreateLogStream", "logs:PutLogEvents"), arn(pool_id(name, "JobLogGroup"))): None,
+        (("ecs:UpdateTaskProtection",), json.dumps(tasks, sort_keys=True)): OUR_CLUSTER,
+        (("cloudwatch:PutMetricData",), '"*"'): METRICS_NAMESPACE_ONLY,
+        (("ecs:DescribeTaskDefinition",), '"*"'): None,
+    }
+
+
+def test_a_batchs_job_id_pattern_matches_its_jobs_and_no_other_batchs() -> None:
+    catalog = load_catalog(CATALOG)
+    [pattern] = pool_template.leading_key_patterns(catalog, "attendance")
+    assert fnmatch.fnmatchcase(job_id_for("attendance-import", "message-1"), pattern)
+    # "attendance-import-x" would share the prefix: the fixed digest length keeps its ids out.
+    assert not fnmatch.fnmatchcase(job_id_for("attendance-import-x", "message-1"), pattern)
+    assert not fnmatch.fnmatchcase(job_id_for("attendance", "message-1"), pattern)
+    assert not fnmatch.fnmatchcase(job_id_for("payroll-calculation", "message-1"), pattern)
+
+
+def test_the_pool_table_is_the_adapters(template: dict[str, Any]) -> None:
+    pool_table = properties(template, "PoolTable")
+    assert pool_table["KeySchema"] == [
+        {"AttributeName": "pool", "KeyType": "HASH"},
+        {"AttributeName": "task_arn", "KeyType": "RANGE"},
+    ]
+    assert pool_table["BillingMode"] == "PAY_PER_REQUEST"
+    assert pool_table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    # The heartbeat item (batchgate.domain.pools.PoolTask.to_item) carries the keys and the TTL.
+    assert {"pool", "task_arn", "expires_at"} <= {field.name for field in dataclasses.fields(PoolTask)}
+
+
+def test_dispatch_may_offer_to_every_pool_queue_and_no_function_receives_from_them(
+    template: dict[str, Any],
+) -> None:
+    [offers] = [
+        statement
+        for statement in function_statements(template, "DispatchFunction")
+        if statement.get("Sid") == "OfferWarmAttempts"
+    ]
+    assert actions_of(offers) == ["sqs:SendMessage"]
+    assert offers["Resource"] == [{"Fn::GetAtt": [pool_id(name, "Queue"), "Arn"]} for name in sorted(POOLS)]
+    queues = {json.dumps({"Fn::GetAtt": [pool_id(name, "Queue"), "Arn"]}) for name in POOLS}
+    for function in FUNCTIONS:
+        for statement in function_statements(template, function):
+            if queues & {json.dumps(value) for value in as_list(statement["Resource"])}:
+                assert actions_of(statement) == ["sqs:SendMessage"], (function, statement)
+
+
+def test_the_rule_delivers_a_pool_tasks_events_of_this_stack_only(template: dict[str, Any]) -> None:
+    parameters = {**deploy_parameters("default"), "AWS::StackName": "batchgate-dev"}
+    pattern = resolve_refs(track_event(template)["Pattern"], parameters)
+    event = json.loads((EVENTS / "task-stopped-exit-0.json").read_text())
+    del event["detail"]["startedBy"]
+    event["detail"]["group"] = "service:batchgate-dev-pool-attendance"
+    assert matches(pattern, event)
+    for group in (
+        "service:batchgate-prod-pool-attendance",
+        "service:batchgate-dev-api",
+        "family:batchgate-dev-pool-x",
+    ):
+        assert not matches(pattern, {**event, "detail": {**event["detail"], "group": group}}), group
+
+
+def test_the_local_endpoint_routes_a_pool_tasks_events_with_the_rules_pattern(
+    aws: None, template: dict[str, Any]
+) -> None:
+    """The local stack's EventBridge (moto) matches the rule's $or and prefixes as AWS does."""
+    parameters = {**deploy_parameters("default"), "AWS::StackName": "batchgate-dev"}
+    pattern = resolve_refs(track_event(template)["Pattern"], parameters)
+    events, sqs = boto3.client("events", region_name=REGION), boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="delivered")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="tasks", EventPattern=json.dumps(pattern))
+    events.put_targets(Rule="tasks", Targets=[{"Id": "queue", "Arn": queue_arn}])
+    sample = json.loads((EVENTS / "task-stopped-exit-0.json").read_text())
+    pool_task = copy.deepcopy(sample)
+    del pool_task["detail"]["startedBy"]
+    pool_task["detail"]["group"] = "service:batchgate-dev-pool-attendance"
+    other = copy.deepcopy(pool_task)
+    other["detail"]["group"] = "service:batchgate-dev-api"
+    for event in (sample, pool_task, other):
+        events.put_events(
+            Entries=[
+                {
+                    "Source": event["source"],
+                    "DetailType": event["detail-type"],
+                    "Detail": json.dumps(event["detail"]),
+                    "Resources": event.get("resources", []),
+                }
+            ]
+        )
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    groups = sorted(json.loads(message["Body"])["detail"].get("group", "") for message in received)
+    assert groups == sorted([sample["detail"].get("group", ""), "service:batchgate-dev-pool-attendance"])
+
+
+def test_the_cli_finds_the_pool_table_and_queues_in_the_outputs(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert outputs["PoolTableName"]["Value"] == {"Ref": "PoolTable"}
+    assert outputs["PoolQueueUrls"]["Value"] == ENVIRONMENT_BINDINGS["POOL_QUEUE_URLS"]
+    assert outputs["PoolDeadLetterQueueUrls"]["Value"] == {
+        "Fn::Sub": "attendance=${PoolAttendanceDeadLetterQueue}"
+    }
+    assert {OUTPUTS[key] for key in ("PoolTableName", "PoolQueueUrls", "PoolDeadLetterQueueUrls")} == {
+        "pool_table",
+        "pool_queue_urls",
+        "pool_dlq_urls",
+    }
+
+
+@pytest.mark.parametrize("environment", DEPLOY_ENVIRONMENTS)
+def test_samconfig_gives_every_pool_an_image_and_at_least_two_subnets(environment: str) -> None:
+    parameters = deploy_parameters(environment)
+    assert {pool_id(name, "Image") for name in POOLS} | {"PoolExecutionRoleArn"} <= set(parameters)
+    # The pools' services spread over the subnets' zones (the zones themselves are not visible here).
+    assert len(set(parameters["Subnets"].split(","))) >= 2
 
 
 # --- samconfig.toml -----------------------------------------------------------------------------------

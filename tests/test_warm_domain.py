@@ -119,7 +119,9 @@ def test_the_catalog_refuses_a_bad_pool_or_pool_reference(document: dict[str, An
 
 def test_preload_needs_a_pool() -> None:
     document = copy.deepcopy(PACKAGED)
-    document["batches"]["attendance-import"]["run_mode"] = "preload"
+    # The packaged attendance import names its pool and preloads: without the pool, preload is refused.
+    assert document["batches"]["attendance-import"].pop("pool") == "attendance"
+    assert document["batches"]["attendance-import"]["run_mode"] == "preload"
     with pytest.raises(CatalogError, match="needs a 'pool'"):
         parse_catalog(document)
 

@@ -7,10 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from batchgate.domain.catalog import load_catalog
+from batchgate.ops.pool_template import logical_name
 from batchgate.services import sweep
 from cfnlint.decode.cfn_yaml import load as load_cfn_yaml  # type: ignore[import-untyped]
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+# Each catalog pool has three alarms of its own (tests/test_template.py checks them): its work queue's
+# oldest offer, its work dead-letter queue, and its heartbeats.
+POOL_IDS = {f"Pool{logical_name(name)}" for name in load_catalog().pools}
 ALARM_ACTIONS = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
 
 
@@ -29,24 +34,32 @@ def test_every_dead_letter_queue_alarms_on_any_message(resources: dict[str, Any]
     watched = {
         a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
         for a in alarms(resources).values()
-        if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        if a.get("MetricName") == "ApproximateNumberOfMessagesVisible"
     }
     queues = {
         name for name, r in resources.items() if r["Type"] == "AWS::SQS::Queue" and "DeadLetter" in name
     }
-    assert watched == queues == {"JobsDeadLetterQueue", "TrackDeadLetterQueue", "HistoryDeadLetterQueue"}
+    pool_queues = {f"{pool}DeadLetterQueue" for pool in POOL_IDS}
+    assert pool_queues
+    assert (
+        watched
+        == queues
+        == {"JobsDeadLetterQueue", "TrackDeadLetterQueue", "HistoryDeadLetterQueue", *pool_queues}
+    )
 
 
 def test_every_function_alarms_on_errors(resources: dict[str, Any]) -> None:
     functions = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
     watched = {
-        a["Dimensions"][0]["Value"]["Ref"] for a in alarms(resources).values() if a["MetricName"] == "Errors"
+        a["Dimensions"][0]["Value"]["Ref"]
+        for a in alarms(resources).values()
+        if a.get("MetricName") == "Errors"
     }
     assert watched == functions == {"DispatchFunction", "TrackFunction", "HistoryFunction", "SweepFunction"}
 
 
 def test_stuck_jobs_alarm_watches_the_metric_the_sweep_emits(resources: dict[str, Any]) -> None:
-    [stuck] = [a for a in alarms(resources).values() if a["MetricName"] == "StuckJobs"]
+    [stuck] = [a for a in alarms(resources).values() if a.get("MetricName") == "StuckJobs"]
     assert stuck["Namespace"] == "Batchgate"  # POWERTOOLS_METRICS_NAMESPACE
     assert stuck["Dimensions"] == [{"Name": "service", "Value": "batchgate"}]
     assert stuck["TreatMissingData"] == "breaching"  # a sweep that stopped running is an alarm too
@@ -55,9 +68,10 @@ def test_stuck_jobs_alarm_watches_the_metric_the_sweep_emits(resources: dict[str
 
 def test_alarms_fire_above_zero_and_notify_the_optional_topic(resources: dict[str, Any]) -> None:
     found = alarms(resources)
-    assert len(found) == 8
+    assert len(found) == 8 + 3 * len(POOL_IDS)
     for name, alarm in found.items():
-        assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold", name
+        if not name.startswith(tuple(POOL_IDS)) or name.endswith("DeadLetterQueueAlarm"):
+            assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold", name
         assert alarm["AlarmActions"] == ALARM_ACTIONS and alarm["OKActions"] == ALARM_ACTIONS, name
         assert alarm["AlarmDescription"], name
 

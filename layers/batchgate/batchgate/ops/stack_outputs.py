@@ -49,6 +49,10 @@ OUTPUTS: dict[str, str] = {
     "HistoryFunctionName": "history_function",
     "ClusterName": "cluster",
     "ClusterArn": "cluster",
+    # The warm lane (docs/warm-lane.md): the queue lists are "pool=url,pool=url", as POOL_QUEUE_URLS.
+    "PoolTableName": "pool_table",
+    "PoolQueueUrls": "pool_queue_urls",
+    "PoolDeadLetterQueueUrls": "pool_dlq_urls",
 }
 # What each resource is called in messages, and which option gives it directly.
 RESOURCE_HINTS: dict[str, tuple[str, str]] = {
@@ -60,6 +64,9 @@ RESOURCE_HINTS: dict[str, tuple[str, str]] = {
     "cluster": ("the ECS cluster", "--cluster"),
     "track_function": ("the track function", "--track-function"),
     "history_function": ("the history function", "--history-function"),
+    "pool_table": ("the warm pools' heartbeat table", "--pool-table"),
+    "pool_queue_urls": ("the warm pools' work queues", "--pool-queue-urls"),
+    "pool_dlq_urls": ("the warm pools' work dead-letter queues", "--pool-dlq-urls"),
 }
 
 CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 5})
@@ -104,6 +111,9 @@ class LocalState:
     cluster: str | None = None
     track_function: str | None = None
     history_function: str | None = None
+    pool_table: str | None = None
+    pool_queue_urls: str | None = None
+    pool_dlq_urls: str | None = None
 
     @classmethod
     def load(cls, path: Path | None = None) -> LocalState:
@@ -156,6 +166,9 @@ class LocalState:
             cluster=data.get("cluster"),
             track_function=data.get("track_function"),
             history_function=data.get("history_function"),
+            pool_table=data.get("pool_table"),
+            pool_queue_urls=data.get("pool_queue_urls"),
+            pool_dlq_urls=data.get("pool_dlq_urls"),
         )
 
     def resources(self) -> dict[str, str]:
@@ -168,6 +181,9 @@ class LocalState:
             "cluster": self.cluster,
             "track_function": self.track_function,
             "history_function": self.history_function,
+            "pool_table": self.pool_table,
+            "pool_queue_urls": self.pool_queue_urls,
+            "pool_dlq_urls": self.pool_dlq_urls,
         }
         return {key: value for key, value in values.items() if value}
 

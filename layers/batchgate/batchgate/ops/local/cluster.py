@@ -4,10 +4,11 @@ definitions and their log groups, and a network for awsvpc tasks."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from batchgate.domain.catalog import Catalog
 from batchgate.ops.local.endpoint import ACCOUNT_ID, LocalAws
+from batchgate.ops.pool_template import image_parameter
 
 CAPACITY_PROVIDERS = ["FARGATE", "FARGATE_SPOT"]
 LOG_STREAM_PREFIX = "batch"
@@ -21,10 +22,14 @@ class LocalCluster:
     security_groups: tuple[str, ...]
     task_definition_arns: dict[str, str]  # family -> ARN of the registered revision
     task_role_arn: str
+    # Pool<Name>Image -> the pool's image: its batches' family's image (the local stack runs no pool).
+    pool_images: Mapping[str, str] = field(default_factory=dict)
 
     def template_parameters(self) -> dict[str, str | list[str]]:
         """The template's parameters that describe the environment it is deployed into."""
         return {
+            **self.pool_images,
+            "PoolExecutionRoleArn": self.task_role_arn,
             "ClusterArn": self.arn,
             "Subnets": list(self.subnets),
             "SecurityGroups": list(self.security_groups),
@@ -104,4 +109,8 @@ def create_cluster(
         security_groups=groups,
         task_definition_arns=registered,
         task_role_arn=role_arn,
+        pool_images={
+            image_parameter(pool.name): images.get(pool.family) or default_image(pool.family, aws.region)
+            for pool in catalog.pools.values()
+        },
     )

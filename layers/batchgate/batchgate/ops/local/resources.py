@@ -8,7 +8,8 @@ resources are not created but read: a function's handler, timeout and environmen
 mappings (an SQS queue or a DynamoDB table stream of the stack), the EventBridge rules that target it
 and its asynchronous invoke configuration become the local function hosts' configuration. What the
 local endpoint ignores or cannot hold (IAM, the layer, Lambda permissions, a mapping of another
-source or with a filter syntax the local poller does not match) is listed as skipped, with the reason.
+source or with a filter syntax the local poller does not match, the warm pools' ECS services and their
+scaling) is listed as skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ NOT_CREATED = {
     "AWS::Lambda::LayerVersionPermission": "the layer is the batchgate package installed locally",
     "AWS::Lambda::Version": "functions run from the working tree ($LATEST)",
     "AWS::Lambda::Alias": "functions run from the working tree ($LATEST)",
+    # The warm pools (docs/warm-lane.md): their work queues, log groups, alarms and the pool table are
+    # created like the rest; what runs and scales their workers is ECS and Application Auto Scaling,
+    # which the local endpoint does not run.
+    "AWS::ECS::TaskDefinition": "a warm pool's workers do not run on the local endpoint's ECS",
+    "AWS::ECS::Service": "a warm pool's workers do not run on the local endpoint's ECS",
+    "AWS::ApplicationAutoScaling::ScalableTarget": "the local endpoint scales no ECS service",
+    "AWS::ApplicationAutoScaling::ScalingPolicy": "the local endpoint scales no ECS service",
 }
 
 

@@ -120,6 +120,9 @@ class LocalStack:
                 "history": outputs.get("history_dlq_url"),
             },
             "cluster": self.cluster.arn if self.cluster else outputs.get("cluster"),
+            "pool_table": outputs.get("pool_table"),
+            "pool_queue_urls": outputs.get("pool_queue_urls"),
+            "pool_dlq_urls": outputs.get("pool_dlq_urls"),
             "pid": os.getpid(),
             "sam_env_file": str(self.sam_env_path) if self._state_written else None,
         }
