@@ -27,6 +27,8 @@ class Settings:
     # The warm lane (docs/warm-lane.md): the pools' heartbeat table and each pool's work queue.
     pool_table_name: str | None = None
     pool_queue_urls: Mapping[str, str] = field(default_factory=dict)
+    # Where job state change events go (docs/events.md): the account's default bus unless named.
+    event_bus_name: str = "default"
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -49,6 +51,7 @@ class Settings:
             jobs_queue_url=env.get("JOBS_QUEUE_URL") or None,
             pool_table_name=env.get("POOL_TABLE_NAME") or None,
             pool_queue_urls=_pool_queue_urls(env.get("POOL_QUEUE_URLS") or ""),
+            event_bus_name=env.get("EVENT_BUS_NAME") or "default",
         )
 
 
