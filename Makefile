@@ -63,6 +63,7 @@ invoke: build
 	$(BIN)/sam local invoke DispatchFunction --event events/sqs-submit-batch.json --env-vars $(SAM_ENV) $(SAM_INVOKE_FLAGS)
 	$(BIN)/sam local invoke TrackFunction --event events/task-stopped-exit-0.json --env-vars $(SAM_ENV) $(SAM_INVOKE_FLAGS)
 	$(BIN)/sam local invoke HistoryFunction --event events/job-stream-attempt-stopped.json --env-vars $(SAM_ENV) $(SAM_INVOKE_FLAGS)
+	$(BIN)/sam local invoke JobEventsFunction --event events/job-stream-status-change.json --env-vars $(SAM_ENV) $(SAM_INVOKE_FLAGS)
 	$(BIN)/sam local invoke SweepFunction --event events/sweep-schedule.json --env-vars $(SAM_ENV) $(SAM_INVOKE_FLAGS)
 
 bench: $(STAMP)

@@ -1,15 +1,23 @@
 from __future__ import annotations
 
+import hashlib
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
-from batchgate.client import BatchClient, queue_region
+from batchgate.client import BatchClient, JobNotFound, JobWaitTimeout, queue_region
 from batchgate.domain.catalog import load_catalog
-from batchgate.domain.jobs import job_id_for
+from batchgate.domain.jobs import JobStatus, job_id_for
 from batchgate.domain.messages import RejectedMessage, SubmitMessage, parse_submit_message
 from botocore.stub import Stubber
+
+from tests.conftest import ROOT, Stack, event_fixture
+from tests.test_dispatch import PAYROLL_JOB
+from tests.test_track import dispatched_job
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageTypeDef
@@ -198,3 +206,108 @@ def test_submit_many_of_nothing_sends_nothing(queue_url: str) -> None:
 )
 def test_queue_region_is_read_from_the_url(url: str, region: str | None) -> None:
     assert queue_region(url) == region
+
+
+# --- the job id of every submit, get and wait ------------------------------------------------------------
+
+
+def test_without_a_key_the_job_id_is_the_one_dispatch_derives_from_the_message_id(queue_url: str) -> None:
+    receipt = BatchClient(queue_url).submit("report-export", ["headcount"])
+    assert receipt.job_id == job_id_for("report-export", receipt.message_id)
+    assert not receipt.keyed and receipt.job_id_hint is None
+    [message] = received(queue_url)
+    assert message["MessageId"] == receipt.message_id
+    result = BatchClient(queue_url).submit_many([*reports(2), SubmitMessage("report-export", ("headcount",))])
+    assert result.receipts[0].job_id == job_id_for("report-export", "r-0") == result.receipts[0].job_id_hint
+    assert result.receipts[2].job_id == job_id_for("report-export", result.receipts[2].message_id)
+
+
+def job_id_vectors() -> list[tuple[str, str, str]]:
+    """The test vectors table of docs/submit-message.md: batch, key, job id."""
+    text = (ROOT / "docs" / "submit-message.md").read_text()
+    return re.findall(r"^\| `([^`]+)` \| `([^`]+)` \| `(bg-[^`]+)` \|$", text, re.M)
+
+
+def test_the_documented_job_id_vectors_are_what_dispatch_computes() -> None:
+    vectors = job_id_vectors()
+    assert len(vectors) >= 6
+    for batch, key, job_id in vectors:
+        assert job_id_for(batch, key) == job_id, (batch, key)
+        digest = hashlib.sha256(batch.encode() + b"\x00" + key.encode()).hexdigest()[:20]
+        assert job_id.endswith(f"-{digest}")  # the formula as the docs state it, in any language
+
+
+class Clock:
+    """time.monotonic and time.sleep stand-ins: sleeping moves the clock."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.pauses: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def jobs(stack: Stack, queue_url: str) -> tuple[BatchClient, Clock]:
+    clock = Clock()
+    client = BatchClient(queue_url, table_name=stack.settings.table_name, sleep=clock.sleep, clock=clock)
+    return client, clock
+
+
+def test_get_reads_the_job_and_none_when_there_is_none(stack: Stack, jobs: tuple[BatchClient, Clock]) -> None:
+    client, _ = jobs
+    dispatched_job(stack)
+    job = client.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.DISPATCHED and job.batch == "payroll-calculation"
+    assert client.get("bg-nothing-00000000000000000000") is None
+    with pytest.raises(ValueError, match="table_name"):
+        BatchClient("https://sqs.us-east-1.amazonaws.com/1/q").get(PAYROLL_JOB)
+
+
+def test_wait_returns_the_job_once_its_status_is_final(stack: Stack, jobs: tuple[BatchClient, Clock]) -> None:
+    client, clock = jobs
+    dispatched_job(stack)
+    tracker = stack.tracker()
+
+    def sleep_and_progress(seconds: float) -> None:
+        clock.sleep(seconds)
+        if len(clock.pauses) == 3:
+            tracker.track(event_fixture("task-stopped-exit-0.json"))
+
+    client._sleep = sleep_and_progress
+    job = client.wait(PAYROLL_JOB, timeout=60)
+    assert job.status is JobStatus.SUCCEEDED
+    assert clock.pauses == [0.5, 0.75, 1.125]  # back-off
+
+
+def test_wait_on_a_job_that_never_ends_times_out_with_the_last_state(
+    stack: Stack, jobs: tuple[BatchClient, Clock]
+) -> None:
+    client, clock = jobs
+    dispatched_job(stack)
+    with pytest.raises(JobWaitTimeout, match="still DISPATCHED after 120 s") as raised:
+        client.wait(PAYROLL_JOB, timeout=120)
+    assert raised.value.job.status is JobStatus.DISPATCHED
+    assert clock.now == 120 and max(clock.pauses) == 5.0
+
+
+def test_wait_on_an_unknown_job_is_an_error_after_a_short_grace(jobs: tuple[BatchClient, Clock]) -> None:
+    client, clock = jobs
+    with pytest.raises(JobNotFound, match="no job bg-nothing"):
+        client.wait("bg-nothing-00000000000000000000", timeout=3600, not_found_grace=10)
+    assert clock.now == 10
+
+
+def test_the_client_imports_without_powertools() -> None:
+    code = (
+        "import sys; sys.modules['aws_lambda_powertools'] = None; "
+        "import batchgate.client; print(batchgate.client.BatchClient.wait.__name__)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "wait"

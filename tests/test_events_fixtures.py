@@ -37,7 +37,14 @@ OUR_TASK_EVENTS = [*HAPPY_PATH[:-1], *STOPPED]
 POOL_TASK_STOPPED = "task-pool-stopped.json"
 ECS_EVENTS = [*OUR_TASK_EVENTS, "task-not-ours.json", POOL_TASK_STOPPED]
 STREAM_SAMPLE = "job-stream-attempt-stopped.json"
-ALL_EVENTS = ["sqs-submit-batch.json", "sweep-schedule.json", STREAM_SAMPLE, *ECS_EVENTS]
+STATUS_CHANGE_SAMPLE = "job-stream-status-change.json"
+ALL_EVENTS = [
+    "sqs-submit-batch.json",
+    "sweep-schedule.json",
+    STREAM_SAMPLE,
+    STATUS_CHANGE_SAMPLE,
+    *ECS_EVENTS,
+]
 # Task timestamps in the order a task passes them (stoppingAt and executionStoppedAt can come either way).
 TIMELINE = ["createdAt", "connectivityAt", "pullStartedAt", "pullStoppedAt", "startedAt"]
 ENDING = ["stoppingAt", "executionStoppedAt"]
@@ -273,6 +280,17 @@ def test_job_stream_sample_has_the_lambda_record_shape_and_follows_the_task_even
         [attempt] = record["dynamodb"]["NewImage"]["attempts"]["L"]
         assert attempt["M"]["task_arn"] == {"S": detail["taskArn"]}
         assert attempt["M"]["last_status"] == {"S": detail["lastStatus"]}
+
+
+def test_status_change_sample_is_the_stop_then_a_write_that_keeps_the_status() -> None:
+    """The job events function's sample: one status change (an event), then a write that changes no
+    status (none)."""
+    stopped, later = load(STATUS_CHANGE_SAMPLE)["Records"]
+    assert stopped == load(STREAM_SAMPLE)["Records"][1]
+    assert later["dynamodb"]["OldImage"] == stopped["dynamodb"]["NewImage"]
+    assert later["dynamodb"]["NewImage"]["status"] == {"S": "SUCCEEDED"}
+    assert int(later["dynamodb"]["NewImage"]["revision"]["N"]) == 6
+    assert int(later["dynamodb"]["SequenceNumber"]) > int(stopped["dynamodb"]["SequenceNumber"])
 
 
 def test_the_readmes_track_sequence_is_one_tasks_life() -> None:

@@ -41,7 +41,9 @@ LAYER_REQUIREMENTS = ROOT / "layers" / "batchgate" / "requirements.txt"
 ENV_JSON = ROOT / "events" / "env.json"
 EVENTS = ROOT / "events"
 
-FUNCTIONS = ("DispatchFunction", "TrackFunction", "HistoryFunction", "SweepFunction")
+FUNCTIONS = ("DispatchFunction", "TrackFunction", "HistoryFunction", "SweepFunction", "JobEventsFunction")
+# The functions that read the job table's stream (and only it).
+STREAM_READERS = ("HistoryFunction", "JobEventsFunction")
 DEPLOY_ENVIRONMENTS = ("default", "dev", "prod")
 REGION = "us-east-1"
 # AWS: the queue's visibility timeout should be at least six times the function's timeout.
@@ -59,6 +61,7 @@ ENVIRONMENT_BINDINGS: dict[str, Any] = {
     "DISPATCH_CONCURRENCY": {"Ref": "DispatchConcurrency"},
     "DISPATCH_MAX_CONCURRENCY": {"Ref": "DispatchMaxConcurrency"},
     "JOB_RETENTION_DAYS": {"Ref": "JobRetentionDays"},
+    "EVENT_BUS_NAME": {"Ref": "JobEventBusName"},
     "POWERTOOLS_SERVICE_NAME": "batchgate",
     "POWERTOOLS_METRICS_NAMESPACE": "Batchgate",
     "POWERTOOLS_LOG_LEVEL": {"Ref": "LogLevel"},
@@ -94,6 +97,8 @@ REQUIRED_ACTIONS = {
     },
     # batchgate.services.history_feed: one read and one conditional write of the history per finished attempt.
     "HistoryFunction": {"dynamodb:GetItem", "dynamodb:PutItem"},
+    # batchgate.services.job_events: PutEvents on the job event bus.
+    "JobEventsFunction": {"events:PutEvents"},
     # batchgate.services.sweep: timeouts (StopTask), reconciliation (DescribeTasks), relaunches (SendMessage).
     "SweepFunction": {
         "ecs:ListTasks",
@@ -122,6 +127,7 @@ REFERENCED_RESOURCE_TYPES = {
     "JobsDeadLetterQueue": "queue",
     "TrackDeadLetterQueue": "queue",
     "HistoryDeadLetterQueue": "queue",
+    "JobEventsDeadLetterQueue": "queue",
     "PoolTable": "table",
     **{
         f"Pool{pool_template.logical_name(name)}{suffix}": "queue"
@@ -525,6 +531,86 @@ def test_history_role_reads_only_the_job_tables_stream(translated: dict[str, Any
         assert statement["Resource"] == {"Fn::GetAtt": ["JobTable", "StreamArn"]}
 
 
+# --- the job events function (docs/events.md) ----------------------------------------------------------
+
+
+def job_events_mapping(template: dict[str, Any]) -> dict[str, Any]:
+    assert "Events" not in properties(template, "JobEventsFunction")
+    mapping = resource(template, "JobEventsFunctionJobChanges")
+    assert mapping["Type"] == "AWS::Lambda::EventSourceMapping"
+    found: dict[str, Any] = mapping["Properties"]
+    assert found["FunctionName"] == {"Ref": "JobEventsFunction"}
+    return found
+
+
+def test_the_job_events_function_reads_the_job_tables_stream_in_order(template: dict[str, Any]) -> None:
+    stream = job_events_mapping(template)
+    assert stream["EventSourceArn"] == {"Fn::GetAtt": ["JobTable", "StreamArn"]}
+    # batchgate.services.job_events reports the first refused record and every later one: Lambda must
+    # resume there, one batch per shard at a time, or a job's events could be put out of order.
+    assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert stream["ParallelizationFactor"] == 1
+    assert stream["StartingPosition"] == "TRIM_HORIZON"
+    assert stream["DestinationConfig"] == {
+        "OnFailure": {"Destination": {"Fn::GetAtt": ["JobEventsDeadLetterQueue", "Arn"]}}
+    }
+    assert 0 <= stream["MaximumRetryAttempts"] <= 10000
+    assert 60 <= stream["MaximumRecordAgeInSeconds"] <= 86400
+
+
+def test_the_job_events_function_gets_new_and_modified_jobs_only(template: dict[str, Any]) -> None:
+    [pattern] = [
+        json.loads(entry["Pattern"]) for entry in job_events_mapping(template)["FilterCriteria"]["Filters"]
+    ]
+    sample = json.loads((EVENTS / "job-stream-status-change.json").read_text())["Records"]
+    assert all(matches(pattern, record) for record in sample)
+    assert matches(pattern, {**sample[0], "eventName": "INSERT"})
+    assert not matches(pattern, {**sample[0], "eventName": "REMOVE"})  # TTL expiries: no status change
+
+
+def test_job_events_role_puts_on_the_chosen_bus_only_and_reads_only_the_job_stream(
+    translated: dict[str, Any],
+) -> None:
+    role = properties(translated, "JobEventsFunctionRole")
+    assert not any("DynamoDB" in arn for arn in role["ManagedPolicyArns"])
+    statements = list(policy_statements(role))
+    [put] = statements_with(statements, "events:PutEvents")
+    assert actions_of(put) == ["events:PutEvents"]
+    bus = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${JobEventBusName}"
+    assert put["Resource"] == {"Fn::Sub": bus}
+    sends = statements_with(statements, "sqs:SendMessage")
+    assert [statement["Resource"] for statement in sends] == [
+        {"Fn::GetAtt": ["JobEventsDeadLetterQueue", "Arn"]}
+    ]
+    for action in ("dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:DescribeStream"):
+        [statement] = statements_with(statements, action)
+        assert statement["Resource"] == {"Fn::GetAtt": ["JobTable", "StreamArn"]}
+    allowed = {action for statement in statements for action in actions_of(statement)}
+    assert not {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"} & allowed
+
+
+def test_the_job_event_bus_is_a_parameter_defaulting_to_the_default_bus(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["JobEventBusName"]
+    assert parameter["Default"] == "default"
+    assert re.match(parameter["AllowedPattern"], "default")
+    assert re.match(parameter["AllowedPattern"], "batchgate-events")
+    assert not re.match(parameter["AllowedPattern"], "arn:aws:events:us-east-1:123456789012:event-bus/x y")
+
+
+def test_lost_job_events_and_function_errors_raise_alarms(template: dict[str, Any]) -> None:
+    dlq = properties(template, "JobEventsDeadLetterQueueAlarm")
+    assert dlq["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["JobEventsDeadLetterQueue", "QueueName"]}}
+    ]
+    assert (dlq["Threshold"], dlq["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    errors = properties(template, "JobEventsErrorsAlarm")
+    assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "JobEventsFunction"}}]
+    for alarm in (dlq, errors):
+        assert alarm["AlarmActions"] == {
+            "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }
+
+
 # --- the job table ------------------------------------------------------------------------------------
 
 
@@ -696,7 +782,7 @@ def test_table_access_is_the_stack_tables_only(template: dict[str, Any]) -> None
                     continue  # lists stream ARNs only; reading one needs the statement on job_stream
                 readable = (
                     (job_table, history_table, job_stream)
-                    if function == "HistoryFunction"
+                    if function in STREAM_READERS
                     else (job_table, history_table, pool_table)
                 )
                 assert as_list(statement["Resource"]) in readable, statement
@@ -713,6 +799,7 @@ def test_table_access_is_the_stack_tables_only(template: dict[str, Any]) -> None
     assert history_actions("DispatchFunction") == ["dynamodb:Query"]
     assert history_actions("TrackFunction") == []
     assert history_actions("HistoryFunction") == ["dynamodb:GetItem", "dynamodb:PutItem"]
+    assert history_actions("JobEventsFunction") == []
 
     # The pools' heartbeats: dispatch queries a pool's items, track reads one, the sweep both; only the
     # workers write them.

@@ -8,7 +8,8 @@ instead of becoming a REJECTED job later.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
@@ -17,8 +18,9 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from batchgate.adapters.job_table import KEY_ATTRIBUTE, from_attributes
 from batchgate.domain.catalog import Catalog
-from batchgate.domain.jobs import job_id_for
+from batchgate.domain.jobs import Job, job_id_for
 from batchgate.domain.messages import (
     RejectedMessage,
     SubmitMessage,
@@ -27,21 +29,45 @@ from batchgate.domain.messages import (
 )
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 SQS_BATCH_LIMIT = 10
 MAX_DELAY_SECONDS = 900
 _QUEUE_URL_REGION = re.compile(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/")
+# wait(): the first poll after this long, each next one 1.5 times later, at most WAIT_POLL_MAX_SECONDS.
+WAIT_POLL_FIRST_SECONDS = 0.5
+WAIT_POLL_MAX_SECONDS = 5.0
+# wait(): how long a job may be missing before it is an error (dispatch records it within seconds).
+NOT_FOUND_GRACE_SECONDS = 30.0
+
+
+class JobNotFound(LookupError):
+    """No job has this id (after the grace period, for wait)."""
+
+
+class JobWaitTimeout(TimeoutError):
+    """The job did not reach a final status in time; `job` is how it was last seen."""
+
+    def __init__(self, message: str, job: Job) -> None:
+        super().__init__(message)
+        self.job = job
 
 
 @dataclass(frozen=True)
 class SubmitReceipt:
-    """A message accepted by SQS. `job_id_hint` is the job id dispatch will use, known in advance
-    only when the message has an idempotency key (otherwise it derives from the SQS message id)."""
+    """A message accepted by SQS and the id of the job dispatch makes of it: `job_id_for(batch,
+    idempotency key)`, or `job_id_for(batch, SQS message id)` without a key."""
 
     message_id: str
-    job_id_hint: str | None
+    job_id: str
+    keyed: bool = True  # the job id comes from an idempotency key (known before sending)
+
+    @property
+    def job_id_hint(self) -> str | None:
+        """The job id when it was known before sending (an idempotency key), else None."""
+        return self.job_id if self.keyed else None
 
 
 @dataclass(frozen=True)
@@ -76,11 +102,23 @@ class BatchClient:
     """Puts submit messages on the batchgate jobs queue (a standard SQS queue)."""
 
     def __init__(
-        self, queue_url: str, sqs_client: SQSClient | None = None, *, catalog: Catalog | None = None
+        self,
+        queue_url: str,
+        sqs_client: SQSClient | None = None,
+        *,
+        catalog: Catalog | None = None,
+        table_name: str | None = None,
+        dynamodb_client: DynamoDBClient | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.queue_url = queue_url
         self.catalog = catalog
+        self.table_name = table_name  # the stack output JobTableName; needed by get and wait only
         self._sqs = sqs_client
+        self._dynamodb = dynamodb_client
+        self._sleep = sleep
+        self._clock = clock
 
     @property
     def sqs(self) -> SQSClient:
@@ -89,6 +127,41 @@ class BatchClient:
         if self._sqs is None:
             self._sqs = boto3.client("sqs", region_name=queue_region(self.queue_url))
         return self._sqs
+
+    @property
+    def dynamodb(self) -> DynamoDBClient:
+        """Built on first use, in the queue's region (the job table is in the stack's region)."""
+        if self._dynamodb is None:
+            self._dynamodb = boto3.client("dynamodb", region_name=queue_region(self.queue_url))
+        return self._dynamodb
+
+    def get(self, job_id: str) -> Job | None:
+        """The job as the job table holds it now (a strongly consistent read), None if there is none."""
+        if not self.table_name:
+            raise ValueError("BatchClient needs table_name (the stack output JobTableName) to read jobs")
+        item = self.dynamodb.get_item(
+            TableName=self.table_name, Key={KEY_ATTRIBUTE: {"S": job_id}}, ConsistentRead=True
+        ).get("Item")
+        return Job.from_item(from_attributes(dict(item))) if item else None
+
+    def wait(self, job_id: str, timeout: float, *, not_found_grace: float = NOT_FOUND_GRACE_SECONDS) -> Job:
+        """The job once its status is final (SUCCEEDED, FAILED, TIMED_OUT, CANCELLED, REJECTED),
+        polling with back-off. Raises JobWaitTimeout after `timeout` seconds, and JobNotFound when no
+        such job appeared within `not_found_grace` seconds (longer for a message sent with a delay)."""
+        started = self._clock()
+        pause = WAIT_POLL_FIRST_SECONDS
+        while True:
+            job = self.get(job_id)
+            waited = self._clock() - started
+            if job is not None and job.status.is_terminal:
+                return job
+            limit = timeout if job is not None else min(not_found_grace, timeout)
+            if waited >= limit:
+                if job is None:
+                    raise JobNotFound(f"no job {job_id} after {waited:.0f} s (table {self.table_name})")
+                raise JobWaitTimeout(f"job {job_id} still {job.status.value} after {waited:.0f} s", job)
+            self._sleep(min(pause, limit - waited))
+            pause = min(pause * 1.5, WAIT_POLL_MAX_SECONDS)
 
     def submit(
         self,
@@ -117,7 +190,7 @@ class BatchClient:
         response = self.sqs.send_message(
             QueueUrl=self.queue_url, MessageBody=body, DelaySeconds=delay_seconds
         )
-        return SubmitReceipt(message_id=response["MessageId"], job_id_hint=job_id_hint(message))
+        return receipt_of(message, response["MessageId"])
 
     def submit_many(self, messages: Iterable[SubmitMessage], *, delay_seconds: int = 0) -> SubmitManyResult:
         """Send many jobs, ten per SQS call. Every message is checked before any is sent: one bad
@@ -178,12 +251,18 @@ class BatchClient:
             return
         for sent in response.get("Successful", []):
             item = by_id[sent["Id"]]
-            receipts[item.index] = SubmitReceipt(sent["MessageId"], job_id_hint(item.message))
+            receipts[item.index] = receipt_of(item.message, sent["MessageId"])
         for failed in response.get("Failed", []):
             item = by_id[failed["Id"]]
             failures.append(
                 _failure(item, failed["Code"], failed.get("Message", ""), sender_fault=failed["SenderFault"])
             )
+
+
+def receipt_of(message: SubmitMessage, message_id: str) -> SubmitReceipt:
+    """The receipt of a sent message: its job id as dispatch computes it (batchgate.services.dispatch)."""
+    key = message.idempotency_key
+    return SubmitReceipt(message_id, job_id_for(message.batch, key or message_id), keyed=key is not None)
 
 
 def job_id_hint(message: SubmitMessage) -> str | None:

@@ -18,6 +18,7 @@ from botocore.config import Config
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_sqs import SQSClient
 
 # Short timeouts: a Lambda waiting on a hung connection holds a whole SQS batch hostage. botocore's
@@ -41,6 +42,10 @@ def ecs_client(threads: int = DEFAULT_MAX_CONNECTIONS) -> ECSClient:
 
 def sqs_client() -> SQSClient:
     return boto3.client("sqs")
+
+
+def events_client() -> EventBridgeClient:
+    return boto3.client("events")
 
 
 def _pool(threads: int) -> Config:

@@ -29,6 +29,8 @@ class Settings:
     pool_queue_urls: Mapping[str, str] = field(default_factory=dict)
     # "<stack name>-pool-": a task whose group is "service:" + this + a pool's name is a pool task.
     pool_service_prefix: str | None = None
+    # Where job state change events go (docs/events.md): the account's default bus unless named.
+    event_bus_name: str = "default"
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -52,6 +54,7 @@ class Settings:
             pool_table_name=env.get("POOL_TABLE_NAME") or None,
             pool_queue_urls=_pool_queue_urls(env.get("POOL_QUEUE_URLS") or ""),
             pool_service_prefix=env.get("POOL_SERVICE_PREFIX") or None,
+            event_bus_name=env.get("EVENT_BUS_NAME") or "default",
         )
 
 
