@@ -1,7 +1,8 @@
 """The demo workload of `batchgate local demo` (and `make run`): a few jobs of each kind through the whole
 product, each with the end it must reach.
 
-Successes on each launch class, a batch that exits non-zero, an import that fails once with a
+Successes on each launch class and on the warm pool (attendance-import in run mode preload, and a
+copy of it in run mode command), a batch that exits non-zero, an import that fails once with a
 retryable exit code and succeeds on its second attempt, two messages dispatch must reject, a message
 delivered twice, and an export that runs past its timeout and is stopped: by the sweep (TIMED_OUT) when
 the template schedules it, else by the local watchdog (FAILED, stop code UserInitiated). The catalog is
@@ -40,6 +41,9 @@ DEMO_TIMEOUT_BATCH = "report-export"
 DEMO_TIMEOUT_SECONDS = 5
 DEMO_RETRY_BATCH = "attendance-import"
 DEMO_RETRY = {"rules": [{"action": "RETRY", "exit_codes": [75]}], "base_delay_seconds": 1}
+# A second batch on attendance-import's warm pool and image, in run mode command, so the demo shows
+# both run modes side by side (attendance-import itself is preload in the packaged catalog).
+DEMO_COMMAND_BATCH = "attendance-check"
 WAIT_SECONDS = 45.0
 HISTORY_WAIT_SECONDS = 15.0  # the history function reads the job table's stream a moment later
 POLL_SECONDS = 0.3
@@ -138,6 +142,14 @@ def _timed_out_by_sweep(job: Job, stack: LocalStack) -> str | None:
     return None
 
 
+def _ran_warm(job: Job, stack: LocalStack) -> str | None:
+    """Started on a warm pool's slot, claimed by a worker: the warm lane took it."""
+    attempt = job.attempt
+    if attempt is None or attempt.strategy != "WARM" or attempt.slot is None:
+        return f"ran on {attempt.strategy if attempt else 'nothing'}, expected a warm pool's slot"
+    return None
+
+
 def _all(*checks: Callable[[Job, LocalStack], str | None]) -> Callable[[Job, LocalStack], str | None]:
     def check(job: Job, stack: LocalStack) -> str | None:
         problems = [problem for problem in (one(job, stack) for one in checks) if problem]
@@ -158,7 +170,13 @@ DEMO_JOBS = (
         "attendance",
         "attendance-import",
         ("uploads/2026-11/acme.csv",),
-        Expectation(JobStatus.SUCCEEDED, _has_logs),
+        Expectation(JobStatus.SUCCEEDED, _all(_has_logs, _ran_warm)),
+    ),
+    DemoJob(
+        "attendance check",
+        DEMO_COMMAND_BATCH,
+        ("uploads/2026-11/acme.csv",),
+        Expectation(JobStatus.SUCCEEDED, _all(_has_logs, _ran_warm)),
     ),
     DemoJob(
         "attendance retried",
@@ -215,6 +233,11 @@ def demo_catalog(directory: Path) -> Path:
     document: dict[str, Any] = json.loads(resources.files("batchgate").joinpath("catalog.json").read_text())
     document["batches"][DEMO_TIMEOUT_BATCH]["timeout_seconds"] = DEMO_TIMEOUT_SECONDS
     document["batches"][DEMO_RETRY_BATCH]["retry"] = DEMO_RETRY
+    warm = document["batches"][DEMO_RETRY_BATCH]
+    if "pool" in warm:
+        command = {key: value for key, value in warm.items() if key not in ("run_mode", "preload", "retry")}
+        command["description"] = "The attendance import, run as a fresh process per job on the warm pool."
+        document["batches"][DEMO_COMMAND_BATCH] = {**command, "run_mode": "command"}
     path = directory / "catalog.json"
     path.write_text(json.dumps(document, indent=2))
     return path
