@@ -326,7 +326,13 @@ def test_the_templates_job_table_stream_feeds_the_history_function(aws: None) ->
     resources = ResourceBuilder(InProcessAws(), ROOT, "batchgate-local").build(translated, parameters)
 
     dlq_url = resources.refs["HistoryDeadLetterQueue"]
-    assert resources.stream_sources == [
+    # The job events function reads the same stream (tests/test_job_events.py checks its mapping).
+    assert sorted(source.function for source in resources.stream_sources) == [
+        "HistoryFunction",
+        "JobEventsFunction",
+    ]
+    history_sources = [source for source in resources.stream_sources if source.function == "HistoryFunction"]
+    assert history_sources == [
         StreamEventSource(
             function="HistoryFunction",
             stream_arn=resources.attributes["JobTable"]["StreamArn"],
@@ -341,9 +347,7 @@ def test_the_templates_job_table_stream_feeds_the_history_function(aws: None) ->
             on_failure_url=dlq_url,
         )
     ]
-    assert resources.stream_sources[0].stream_arn.startswith(
-        resources.attributes["JobTable"]["Arn"] + "/stream/"
-    )
+    assert history_sources[0].stream_arn.startswith(resources.attributes["JobTable"]["Arn"] + "/stream/")
     assert not [item for item in resources.skipped if item.resource_type == "AWS::Lambda::EventSourceMapping"]
     assert [source.function for source in resources.sqs_sources] == ["DispatchFunction"]
 

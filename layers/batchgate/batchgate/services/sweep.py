@@ -51,6 +51,7 @@ from batchgate.domain.backoff import MAX_DELAY_SECONDS
 from batchgate.domain.catalog import BatchSpec, Catalog, load_catalog
 from batchgate.domain.described_tasks import change_from_task
 from batchgate.domain.jobs import Attempt, Job, JobStatus, iso, parse_iso, utc_now
+from batchgate.domain.pools import STALE_AFTER_SECONDS
 from batchgate.domain.relaunch import Relaunch, awaited_attempt, next_attempt_relaunch
 from batchgate.domain.retry_policy import Retry, decide
 from batchgate.domain.task_events import InvalidTaskEvent, apply_task_event
@@ -197,7 +198,15 @@ class Sweeper:
         if status is JobStatus.RETRYING:
             return MAX_DELAY_SECONDS + self.settings.retry_grace_seconds
         timeouts = [spec.timeout_seconds for spec in self.catalog.batches.values()]
-        return min([self.settings.event_grace_seconds, *timeouts])
+        # The warm lane acts sooner: a lost offer's check, a claimed attempt's stale heartbeat.
+        warm = [
+            *(
+                pool.offer_seconds + self.settings.warm_offer_grace_seconds
+                for pool in self.catalog.pools.values()
+            ),
+            *([int(STALE_AFTER_SECONDS)] if self.catalog.pools else []),
+        ]
+        return min([self.settings.event_grace_seconds, *timeouts, *warm])
 
     # One job.
 
