@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_sqs import SQSClient
 
+    from batchgate.ops.pool_status import MetricsClient
     from batchgate.ops.stream_records import StreamsClient
 
 LOCAL_STATE_ENV = "BATCHGATE_LOCAL_STATE"
@@ -49,6 +50,10 @@ OUTPUTS: dict[str, str] = {
     "HistoryFunctionName": "history_function",
     "ClusterName": "cluster",
     "ClusterArn": "cluster",
+    # The warm lane (docs/warm-lane.md): the pools' heartbeat table and their work queues
+    # ("pool=url,pool=url", as the functions' POOL_QUEUE_URLS).
+    "PoolTableName": "pool_table_name",
+    "PoolQueueUrls": "pool_queue_urls",
 }
 # What each resource is called in messages, and which option gives it directly.
 RESOURCE_HINTS: dict[str, tuple[str, str]] = {
@@ -60,6 +65,8 @@ RESOURCE_HINTS: dict[str, tuple[str, str]] = {
     "cluster": ("the ECS cluster", "--cluster"),
     "track_function": ("the track function", "--track-function"),
     "history_function": ("the history function", "--history-function"),
+    "pool_table_name": ("the pool table", "--pool-table"),
+    "pool_queue_urls": ("the pool work queues", "--pool-queue-urls"),
 }
 
 CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 5})
@@ -92,7 +99,8 @@ def running_owner(state: Mapping[str, Any]) -> bool | None:
 
 @dataclass(frozen=True)
 class LocalState:
-    """The local stack's state file: endpoint_url, region, table_name, queue_url, dlq_urls, cluster."""
+    """The local stack's state file: endpoint_url, region, table_name, queue_url, dlq_urls, cluster,
+    and, when it runs the warm lane, pool_table_name and pool_queue_urls."""
 
     endpoint_url: str | None = None
     region: str | None = None
@@ -104,6 +112,8 @@ class LocalState:
     cluster: str | None = None
     track_function: str | None = None
     history_function: str | None = None
+    pool_table_name: str | None = None
+    pool_queue_urls: str | None = None
 
     @classmethod
     def load(cls, path: Path | None = None) -> LocalState:
@@ -156,6 +166,8 @@ class LocalState:
             cluster=data.get("cluster"),
             track_function=data.get("track_function"),
             history_function=data.get("history_function"),
+            pool_table_name=data.get("pool_table_name"),
+            pool_queue_urls=data.get("pool_queue_urls"),
         )
 
     def resources(self) -> dict[str, str]:
@@ -168,6 +180,8 @@ class LocalState:
             "cluster": self.cluster,
             "track_function": self.track_function,
             "history_function": self.history_function,
+            "pool_table_name": self.pool_table_name,
+            "pool_queue_urls": self.pool_queue_urls,
         }
         return {key: value for key, value in values.items() if value}
 
@@ -326,6 +340,8 @@ class AwsSession:
     def client(self, service: Literal["lambda"]) -> LambdaClient: ...
     @overload
     def client(self, service: Literal["dynamodbstreams"]) -> StreamsClient: ...
+    @overload
+    def client(self, service: Literal["cloudwatch"]) -> MetricsClient: ...
     def client(self, service: str) -> Any:
         existing = self._clients.get(service)
         if existing is None:
