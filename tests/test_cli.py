@@ -591,6 +591,7 @@ def test_cancel_stops_the_task_and_marks_the_job(harness: CliHarness) -> None:
         "status": "CANCELLED",
         "reason": reason,
         "task_arn": task_arn,
+        "stopped_by": "ecs",
         "was_already_cancelled": False,
     }
     cluster = harness.stack.settings.cluster

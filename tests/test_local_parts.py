@@ -414,7 +414,7 @@ def test_the_templates_pools_get_their_queues_table_and_log_groups_locally(aws: 
     finally:
         stack.stop()
     found = LocalState.from_dict(state).resources()
-    assert found["pool_table"] == resources.refs["PoolTable"]
+    assert found["pool_table_name"] == resources.refs["PoolTable"]
     assert found["pool_queue_urls"] == f"attendance={queue_url}"
 
 

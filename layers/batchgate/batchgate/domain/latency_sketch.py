@@ -307,14 +307,16 @@ def observation_of(attempt: Attempt) -> AttemptObservation:
         interrupted=attempt.stop_code == SPOT_INTERRUPTION,
         # A WARM attempt has no task of its own (no `created`): it starts when the worker claims the
         # offer, counted from the offer (from the dispatch when the claim beat the offer's record).
-        start_seconds=between("created", "started") if "created" in timeline else _warm_start(attempt),
+        start_seconds=between("created", "started") if "created" in timeline else warm_start_seconds(attempt),
         provisioning_seconds=between("created", "pull_started"),
         pull_seconds=between("pull_started", "pull_stopped"),
         run_seconds=between("started", "stopped"),
     )
 
 
-def _warm_start(attempt: Attempt) -> float | None:
+def warm_start_seconds(attempt: Attempt) -> float | None:
+    """A WARM attempt's start: its offer (its dispatch when the claim beat the offer's record) to the
+    worker's claim, never negative; None before the claim or for another strategy."""
     started = attempt.timeline.get("started")
     if attempt.strategy != WARM or started is None:
         return None

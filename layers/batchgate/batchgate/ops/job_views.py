@@ -7,19 +7,25 @@ check them with hand-computed numbers. No AWS calls here.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 from batchgate.domain.jobs import Attempt, Job, JobStatus, iso, parse_iso
+from batchgate.domain.latency_sketch import warm_start_seconds
+from batchgate.domain.pools import HEARTBEAT_SECONDS, PoolTask
+from batchgate.domain.warm import NOT_PICKED_UP, OFFERED, POOL_TASK_STOPPED, WARM
 
 # Timeline phases in lifecycle order: (key, label, what the time since the previous phase was spent on).
 # "queued" and "dispatched" come from the job and the attempt; the rest from the task's own timestamps
-# (task_events.TIMELINE_FIELDS).
+# (task_events.TIMELINE_FIELDS). A WARM attempt has "offered" (sent to the pool's work queue), then the
+# worker's claim as "started" and its report of the end as "stopped".
 PHASES: tuple[tuple[str, str, str], ...] = (
     ("queued", "queued", "submit message received by dispatch"),
     ("dispatched", "dispatched", "waiting for dispatch"),
+    (OFFERED, "offered", "sending the offer to the pool's work queue"),
     ("created", "task created", "RunTask"),
     ("pull_started", "image pull started", "provisioning (capacity, network interface)"),
     ("pull_stopped", "image pulled", "pulling the container image"),
@@ -27,6 +33,11 @@ PHASES: tuple[tuple[str, str, str], ...] = (
     ("stopping", "stopping", "running"),
     ("stopped", "stopped", "running and stopping"),
 )
+# What the time before a WARM attempt's phase was spent on, where it differs from a task's.
+WARM_SPENT_ON: dict[str, str] = {
+    "started": "waiting for a warm worker to claim the offer",
+    "stopped": "running",
+}
 
 STOP_CODES: dict[str, str] = {
     "TaskFailedToStart": "ECS could not start the task; the batch's command never ran.",
@@ -38,7 +49,22 @@ STOP_CODES: dict[str, str] = {
         "Retrying, or running it on FARGATE, usually succeeds."
     ),
     "TerminationNotice": "The capacity under the task was being retired (maintenance or termination).",
+    NOT_PICKED_UP: (
+        "No warm worker claimed the offer within the pool's offer_seconds (the pool was full, closed, or "
+        "its heartbeats were out of date), so nothing ran on the pool; the next attempt went to ECS at "
+        "once. An attempt that never ran does not count against the batch's max_attempts."
+    ),
+    POOL_TASK_STOPPED: (
+        "The warm pool task running the job stopped (Spot interruption, scale-in, a deployment, a crash) "
+        "or stopped answering (its heartbeat went stale or no longer listed the job) before the job "
+        "ended; the job did not fail by itself, and the retry policy runs it again on ECS."
+    ),
 }
+# A WARM attempt's UserInitiated stop is the worker's, not a StopTask: the pool task keeps running.
+WARM_USER_INITIATED = (
+    "The warm worker stopped the job's process on request (`batchgate cancel`, a timeout); its pool task "
+    "kept running."
+)
 
 # Substrings of stoppedReason / container reason / dispatch error, in order of precedence.
 REASON_PATTERNS: tuple[tuple[str, str], ...] = (
@@ -187,10 +213,12 @@ def phases(job: Job, attempt: Attempt) -> list[Phase]:
         times["queued"] = job.created_at
     result: list[Phase] = []
     previous: str | None = None
-    for key, label, spent_on in PHASES:
+    warm = attempt.strategy == WARM
+    for key, label, task_spent_on in PHASES:
         at = times.get(key)
         if not at:
             continue
+        spent_on = WARM_SPENT_ON.get(key, task_spent_on) if warm else task_spent_on
         duration = seconds_between(previous, at)
         result.append(
             Phase(
@@ -207,9 +235,11 @@ def phases(job: Job, attempt: Attempt) -> list[Phase]:
 
 def start_latency(attempt: Attempt | None) -> float | None:
     """Task created -> container started: ECS's share of the start, the same measure as the
-    StartLatency metric."""
+    StartLatency metric. A WARM attempt: offered -> claimed, as the history counts it."""
     if attempt is None:
         return None
+    if attempt.strategy == WARM:
+        return warm_start_seconds(attempt)
     return seconds_between(attempt.timeline.get("created"), attempt.timeline.get("started"))
 
 
@@ -260,6 +290,14 @@ def explain_exit_code(exit_code: int | None, stop_code: str | None = None) -> st
     return f"The batch's command failed (exit code {exit_code}): its logs say why."
 
 
+def explain_stop_code(attempt: Attempt) -> str | None:
+    if attempt.stop_code == "UserInitiated" and attempt.strategy == WARM:
+        return WARM_USER_INITIATED
+    if attempt.stop_code:
+        return STOP_CODES.get(attempt.stop_code, f"ECS stop code {attempt.stop_code}.")
+    return None
+
+
 def outcome(job: Job, attempt: Attempt | None = None) -> Outcome:
     """How the job (or one of its attempts) ended, or where it is now, in plain words."""
     current = job.attempt
@@ -278,8 +316,9 @@ def outcome(job: Job, attempt: Attempt | None = None) -> Outcome:
         explanations.append(status_meaning(job.status))
         if job.reason and (job.status.is_terminal or job.status is JobStatus.RETRYING):
             explanations.append(f"Reason: {job.reason}")
-    if attempt.stop_code:
-        explanations.append(STOP_CODES.get(attempt.stop_code, f"ECS stop code {attempt.stop_code}."))
+    stop_meaning = explain_stop_code(attempt)
+    if stop_meaning:
+        explanations.append(stop_meaning)
     exit_meaning = explain_exit_code(attempt.exit_code, attempt.stop_code)
     if exit_meaning and attempt.stop_code != "TaskFailedToStart":
         explanations.append(exit_meaning)
@@ -386,7 +425,64 @@ def job_row(job: Job, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def attempt_document(job: Job, attempt: Attempt, region: str, now: datetime | None = None) -> dict[str, Any]:
+def warm_document(
+    job: Job, attempt: Attempt, heartbeats: Mapping[str, PoolTask | None], now: datetime | None
+) -> dict[str, Any] | None:
+    """A WARM attempt's pool, worker task, slot, image digest, offer and claim, and its task's heartbeat
+    (`heartbeats` by task ARN, as read for the attempt: None when the pool table has no item for the
+    task; a task missing from the mapping was not read). None for another strategy."""
+    if attempt.strategy != WARM:
+        return None
+    return {
+        "pool": attempt.capacity_provider,
+        "task_arn": attempt.task_arn,
+        "slot": attempt.slot,
+        "image_digest": attempt.image_digest,
+        "offered_at": attempt.timeline.get(OFFERED),
+        "claimed_at": attempt.timeline.get("started") if attempt.task_arn else None,
+        "heartbeat": heartbeat_document(job, attempt, heartbeats, now),
+    }
+
+
+def heartbeat_document(
+    job: Job, attempt: Attempt, heartbeats: Mapping[str, PoolTask | None], now: datetime | None
+) -> dict[str, Any] | None:
+    """The attempt's pool task heartbeat: `state` fresh, stale or missing, its time and age, whether it
+    lists this attempt and whether the task is stopping. None when it was not read."""
+    if attempt.task_arn is None or attempt.task_arn not in heartbeats:
+        return None
+    heartbeat = heartbeats[attempt.task_arn]
+    if heartbeat is None:
+        return {"state": "missing", "at": None, "age_seconds": None, "lists_job": False, "stopping": False}
+    fresh = now is not None and heartbeat.is_fresh(now)
+    return {
+        "state": "fresh" if fresh else "stale",
+        "at": heartbeat.heartbeat_at,
+        "age_seconds": seconds_between(heartbeat.heartbeat_at, iso(now)) if now is not None else None,
+        "lists_job": heartbeat.runs(job.job_id, attempt.number),
+        "stopping": heartbeat.stopping,
+    }
+
+
+def heartbeat_words(heartbeat: Mapping[str, Any]) -> str:
+    """`fresh, 2.0s ago, lists the job`: a heartbeat document in words."""
+    if heartbeat["state"] == "missing":
+        return "missing: the pool table has no item for this task (it stopped, or never wrote one)"
+    age = format_duration(heartbeat["age_seconds"])
+    words = [f"{heartbeat['state']}, {age} ago (at {heartbeat['at']}, every {HEARTBEAT_SECONDS:g}s)"]
+    words.append("lists the job" if heartbeat["lists_job"] else "does not list the job")
+    if heartbeat["stopping"]:
+        words.append("task stopping")
+    return ", ".join(words)
+
+
+def attempt_document(
+    job: Job,
+    attempt: Attempt,
+    region: str,
+    now: datetime | None = None,
+    heartbeats: Mapping[str, PoolTask | None] | None = None,
+) -> dict[str, Any]:
     document: dict[str, Any] = {
         "number": attempt.number,
         "strategy": attempt.strategy,
@@ -411,12 +507,19 @@ def attempt_document(job: Job, attempt: Attempt, region: str, now: datetime | No
             else None
         ),
         "task_console_url": task_console_url(region, attempt.task_arn) if attempt.task_arn else None,
+        "warm": warm_document(job, attempt, heartbeats or {}, now),
     }
     return document
 
 
-def job_document(job: Job, region: str, now: datetime | None = None) -> dict[str, Any]:
-    """Everything `batchgate show` says about a job, as plain data (its `--json` output)."""
+def job_document(
+    job: Job,
+    region: str,
+    now: datetime | None = None,
+    heartbeats: Mapping[str, PoolTask | None] | None = None,
+) -> dict[str, Any]:
+    """Everything `batchgate show` says about a job, as plain data (its `--json` output); `heartbeats`:
+    the pool tasks' heartbeat items read for its running WARM attempts, by task ARN."""
     plan = job.plan
     return {
         "job_id": job.job_id,
@@ -439,7 +542,7 @@ def job_document(job: Job, region: str, now: datetime | None = None) -> dict[str
         "cpu": plan.cpu if plan and plan.cpu else None,
         "memory": plan.memory if plan and plan.memory else None,
         "outcome": outcome(job).to_dict(),
-        "attempts": [attempt_document(job, attempt, region, now) for attempt in job.attempts],
+        "attempts": [attempt_document(job, attempt, region, now, heartbeats) for attempt in job.attempts],
         "raw_message": job.raw_message,
     }
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from batchgate.domain.jobs import Attempt, Job, iso
+from batchgate.domain.warm import WARM
 
 if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
@@ -63,6 +64,12 @@ def location_of(job: Job, attempt_number: int | None = None) -> tuple[Attempt, L
             raise LogsUnavailable(
                 f"job {job.job_id} has no attempt {attempt_number} (it has {len(job.attempts)})"
             )
+    if (not attempt.log_group or not attempt.log_stream) and attempt.strategy == WARM:
+        claimed = "no worker claimed it" if attempt.last_status else "no worker has claimed it yet"
+        raise LogsUnavailable(
+            f"no log location recorded for attempt {attempt.number} of {job.job_id}: it was offered to "
+            f"warm pool {attempt.capacity_provider} and {claimed} (a worker's claim records its stream)"
+        )
     if not attempt.log_group or not attempt.log_stream:
         raise LogsUnavailable(
             f"no log location recorded for attempt {attempt.number} of {job.job_id}: its task has not "

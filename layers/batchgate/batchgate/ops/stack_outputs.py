@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_sqs import SQSClient
 
+    from batchgate.ops.pool_status import MetricsClient
     from batchgate.ops.stream_records import StreamsClient
 
 LOCAL_STATE_ENV = "BATCHGATE_LOCAL_STATE"
@@ -49,8 +50,9 @@ OUTPUTS: dict[str, str] = {
     "HistoryFunctionName": "history_function",
     "ClusterName": "cluster",
     "ClusterArn": "cluster",
-    # The warm lane (docs/warm-lane.md): the queue lists are "pool=url,pool=url", as POOL_QUEUE_URLS.
-    "PoolTableName": "pool_table",
+    # The warm lane (docs/warm-lane.md): the pools' heartbeat table and their work queues
+    # ("pool=url,pool=url", as the functions' POOL_QUEUE_URLS).
+    "PoolTableName": "pool_table_name",
     "PoolQueueUrls": "pool_queue_urls",
     "PoolDeadLetterQueueUrls": "pool_dlq_urls",
 }
@@ -64,8 +66,8 @@ RESOURCE_HINTS: dict[str, tuple[str, str]] = {
     "cluster": ("the ECS cluster", "--cluster"),
     "track_function": ("the track function", "--track-function"),
     "history_function": ("the history function", "--history-function"),
-    "pool_table": ("the warm pools' heartbeat table", "--pool-table"),
-    "pool_queue_urls": ("the warm pools' work queues", "--pool-queue-urls"),
+    "pool_table_name": ("the pool table", "--pool-table"),
+    "pool_queue_urls": ("the pool work queues", "--pool-queue-urls"),
     "pool_dlq_urls": ("the warm pools' work dead-letter queues", "--pool-dlq-urls"),
 }
 
@@ -99,7 +101,8 @@ def running_owner(state: Mapping[str, Any]) -> bool | None:
 
 @dataclass(frozen=True)
 class LocalState:
-    """The local stack's state file: endpoint_url, region, table_name, queue_url, dlq_urls, cluster."""
+    """The local stack's state file: endpoint_url, region, table_name, queue_url, dlq_urls, cluster,
+    and, when it runs the warm lane, pool_table_name and pool_queue_urls."""
 
     endpoint_url: str | None = None
     region: str | None = None
@@ -111,7 +114,7 @@ class LocalState:
     cluster: str | None = None
     track_function: str | None = None
     history_function: str | None = None
-    pool_table: str | None = None
+    pool_table_name: str | None = None
     pool_queue_urls: str | None = None
     pool_dlq_urls: str | None = None
 
@@ -166,7 +169,7 @@ class LocalState:
             cluster=data.get("cluster"),
             track_function=data.get("track_function"),
             history_function=data.get("history_function"),
-            pool_table=data.get("pool_table"),
+            pool_table_name=data.get("pool_table_name"),
             pool_queue_urls=data.get("pool_queue_urls"),
             pool_dlq_urls=data.get("pool_dlq_urls"),
         )
@@ -181,7 +184,7 @@ class LocalState:
             "cluster": self.cluster,
             "track_function": self.track_function,
             "history_function": self.history_function,
-            "pool_table": self.pool_table,
+            "pool_table_name": self.pool_table_name,
             "pool_queue_urls": self.pool_queue_urls,
             "pool_dlq_urls": self.pool_dlq_urls,
         }
@@ -342,6 +345,8 @@ class AwsSession:
     def client(self, service: Literal["lambda"]) -> LambdaClient: ...
     @overload
     def client(self, service: Literal["dynamodbstreams"]) -> StreamsClient: ...
+    @overload
+    def client(self, service: Literal["cloudwatch"]) -> MetricsClient: ...
     def client(self, service: str) -> Any:
         existing = self._clients.get(service)
         if existing is None:

@@ -52,13 +52,13 @@ class Settings:
             dispatch_max_concurrency=int(env.get("DISPATCH_MAX_CONCURRENCY") or 2),
             jobs_queue_url=env.get("JOBS_QUEUE_URL") or None,
             pool_table_name=env.get("POOL_TABLE_NAME") or None,
-            pool_queue_urls=_pool_queue_urls(env.get("POOL_QUEUE_URLS") or ""),
+            pool_queue_urls=parse_pool_queue_urls(env.get("POOL_QUEUE_URLS") or ""),
             pool_service_prefix=env.get("POOL_SERVICE_PREFIX") or None,
             event_bus_name=env.get("EVENT_BUS_NAME") or "default",
         )
 
 
-def _pool_queue_urls(value: str) -> Mapping[str, str]:
+def parse_pool_queue_urls(value: str) -> Mapping[str, str]:
     """POOL_QUEUE_URLS: "pool=url,pool=url" (a queue URL has no comma)."""
     urls = {}
     for entry in _split(value):

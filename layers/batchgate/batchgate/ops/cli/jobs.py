@@ -23,6 +23,7 @@ from batchgate.ops.cli.render.jobs import job_page_document, render_job, render_
 from batchgate.ops.cli.render.text import print_json
 from batchgate.ops.cli.target import target_options
 from batchgate.ops.job_search import JobFilter, JobSearch
+from batchgate.ops.pool_status import warm_heartbeats
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -87,9 +88,10 @@ def show(
     job = select_job(ctx, job_id, batch, idempotency_key, at)
     region = state.session.region
     now = state.clock()
+    heartbeats = warm_heartbeats(state.session, job)
     if as_json:
-        print_json(job_views.job_document(job, region, now))
+        print_json(job_views.job_document(job, region, now, heartbeats))
     else:
-        render_job(state.console, job, region, now)
+        render_job(state.console, job, region, now, heartbeats)
     if job.status in UNSUCCESSFUL:
         ctx.exit(ExitCode.FAILED)

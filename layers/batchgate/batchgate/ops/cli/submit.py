@@ -9,6 +9,7 @@ from datetime import datetime
 import click
 
 from batchgate.domain.jobs import Job, JobStatus, iso, job_id_for
+from batchgate.domain.warm import is_warm
 from batchgate.ops import job_views
 from batchgate.ops.cli.context import app
 from batchgate.ops.cli.exits import ConfigError, Failure
@@ -161,8 +162,8 @@ def _cluster_for(session: AwsSession, job: Job) -> str:
         named = _cluster_in(attempt.task_arn) if attempt.task_arn else None
         if named:
             return named
-    if job.attempt is None or job.status.is_terminal:
-        return ""  # nothing to stop, so ECS is not called
+    if job.attempt is None or job.status.is_terminal or is_warm(job):
+        return ""  # nothing to stop (a WARM attempt's process is the worker's to stop): ECS is not called
     return session.resource("cluster")  # raises: says to give --cluster
 
 

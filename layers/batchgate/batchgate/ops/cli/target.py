@@ -24,6 +24,8 @@ _OVERRIDE_FIELDS = {
     "cluster": "cluster",
     "track_function": "track_function",
     "history_function": "history_function",
+    "pool_table": "pool_table_name",
+    "pool_queue_urls": "pool_queue_urls",
 }
 
 
@@ -87,6 +89,8 @@ def target_options[F: Callable[..., Any]](hidden: bool) -> Callable[[F], F]:
             option("--history-dlq-url", help="History dead-letter queue URL."),
             option("--history-function", help="History function name (dlq redrive of stream records)."),
             option("--cluster", help="ECS cluster (only for task ARNs that do not name theirs)."),
+            option("--pool-table", help="Warm pools' heartbeat table (pools, show of a WARM job)."),
+            option("--pool-queue-urls", metavar="POOL=URL,...", help="Warm pools' work queues (pools)."),
         ]
         for decorator in reversed(decorators):
             function = decorator(function)

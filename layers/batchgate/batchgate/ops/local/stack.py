@@ -108,6 +108,7 @@ class LocalStack:
     def state(self) -> dict[str, Any]:
         """The state file's document (batchgate.ops.stack_outputs.LocalState reads it)."""
         outputs = self.outputs
+        warm = self.warm_environment() or {}
         return {
             "endpoint_url": self.endpoint.url,
             "region": self.options.region,
@@ -120,8 +121,9 @@ class LocalStack:
                 "history": outputs.get("history_dlq_url"),
             },
             "cluster": self.cluster.arn if self.cluster else outputs.get("cluster"),
-            "pool_table": outputs.get("pool_table"),
-            "pool_queue_urls": outputs.get("pool_queue_urls"),
+            # The warm lane's names as the functions resolved them (`batchgate pools`, `show`).
+            "pool_table_name": warm.get("POOL_TABLE_NAME") or None,
+            "pool_queue_urls": warm.get("POOL_QUEUE_URLS") or None,
             "pool_dlq_urls": outputs.get("pool_dlq_urls"),
             "pid": os.getpid(),
             "sam_env_file": str(self.sam_env_path) if self._state_written else None,
@@ -232,23 +234,23 @@ class LocalStack:
             ),
         )
         self._hosts.start()
-        self.pools = self._start_pools(resources, aws)
+        self.pools = self._start_pools(aws)
         if self.runs_watchdog:
             self._watchdog = TimeoutWatchdog(self.table(), self.catalog, aws.ecs(), self.cluster.arn)
             self._watchdog.start()
         self._write_state()
 
-    def _start_pools(self, resources: StackResources, aws: LocalAws) -> LocalPools | None:
+    def warm_environment(self) -> Mapping[str, str] | None:
+        """A function's resolved environment naming the pool table (the dispatch function's names every
+        pool queue); None when the template deploys no warm lane."""
+        functions = self.resources.functions.values() if self.resources else ()
+        named = [function.environment for function in functions if "POOL_TABLE_NAME" in function.environment]
+        return max(named, key=lambda environment: len(environment.get("POOL_QUEUE_URLS", "")), default=None)
+
+    def _start_pools(self, aws: LocalAws) -> LocalPools | None:
         """The catalog's warm pools as worker processes, when the template deploys the warm lane."""
         options = self.options
-        environment = next(
-            (
-                function.environment
-                for function in resources.functions.values()
-                if "POOL_TABLE_NAME" in function.environment
-            ),
-            None,
-        )
+        environment = self.warm_environment()
         if not self.catalog.pools or environment is None or self.cluster is None:
             return None
         settings = pool_settings_from(

@@ -4,6 +4,7 @@ their timelines."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -12,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from batchgate.domain.jobs import Attempt, Job, JobStatus
+from batchgate.domain.pools import PoolTask
 from batchgate.ops import job_views
 from batchgate.ops.cli.render.text import filter_words, plain, short_time, status_text
 from batchgate.ops.job_search import JobFilter, SearchPage
@@ -75,7 +77,13 @@ class _Facts:
             console.print(Text(label.ljust(width), style="dim") + value)
 
 
-def render_job(console: Console, job: Job, region: str, now: datetime) -> None:
+def render_job(
+    console: Console,
+    job: Job,
+    region: str,
+    now: datetime,
+    heartbeats: Mapping[str, PoolTask | None] | None = None,
+) -> None:
     header = Text()
     header.append(job.job_id, style="bold")
     header.append("  ")
@@ -114,10 +122,18 @@ def render_job(console: Console, job: Job, region: str, now: datetime) -> None:
         console.print(Text("  message as received: ", style="dim") + plain(job.raw_message))
     for attempt in job.attempts:
         console.print()
-        render_attempt(console, job, attempt, region, now)
+        render_attempt(console, job, attempt, region, now, heartbeats=heartbeats)
 
 
-def render_attempt(console: Console, job: Job, attempt: Attempt, region: str, now: datetime) -> None:
+def render_attempt(
+    console: Console,
+    job: Job,
+    attempt: Attempt,
+    region: str,
+    now: datetime,
+    *,
+    heartbeats: Mapping[str, PoolTask | None] | None = None,
+) -> None:
     title = Text(f"Attempt {attempt.number} of {len(job.attempts)}", style="bold")
     title.append(f"  {attempt.strategy}")
     if attempt.capacity_provider and attempt.capacity_provider != attempt.strategy:
@@ -143,6 +159,9 @@ def render_attempt(console: Console, job: Job, attempt: Attempt, region: str, no
             Text(phase.spent_on or ""),
         )
     console.print(timeline)
+    warm = job_views.warm_document(job, attempt, heartbeats or {}, now)
+    if warm is not None:
+        _render_warm(console, attempt, warm)
     numbers = [
         f"start latency {job_views.format_duration(job_views.start_latency(attempt))}",
         f"time to start {job_views.format_duration(job_views.time_to_start(job, attempt))}",
@@ -162,6 +181,32 @@ def render_attempt(console: Console, job: Job, attempt: Attempt, region: str, no
         )
     else:
         console.print(Text("  logs  ", style="dim") + plain("no log location recorded"))
+
+
+def _render_warm(console: Console, attempt: Attempt, warm: Mapping[str, Any]) -> None:
+    """The worker that claimed a WARM attempt, its slot and image, and its task's heartbeat."""
+    if warm["task_arn"] is None:
+        waiting = attempt.last_status is None
+        console.print(
+            Text("  worker     ", style="dim")
+            + plain(
+                f"offered to pool {warm['pool']}: "
+                + ("no worker has claimed it yet" if waiting else "no worker claimed it")
+            )
+        )
+        return
+    console.print(
+        Text("  worker     ", style="dim")
+        + plain(f"pool {warm['pool']}, slot {warm['slot']}, image digest {warm['image_digest'] or '-'}")
+    )
+    heartbeat = warm["heartbeat"]
+    if heartbeat is not None:
+        words = job_views.heartbeat_words(heartbeat)
+    elif attempt.last_status in ("STOPPED", "DELETED"):
+        words = "not read (the attempt has ended)"
+    else:
+        words = "not read: the pool table is unknown (give --pool-table)"
+    console.print(Text("  heartbeat  ", style="dim") + plain(words))
 
 
 def _attempt_details(attempt: Attempt) -> list[tuple[str, str]]:

@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.text import Text
 
 from batchgate.domain.jobs import Job
+from batchgate.domain.pools import HEARTBEAT_SECONDS
+from batchgate.domain.warm import is_warm
 from batchgate.ops.cli.render.text import plain, status_text
 
 
@@ -40,12 +42,21 @@ class Cancelled:
         attempt = self.job.attempt
         return attempt.task_arn if attempt is not None else None
 
+    @property
+    def stopped_by(self) -> str | None:
+        """Who stops what runs: ECS (StopTask of the job's task) or, for a WARM attempt, the pool's
+        worker (the job's process only: the pool task runs other jobs); None when nothing runs."""
+        if self.task_arn is None:
+            return None
+        return "worker" if is_warm(self.job) else "ecs"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "job_id": self.job.job_id,
             "status": self.job.status.value,
             "reason": self.job.reason,
             "task_arn": self.task_arn,
+            "stopped_by": self.stopped_by,
             "was_already_cancelled": self.again,
         }
 
@@ -85,7 +96,21 @@ def render_cancelled(console: Console, cancelled: Cancelled) -> None:
     console.print(Text(job.job_id, style="bold") + Text(" ") + status_text(job.status))
     console.print(plain(job.reason), style="dim")
     task = cancelled.task_arn
-    if task:
+    if cancelled.stopped_by == "worker":
+        console.print(
+            plain(
+                f"the worker on pool task {task} stops the job's process at its next heartbeat (within "
+                f"{HEARTBEAT_SECONDS:g}s); the pool task keeps running its other jobs"
+            ),
+            style="dim",
+            soft_wrap=True,
+        )
+    elif job.attempt is not None and is_warm(job):
+        console.print(
+            plain(f"offered to pool {job.attempt.capacity_provider}, not claimed: no worker will run it"),
+            style="dim",
+        )
+    elif task:
         verb = "asked ECS again to stop" if cancelled.again else "asked ECS to stop"
         console.print(plain(f"{verb} task {task}"), style="dim", soft_wrap=True)
     elif job.attempt is None:
