@@ -295,9 +295,16 @@ def test_pools_usage_and_configuration_errors(warm: CliHarness, tmp_path: Path) 
     missing = warm.run("pools", "--catalog", "catalog.json", "--json")
     assert missing.exit_code == 2 and "the pool table" in missing.stderr and "--pool-table" in missing.stderr
     assert missing.stdout == ""
-    # The packaged catalog declares no pool: nothing to read, nothing to say but that.
-    assert warm.json("pools") == {"at": "2026-11-28T12:00:00.000Z", "pools": []}
-    assert warm.ok("pools").stdout.strip() == "The catalog declares no warm pool."
+    # A catalog with no pool: nothing to read, nothing to say but that.
+    document = json.loads((ROOT / "layers/batchgate/batchgate/catalog.json").read_text())
+    document.pop("pools", None)
+    for batch in document["batches"].values():
+        for field in ("pool", "run_mode", "preload"):
+            batch.pop(field, None)
+    no_pools = tmp_path / "no-pools.json"
+    no_pools.write_text(json.dumps(document))
+    assert warm.json("pools", "--catalog", str(no_pools)) == {"at": "2026-11-28T12:00:00.000Z", "pools": []}
+    assert warm.ok("pools", "--catalog", str(no_pools)).stdout.strip() == "The catalog declares no warm pool."
     bad_urls = warm.run(
         "pools", "--catalog", "catalog.json", "--pool-table", POOL_TABLE, "--pool-queue-urls", "x"
     )
