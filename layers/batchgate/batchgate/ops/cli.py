@@ -54,6 +54,8 @@ from batchgate.ops.stack_outputs import AwsSession, ConfigurationError, Target
 from batchgate.ops.stats import StatsRow, summarize
 
 if TYPE_CHECKING:
+    import boto3
+
     from batchgate.domain.catalog import Catalog
     from batchgate.ops.whatif.model import WhatIfSettings
     from batchgate.ops.whatif.outcome import PolicyOutcome
@@ -102,18 +104,22 @@ class AwsFailure(click.ClickException):
 
 @dataclass
 class AppContext:
-    """ctx.obj: where to look (from the options) and, once a command needs it, one AWS session."""
+    """ctx.obj: where to look (from the options) and, once a command needs it, one AWS session.
+
+    `boto_session`: the boto3 session to make the clients with (by default one of the command's own, from
+    the profile and region it is given)."""
 
     target: Target = field(default_factory=Target)
     clock: Callable[[], datetime] = utc_now
     user: str | None = None
+    boto_session: boto3.session.Session | None = None
     _session: AwsSession | None = None
     _console: Console | None = None
 
     @property
     def session(self) -> AwsSession:
         if self._session is None:
-            self._session = AwsSession(self.target)
+            self._session = AwsSession(self.target, self.boto_session)
         return self._session
 
     def table(self) -> JobTable:
