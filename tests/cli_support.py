@@ -4,6 +4,7 @@ CLI reads, and a runner that points the CLI at them with a fixed clock."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from batchgate.services.dispatch import DispatchResult
 from botocore.stub import Stubber
 from click.testing import CliRunner, Result
 
-from tests.conftest import REGION, Stack, event_fixture
+from tests.conftest import MOTO, REGION, Stack, event_fixture
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 USER = "ops-tester"
@@ -38,11 +39,11 @@ class CliHarness:
     now: datetime = NOW
     extra: list[str] = field(default_factory=list)
 
-    @property
+    @functools.cached_property
     def sqs(self) -> Any:
         return boto3.client("sqs", region_name=REGION)
 
-    @property
+    @functools.cached_property
     def logs(self) -> Any:
         return boto3.client("logs", region_name=REGION)
 
@@ -68,8 +69,10 @@ class CliHarness:
         ]
 
     def run(self, *args: str, input: str | None = None, target: bool = True) -> Result:
+        """The CLI with `args`; with `target`, pointed at the harness's resources through the test's
+        boto3 session (without, the CLI finds its target and makes its session as for a user)."""
         runner = CliRunner(mix_stderr=False)
-        context = AppContext(clock=lambda: self.now, user=USER)
+        context = AppContext(clock=lambda: self.now, user=USER, boto_session=MOTO.session if target else None)
         arguments = [*(self.target_args() if target else []), *args]
         return runner.invoke(cli, arguments, obj=context, input=input, catch_exceptions=False)
 

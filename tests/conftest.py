@@ -1,8 +1,13 @@
 """Shared fixtures: an in-process moto account with the stack's table, an ECS cluster with the
-catalog's task definitions, and the Lambda handlers loaded from `functions/`."""
+catalog's task definitions, and the Lambda handlers loaded from `functions/`.
+
+The moto account's EC2 part (default VPC) is built once per test process and every other service
+starts empty in every test (tests/moto_world.py)."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib.util
 import json
 import os
@@ -29,13 +34,26 @@ from batchgate.ops.template import load_template, table_definition
 from batchgate.services.dispatch import Dispatcher
 from batchgate.services.settings import Settings
 from batchgate.services.track import Tracker
-from moto import mock_aws
+
+from tests.moto_world import MotoWorld
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 REGION = "us-east-1"
 CLUSTER = "batchgate-dev"
 TABLE = "batchgate-test-jobs"
+# This process's moto account (one per xdist worker).
+MOTO = MotoWorld(REGION)
+
+
+@functools.cache
+def _template() -> dict[str, Any]:
+    return load_template(ROOT / "template.yaml")
+
+
+def template_table(logical_id: str = "JobTable") -> dict[str, Any]:
+    """CreateTable parameters of one of template.yaml's tables (the template is read once)."""
+    return copy.deepcopy(table_definition(_template(), logical_id))
 
 
 def event_fixture(name: str) -> dict[str, Any]:
@@ -91,18 +109,16 @@ def _powertools_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def aws() -> Iterator[None]:
-    with mock_aws():
+    """moto, every service empty but EC2's default VPC (the same in every test)."""
+    with MOTO.mocked():
         yield
 
 
 def create_stack_resources(region: str = REGION, table_name: str = TABLE) -> Stack:
     """The table exactly as template.yaml declares it, plus a cluster and the catalog's task
-    definitions (awslogs configured, as ECS would have them)."""
+    definitions (awslogs configured, as ECS would have them). Inside `MOTO.mocked()`."""
     dynamodb = boto3.client("dynamodb", region_name=region)
-    dynamodb.create_table(
-        TableName=table_name,
-        **table_definition(load_template(ROOT / "template.yaml")),
-    )
+    dynamodb.create_table(TableName=table_name, **template_table())
     ecs = boto3.client("ecs", region_name=region)
     cluster_arn = ecs.create_cluster(clusterName=CLUSTER)["cluster"]["clusterArn"]
     catalog = load_catalog()
@@ -131,14 +147,12 @@ def create_stack_resources(region: str = REGION, table_name: str = TABLE) -> Sta
                 }
             ],
         )
-    ec2 = boto3.client("ec2", region_name=region)
-    subnets = [subnet["SubnetId"] for subnet in ec2.describe_subnets()["Subnets"]][:2]
-    groups = [group["GroupId"] for group in ec2.describe_security_groups()["SecurityGroups"]][:1]
+    assert region == MOTO.region and MOTO.subnets, "create_stack_resources runs inside MOTO.mocked()"
     settings = Settings(
         table_name=table_name,
         cluster=cluster_arn,
-        subnets=tuple(subnets),
-        security_groups=tuple(groups),
+        subnets=MOTO.subnets,
+        security_groups=MOTO.security_groups,
     )
     return Stack(
         settings=settings,
@@ -151,9 +165,7 @@ def create_stack_resources(region: str = REGION, table_name: str = TABLE) -> Sta
 
 def create_history_table(client: Any, name: str) -> None:
     """The history table as template.yaml declares it."""
-    client.create_table(
-        TableName=name, **table_definition(load_template(ROOT / "template.yaml"), "HistoryTable")
-    )
+    client.create_table(TableName=name, **template_table("HistoryTable"))
 
 
 def create_pool_table(client: Any, name: str) -> None:

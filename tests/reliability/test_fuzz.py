@@ -20,7 +20,7 @@ from batchgate.services.dispatch import Dispatcher, DispatchResult
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Stack, create_stack_resources, event_fixture
+from tests.conftest import MOTO, Stack, create_stack_resources, event_fixture
 from tests.reliability.conftest import TALLY
 
 MESSAGE_NUMBERS = itertools.count()
@@ -53,9 +53,7 @@ class NoEcs(EcsTasks):
 
 @pytest.fixture(scope="module")
 def fuzz_stack() -> Any:
-    from moto import mock_aws
-
-    with mock_aws():
+    with MOTO.mocked():
         yield create_stack_resources(table_name="batchgate-fuzz-jobs")
 
 

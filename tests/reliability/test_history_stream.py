@@ -20,9 +20,8 @@ from batchgate.adapters.history_table import HistoryTable
 from batchgate.services.history_feed import HistoryFeed
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from moto import mock_aws
 
-from tests.conftest import ROOT, LambdaContextStub, create_history_table, event_fixture
+from tests.conftest import MOTO, ROOT, LambdaContextStub, create_history_table, event_fixture
 from tests.reliability.conftest import TALLY
 from tests.reliability.test_faults import _RandomFaults
 
@@ -116,7 +115,7 @@ def test_every_finished_attempt_is_folded_once_whatever_fails(
 ) -> None:
     rng = random.Random(seed)
     records = job_stream(jobs, rng)
-    with mock_aws():
+    with MOTO.mocked():
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_history_table(client, HISTORY_TABLE)
         faulty = _RandomFaults(client, rng, rate, ("get_item", "put_item"))

@@ -1,0 +1,104 @@
+"""One moto account per test process, set up once and cleaned cheaply between tests.
+
+Building moto's EC2 backend (the default VPC, its subnets and security groups) takes most of a second,
+and `mock_aws()` rebuilds it at every start and stop. Here it is built once per process (per xdist
+worker) and kept aside between tests; every other service (DynamoDB, SQS, ECS, logs, ...) starts empty
+in every test, as with a fresh `mock_aws()`. What tests do to EC2 (ECS tasks add network interfaces)
+is undone after each test, so no test sees another's state.
+
+Clients share one boto3 session (`boto3.DEFAULT_SESSION` while a test is mocked): loading a service's
+model once per process instead of once per test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from moto import mock_aws
+from moto.core.base_backend import BackendDict
+from moto.core.custom_responses_mock import reset_responses_mock
+from moto.core.model_instances import reset_model_data
+from moto.core.models import MockAWS, responses_mock
+from moto.ec2.models import ec2_backends
+
+ACCOUNT = "123456789012"
+# The service backends in use (moto's own list, which its reset goes through).
+IN_USE: list[Any] = vars(BackendDict)["_instances"]
+
+
+@dataclass
+class MotoWorld:
+    """The EC2 part of the account (default VPC, subnets, security groups), built on first use."""
+
+    region: str
+    subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    session: boto3.session.Session | None = None
+    _ec2: Any = None
+    _enis: dict[str, set[str]] = field(default_factory=dict)
+
+    @contextmanager
+    def mocked(self) -> Iterator[None]:
+        """moto on, with the world in place and every other service empty; as it was after."""
+        outermost = MockAWS._nested_count == 0
+        mock = mock_aws()
+        mock.start(reset=False)
+        try:
+            if outermost:
+                _clear_services()
+                self._attach()
+            if self.session is None:
+                self.session = boto3.session.Session()
+            boto3.DEFAULT_SESSION = self.session  # restored when the mock stops
+            yield
+        finally:
+            if outermost:
+                self._detach()
+            mock.stop(remove_data=False)
+            if outermost:
+                _clear_services()
+                reset_responses_mock(responses_mock)
+                reset_model_data()
+
+    def _attach(self) -> None:
+        if self._ec2 is None:
+            ec2 = ec2_backends[ACCOUNT]  # the default VPC is built here, once
+            backend = ec2[self.region]
+            self.subnets = tuple(subnet.id for subnet in backend.describe_subnets())[:2]
+            self.security_groups = tuple(group.id for group in backend.describe_security_groups())[:1]
+            self._ec2 = ec2
+        else:
+            dict.__setitem__(ec2_backends, ACCOUNT, self._ec2)
+            if ec2_backends not in IN_USE:
+                IN_USE.append(ec2_backends)
+        self._enis = {region: set(backend.enis) for region, backend in self._ec2.items()}
+
+    def _detach(self) -> None:
+        """Undo what the test did to EC2 (the network interfaces of ECS tasks) and put the world aside,
+        out of reach of a plain `mock_aws()`'s reset."""
+        for region, backend in self._ec2.items():
+            kept = self._enis.get(region)
+            if kept is None:
+                # A region first used by this test: built again when next needed.
+                dict.__delitem__(self._ec2, region)
+                continue
+            for eni_id in set(backend.enis) - kept:
+                del backend.enis[eni_id]
+        dict.pop(ec2_backends, ACCOUNT, None)
+        if not ec2_backends and ec2_backends in IN_USE:
+            IN_USE.remove(ec2_backends)
+
+
+def _clear_services() -> None:
+    """Every service but the world's EC2 account back to empty, without building anything again."""
+    for backends in list(IN_USE):
+        if backends is ec2_backends:
+            for account in [account for account in backends if account != ACCOUNT]:
+                dict.__delitem__(backends, account)
+            continue
+        backends.clear()
+        IN_USE.remove(backends)
