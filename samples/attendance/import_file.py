@@ -2,7 +2,8 @@
 
 Stands in for the attendance image in the local stack. A key containing "missing" exits 1 (the file is
 not there), as a real import does. A key containing "flaky" exits 75 (EX_TEMPFAIL: try again later)
-on the job's first attempt ($BATCHGATE_ATTEMPT) and imports on the next.
+on the job's first attempt ($BATCHGATE_ATTEMPT) and imports on the next. A key containing "slow"
+takes a minute (a job to stop, cancel or lose its worker under).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 ROWS = 3
 ROW_SECONDS = 0.2
 TEMPORARY_FAILURE = 75
+SLOW_SECONDS = 60.0
 
 
 def main(arguments: list[str]) -> int:
@@ -28,6 +30,9 @@ def main(arguments: list[str]) -> int:
     if "flaky" in key and os.environ.get("BATCHGATE_ATTEMPT", "1") == "1":
         print(f"attendance: {key}: storage busy, try again later", file=sys.stderr)
         return TEMPORARY_FAILURE
+    if "slow" in key:
+        print(f"attendance: {key}: a large file", flush=True)
+        time.sleep(SLOW_SECONDS)
     for row in range(1, ROWS + 1):
         time.sleep(ROW_SECONDS)
         print(f"attendance: {key}: row {row} imported")
