@@ -88,3 +88,13 @@ def test_a_pool_task_killed_under_a_job_fails_its_attempt_at_once_and_ecs_runs_t
     cancelled = cli(stack, "cancel", job_id)
     assert cancelled.returncode == 0, cancelled.stderr
     assert stack.wait_for(job_id).status is JobStatus.CANCELLED
+
+
+def test_a_closed_pool_sends_warm_jobs_to_ecs_at_once(tmp_path: Path) -> None:
+    arguments = ["--catalog", str(short_timeout_catalog(tmp_path)), "--pool-tasks", "0"]
+    with running_stack(tmp_path, arguments) as closed:
+        job_id = closed.submit(WARM_BATCH, ["uploads/warm/night.csv"], "warm-night")
+        job = closed.wait_for(job_id)
+    assert job.status is JobStatus.SUCCEEDED, job.reason
+    assert [attempt.strategy for attempt in job.attempts] == ["FARGATE"]
+    assert job.plan is not None and "no free slot" in job.plan.reason

@@ -93,6 +93,12 @@ def stack_options[F: Callable[..., Any]](function: F) -> F:
             is_flag=True,
             help="Run every task as a local process, even where Docker has the task definition's image.",
         ),
+        click.option(
+            "--pool-tasks",
+            type=click.IntRange(0, 16),
+            help="Worker processes per warm pool (default: each pool's first schedule window's tasks, the "
+            "pool open; 0: every pool closed, warm jobs go to ECS).",
+        ),
         click.option("--verbose", "-v", is_flag=True, help="Also print the functions' output here."),
     ]
     for decorator in reversed(decorators):
@@ -118,6 +124,7 @@ def build_options(
         echo=(lambda line: console.print(line, highlight=False, markup=False)) if given["verbose"] else None,
         docker=not given["no_docker"],
         images=name_value_pairs(given["images"], "--image", "FAMILY=IMAGE"),
+        pool_tasks=given["pool_tasks"],
     )
 
 
