@@ -112,8 +112,8 @@ def test_packaged_catalog_defines_the_three_batches() -> None:
         min_tasks=0,
         max_tasks=4,
         architecture="ARM64",
-        timezone="Asia/Tokyo",
-        windows=(PoolWindow("cron(0 8 ? * MON-FRI *)", "cron(0 20 ? * MON-FRI *)", 2),),
+        timezone="Europe/London",
+        windows=(PoolWindow("cron(0 7 ? * MON-FRI *)", "cron(0 19 ? * MON-FRI *)", 2),),
     )
     assert catalog.batches_of("attendance") == (attendance,)
     assert (

@@ -1060,7 +1060,7 @@ def test_each_pool_scales_on_its_schedule_and_busy_slots(template: dict[str, Any
     actions = target.get("ScheduledActions", [])
     assert len(actions) == 2 * len(pool.windows)
     for window, (start, end) in zip(pool.windows, zip(actions[::2], actions[1::2], strict=True), strict=True):
-        assert start["Timezone"] == end["Timezone"] == pool.timezone == "Asia/Tokyo"
+        assert start["Timezone"] == end["Timezone"] == pool.timezone == "Europe/London"
         assert (start["Schedule"], end["Schedule"]) == (window.start, window.end)
         # Both bounds at each edge: lowering the minimum alone never scales in.
         assert start["ScalableTargetAction"] == {"MinCapacity": window.tasks, "MaxCapacity": pool.max_tasks}

@@ -4,13 +4,14 @@ its settings; by hand on tiny traces."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from batchgate.domain import strategy
-from batchgate.domain.catalog import BatchSpec, load_catalog
+from batchgate.domain.catalog import BatchSpec, Catalog, load_catalog, parse_catalog
 from batchgate.domain.jobs import LaunchPlan
 from batchgate.domain.pools import WarmSlots
 from batchgate.domain.strategy_settings import FARGATE, WARM
@@ -35,13 +36,25 @@ EXACT = replace(
 )
 
 
+def catalog_without_pools() -> Catalog:
+    """The packaged catalog with its pools taken out: the replay's own pool (warm_* settings) serves."""
+    document = json.loads(
+        (Path(__file__).resolve().parents[1] / "layers/batchgate/batchgate/catalog.json").read_text()
+    )
+    document.pop("pools", None)
+    for batch in document["batches"].values():
+        for field in ("pool", "run_mode", "preload"):
+            batch.pop(field, None)
+    return parse_catalog(document)
+
+
 def short(at: float, run: float = 15.0, batch: str = "attendance-import") -> TraceJob:
     return TraceJob(batch=batch, submitted_at=DAY0 + at, cpu=512, memory=1024, run_seconds=run)
 
 
 def replay_warm(settings: WhatIfSettings, *jobs: TraceJob) -> tuple[list[JobRun], list[WarmPoolRun]]:
     trace = make_trace(jobs, source="hand")
-    return replay_with_pools(trace, AdaptiveWarm(load_catalog(), settings, trace.jobs), settings)
+    return replay_with_pools(trace, AdaptiveWarm(catalog_without_pools(), settings, trace.jobs), settings)
 
 
 # --- planning: the dispatcher's plan_launch, with the pool's slots ---------------------------------------
@@ -124,7 +137,7 @@ def test_a_schedule_window_is_read_in_its_zone_and_days() -> None:
 def test_the_pool_is_billed_for_its_scheduled_hours(provider: str, architecture: str, hourly: float) -> None:
     settings = replace(EXACT, warm_capacity_provider=provider, warm_architecture=architecture)
     trace = make_trace([short(8 * HOUR)], source="hand")
-    policy = AdaptiveWarm(load_catalog(), settings, trace.jobs)
+    policy = AdaptiveWarm(catalog_without_pools(), settings, trace.jobs)
     runs, pools = replay_with_pools(trace, policy, settings)
     outcome: PolicyOutcome = summarize(policy, runs, trace, settings, pools)
     # Two tasks 07:00-19:00 (one weekday), each billed from its image pull (10 s after launch) to stop.
@@ -185,7 +198,7 @@ def test_the_retry_after_a_stopped_pool_task_is_planned_with_its_stop_code(
 
 
 def test_short_batches_go_to_the_pool_by_their_measured_run_time_and_catalog_pools_always() -> None:
-    catalog = load_catalog()
+    catalog = catalog_without_pools()
     jobs = [
         short(0, run=15),
         short(1, run=14, batch="leave-balance-sync"),
@@ -199,6 +212,9 @@ def test_short_batches_go_to_the_pool_by_their_measured_run_time_and_catalog_poo
     assert warm_assignments(catalog, replace(DEFAULT_WHATIF_SETTINGS, warm_batches="catalog"), jobs) == {}
     named = replace(DEFAULT_WHATIF_SETTINGS, warm_batches="report-export")
     assert warm_assignments(catalog, named, jobs) == {"report-export": WHATIF_POOL}
+    # A batch whose catalog entry names a pool always uses that pool (the packaged attendance pool).
+    packaged = load_catalog()
+    assert warm_assignments(packaged, DEFAULT_WHATIF_SETTINGS, jobs)["attendance-import"] == "attendance"
 
 
 # --- settings -------------------------------------------------------------------------------------------
@@ -237,10 +253,12 @@ def test_good_warm_settings_reach_the_pool() -> None:
 def test_a_pool_of_one_task_is_a_single_point_of_failure() -> None:
     trace = make_trace([short(8 * HOUR)], source="hand")
     one = replace(EXACT, warm_pool_tasks=1)
-    assert AdaptiveWarm(load_catalog(), one, trace.jobs).single_points_of_failure(one)[0] == 1
+    assert AdaptiveWarm(catalog_without_pools(), one, trace.jobs).single_points_of_failure(one)[0] == 1
     one_zone = replace(EXACT, warm_availability_zones=1)
-    assert AdaptiveWarm(load_catalog(), one_zone, trace.jobs).single_points_of_failure(one_zone)[0] == 1
-    assert AdaptiveWarm(load_catalog(), EXACT, trace.jobs).single_points_of_failure(EXACT)[0] == 0
+    assert (
+        AdaptiveWarm(catalog_without_pools(), one_zone, trace.jobs).single_points_of_failure(one_zone)[0] == 1
+    )
+    assert AdaptiveWarm(catalog_without_pools(), EXACT, trace.jobs).single_points_of_failure(EXACT)[0] == 0
 
 
 def test_plots_draw_the_warm_policy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -261,6 +279,6 @@ def test_plots_draw_the_warm_policy(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
     monkeypatch.setattr(Axes, "step", step)
     monkeypatch.setattr(Axes, "annotate", annotate)
-    outcomes = compare(make_trace([short(8 * HOUR)], source="hand"), load_catalog(), EXACT)
+    outcomes = compare(make_trace([short(8 * HOUR)], source="hand"), catalog_without_pools(), EXACT)
     write_plots(outcomes, tmp_path)
     assert labels.count("adaptive + warm pool") == 2  # the CDF's line and the cost plot's point
