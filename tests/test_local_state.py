@@ -43,3 +43,13 @@ def test_the_cli_says_at_once_that_a_state_file_is_stale(tmp_path: Path) -> None
 
 def test_a_state_file_of_a_running_stack_loads(tmp_path: Path) -> None:
     assert LocalState.load(state_file(tmp_path, os.getpid())).endpoint_url == "http://127.0.0.1:1"
+
+
+def test_up_with_an_invalid_catalog_says_why_without_a_traceback(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text('{"version": 1, "launch_classes": {}, "batches": {}}')
+    result = CliRunner().invoke(
+        local_group, ["up", "--state-file", str(tmp_path / "local.json"), "--catalog", str(catalog)]
+    )
+    assert result.exit_code == 1
+    assert "lists no batch" in result.output and "Traceback" not in result.output

@@ -1273,7 +1273,7 @@ def test_the_cli_finds_the_pool_table_and_queues_in_the_outputs(template: dict[s
         "Fn::Sub": "attendance=${PoolAttendanceDeadLetterQueue}"
     }
     assert {OUTPUTS[key] for key in ("PoolTableName", "PoolQueueUrls", "PoolDeadLetterQueueUrls")} == {
-        "pool_table",
+        "pool_table_name",
         "pool_queue_urls",
         "pool_dlq_urls",
     }

@@ -40,7 +40,7 @@ PIP_PLATFORM = ("--platform", "manylinux2014_aarch64", "--implementation", "cp",
 RUNTIME_VERSION = (3, 12)
 # The services the layer's part of the package creates clients for (a test keeps this in step with
 # the code).
-BOTOCORE_SERVICES = frozenset({"dynamodb", "ecs", "sqs"})
+BOTOCORE_SERVICES = frozenset({"dynamodb", "ecs", "events", "sqs"})
 # Parts of the package that never run in Lambda.
 NOT_SHIPPED = ("ops", "client.py", "worker")
 # Model keys that only botocore's documentation (docstrings, generated docs) reads.

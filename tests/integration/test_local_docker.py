@@ -50,6 +50,9 @@ def shell_export_catalog(directory: Path) -> Path:
     document["batches"]["report-export"]["command"] = ["sh", "-c", EXPORT_SCRIPT]
     # A command that does not exist, once (no retry of the start failure).
     document["batches"]["attendance-import"] |= {"command": [MISSING_COMMAND], "max_attempts": 1}
+    # On ECS, where a command that cannot start fails its task to start (off its warm pool).
+    for field in ("pool", "run_mode", "preload"):
+        document["batches"]["attendance-import"].pop(field, None)
     path = directory / "catalog.json"
     path.write_text(json.dumps(document))
     return path

@@ -85,14 +85,15 @@ def test_bad_input_is_rejected_with_the_reason(stack: Stack) -> None:
 
 
 def test_a_duplicate_delivery_starts_one_task(stack: Stack) -> None:
-    message = {"schema_version": 1, "batch": "attendance-import", "arguments": ["uploads/dup.csv"]}
+    # A batch that runs on ECS (attendance-import's duplicates are the warm lane's: tests/test_worker.py).
+    message = {"schema_version": 1, "batch": "payroll-calculation", "arguments": ["2026-11"]}
     body = json.dumps({**message, "idempotency_key": "it-duplicate"})
     # One SendMessageBatch: both copies usually reach the same dispatch invocation, concurrently.
     stack.sqs.send_message_batch(
         QueueUrl=stack.state["queue_url"],
         Entries=[{"Id": "first", "MessageBody": body}, {"Id": "second", "MessageBody": body}],
     )
-    job_id = job_id_for("attendance-import", "it-duplicate")
+    job_id = job_id_for("payroll-calculation", "it-duplicate")
 
     job = stack.wait_for(job_id)
 

@@ -6,7 +6,7 @@ import copy
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 import batchgate.services.sweep
@@ -17,6 +17,7 @@ from batchgate.adapters.history_table import HistoryTable
 from batchgate.adapters.job_table import JobTable
 from batchgate.adapters.jobs_queue import JobsQueue
 from batchgate.domain.jobs import Attempt, JobStatus, iso, job_id_for, parse_iso
+from batchgate.domain.pools import STALE_AFTER_SECONDS
 from batchgate.domain.relaunch import Relaunch
 from batchgate.domain.task_events import TIMELINE_FIELDS
 from batchgate.services.dispatch import Dispatcher, DispatchResult, RetryLater
@@ -472,8 +473,12 @@ def test_the_sweep_reads_by_key_only_jobs_old_enough_to_need_anything(
     sweep = replace(
         sweeper(stack, DescribedEcs(stack.ecs_client), sqs, 0),
         table=JobTable(stack.settings.table_name, dynamodb),  # type: ignore[arg-type]
+        catalog=replace(stack.catalog, pools=MappingProxyType({})),  # no warm lane: the ECS waits only
     )
     assert sweep.quiet_seconds(JobStatus.RUNNING) == 300  # the event grace; the shortest timeout is 600 s
+    # With a warm pool, running jobs are read as soon as a claimed attempt's heartbeat can go stale.
+    with_pools = replace(sweep, catalog=stack.catalog)
+    assert with_pools.quiet_seconds(JobStatus.RUNNING) == STALE_AFTER_SECONDS
     report = sweep.sweep()
     assert (report.examined, report.timed_out) == (1, 1)
     assert dynamodb.read == [old]

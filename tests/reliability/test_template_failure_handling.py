@@ -44,7 +44,13 @@ def test_every_dead_letter_queue_alarms_on_any_message(resources: dict[str, Any]
     assert (
         watched
         == queues
-        == {"JobsDeadLetterQueue", "TrackDeadLetterQueue", "HistoryDeadLetterQueue", *pool_queues}
+        == {
+            "JobsDeadLetterQueue",
+            "TrackDeadLetterQueue",
+            "HistoryDeadLetterQueue",
+            "JobEventsDeadLetterQueue",
+            *pool_queues,
+        }
     )
 
 
@@ -55,7 +61,11 @@ def test_every_function_alarms_on_errors(resources: dict[str, Any]) -> None:
         for a in alarms(resources).values()
         if a.get("MetricName") == "Errors"
     }
-    assert watched == functions == {"DispatchFunction", "TrackFunction", "HistoryFunction", "SweepFunction"}
+    assert (
+        watched
+        == functions
+        == {"DispatchFunction", "TrackFunction", "HistoryFunction", "SweepFunction", "JobEventsFunction"}
+    )
 
 
 def test_stuck_jobs_alarm_watches_the_metric_the_sweep_emits(resources: dict[str, Any]) -> None:
@@ -68,7 +78,9 @@ def test_stuck_jobs_alarm_watches_the_metric_the_sweep_emits(resources: dict[str
 
 def test_alarms_fire_above_zero_and_notify_the_optional_topic(resources: dict[str, Any]) -> None:
     found = alarms(resources)
-    assert len(found) == 8 + 3 * len(POOL_IDS)
+    # Four functions' errors, three DLQs and StuckJobs; the job events function's errors and DLQ; per
+    # pool its work queue's age, its DLQ and its heartbeats.
+    assert len(found) == 8 + 2 + 3 * len(POOL_IDS)
     for name, alarm in found.items():
         if not name.startswith(tuple(POOL_IDS)) or name.endswith("DeadLetterQueueAlarm"):
             assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold", name

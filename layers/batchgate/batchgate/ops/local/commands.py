@@ -15,6 +15,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from batchgate.domain.catalog import CatalogError
 from batchgate.ops.cli.context import PIPE_WIDTH
 from batchgate.ops.cli.options import name_value_pairs
 from batchgate.ops.local.demo import run_demo
@@ -159,7 +160,10 @@ def up(state_file: Path | None, sam_endpoint: str | None, **given: Any) -> None:
     state_path = state_file or local_state_path()
     _refuse_a_running_stack(console, state_path)
     options = build_options(console, ("none", 1.0), None, **given)
-    stack = LocalStack(replace(options, state_path=state_path, sam_endpoint_url=sam_endpoint))
+    try:
+        stack = LocalStack(replace(options, state_path=state_path, sam_endpoint_url=sam_endpoint))
+    except CatalogError as error:
+        raise click.ClickException(str(error)) from error
     started = time.monotonic()
     stop = threading.Event()
 
@@ -212,7 +216,7 @@ def demo(**given: Any) -> None:
     options = build_options(console, DEMO_START_PROFILE, DEMO_SCHEDULE_SECONDS, **given)
     try:
         code = run_demo(options, console)
-    except StackFailure as error:
+    except (StackFailure, CatalogError) as error:
         raise click.ClickException(str(error)) from error
     raise SystemExit(code)
 
