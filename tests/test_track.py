@@ -11,9 +11,9 @@ import boto3
 import pytest
 from batchgate.adapters.ecs import EcsTasks, LaunchOutcome
 from batchgate.adapters.jobs_queue import JobsQueue
-from batchgate.domain.jobs import Job, JobStatus, LaunchPlan
+from batchgate.domain.jobs import MAX_STORED_TEXT, Job, JobStatus, LaunchPlan
 from batchgate.domain.task_events import InvalidTaskEvent, TaskStateChange, apply_task_event
-from batchgate.services.dispatch import begin_attempt, fail_attempt, record_task
+from batchgate.services.dispatch import begin_attempt, fail_attempt, note_attempt_error, record_task
 from batchgate.services.track import JobNotFound, TrackResult
 from botocore.stub import Stubber
 from hypothesis import given, settings
@@ -402,3 +402,24 @@ def test_an_event_that_beats_dispatch_is_taken_over_by_the_attempt_it_names() ->
     )
     assert retried is not None and retried.attempt is not None and retried.attempt.number == 2
     assert apply_task_event(retried, change, "payroll") is None
+
+
+def test_long_reasons_from_ecs_are_cut_before_they_are_stored() -> None:
+    event = event_fixture("task-stopped-exit-1.json")
+    event["detail"]["stoppedReason"] = "s" * 5000
+    event["detail"]["containers"][0]["reason"] = "c" * 5000
+    change = TaskStateChange.from_event(event)
+    job = apply_task_event(_dispatched_pure_job_for(change.task_arn), change, "payroll")
+    assert job is not None and job.attempt is not None
+    assert len(job.attempt.stopped_reason or "") == MAX_STORED_TEXT
+    assert len(job.attempt.container_reason or "") == MAX_STORED_TEXT
+    assert len(job.reason or "") == MAX_STORED_TEXT and (job.reason or "").startswith("exit code 1")
+
+
+def test_long_errors_are_cut_before_they_are_stored() -> None:
+    failed = fail_attempt(_begun_pure_job(), 1, "RunTask InvalidParameterException: " + "e" * 5000, "t")
+    assert failed is not None and failed.attempt is not None
+    assert len(failed.attempt.error or "") == MAX_STORED_TEXT and len(failed.reason or "") == MAX_STORED_TEXT
+    noted = note_attempt_error(_begun_pure_job(), 1, "RunTask ServerException: " + "e" * 5000)
+    assert noted is not None and noted.attempt is not None
+    assert len(noted.attempt.error or "") == MAX_STORED_TEXT

@@ -273,7 +273,7 @@ def failure_reason(change: TaskStateChange, container: ContainerState | None) ->
         parts.append(change.stopped_reason)
     if container is not None and container.reason and container.reason not in parts:
         parts.append(container.reason)
-    return ": ".join(parts) if parts else "task stopped without an exit code"
+    return stored_text(": ".join(parts)) if parts else "task stopped without an exit code"
 
 
 def apply_task_event(
