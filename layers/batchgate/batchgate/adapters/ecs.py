@@ -110,24 +110,12 @@ class EcsTasks:
         """Every task of the cluster with this startedBy (a job id), running or recently stopped, as
         DescribeTasks describes it (overrides included). ListTasks lists RUNNING tasks unless asked."""
         arns: list[str] = []
+        pages = self._client.get_paginator("list_tasks")
         for desired_status in ("RUNNING", "STOPPED"):
-            token: str | None = None
-            while True:
-                if token is None:
-                    page = self._client.list_tasks(
-                        cluster=self.cluster, startedBy=started_by, desiredStatus=desired_status
-                    )
-                else:
-                    page = self._client.list_tasks(
-                        cluster=self.cluster,
-                        startedBy=started_by,
-                        desiredStatus=desired_status,
-                        nextToken=token,
-                    )
+            for page in pages.paginate(
+                cluster=self.cluster, startedBy=started_by, desiredStatus=desired_status
+            ):
                 arns.extend(arn for arn in page.get("taskArns", []) if arn not in arns)
-                token = page.get("nextToken")
-                if not token:
-                    break
         return self.describe_tasks(arns)
 
     def describe_tasks(self, task_arns: list[str]) -> list[dict[str, Any]]:
