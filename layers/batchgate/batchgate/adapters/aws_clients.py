@@ -24,15 +24,24 @@ if TYPE_CHECKING:
 # back-off, and a retry quota that stops a storm of retries against a failing service) and short
 # timeouts instead of botocore's 60 s: a Lambda waiting on a hung connection holds a whole SQS batch
 # hostage. botocore's own retries are safe for RunTask because every RunTask carries a clientToken, and
-# for DynamoDB because every job write is conditional.
-STANDARD_RETRIES = {"mode": "standard", "max_attempts": 3}
+# for the job table because its writes are conditional.
 CONNECT_TIMEOUT_SECONDS = 5
-ECS_CLIENT_CONFIG = Config(connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=20, retries=STANDARD_RETRIES)
-DYNAMODB_CLIENT_CONFIG = Config(
-    connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=10, retries=STANDARD_RETRIES
-)
+RETRY_ATTEMPTS = 3
+
+
+def _standard(read_timeout: int) -> Config:
+    return Config(
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        read_timeout=read_timeout,
+        retries={"mode": "standard", "max_attempts": RETRY_ATTEMPTS},
+    )
+
+
+ECS_CLIENT_CONFIG = _standard(read_timeout=20)
+DYNAMODB_CLIENT_CONFIG = _standard(read_timeout=10)
 # Above SQS's longest long poll (ReceiveMessage WaitTimeSeconds 20), so that a receive is never cut.
-SQS_CLIENT_CONFIG = Config(connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=30, retries=STANDARD_RETRIES)
+SQS_CLIENT_CONFIG = _standard(read_timeout=30)
+
 # botocore's default pool. A client shared by more threads than its pool has connections opens a new
 # connection (a TLS handshake) for each request beyond it and throws it away after: a client gets at
 # least as many connections as the threads that use it at once.
