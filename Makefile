@@ -12,6 +12,13 @@ export AWS_DEFAULT_REGION ?= us-east-1
 # Tests and benchmarks talk to moto only: never let the SDK look for an instance metadata endpoint.
 export AWS_EC2_METADATA_DISABLED := true
 export SAM_CLI_TELEMETRY := 0
+# pip itself, pinned with the hashes of its wheel and sdist (the venv's bundled pip only installs it).
+PIP_REQUIREMENT := pip==26.3 \
+	--hash=sha256:6c36ae7da8695be67e3cd9f7d87919667ced53f57ce2ede75d89b5912ed2bc4c \
+	--hash=sha256:f3b60b20ffaadd4415ed7957212a38ac63fa4c5fa375bd0f4a797777940fad13
+# What `make lock` compiles the locks with, in a throwaway environment.
+UV_REQUIREMENT := uv==0.13.8
+LOCK_TOOLS := .lock-tools
 
 .PHONY: install test test-fast lint format build validate invoke run bench lock clean
 
@@ -20,9 +27,9 @@ install: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "python3.12 is required (the Lambda runtime version)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON312) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --require-hashes -r <(echo '$(PIP_REQUIREMENT)')
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 ## The whole product on this machine, no AWS account: the embedded local stack runs the demo workload.
@@ -69,8 +76,19 @@ invoke: build
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+## requirements.lock (development) and layers/batchgate/requirements.txt (the layer, arm64) from their
+## .in files: every package pinned, with the hashes of each file of its release. Pins stay unless an .in
+## file changes them; `make lock UPGRADE=--upgrade` moves every package to its latest release.
 lock:
-	$(BIN)/python -m pip freeze --exclude-editable | sed '1i # Pinned development and test environment (make install). Regenerate with: make lock' > requirements.lock
+	@test -n "$(PYTHON312)" || { echo "python3.12 is required (the Lambda runtime version)"; exit 1; }
+	rm -rf $(LOCK_TOOLS) && $(PYTHON312) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/python -m pip install --quiet $(UV_REQUIREMENT)
+	$(LOCK_TOOLS)/bin/uv pip compile --quiet --generate-hashes --python-version 3.12 \
+		--custom-compile-command "make lock" $(UPGRADE) requirements.in -o requirements.lock
+	$(LOCK_TOOLS)/bin/uv pip compile --quiet --generate-hashes --python-version 3.12 \
+		--python-platform aarch64-manylinux2014 --custom-compile-command "make lock" $(UPGRADE) \
+		layers/batchgate/requirements.in -o layers/batchgate/requirements.txt
+	rm -rf $(LOCK_TOOLS)
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -4,17 +4,22 @@ rare paths use are made on their first use."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import batchgate
 import boto3
 import pytest
-from batchgate.adapters.aws_clients import OnFirstUse, dynamodb_client
+from batchgate.adapters.aws_clients import OnFirstUse, dynamodb_client, ecs_client, sqs_client
+from batchgate.adapters.ecs import EcsTasks
 from batchgate.domain.relaunch import Relaunch
+from botocore.stub import Stubber
 
 from tests.conftest import Stack, create_history_table
 
@@ -195,3 +200,55 @@ def test_botocores_default_pool_throws_away_the_connections_beyond_ten(
 ) -> None:
     # What sizing the pool prevents: 16 threads on a client with botocore's default pool of 10.
     assert connections_thrown_away(lambda: boto3.client("dynamodb"), 16, caplog) == 6
+
+
+@pytest.mark.parametrize("make", [dynamodb_client, ecs_client, sqs_client, lambda: dynamodb_client(32)])
+def test_every_client_retries_in_standard_mode_with_short_timeouts(make: Callable[[], Any]) -> None:
+    config = make().meta.config
+    assert config.retries["mode"] == "standard"
+    assert config.connect_timeout == 5
+    assert 0 < config.read_timeout <= 30
+
+
+# Hand-written paging: a request's continuation token set from the last response.
+HAND_PAGED = re.compile(
+    r"""\[["'](nextToken|NextToken|ExclusiveStartKey|Marker)["']\]\s*=(?!=)|\b(nextToken|NextToken|ExclusiveStartKey)=\w"""
+)
+# Not loops over every page: JobTable.page hands one page and its cursor to the caller (the CLI's
+# --next-token); GetLogEvents has no paginator (the stream's end is its forward token coming back).
+# ops/cli.py and ops/dead_letters.py are changed elsewhere.
+PAGED_BY_THE_CALLER = {"adapters/job_table.py", "ops/logs.py", "ops/cli.py", "ops/dead_letters.py"}
+
+
+def test_the_runtime_and_ops_page_with_boto3_paginators() -> None:
+    root = Path(batchgate.__file__).parent
+    hand_paged = sorted(
+        relative
+        for path in root.rglob("*.py")
+        if (relative := path.relative_to(root).as_posix()) not in PAGED_BY_THE_CALLER
+        and HAND_PAGED.search(path.read_text(encoding="utf-8"))
+    )
+    assert hand_paged == []
+
+
+def test_tasks_started_by_reads_every_page() -> None:
+    client = boto3.client("ecs", region_name="us-east-1")
+    stubber = Stubber(client)
+    for status, pages in (("RUNNING", [["a", "b"], ["c"]]), ("STOPPED", [["b", "d"]])):
+        for index, arns in enumerate(pages):
+            request = {"cluster": "c", "startedBy": "bg-x", "desiredStatus": status}
+            if index:
+                request["nextToken"] = f"{status}-{index}"
+            response: dict[str, Any] = {"taskArns": arns}
+            if index + 1 < len(pages):
+                response["nextToken"] = f"{status}-{index + 1}"
+            stubber.add_response("list_tasks", response, request)
+    stubber.add_response(
+        "describe_tasks",
+        {"tasks": [{"taskArn": arn} for arn in "abcd"]},
+        {"cluster": "c", "tasks": list("abcd")},
+    )
+    with stubber:
+        described = EcsTasks("c", client).tasks_started_by("bg-x")
+    assert [task["taskArn"] for task in described] == list("abcd")
+    stubber.assert_no_pending_responses()

@@ -378,6 +378,14 @@ def test_environment_is_optional_and_then_allows_nothing(tmp_path: Path) -> None
         ("attendance-import", ["uploads/a b.csv"], "argument 1 ('uploads/a b.csv') does not match"),
         ("report-export", ["headcount", "2026-11", "csv"], None),
         ("report-export", ["headcount", "$(id)"], "argument 2 ('$(id)') does not match"),
+        # Options and parent paths, though the patterns allow "-" and ".": refused by default.
+        ("payroll-calculation", ["--dry-run"], "argument 1 ('--dry-run') starts with '-'"),
+        ("payroll-calculation", ["2026-11", "-x"], "argument 2 ('-x') starts with '-'"),
+        ("attendance-import", ["../etc/passwd"], "argument 1 ('../etc/passwd') has a '..' path segment"),
+        ("attendance-import", ["uploads/../../secrets.csv"], "has a '..' path segment"),
+        ("attendance-import", ["uploads/.."], "has a '..' path segment"),
+        ("report-export", ["headcount", "dir=.."], "argument 2 ('dir=..') has a '..' path segment"),
+        ("attendance-import", ["uploads/v1..v2/acme...csv"], None),
     ],
 )
 def test_argument_rules(batch: str, arguments: list[str], problem: str | None) -> None:
@@ -387,6 +395,51 @@ def test_argument_rules(batch: str, arguments: list[str], problem: str | None) -
         assert found is None
     else:
         assert found is not None and problem in found
+
+
+def test_a_batch_opts_in_to_options_and_parent_paths(tmp_path: Path) -> None:
+    document = packaged_document()
+    arguments = document["batches"]["attendance-import"]["arguments"]
+    arguments.update(allow_options=True, allow_parent_paths=True)
+    spec = load_catalog(write_catalog(tmp_path, document)).batches["attendance-import"]
+    assert spec.argument_problem(["--verbose"]) is None
+    assert spec.argument_problem(["../shared/file.csv"]) is None
+    assert spec.argument_problem(["a b"]) is not None  # the pattern still applies
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sh", "-c", "export $1"],
+        ["/bin/bash", "-c", "run"],
+        ["bash", "--norc", "-ec", "run"],
+        ["/usr/bin/env", "zsh", "-c", "run"],
+        ["busybox", "sh", "-c", "run"],
+    ],
+)
+def test_a_shell_script_command_needs_the_shell_mark(tmp_path: Path, command: list[str]) -> None:
+    document = packaged_document()
+    document["batches"]["report-export"]["command"] = command
+    with pytest.raises(CatalogError, match=r"batch 'report-export': field 'command' .* \"shell\": true"):
+        load_catalog(write_catalog(tmp_path, document))
+    document["batches"]["report-export"]["shell"] = True
+    assert load_catalog(write_catalog(tmp_path, document)).batches["report-export"].command == tuple(command)
+
+
+@pytest.mark.parametrize(
+    "command", [["sh", "/app/export.sh"], ["bash", "-e", "/app/export.sh"], ["python", "-c", "print(1)"]]
+)
+def test_a_shell_running_a_script_file_needs_no_mark(tmp_path: Path, command: list[str]) -> None:
+    document = packaged_document()
+    document["batches"]["report-export"]["command"] = command
+    assert load_catalog(write_catalog(tmp_path, document)).batches["report-export"].command == tuple(command)
+
+
+def test_catalog_flags_are_booleans(tmp_path: Path) -> None:
+    document = packaged_document()
+    document["batches"]["report-export"]["arguments"]["allow_options"] = "yes"
+    with pytest.raises(CatalogError, match=r"'arguments\.allow_options' must be true or false"):
+        load_catalog(write_catalog(tmp_path, document))
 
 
 @pytest.mark.parametrize(

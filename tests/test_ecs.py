@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import boto3
 import pytest
 from batchgate.adapters.ecs import EcsTasks, LaunchOutcome, PermanentLaunchError, RetryableLaunchError
+from batchgate.domain.jobs import MAX_STORED_TEXT
 from botocore.stub import Stubber
 
 from tests.conftest import Stack
@@ -70,3 +72,24 @@ def test_task_definition_is_read_once_per_container(stack: Stack) -> None:
     ecs.log_pointer(arn, "reports", "arn:x/1")
     with Stubber(stack.ecs_client):  # any further call would fail: the stubber has no responses
         assert ecs.log_pointer(arn, "reports", "arn:x/2") is not None
+
+
+LONG = "x" * 5000
+
+
+def test_aws_texts_are_cut_to_what_a_job_stores() -> None:
+    client = boto3.client("ecs", region_name="us-east-1")
+    stubber = Stubber(client)
+    stubber.add_client_error("run_task", service_error_code="InvalidParameterException", service_message=LONG)
+    stubber.add_response(
+        "run_task", {"tasks": [], "failures": [{"arn": "a", "reason": LONG, "detail": LONG}] * 3}
+    )
+    tasks = EcsTasks("cluster", client)
+    with stubber:
+        with pytest.raises(PermanentLaunchError) as refused:
+            tasks.run_task({"taskDefinition": "x"})
+        outcome = tasks.run_task({"taskDefinition": "x"})
+    assert len(refused.value.reason) == MAX_STORED_TEXT and refused.value.reason.endswith("…")
+    assert len(str(refused.value)) == MAX_STORED_TEXT
+    assert all(len(value) <= MAX_STORED_TEXT for failure in outcome.failures for value in failure.values())
+    assert len(outcome.failure_summary()) == MAX_STORED_TEXT

@@ -201,6 +201,31 @@ def test_records_after_a_failed_one_fail_unfolded_and_the_retry_folds_each_once(
     assert (stored.observed, version) == (3, 3)
 
 
+def test_a_time_stored_unreadable_fails_no_record_and_holds_back_no_other_job(
+    stack: Stack, history: HistoryTable
+) -> None:
+    """Times stored before task events were checked: the phases they bound go unmeasured, the rest of
+    the attempt still counts, and the records after it fold in the same invocation."""
+    running, stopped = stopped_job(stack)
+    attempt = stopped.attempts[0]
+    damaged = dataclasses.replace(
+        stopped,
+        attempts=(dataclasses.replace(attempt, timeline={**attempt.timeline, "created": "1764324001482"}),),
+    )
+    records = [
+        stop_record(21, running, damaged, "bg-job-21"),
+        stop_record(22, running, stopped, "bg-job-22"),
+    ]
+
+    fold = HistoryFeed(history).in_order()
+    assert [fold(record) for record in records] == [1, 1]
+
+    summary = history.get("payroll-calculation", "FARGATE")[0].summary()
+    assert round(summary.count) == 2 and summary.success_rate == 1.0
+    assert summary.run_p50 == pytest.approx(878.08, rel=TOLERANCE)  # both attempts' runs
+    assert summary.start_p50 == pytest.approx(26.06, rel=TOLERANCE)  # the readable attempt's start
+
+
 def test_a_record_that_holds_no_job_is_a_clear_error() -> None:
     record = {"eventName": "MODIFY", "dynamodb": {"SequenceNumber": "7", "NewImage": {"job_id": {"S": "x"}}}}
     with pytest.raises(UnreadableJobImage, match=r"stream record 7 .* holds no readable job"):

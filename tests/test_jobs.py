@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from batchgate.domain.jobs import (
     BATCH_NAME_PATTERN,
+    MAX_STORED_TEXT,
     Attempt,
     Job,
     JobStatus,
@@ -10,6 +11,7 @@ from batchgate.domain.jobs import (
     client_token,
     is_job_id,
     job_id_for,
+    stored_text,
 )
 
 
@@ -85,3 +87,10 @@ def test_item_round_trip_keeps_every_field() -> None:
     assert item["strategy_reason"] == "catalog default"
     assert item["log_stream"] == "batch/x/abc"
     assert item["attempt"] == 1
+
+
+def test_stored_text_cuts_long_texts_and_keeps_short_ones() -> None:
+    assert stored_text("short") == "short"
+    assert stored_text("x" * MAX_STORED_TEXT) == "x" * MAX_STORED_TEXT
+    cut = stored_text("y" * (MAX_STORED_TEXT + 1))
+    assert len(cut) == MAX_STORED_TEXT and cut.endswith("…")

@@ -8,6 +8,7 @@ import ast
 import json
 import marshal
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -242,3 +243,48 @@ def test_the_package_is_copied_without_local_bytecode(tmp_path: Path) -> None:
     layer_build.copy_package(site, package)
 
     assert sorted(path.name for path in (site / "batchgate").iterdir()) == ["__init__.py", "catalog.json"]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+DEVELOPMENT_LOCK = ROOT / "requirements.lock"
+# A locked requirement: its name (extras dropped), version and the hashes on its continuation lines.
+LOCKED = re.compile(
+    r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)((?:\s*\\\n\s+--hash=sha256:[0-9a-f]{64})*)", re.M
+)
+
+
+def locked_pins(path: Path) -> dict[str, tuple[str, int]]:
+    """Every requirement of a lock file: normalised name -> (version, number of hashes)."""
+    return {
+        re.sub(r"[-_.]+", "-", name).lower(): (version, hashes.count("--hash="))
+        for name, version, hashes in LOCKED.findall(path.read_text())
+    }
+
+
+def requirement_lines(path: Path) -> list[str]:
+    """The requirements of a file without comments, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    return [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
+
+
+@pytest.mark.parametrize("lock", [layer_build.REQUIREMENTS, DEVELOPMENT_LOCK], ids=["layer", "development"])
+def test_every_locked_requirement_is_pinned_with_hashes(lock: Path) -> None:
+    lines = requirement_lines(lock)
+    pins = locked_pins(lock)
+    assert len(pins) == len(lines) > 0  # nothing unpinned, no option lines that would loosen the lock
+    assert all(hashes > 0 for _, hashes in pins.values()), pins
+
+
+def test_the_layer_ships_the_development_versions_of_what_it_shares() -> None:
+    layer, development = locked_pins(layer_build.REQUIREMENTS), locked_pins(DEVELOPMENT_LOCK)
+    assert {"aws-lambda-powertools", "boto3", "botocore", "aws-xray-sdk", "fastjsonschema"} <= set(layer)
+    assert {name: pin[0] for name, pin in layer.items()} == {name: development[name][0] for name in layer}
+
+
+def test_the_layer_installs_only_hash_checked_requirements(tmp_path: Path) -> None:
+    """pip refuses a requirement without a hash before it downloads anything."""
+    unhashed = tmp_path / "requirements.txt"
+    unhashed.write_text("six==1.17.0\n")
+    with pytest.raises(subprocess.CalledProcessError):
+        layer_build.install_requirements(tmp_path / "site", unhashed)
+    assert not (tmp_path / "site" / "six.py").exists()

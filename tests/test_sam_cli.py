@@ -17,6 +17,8 @@ from pathlib import Path
 import layer_build
 import pytest
 
+from tests.test_layer_build import locked_pins
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,10 +109,8 @@ def test_sam_build_packages_the_layer_and_both_functions(tmp_path: Path) -> None
     # boto3 and botocore ship together at the pinned versions, so the layer never pairs the
     # runtime's boto3 with another botocore.
     shipped = {path.name.split("-")[0]: path.name for path in layer.glob("boto*-*.dist-info")}
-    pins = dict(
-        line.split("==") for line in (ROOT / "layers" / "batchgate" / "requirements.txt").read_text().split()
-    )
-    assert shipped == {name: f"{name}-{pins[name]}.dist-info" for name in ("boto3", "botocore")}
+    pins = locked_pins(ROOT / "layers" / "batchgate" / "requirements.txt")
+    assert shipped == {name: f"{name}-{pins[name][0]}.dist-info" for name in ("boto3", "botocore")}
 
     # layer_build.py: arm64 wheels, the models of the services the package calls, and bytecode Lambda
     # uses from a read-only /opt (hash-based, with the deployed paths).

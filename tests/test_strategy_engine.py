@@ -100,9 +100,23 @@ CASES = [
     pytest.param(
         "payroll-calculation",
         {"preference": "FARGATE_SPOT", "capacity": ROOMY},
-        ("FARGATE_SPOT", "FARGATE", "EC2"),
+        ("FARGATE_SPOT", "EC2", "FARGATE"),
         ["message preference"],
-        id="standard spot preference honoured",
+        id="standard spot preference honoured, on-demand last",
+    ),
+    pytest.param(
+        "report-export",
+        {"priority": 9},
+        ("FARGATE", "FARGATE_SPOT"),
+        ["priority 9 plans for latency", "fastest start: on-demand"],
+        id="bulk high priority starts on on-demand Fargate",
+    ),
+    pytest.param(
+        "report-export",
+        {"priority": 9, "preference": "FARGATE_SPOT"},
+        ("FARGATE_SPOT", "FARGATE"),
+        ["message preference"],
+        id="bulk high priority keeps an honoured Spot preference",
     ),
     pytest.param(
         "report-export", {}, ("FARGATE_SPOT", "FARGATE"), ["cheapest", "Spot start p50 55 s"], id="bulk spot"
@@ -268,6 +282,11 @@ def test_every_plan_uses_only_allowed_strategies_and_keeps_an_on_demand_fallback
         allowed.add(preference)
     assert set(chain) <= allowed
     assert "FARGATE" in chain  # on-demand Fargate is always there to fall back on
+    assert chain[0] == "FARGATE" or chain[-1] == "FARGATE"  # and nothing is tried after it
+    honoured = preference in launch_class.allowed_preferences
+    if priority >= DEFAULT_STRATEGY_SETTINGS.high_priority and not honoured:
+        # Planned for latency: the fastest start, EC2 when it is in the chain, else on-demand.
+        assert chain[0] == ("EC2" if "EC2" in chain else "FARGATE")
     assert len(set(chain)) == len(chain)
     if provider is None:
         assert "EC2" not in chain

@@ -32,6 +32,8 @@ from batchgate.services.settings import Settings
 from cfnlint.decode.cfn_yaml import load as load_cfn_yaml  # type: ignore[import-untyped]
 from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
 
+from tests.test_layer_build import locked_pins
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 SAMCONFIG = ROOT / "samconfig.toml"
@@ -859,18 +861,19 @@ def test_layer_is_built_from_the_package_with_its_requirements(template: dict[st
         assert function_setting(template, function, "Architectures") == ["arm64"], function
     assert "manylinux2014_aarch64" in layer_build.PIP_PLATFORM
     assert (ROOT / "layers" / "batchgate" / "batchgate" / "__init__.py").is_file()
-    requirements = [line for line in LAYER_REQUIREMENTS.read_text().splitlines() if line.strip()]
+    # What the layer asks for (requirements.in; requirements.txt locks it with everything it pulls in).
+    requirements = [
+        line
+        for line in LAYER_REQUIREMENTS.with_suffix(".in").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     # boto3 and botocore are pinned together: the tracer's aws-xray-sdk pulls in botocore, which
     # would otherwise shadow the runtime's with a version its boto3 was not released with.
-    locked = dict(
-        line.lower().replace("_", "-").split("==")
-        for line in (ROOT / "requirements.lock").read_text().splitlines()
-        if "==" in line
-    )
+    locked = locked_pins(ROOT / "requirements.lock")
     assert requirements == [
-        f"aws-lambda-powertools[tracer,validation]=={locked['aws-lambda-powertools']}",
-        f"boto3=={locked['boto3']}",
-        f"botocore=={locked['botocore']}",
+        f"aws-lambda-powertools[tracer,validation]=={locked['aws-lambda-powertools'][0]}",
+        f"boto3=={locked['boto3'][0]}",
+        f"botocore=={locked['botocore'][0]}",
     ]
 
 

@@ -11,9 +11,9 @@ import boto3
 import pytest
 from batchgate.adapters.ecs import EcsTasks, LaunchOutcome
 from batchgate.adapters.jobs_queue import JobsQueue
-from batchgate.domain.jobs import Job, JobStatus, LaunchPlan
+from batchgate.domain.jobs import MAX_STORED_TEXT, Job, JobStatus, LaunchPlan
 from batchgate.domain.task_events import InvalidTaskEvent, TaskStateChange, apply_task_event
-from batchgate.services.dispatch import begin_attempt, record_task
+from batchgate.services.dispatch import begin_attempt, fail_attempt, note_attempt_error, record_task
 from batchgate.services.track import JobNotFound, TrackResult
 from botocore.stub import Stubber
 from hypothesis import given, settings
@@ -291,3 +291,135 @@ def test_updated_at_has_milliseconds_and_is_never_before_the_task_stopped(stack:
     job = stack.table.get(PAYROLL_JOB)
     assert job is not None
     assert job.updated_at == event["detail"]["stoppedAt"]
+
+
+def _with(path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    """The stopped fixture event with the field at `path` (from the event's top) set to `value`."""
+    event = event_fixture("task-stopped-exit-1.json")
+    target: Any = event
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return event
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("time",), "yesterday"),
+        (("time",), 1764324005),
+        (("detail", "createdAt"), "not a time"),
+        (("detail", "startedAt"), 1764324001482),
+        (("detail", "stoppedAt"), "2026-13-45T99:00:00Z"),
+        (("detail", "pullStartedAt"), {"at": "2026-11-28T10:00:10.302Z"}),
+        (("detail", "stopCode"), {"code": "EssentialContainerExited"}),
+        (("detail", "stoppedReason"), 42),
+        (("detail", "containers"), {"name": "payroll"}),
+        (("detail", "containers"), ["payroll"]),
+        (("detail", "containers", 0, "exitCode"), "1"),
+        (("detail", "containers", 0, "exitCode"), True),
+        (("detail", "containers", 0, "reason"), ["OOM"]),
+        (("detail", "containers", 0, "name"), 7),
+        (("detail", "capacityProviderName"), ["FARGATE"]),
+        (("detail", "launchType"), 1),
+        (("detail", "taskDefinitionArn"), {"arn": "x"}),
+        (("detail", "group"), 3),
+        (("detail", "clusterArn"), 3),
+        (("detail", "version"), "7"),
+        (("detail", "version"), 7.5),
+    ],
+)
+def test_a_malformed_field_is_refused(path: tuple[str | int, ...], value: Any) -> None:
+    named = "container" if path[-1] == "containers" or isinstance(path[-1], int) else str(path[-1])
+    with pytest.raises(InvalidTaskEvent, match=named):
+        TaskStateChange.from_event(_with(path, value))
+
+
+@pytest.mark.parametrize(
+    ("path", "value"), [(("detail", "createdAt"), "not a time"), (("detail", "stopCode"), {"code": "x"})]
+)
+def test_a_malformed_event_is_refused_before_anything_is_written(
+    stack: Stack, path: tuple[str | int, ...], value: Any
+) -> None:
+    event = _with(path, value)
+    dispatched_job(stack, event["detail"]["taskArn"])
+    before = stack.table.get(PAYROLL_JOB)
+    with pytest.raises(InvalidTaskEvent):
+        stack.tracker().track(event)
+    assert stack.table.get(PAYROLL_JOB) == before
+
+
+def test_absent_and_null_optional_fields_are_accepted() -> None:
+    event = event_fixture("task-stopped-exit-1.json")
+    for name in ("stopCode", "stoppedReason", "group", "capacityProviderName", "stoppingAt"):
+        event["detail"][name] = None
+    del event["detail"]["containers"]
+    del event["time"]
+    change = TaskStateChange.from_event(event)
+    assert change.containers == () and change.stop_code is None and "stopping" not in change.timestamps
+    assert change.time == event["detail"]["updatedAt"]
+
+
+def _begun_pure_job() -> Job:
+    plan = LaunchPlan("FARGATE", "FARGATE", "catalog default")
+    job = begin_attempt(make_job(job_id=PAYROLL_JOB), plan, "2026-11-28T10:00:00.000Z")
+    assert job is not None and job.status is JobStatus.DISPATCHING
+    return job
+
+
+def test_a_job_that_failed_at_dispatch_never_takes_over_a_stray_task() -> None:
+    failed = fail_attempt(
+        _begun_pure_job(), 1, "RunTask AccessDeniedException: no", "2026-11-28T10:00:00.200Z"
+    )
+    assert failed is not None and failed.status is JobStatus.FAILED and failed.attempt is not None
+    for name in HAPPY_PATH:
+        change = TaskStateChange.from_event(event_fixture(name))
+        assert change.attempt == 1
+        assert apply_task_event(failed, change, "payroll") is None
+
+
+def test_a_task_event_without_the_attempt_override_takes_over_no_attempt() -> None:
+    event = event_fixture("task-running.json")
+    del event["detail"]["overrides"]
+    change = TaskStateChange.from_event(event)
+    assert change.attempt is None
+    assert apply_task_event(_begun_pure_job(), change, "payroll") is None
+    # Once dispatch recorded the task, its events are found by task ARN.
+    moved = apply_task_event(_dispatched_pure_job(), change, "payroll")
+    assert moved is not None and moved.status is JobStatus.RUNNING
+
+
+def test_an_event_that_beats_dispatch_is_taken_over_by_the_attempt_it_names() -> None:
+    change = TaskStateChange.from_event(event_fixture("task-running.json"))
+    moved = apply_task_event(_begun_pure_job(), change, "payroll")
+    assert moved is not None and moved.status is JobStatus.RUNNING
+    assert moved.attempt is not None and moved.attempt.task_arn == change.task_arn
+    # A later attempt in flight does not take over the task of an earlier attempt number.
+    retried = begin_attempt(
+        replace(_begun_pure_job(), status=JobStatus.RETRYING),
+        LaunchPlan("FARGATE", "FARGATE", "retry"),
+        "2026-11-28T10:01:00.000Z",
+    )
+    assert retried is not None and retried.attempt is not None and retried.attempt.number == 2
+    assert apply_task_event(retried, change, "payroll") is None
+
+
+def test_long_reasons_from_ecs_are_cut_before_they_are_stored() -> None:
+    event = event_fixture("task-stopped-exit-1.json")
+    event["detail"]["stoppedReason"] = "s" * 5000
+    event["detail"]["containers"][0]["reason"] = "c" * 5000
+    change = TaskStateChange.from_event(event)
+    job = apply_task_event(_dispatched_pure_job_for(change.task_arn), change, "payroll")
+    assert job is not None and job.attempt is not None
+    assert len(job.attempt.stopped_reason or "") == MAX_STORED_TEXT
+    assert len(job.attempt.container_reason or "") == MAX_STORED_TEXT
+    assert len(job.reason or "") == MAX_STORED_TEXT and (job.reason or "").startswith("exit code 1")
+
+
+def test_long_errors_are_cut_before_they_are_stored() -> None:
+    failed = fail_attempt(_begun_pure_job(), 1, "RunTask InvalidParameterException: " + "e" * 5000, "t")
+    assert failed is not None and failed.attempt is not None
+    assert len(failed.attempt.error or "") == MAX_STORED_TEXT and len(failed.reason or "") == MAX_STORED_TEXT
+    noted = note_attempt_error(_begun_pure_job(), 1, "RunTask ServerException: " + "e" * 5000)
+    assert noted is not None and noted.attempt is not None
+    assert len(noted.attempt.error or "") == MAX_STORED_TEXT

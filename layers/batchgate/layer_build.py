@@ -1,6 +1,8 @@
 """Builds the BatchgateLayer for Lambda: `sam build` runs it through this folder's Makefile.
 
 What it adds to a plain `pip install` of the requirements, and why:
+- Only what requirements.txt locks: every package pinned with the hashes of its files
+  (`--require-hashes`), so a build installs exactly the wheels that were reviewed, or fails.
 - Wheels for the layer's platform (arm64, CPython 3.12), whatever machine builds it.
 - botocore keeps the models of the services the batchgate package calls, not all ~400: creating the
   first client lists every model folder, and the zip Lambda downloads shrinks by about two thirds.
@@ -61,6 +63,7 @@ def install_requirements(site: Path, requirements: Path = REQUIREMENTS) -> None:
             "--disable-pip-version-check",
             "--no-compile",
             "--only-binary=:all:",
+            "--require-hashes",
             *PIP_PLATFORM,
             "--target",
             str(site),

@@ -47,7 +47,8 @@ class DockerStack:
 
 def shell_export_catalog(directory: Path) -> Path:
     document = json.loads(resources.files("batchgate").joinpath("catalog.json").read_text())
-    document["batches"]["report-export"]["command"] = ["sh", "-c", EXPORT_SCRIPT]
+    # The export script reads its arguments as positional parameters: a shell batch, marked as one.
+    document["batches"]["report-export"] |= {"command": ["sh", "-c", EXPORT_SCRIPT], "shell": True}
     # A command that does not exist, once (no retry of the start failure).
     document["batches"]["attendance-import"] |= {"command": [MISSING_COMMAND], "max_attempts": 1}
     # On ECS, where a command that cannot start fails its task to start (off its warm pool).

@@ -258,9 +258,15 @@ class FaultyClient:
     def inject(self, operation: str, *errors: Exception) -> None:
         self.faults.setdefault(operation, []).extend(errors)
 
+    def get_paginator(self, operation: str) -> Any:
+        """The client's paginator, each page requested through this client (counted, faults first)."""
+        paginator = self._client.get_paginator(operation)
+        paginator._method = getattr(self, operation)  # what botocore's paginator calls per page
+        return paginator
+
     def __getattr__(self, name: str) -> Any:
         target = getattr(self._client, name)
-        if not callable(target) or name.startswith("_") or name in ("get_paginator", "meta"):
+        if not callable(target) or name.startswith("_") or name == "meta":
             return target
 
         def call(*args: Any, **kwargs: Any) -> Any:

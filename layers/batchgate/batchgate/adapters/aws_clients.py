@@ -21,11 +21,28 @@ if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_sqs import SQSClient
 
-# Short timeouts: a Lambda waiting on a hung connection holds a whole SQS batch hostage. botocore's
-# own retries are safe because every RunTask carries a clientToken.
-ECS_CLIENT_CONFIG = Config(
-    connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 3}
-)
+# Every client: the standard retry mode (retries throttling and transient errors with jittered
+# back-off, and a retry quota that stops a storm of retries against a failing service) and short
+# timeouts instead of botocore's 60 s: a Lambda waiting on a hung connection holds a whole SQS batch
+# hostage. botocore's own retries are safe for RunTask because every RunTask carries a clientToken, and
+# for the job table because its writes are conditional.
+CONNECT_TIMEOUT_SECONDS = 5
+RETRY_ATTEMPTS = 3
+
+
+def _standard(read_timeout: int) -> Config:
+    return Config(
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        read_timeout=read_timeout,
+        retries={"mode": "standard", "max_attempts": RETRY_ATTEMPTS},
+    )
+
+
+ECS_CLIENT_CONFIG = _standard(read_timeout=20)
+DYNAMODB_CLIENT_CONFIG = _standard(read_timeout=10)
+# Above SQS's longest long poll (ReceiveMessage WaitTimeSeconds 20), so that a receive is never cut.
+SQS_CLIENT_CONFIG = _standard(read_timeout=30)
+
 # botocore's default pool. A client shared by more threads than its pool has connections opens a new
 # connection (a TLS handshake) for each request beyond it and throws it away after: a client gets at
 # least as many connections as the threads that use it at once.
@@ -33,7 +50,7 @@ DEFAULT_MAX_CONNECTIONS = 10
 
 
 def dynamodb_client(threads: int = DEFAULT_MAX_CONNECTIONS) -> DynamoDBClient:
-    return boto3.client("dynamodb", config=_pool(threads))
+    return boto3.client("dynamodb", config=DYNAMODB_CLIENT_CONFIG.merge(_pool(threads)))
 
 
 def ecs_client(threads: int = DEFAULT_MAX_CONNECTIONS) -> ECSClient:
@@ -41,7 +58,7 @@ def ecs_client(threads: int = DEFAULT_MAX_CONNECTIONS) -> ECSClient:
 
 
 def sqs_client() -> SQSClient:
-    return boto3.client("sqs")
+    return boto3.client("sqs", config=SQS_CLIENT_CONFIG)
 
 
 def events_client() -> EventBridgeClient:

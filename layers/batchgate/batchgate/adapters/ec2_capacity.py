@@ -80,14 +80,9 @@ class Ec2Capacity:
 
     def _read(self) -> CapacitySnapshot:
         arns: list[str] = []
-        request: dict[str, Any] = {"cluster": self.cluster, "status": "ACTIVE"}
-        while True:
-            page = self._client.list_container_instances(**request)
+        pages = self._client.get_paginator("list_container_instances")
+        for page in pages.paginate(cluster=self.cluster, status="ACTIVE"):
             arns.extend(page.get("containerInstanceArns", []))
-            token = page.get("nextToken")
-            if not token:
-                break
-            request["nextToken"] = token
         instances: list[tuple[int, int]] = []
         for start in range(0, len(arns), DESCRIBE_LIMIT):
             described = self._client.describe_container_instances(

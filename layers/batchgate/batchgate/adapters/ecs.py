@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
 from batchgate.adapters.aws_clients import ecs_client
+from batchgate.domain.jobs import stored_text
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -37,9 +38,11 @@ TRANSIENT_FAILURE_MARKERS = ("RESOURCE:", "AGENT", "Capacity is unavailable", "T
 
 
 class LaunchError(Exception):
+    """Why RunTask did not start a task; the reason (AWS's message) is cut to what a job stores."""
+
     def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+        super().__init__(stored_text(reason))
+        self.reason = stored_text(reason)
 
 
 class RetryableLaunchError(LaunchError):
@@ -63,10 +66,12 @@ class LaunchOutcome:
         )
 
     def failure_summary(self) -> str:
-        return "; ".join(
-            f"{failure.get('reason', 'unknown')}"
-            + (f" ({failure['detail']})" if failure.get("detail") else "")
-            for failure in self.failures
+        return stored_text(
+            "; ".join(
+                f"{failure.get('reason', 'unknown')}"
+                + (f" ({failure['detail']})" if failure.get("detail") else "")
+                for failure in self.failures
+            )
         )
 
 
@@ -96,7 +101,8 @@ class EcsTasks:
             raise RetryableLaunchError(f"RunTask did not answer: {error}") from error
         tasks = response.get("tasks", [])
         failures = tuple(
-            {key: str(value) for key, value in failure.items()} for failure in response.get("failures", [])
+            {key: stored_text(str(value)) for key, value in failure.items()}
+            for failure in response.get("failures", [])
         )
         return LaunchOutcome(task_arn=tasks[0]["taskArn"] if tasks else None, failures=failures)
 
@@ -104,24 +110,12 @@ class EcsTasks:
         """Every task of the cluster with this startedBy (a job id), running or recently stopped, as
         DescribeTasks describes it (overrides included). ListTasks lists RUNNING tasks unless asked."""
         arns: list[str] = []
+        pages = self._client.get_paginator("list_tasks")
         for desired_status in ("RUNNING", "STOPPED"):
-            token: str | None = None
-            while True:
-                if token is None:
-                    page = self._client.list_tasks(
-                        cluster=self.cluster, startedBy=started_by, desiredStatus=desired_status
-                    )
-                else:
-                    page = self._client.list_tasks(
-                        cluster=self.cluster,
-                        startedBy=started_by,
-                        desiredStatus=desired_status,
-                        nextToken=token,
-                    )
+            for page in pages.paginate(
+                cluster=self.cluster, startedBy=started_by, desiredStatus=desired_status
+            ):
                 arns.extend(arn for arn in page.get("taskArns", []) if arn not in arns)
-                token = page.get("nextToken")
-                if not token:
-                    break
         return self.describe_tasks(arns)
 
     def describe_tasks(self, task_arns: list[str]) -> list[dict[str, Any]]:

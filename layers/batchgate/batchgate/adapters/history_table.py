@@ -131,21 +131,16 @@ class HistoryTable:
 
     def _query(self, batch: str) -> dict[str, HistorySummary]:
         summaries: dict[str, HistorySummary] = {}
-        request: dict[str, Any] = {
-            "TableName": self.table_name,
-            "KeyConditionExpression": "#batch = :batch",
-            "ExpressionAttributeNames": {"#batch": HASH_ATTRIBUTE},
-            "ExpressionAttributeValues": {":batch": {"S": batch}},
-        }
-        while True:
-            response = self._client.query(**request)
+        pages = self._client.get_paginator("query").paginate(
+            TableName=self.table_name,
+            KeyConditionExpression="#batch = :batch",
+            ExpressionAttributeNames={"#batch": HASH_ATTRIBUTE},
+            ExpressionAttributeValues={":batch": {"S": batch}},
+        )
+        for response in pages:
             for raw in response.get("Items", []):
                 history = StrategyHistory.from_item(from_attributes(raw))
                 summaries[history.strategy] = history.decayed_to(
                     self._wall_clock(), self.half_life_seconds
                 ).summary()
-            token = response.get("LastEvaluatedKey")
-            if not token:
-                break
-            request["ExclusiveStartKey"] = token
         return summaries

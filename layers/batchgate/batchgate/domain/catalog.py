@@ -14,7 +14,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
@@ -70,7 +70,7 @@ _BATCH_FIELDS = frozenset(
     }
 )
 _OPTIONAL_BATCH_FIELDS = frozenset(
-    {"environment", "expected_run_seconds", "retry", "pool", "run_mode", "preload"}
+    {"environment", "expected_run_seconds", "retry", "pool", "run_mode", "preload", "shell"}
 )
 _POOL_FIELDS = frozenset(
     {"task_definition", "container", "cpu", "memory", "slots", "capacity_provider", "min_tasks", "max_tasks"}
@@ -96,6 +96,12 @@ TIMEZONE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$
 PYTHON_MODULE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 PYTHON_EXECUTABLES = frozenset({"python", "python3", "python3.12"})
 _ARGUMENT_FIELDS = frozenset({"min_count", "max_count", "max_length", "pattern"})
+_OPTIONAL_ARGUMENT_FIELDS = frozenset({"allow_options", "allow_parent_paths"})
+# Where a ".." may stand as a path segment inside an argument ("../x", "a/../b", "out=../x").
+_PATH_SEPARATORS = re.compile(r"[/\\=:,]")
+# Shells that run their argument as a script: with "-c" a message's arguments would become positional
+# parameters of a script, or a script themselves.
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox"})
 
 
 class CatalogError(ValueError):
@@ -110,6 +116,10 @@ class ArgumentRules:
     max_count: int
     max_length: int
     pattern: str
+    # Refused unless the batch opts in: an argument starting with "-" (the command would read it as an
+    # option) and a ".." path segment (a path out of the directory the batch expects).
+    allow_options: bool = False
+    allow_parent_paths: bool = False
 
     def problem(self, arguments: Sequence[str]) -> str | None:
         count = len(arguments)
@@ -123,6 +133,10 @@ class ArgumentRules:
             # fullmatch: "$" alone would also accept a trailing newline.
             if re.fullmatch(self.pattern, argument) is None:
                 return f"argument {position} ({argument!r}) does not match {self.pattern}"
+            if not self.allow_options and argument.startswith("-"):
+                return f"argument {position} ({argument!r}) starts with '-': this batch takes no options"
+            if not self.allow_parent_paths and ".." in _PATH_SEPARATORS.split(argument):
+                return f"argument {position} ({argument!r}) has a '..' path segment: this batch takes none"
         return None
 
     def _count_text(self) -> str:
@@ -428,7 +442,7 @@ def _batch(
         container=section.string("container", CONTAINER_NAME_PATTERN),
         cpu=cpu,
         memory=memory,
-        command=section.strings("command", allow_empty=False),
+        command=_command(section),
         arguments=_argument_rules(section.section("arguments")),
         environment=_environment_names(section),
         timeout_seconds=section.integer("timeout_seconds", minimum=1),
@@ -482,6 +496,40 @@ def _with_pool(spec: BatchSpec, section: _Section, pools: Mapping[str, PoolSpec]
     return replace(spec, pool=pool_name, run_mode=run_mode, preload=preload)
 
 
+def _command(section: _Section) -> tuple[str, ...]:
+    """The batch's command; one that starts a shell on a script (`sh -c ...`) only when the batch is
+    marked `"shell": true`, since the shell would interpret what the arguments say."""
+    command = section.strings("command", allow_empty=False)
+    marked = section.flag("shell")
+    if shell_script_command(command) and not marked:
+        raise section.error(
+            f"field 'command' {json.dumps(list(command))} runs a shell script that would interpret the "
+            'message\'s arguments; mark the batch "shell": true to allow it, or run the program directly'
+        )
+    return command
+
+
+def shell_script_command(command: Sequence[str]) -> bool:
+    """Whether the command starts a shell with -c (alone or among short options, e.g. `bash -ec`),
+    through its path (`/bin/sh`) or `env`."""
+    words = list(command)
+    if words and PurePosixPath(words[0]).name == "env":
+        words = words[1:]
+    if not words or PurePosixPath(words[0]).name not in SHELLS:
+        return False
+    rest = words[1:]
+    if PurePosixPath(words[0]).name == "busybox" and rest:
+        if PurePosixPath(rest[0]).name not in SHELLS:
+            return False
+        rest = rest[1:]
+    for word in rest:
+        if not word.startswith("-"):
+            return False  # the script file or the first argument: no -c before it
+        if not word.startswith("--") and "c" in word[1:]:
+            return True
+    return False
+
+
 def _retry_policy(section: _Section) -> RetryPolicy:
     if "retry" not in section.raw:
         return DEFAULT_POLICY
@@ -492,7 +540,7 @@ def _retry_policy(section: _Section) -> RetryPolicy:
 
 
 def _argument_rules(section: _Section) -> ArgumentRules:
-    section.require(_ARGUMENT_FIELDS)
+    section.require(_ARGUMENT_FIELDS, optional=_OPTIONAL_ARGUMENT_FIELDS)
     min_count = section.integer("min_count", minimum=0)
     max_count = section.integer("max_count", minimum=0)
     if min_count > max_count:
@@ -512,6 +560,8 @@ def _argument_rules(section: _Section) -> ArgumentRules:
         max_count=max_count,
         max_length=section.integer("max_length", minimum=1),
         pattern=pattern,
+        allow_options=section.flag("allow_options"),
+        allow_parent_paths=section.flag("allow_parent_paths"),
     )
 
 
@@ -578,6 +628,13 @@ class _Section:
             bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
             raise self.error(f"field {self.field(name)} must be an integer {bounds}, got {json.dumps(value)}")
         return int(value)
+
+    def flag(self, name: str) -> bool:
+        """An optional boolean field, false when absent."""
+        value = self.raw.get(name, False)
+        if not isinstance(value, bool):
+            raise self.error(f"field {self.field(name)} must be true or false, got {json.dumps(value)}")
+        return value
 
     def string(self, name: str, pattern: re.Pattern[str] | None = None) -> str:
         value = self.raw[name]

@@ -73,6 +73,17 @@ def client_token(job_id: str, attempt: int, launch_try: int = 0) -> str:
     return f"{job_id}-{attempt}" if launch_try == 0 else f"{job_id}-{attempt}.{launch_try}"
 
 
+# The most characters of a text from AWS (a stop reason, a RunTask failure, an error message) that a job
+# stores: one long reason must not push a job item towards DynamoDB's 400 KB limit.
+MAX_STORED_TEXT = 1024
+TRUNCATION_MARK = "…"
+
+
+def stored_text(text: str, limit: int = MAX_STORED_TEXT) -> str:
+    """`text` as stored on a job: at most `limit` characters, a cut one ending in "…"."""
+    return text if len(text) <= limit else text[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -271,7 +282,9 @@ class Job:
         number = self.attempt_number if attempt is None else attempt
         if self.status.is_terminal or (number, status.rank) < (self.attempt_number, self.status.rank):
             return self
-        return replace(self, status=status, updated_at=at, reason=reason if reason else self.reason)
+        return replace(
+            self, status=status, updated_at=at, reason=stored_text(reason) if reason else self.reason
+        )
 
     def to_item(self) -> dict[str, Any]:
         """The stored item. The current attempt's essentials are copied to the top level so that ops

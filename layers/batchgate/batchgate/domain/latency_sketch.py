@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from batchgate.domain.jobs import Attempt, parse_iso
@@ -289,15 +290,29 @@ class StrategyHistory:
 SPOT_INTERRUPTION = "SpotInterruption"
 
 
+def _moment(text: object) -> datetime | None:
+    """A timeline time as an aware datetime (a time without a zone is UTC), None if unreadable."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = parse_iso(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def observation_of(attempt: Attempt) -> AttemptObservation:
     """What a stopped attempt says about its strategy: did it succeed (exit 0, ended by itself), was it
-    interrupted by Spot, and how long each phase took according to its timeline."""
-    timeline = attempt.timeline
+    interrupted by Spot, and how long each phase took according to its timeline. A time that cannot be
+    read (stored before task events were checked) leaves its phases unmeasured: failing the stream
+    record would hold back every later job's history for retries that can never succeed."""
+    moments = {phase: _moment(text) for phase, text in attempt.timeline.items()}
 
     def between(first: str, second: str) -> float | None:
-        if first not in timeline or second not in timeline:
+        start, end = moments.get(first), moments.get(second)
+        if start is None or end is None:
             return None
-        seconds = (parse_iso(timeline[second]) - parse_iso(timeline[first])).total_seconds()
+        seconds = (end - start).total_seconds()
         return seconds if seconds >= 0 else None
 
     finished_by_itself = attempt.stop_code in (None, "EssentialContainerExited")
@@ -307,7 +322,7 @@ def observation_of(attempt: Attempt) -> AttemptObservation:
         interrupted=attempt.stop_code == SPOT_INTERRUPTION,
         # A WARM attempt has no task of its own (no `created`): it starts when the worker claims the
         # offer, counted from the offer (from the dispatch when the claim beat the offer's record).
-        start_seconds=between("created", "started") if "created" in timeline else warm_start_seconds(attempt),
+        start_seconds=between("created", "started") if "created" in moments else warm_start_seconds(attempt),
         provisioning_seconds=between("created", "pull_started"),
         pull_seconds=between("pull_started", "pull_stopped"),
         run_seconds=between("started", "stopped"),
@@ -317,9 +332,8 @@ def observation_of(attempt: Attempt) -> AttemptObservation:
 def warm_start_seconds(attempt: Attempt) -> float | None:
     """A WARM attempt's start: its offer (its dispatch when the claim beat the offer's record) to the
     worker's claim, never negative; None before the claim or for another strategy."""
-    started = attempt.timeline.get("started")
-    if attempt.strategy != WARM or started is None:
+    started = _moment(attempt.timeline.get("started"))
+    since = _moment(attempt.timeline.get("offered", attempt.dispatched_at))
+    if attempt.strategy != WARM or started is None or since is None:
         return None
-    since = attempt.timeline.get("offered", attempt.dispatched_at)
-    seconds = (parse_iso(started) - parse_iso(since)).total_seconds()
-    return max(0.0, seconds)
+    return max(0.0, (started - since).total_seconds())

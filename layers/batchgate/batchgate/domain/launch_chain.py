@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from batchgate.adapters.ecs import LaunchOutcome
-from batchgate.domain.jobs import Attempt, Job, client_token
+from batchgate.domain.jobs import Attempt, Job, client_token, stored_text
 from batchgate.domain.strategy_settings import EC2
 
 
@@ -34,7 +34,7 @@ def try_entry(
         "capacity_provider": attempt.capacity_provider,
         "client_token": client_token(job_id, attempt.number, attempt.launch_try),
         "failures": [dict(failure) for failure in failures],
-        "error": error,
+        "error": stored_text(error),
     }
 
 
@@ -80,7 +80,7 @@ def advance_try(
         launch_try=from_try + 1,
         tries=_with_try(attempt, entry),
         launch_failures=outcome.failures,
-        error=f"{why}; falling back to {following}",
+        error=stored_text(f"{why}; falling back to {following}"),
     )
     return job.with_attempt(moved)
 
@@ -93,5 +93,10 @@ def note_try_failure(job: Job, number: int, from_try: int, outcome: LaunchOutcom
         return None
     entry = try_entry(job.job_id, attempt, outcome.failures, error)
     return job.with_attempt(
-        replace(attempt, error=error, launch_failures=outcome.failures, tries=_with_try(attempt, entry))
+        replace(
+            attempt,
+            error=stored_text(error),
+            launch_failures=outcome.failures,
+            tries=_with_try(attempt, entry),
+        )
     )

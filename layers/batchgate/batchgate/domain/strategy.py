@@ -10,12 +10,15 @@ without AWS. The policy is in docs/strategy.md; in short:
   first; "EC2" is dropped without an EC2 capacity provider, with no free slot for the task, or for a
   batch whose p95 run time is too long to hold an instance; Fargate Spot is dropped after a Spot
   interruption of the previous attempt; on-demand FARGATE is always in the chain;
-- objective "latency" (interactive): EC2 first when it is in the chain;
+- objective "latency" (interactive): EC2 first when it is in the chain, else on-demand FARGATE (as
+  fast to start as Spot, and never interrupted);
 - objective "balanced" (standard): EC2 first only for a short batch (p95 run below
   `short_run_seconds`) that starts faster on EC2 than on Fargate; else the class order without EC2 first;
 - objective "cost" (bulk): Fargate Spot first unless its interruption rate is too high or the batch is
   too short; EC2 (an instance already paid for) next when short; else on-demand;
 - a job of priority `high_priority` or more is planned for latency whatever its class;
+- on-demand FARGATE is the last fallback of every chain that does not start with it: nothing is tried
+  after the strategy that always has capacity;
 - WARM (a warm pool's slot) goes first, whatever the objective, for a batch that names a pool when the
   pool advertises a free slot for it and its p95 run is below the pool's `max_run_seconds`: it starts in
   about a second and its cost is already paid. Never after a WARM attempt ended without running (not
@@ -120,6 +123,7 @@ def plan_launch(
         order, why = _by_objective(order, objective, figures, settings)
         if preference is not None and not honoured:
             why += f"; {preference} preference not allowed for launch class {launch_class.name}"
+    order = _on_demand_last(order)
     order, why = _warm_first(
         order,
         why,
@@ -232,6 +236,14 @@ def _warm_refusal(
     return None
 
 
+def _on_demand_last(order: list[str]) -> list[str]:
+    """On-demand Fargate ends every chain it does not start: it is the fallback that always has
+    capacity, so every other strategy is tried before it and none after it."""
+    if order[0] == ON_DEMAND:
+        return order
+    return [*[strategy for strategy in order if strategy != ON_DEMAND], ON_DEMAND]
+
+
 def _first(order: list[str], strategy: str) -> list[str]:
     return [strategy, *[other for other in order if other != strategy]]
 
@@ -248,8 +260,11 @@ def _by_objective(
     ec2_start, fargate_start = figures.start_p50[EC2], figures.start_p50[FARGATE]
     short = figures.run_p95 < settings.short_run_seconds
     ec2_faster = ec2_start < fargate_start
-    if EC2 in order and objective == LATENCY:
-        return _first(order, EC2), "fastest start"
+    if objective == LATENCY:
+        if EC2 in order:
+            return _first(order, EC2), "fastest start"
+        # Without EC2, on-demand Fargate starts as fast as Spot and is never interrupted.
+        return _first(order, ON_DEMAND), "fastest start: on-demand, never interrupted"
     if EC2 in order and objective == BALANCED:
         if short and ec2_faster:
             return _first(order, EC2), "short run starts faster on warm EC2"

@@ -13,7 +13,7 @@ from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from batchgate.adapters.ecs import LogPointer
-from batchgate.domain.jobs import Attempt, Job, JobStatus, is_job_id, iso, parse_iso
+from batchgate.domain.jobs import Attempt, Job, JobStatus, is_job_id, iso, parse_iso, stored_text
 from batchgate.domain.retry_policy import Retry, attempts_never_run, decide
 
 if TYPE_CHECKING:
@@ -95,7 +95,9 @@ class TaskStateChange:
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> TaskStateChange:
-        """Read an EventBridge event; unknown fields are ignored, missing essentials are an error."""
+        """Read an EventBridge event; unknown fields are ignored, missing essentials are an error, and so
+        is a known field of the wrong type or a time that is not ISO 8601: refused here, before anything
+        is written, instead of stored and failing a later reader (the history feed reads the timeline)."""
         if event.get("detail-type") != TASK_STATE_CHANGE or event.get("source") != "aws.ecs":
             raise InvalidTaskEvent(
                 f"expected source aws.ecs / {TASK_STATE_CHANGE}, "
@@ -104,67 +106,94 @@ class TaskStateChange:
         detail = event.get("detail")
         if not isinstance(detail, Mapping):
             raise InvalidTaskEvent("event has no detail object")
+        missing = [name for name in ("taskArn", "lastStatus", "version") if detail.get(name) is None]
+        if missing:
+            raise InvalidTaskEvent(f"task event lacks taskArn, lastStatus or version: {', '.join(missing)}")
         try:
-            task_arn = str(detail["taskArn"])
-            last_status = str(detail["lastStatus"])
-            version = int(detail["version"])
-        except (KeyError, TypeError, ValueError, OverflowError) as error:  # int(inf): OverflowError
-            raise InvalidTaskEvent(f"task event lacks taskArn, lastStatus or version: {error}") from error
-        if not isinstance(detail["taskArn"], str) or not isinstance(detail["lastStatus"], str):
-            raise InvalidTaskEvent("task event's taskArn and lastStatus must be strings")
-        try:
-            return cls._read(event, detail, task_arn, last_status, version)
+            return cls._read(event, detail)
         except (TypeError, ValueError, AttributeError, OverflowError) as error:
             # A field of the wrong shape: refused like a missing one, never a crash of the handler.
             raise InvalidTaskEvent(f"task event has a malformed field: {error}") from error
 
     @classmethod
-    def _read(
-        cls,
-        event: Mapping[str, Any],
-        detail: Mapping[str, Any],
-        task_arn: str,
-        last_status: str,
-        version: int,
-    ) -> TaskStateChange:
-        started_by = detail.get("startedBy")
-        if started_by is not None and not isinstance(started_by, str):
-            raise TypeError("startedBy is not a string")
-        containers = tuple(
-            ContainerState(
-                name=str(container.get("name", "")),
-                last_status=container.get("lastStatus"),
-                exit_code=int(container["exitCode"]) if container.get("exitCode") is not None else None,
-                reason=container.get("reason"),
-            )
-            for container in detail.get("containers", [])
-            if isinstance(container, Mapping)
-        )
+    def _read(cls, event: Mapping[str, Any], detail: Mapping[str, Any]) -> TaskStateChange:
+        task_arn = _required_string(detail, "taskArn")
+        last_status = _required_string(detail, "lastStatus")
+        version = _integer(detail, "version")
+        if version is None:
+            raise TypeError("version is missing")
+        containers = detail.get("containers")
+        if containers is not None and not isinstance(containers, list):
+            raise TypeError("containers is not a list")
+        timestamps = {}
+        for field, phase in TIMELINE_FIELDS.items():
+            moment = _time(detail, field)
+            if moment:
+                timestamps[phase] = moment
         return cls(
             task_arn=task_arn,
-            cluster_arn=str(detail.get("clusterArn", "")),
-            started_by=started_by,
+            cluster_arn=_optional_string(detail, "clusterArn") or "",
+            started_by=_optional_string(detail, "startedBy"),
             last_status=last_status,
             version=version,
-            time=str(event.get("time") or detail.get("updatedAt") or ""),
-            task_definition_arn=detail.get("taskDefinitionArn"),
-            capacity_provider=detail.get("capacityProviderName"),
-            launch_type=detail.get("launchType"),
+            time=_time(event, "time") or _time(detail, "updatedAt") or "",
+            task_definition_arn=_optional_string(detail, "taskDefinitionArn"),
+            capacity_provider=_optional_string(detail, "capacityProviderName"),
+            launch_type=_optional_string(detail, "launchType"),
             attempt=_attempt_from_overrides(detail.get("overrides")),
-            timestamps={
-                phase: str(detail[field]) for field, phase in TIMELINE_FIELDS.items() if detail.get(field)
-            },
-            containers=containers,
-            stop_code=detail.get("stopCode"),
-            stopped_reason=detail.get("stoppedReason"),
+            timestamps=timestamps,
+            containers=tuple(_container(container) for container in containers or ()),
+            stop_code=_optional_string(detail, "stopCode"),
+            stopped_reason=_stored_reason(_optional_string(detail, "stoppedReason")),
             group=_optional_string(detail, "group"),
         )
 
 
-def _optional_string(detail: Mapping[str, Any], name: str) -> str | None:
-    value = detail.get(name)
+def _container(container: Any) -> ContainerState:
+    if not isinstance(container, Mapping):
+        raise TypeError(f"a container is a {type(container).__name__}, not an object")
+    return ContainerState(
+        name=_optional_string(container, "name") or "",
+        last_status=_optional_string(container, "lastStatus"),
+        exit_code=_integer(container, "exitCode"),
+        reason=_stored_reason(_optional_string(container, "reason")),
+    )
+
+
+def _stored_reason(reason: str | None) -> str | None:
+    return stored_text(reason) if reason is not None else None
+
+
+def _required_string(fields: Mapping[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{name} is not a non-empty string")
+    return value
+
+
+def _optional_string(fields: Mapping[str, Any], name: str) -> str | None:
+    value = fields.get(name)
     if value is not None and not isinstance(value, str):
         raise TypeError(f"{name} is not a string")
+    return value
+
+
+def _integer(fields: Mapping[str, Any], name: str) -> int | None:
+    value = fields.get(name)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise TypeError(f"{name} is not an integer")
+    return value
+
+
+def _time(fields: Mapping[str, Any], name: str) -> str | None:
+    """An ISO 8601 time as the event wrote it (None when absent or empty)."""
+    value = _optional_string(fields, name)
+    if not value:
+        return None
+    try:
+        parse_iso(value)
+    except ValueError as error:
+        raise ValueError(f"{name} ({value[:64]!r}) is not an ISO 8601 time") from error
     return value
 
 
@@ -197,15 +226,32 @@ def latest_moment(change: TaskStateChange) -> str | None:
 
 
 def attempt_for(job: Job, change: TaskStateChange) -> Attempt | None:
-    """The attempt this task belongs to: by the attempt number in its overrides, else by task ARN,
-    else the current attempt if it has no task yet (an event that beat dispatch's own write)."""
+    """The attempt this task belongs to: the attempt that recorded this task, found by the attempt
+    number in the task's overrides (BATCHGATE_ATTEMPT) or else by task ARN. A task no attempt recorded
+    is taken over only by the attempt its overrides name while the job waits for that attempt's task
+    (`awaits_task`): an event that beat dispatch's own write of the task ARN, or a warm claim. Any
+    other unknown task (a stray one, one of a job that failed or ended at dispatch) changes nothing."""
     if change.attempt is not None:
-        return job.attempt_by_number(change.attempt)
-    by_task = next((a for a in job.attempts if a.task_arn == change.task_arn), None)
-    if by_task is not None:
-        return by_task
+        attempt = job.attempt_by_number(change.attempt)
+        if attempt is None:
+            return None
+        if attempt.task_arn == change.task_arn or (attempt.task_arn is None and awaits_task(job, attempt)):
+            return attempt
+        return None
+    return next((a for a in job.attempts if a.task_arn is not None and a.task_arn == change.task_arn), None)
+
+
+def awaits_task(job: Job, attempt: Attempt) -> bool:
+    """Whether `attempt` may still record its first task: it is the job's current attempt, has none
+    yet, and the job is still being dispatched (DISPATCHING; DISPATCHED for a warm offer, which has no
+    task until a worker claims it)."""
     current = job.attempt
-    return current if current is not None and current.task_arn is None else None
+    return (
+        current is not None
+        and current.number == attempt.number
+        and attempt.task_arn is None
+        and job.status in (JobStatus.DISPATCHING, JobStatus.DISPATCHED)
+    )
 
 
 def stopped_status(change: TaskStateChange, container: ContainerState | None) -> tuple[JobStatus, str | None]:
@@ -227,7 +273,7 @@ def failure_reason(change: TaskStateChange, container: ContainerState | None) ->
         parts.append(change.stopped_reason)
     if container is not None and container.reason and container.reason not in parts:
         parts.append(container.reason)
-    return ": ".join(parts) if parts else "task stopped without an exit code"
+    return stored_text(": ".join(parts)) if parts else "task stopped without an exit code"
 
 
 def apply_task_event(

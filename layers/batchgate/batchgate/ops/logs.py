@@ -155,24 +155,17 @@ class TaskLogs:
 
     def grep(self, location: LogLocation, pattern: str) -> Iterator[LogEvent]:
         """Events matching a CloudWatch Logs filter pattern, oldest first."""
-        request: dict[str, Any] = {
-            "logGroupName": location.group,
-            "logStreamNames": [location.stream],
-            "filterPattern": pattern,
-        }
-        while True:
-            try:
-                response = self._client.filter_log_events(**request)
-            except ClientError as error:
-                if _missing(error):
-                    raise _gone(location) from error
-                raise
-            for event in response.get("events", []):
-                yield LogEvent(int(event.get("timestamp", 0)), str(event.get("message", "")))
-            token = response.get("nextToken")
-            if not token or token == request.get("nextToken"):
-                return
-            request["nextToken"] = token
+        pages = self._client.get_paginator("filter_log_events").paginate(
+            logGroupName=location.group, logStreamNames=[location.stream], filterPattern=pattern
+        )
+        try:
+            for response in pages:
+                for event in response.get("events", []):
+                    yield LogEvent(int(event.get("timestamp", 0)), str(event.get("message", "")))
+        except ClientError as error:
+            if _missing(error):
+                raise _gone(location) from error
+            raise
 
     def follow(
         self,

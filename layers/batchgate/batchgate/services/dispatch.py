@@ -43,6 +43,7 @@ from batchgate.domain.jobs import (
     iso,
     job_id_for,
     parse_iso,
+    stored_text,
     utc_now,
 )
 from batchgate.domain.latency_sketch import HistorySummary
@@ -557,7 +558,7 @@ class Dispatcher:
             message_id=message_id,
             idempotency_key=rejected.idempotency_key,
             arguments=rejected.arguments,
-            reason=rejected.reason,
+            reason=stored_text(rejected.reason),
             raw_message=printable(body[:RAW_MESSAGE_LIMIT]),
         )
         stored = self.table.create(job)
@@ -569,7 +570,9 @@ class Dispatcher:
                 job = replace(
                     job,
                     job_id=job_id_for(batch, message_id),
-                    reason=f"{rejected.reason} (idempotency key already used by job {existing.job_id})",
+                    reason=stored_text(
+                        f"{rejected.reason} (idempotency key already used by job {existing.job_id})"
+                    ),
                 )
                 stored = self.table.create(job)
         if stored is not None:
@@ -633,7 +636,7 @@ def note_attempt_error(job: Job, number: int, error: str, outcome: LaunchOutcome
     if attempt is None or attempt.task_arn is not None:
         return None
     failures = outcome.failures if outcome else attempt.launch_failures
-    return job.with_attempt(replace(attempt, error=error, launch_failures=failures))
+    return job.with_attempt(replace(attempt, error=stored_text(error), launch_failures=failures))
 
 
 def fail_attempt(
@@ -643,7 +646,7 @@ def fail_attempt(
     if attempt is None or attempt.task_arn is not None:
         return None
     failures = outcome.failures if outcome else attempt.launch_failures
-    failed = job.with_attempt(replace(attempt, error=reason, launch_failures=failures))
+    failed = job.with_attempt(replace(attempt, error=stored_text(reason), launch_failures=failures))
     return failed.moved_to(JobStatus.FAILED, at, reason)
 
 

@@ -6,7 +6,10 @@ write (old and new image) is where the history learns of it, whoever wrote it, a
 task events: track writes the job table only.
 
 A batch's records are folded in stream order, and after a record fails the later ones fail unfolded.
-Lambda resumes the shard at the first failed record, so a retry folds nothing twice. One case stays at
+Lambda resumes the shard at the first failed record, so a retry folds nothing twice. A failure that no
+retry can mend would hold every later job's history back until the retries run out, so what a record's
+own data gets wrong never fails it: a timeline time that cannot be read (stored before task events were
+checked) leaves the phases it bounds unmeasured, and the rest of the attempt is folded. One case stays at
 least once: an invocation that crashes (timeout, out of memory) is retried whole, and what it had folded
 counts again.
 """
