@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -49,3 +52,32 @@ class AppContext:
 
 def app(ctx: click.Context) -> AppContext:
     return ctx.ensure_object(AppContext)
+
+
+class _Stderr:
+    """sys.stderr as it is when a line is written (a test runner swaps it per command)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+@contextmanager
+def service_logs_to_stderr() -> Iterator[None]:
+    """While a command runs a service (batchgate.services, e.g. cancel): its Powertools log lines go to
+    stderr. Powertools writes to stdout, which in a Lambda function is its log; in the CLI stdout is the
+    command's result (`--json` must parse). The Lambda functions' logging is left as it is."""
+    from batchgate.adapters.telemetry import logger
+
+    handler = logger.registered_handler
+    if not isinstance(handler, logging.StreamHandler):
+        yield
+        return
+    previous = handler.setStream(_Stderr())
+    try:
+        yield
+    finally:
+        if previous is not None:
+            handler.setStream(previous)

@@ -10,7 +10,7 @@ import click
 
 from batchgate.domain.jobs import Job, JobStatus, iso, job_id_for
 from batchgate.ops import job_views
-from batchgate.ops.cli.context import app
+from batchgate.ops.cli.context import app, service_logs_to_stderr
 from batchgate.ops.cli.exits import ConfigError, Failure
 from batchgate.ops.cli.options import CONTEXT_SETTINGS, job_id_value, json_option, name_value_pairs
 from batchgate.ops.cli.render.submit import (
@@ -142,7 +142,8 @@ def cancel(ctx: click.Context, *, job_id: str, user: str | None, as_json: bool) 
     who = user or state.user or _local_user()
     ecs = EcsTasks(_cluster_for(session, before), session.client("ecs"))
     try:
-        job = cancel_job(table, ecs, job_id, who, clock=state.clock)
+        with service_logs_to_stderr():
+            job = cancel_job(table, ecs, job_id, who, clock=state.clock)
     except CancelError as error:
         raise Failure(str(error)) from error
     cancelled = Cancelled(job=job, again=before.status is JobStatus.CANCELLED)
