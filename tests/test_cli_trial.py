@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import replace
+from importlib import resources
 from typing import Any
 
 import pytest
 from batchgate.adapters.telemetry import logger as service_logger
-from batchgate.domain.jobs import JobStatus
+from batchgate.domain.jobs import Job, JobStatus
 
 from tests.cli_support import CliHarness, harness, listed_job
 
@@ -51,3 +53,48 @@ def test_cancel_json_is_the_only_thing_on_stdout(harness: CliHarness, service_lo
     # The Lambda functions' handler is left writing where it did.
     assert isinstance(service_logger.registered_handler, logging.StreamHandler)
     assert isinstance(service_logger.registered_handler.stream, _ProcessStdout)
+
+
+# --- 2. a job of several attempts ----------------------------------------------------------------------
+
+
+def three_attempt_job() -> Job:
+    """Attempt 1 failed to start, attempt 2 lost its Spot capacity, attempt 3 succeeded."""
+    base = listed_job(1, JobStatus.SUCCEEDED)
+    [done] = base.attempts
+    first = replace(done, number=1, exit_code=None, stop_code="TaskFailedToStart", stopped_reason="no ENI")
+    second = replace(done, number=2, strategy="FARGATE_SPOT", exit_code=143, stop_code="SpotInterruption")
+    return replace(base, attempts=(first, second, replace(done, number=3)))
+
+
+def test_show_says_which_attempt_followed_and_the_rule_that_caused_it(harness: CliHarness) -> None:
+    job = harness.add(three_attempt_job())
+    document = harness.json("show", job.job_id)
+    first, second, third = document["attempts"]
+    assert "Attempt 1 was followed by attempt 2." in first["outcome"]["explanations"]
+    assert "Attempt 2 was followed by attempt 3." in second["outcome"]["explanations"]
+    infrastructure = "RETRY when stop code is SpotInterruption or TaskFailedToStart or TerminationNotice"
+    assert first["retried_by"] == f"default rule {infrastructure} (exit code -, stop code TaskFailedToStart)"
+    assert (
+        second["retried_by"] == f"default rule {infrastructure} (exit code 143, stop code SpotInterruption)"
+    )
+    assert third["retried_by"] is None
+    text = harness.ok("show", job.job_id).stdout
+    assert f"retried  by the default rule {infrastructure} (exit code -, stop code TaskFailedToStart)" in text
+    assert text.count("retried  by the") == 2
+
+
+def test_show_names_the_batchs_own_retry_rule(
+    harness: CliHarness, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = json.loads(resources.files("batchgate").joinpath("catalog.json").read_text())
+    catalog["batches"]["payroll-calculation"]["retry"] = {"rules": [{"action": "RETRY", "exit_codes": [143]}]}
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps(catalog))
+    monkeypatch.setenv("BATCHGATE_CATALOG", str(path))
+    job = harness.add(three_attempt_job())
+    second = harness.json("show", job.job_id)["attempts"][1]
+    assert (
+        second["retried_by"]
+        == "batch rule RETRY when exit code is 143 (exit code 143, stop code SpotInterruption)"
+    )

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from batchgate.domain.jobs import Attempt, Job, JobStatus, iso, parse_iso
+from batchgate.domain.retry_policy import DEFAULT_POLICY, RETRY, RetryPolicy, deciding_rule, was_timed_out
 
 # Timeline phases in lifecycle order: (key, label, what the time since the previous phase was spent on).
 # "queued" and "dispatched" come from the job and the attempt; the rest from the task's own timestamps
@@ -273,7 +274,7 @@ def outcome(job: Job, attempt: Attempt | None = None) -> Outcome:
     is_current = current is not None and attempt.number == current.number
     explanations: list[str] = []
     if not is_current:
-        explanations.append(f"Attempt {attempt.number} was followed by attempt {len(job.attempts)}.")
+        explanations.append(f"Attempt {attempt.number} was followed by attempt {attempt.number + 1}.")
     elif not job.status.is_terminal or job.status in (JobStatus.TIMED_OUT, JobStatus.CANCELLED):
         explanations.append(status_meaning(job.status))
         if job.reason and (job.status.is_terminal or job.status is JobStatus.RETRYING):
@@ -299,6 +300,28 @@ def outcome(job: Job, attempt: Attempt | None = None) -> Outcome:
         stop_code=attempt.stop_code,
         stopped_reason=attempt.stopped_reason,
     )
+
+
+def retry_cause(job: Job, attempt: Attempt, policy: RetryPolicy) -> str | None:
+    """Why `attempt` was followed by another, by `policy` (the batch's, from today's catalog): the retry
+    rule that matched and what of the attempt it matched on; None for the last attempt, or when no RETRY
+    rule matches (a lost launch sent again, an offer no warm worker claimed)."""
+    if attempt.number >= len(job.attempts):
+        return None
+    seen = (
+        f"exit code {'-' if attempt.exit_code is None else attempt.exit_code}, "
+        f"stop code {attempt.stop_code or '-'}"
+    )
+    if was_timed_out(attempt):
+        return (
+            f"timed out, and the batch's retry policy has retry_timeouts ({seen})"
+            if policy.retry_timeouts
+            else None
+        )
+    found = deciding_rule(attempt, policy)
+    if found is None or found.rule.action != RETRY:
+        return None
+    return f"{found.source} rule {found.rule.describe()} ({seen})"
 
 
 def _headline(label: str, detail: str | None) -> str:
@@ -386,7 +409,9 @@ def job_row(job: Job, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def attempt_document(job: Job, attempt: Attempt, region: str, now: datetime | None = None) -> dict[str, Any]:
+def attempt_document(
+    job: Job, attempt: Attempt, region: str, now: datetime | None = None, policy: RetryPolicy = DEFAULT_POLICY
+) -> dict[str, Any]:
     document: dict[str, Any] = {
         "number": attempt.number,
         "strategy": attempt.strategy,
@@ -399,6 +424,7 @@ def attempt_document(job: Job, attempt: Attempt, region: str, now: datetime | No
         "time_to_start_seconds": time_to_start(job, attempt),
         "run_time_seconds": run_time(attempt, now),
         "outcome": outcome(job, attempt).to_dict(),
+        "retried_by": retry_cause(job, attempt, policy),
         "launch_failures": [dict(failure) for failure in attempt.launch_failures],
         "launch_tries": [dict(entry) for entry in attempt.tries],
         "error": attempt.error,
@@ -415,7 +441,9 @@ def attempt_document(job: Job, attempt: Attempt, region: str, now: datetime | No
     return document
 
 
-def job_document(job: Job, region: str, now: datetime | None = None) -> dict[str, Any]:
+def job_document(
+    job: Job, region: str, now: datetime | None = None, policy: RetryPolicy = DEFAULT_POLICY
+) -> dict[str, Any]:
     """Everything `batchgate show` says about a job, as plain data (its `--json` output)."""
     plan = job.plan
     return {
@@ -439,7 +467,7 @@ def job_document(job: Job, region: str, now: datetime | None = None) -> dict[str
         "cpu": plan.cpu if plan and plan.cpu else None,
         "memory": plan.memory if plan and plan.memory else None,
         "outcome": outcome(job).to_dict(),
-        "attempts": [attempt_document(job, attempt, region, now) for attempt in job.attempts],
+        "attempts": [attempt_document(job, attempt, region, now, policy) for attempt in job.attempts],
         "raw_message": job.raw_message,
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from batchgate.domain.retry_policy import DEFAULT_POLICY, RetryPolicy
 from batchgate.ops import job_views
 from batchgate.ops.cli.context import app
 from batchgate.ops.cli.exits import UNSUCCESSFUL, ExitCode
@@ -65,6 +66,18 @@ def jobs(
     render_job_page(state.console, page, rows, job_filter)
 
 
+def retry_policy_of(batch: str) -> RetryPolicy:
+    """The batch's retry policy in the catalog ($BATCHGATE_CATALOG or the packaged one), to name the rule
+    behind each further attempt; the defaults when the catalog cannot be read or lacks the batch."""
+    from batchgate.domain.catalog import CatalogError, load_catalog
+
+    try:
+        spec = load_catalog().get(batch)
+    except CatalogError:
+        return DEFAULT_POLICY
+    return spec.retry_policy if spec is not None else DEFAULT_POLICY
+
+
 @click.command(context_settings=CONTEXT_SETTINGS)
 @job_selector
 @json_option
@@ -87,9 +100,10 @@ def show(
     job = select_job(ctx, job_id, batch, idempotency_key, at)
     region = state.session.region
     now = state.clock()
+    policy = retry_policy_of(job.batch)
     if as_json:
-        print_json(job_views.job_document(job, region, now))
+        print_json(job_views.job_document(job, region, now, policy))
     else:
-        render_job(state.console, job, region, now)
+        render_job(state.console, job, region, now, policy)
     if job.status in UNSUCCESSFUL:
         ctx.exit(ExitCode.FAILED)

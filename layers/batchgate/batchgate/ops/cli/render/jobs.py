@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from batchgate.domain.jobs import Attempt, Job, JobStatus
+from batchgate.domain.retry_policy import DEFAULT_POLICY, RetryPolicy
 from batchgate.ops import job_views
 from batchgate.ops.cli.render.text import filter_words, plain, short_time, status_text
 from batchgate.ops.job_search import JobFilter, SearchPage
@@ -75,7 +76,9 @@ class _Facts:
             console.print(Text(label.ljust(width), style="dim") + value)
 
 
-def render_job(console: Console, job: Job, region: str, now: datetime) -> None:
+def render_job(
+    console: Console, job: Job, region: str, now: datetime, policy: RetryPolicy = DEFAULT_POLICY
+) -> None:
     header = Text()
     header.append(job.job_id, style="bold")
     header.append("  ")
@@ -114,10 +117,17 @@ def render_job(console: Console, job: Job, region: str, now: datetime) -> None:
         console.print(Text("  message as received: ", style="dim") + plain(job.raw_message))
     for attempt in job.attempts:
         console.print()
-        render_attempt(console, job, attempt, region, now)
+        render_attempt(console, job, attempt, region, now, policy)
 
 
-def render_attempt(console: Console, job: Job, attempt: Attempt, region: str, now: datetime) -> None:
+def render_attempt(
+    console: Console,
+    job: Job,
+    attempt: Attempt,
+    region: str,
+    now: datetime,
+    policy: RetryPolicy = DEFAULT_POLICY,
+) -> None:
     title = Text(f"Attempt {attempt.number} of {len(job.attempts)}", style="bold")
     title.append(f"  {attempt.strategy}")
     if attempt.capacity_provider and attempt.capacity_provider != attempt.strategy:
@@ -152,6 +162,9 @@ def render_attempt(console: Console, job: Job, attempt: Attempt, region: str, no
     console.print(Text("  ") + plain(" | ".join(numbers)))
     for label, value in _attempt_details(attempt):
         console.print(Text(f"  {label}  ", style="dim") + plain(value))
+    cause = job_views.retry_cause(job, attempt, policy)
+    if cause:
+        console.print(Text("  retried  ", style="dim") + plain(f"by the {cause}"))
     if attempt.log_group and attempt.log_stream:
         console.print(Text("  logs  ", style="dim") + plain(f"{attempt.log_group}  {attempt.log_stream}"))
         url = job_views.log_console_url(region, attempt.log_group, attempt.log_stream)
