@@ -117,7 +117,7 @@ def render_job(
         console.print(Text("  message as received: ", style="dim") + plain(job.raw_message))
     for attempt in job.attempts:
         console.print()
-        render_attempt(console, job, attempt, region, now, policy)
+        render_attempt(console, job, attempt, region, now, policy=policy)
 
 
 def render_attempt(
@@ -126,6 +126,7 @@ def render_attempt(
     attempt: Attempt,
     region: str,
     now: datetime,
+    *,
     policy: RetryPolicy = DEFAULT_POLICY,
 ) -> None:
     title = Text(f"Attempt {attempt.number} of {len(job.attempts)}", style="bold")
