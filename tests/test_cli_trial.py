@@ -3,6 +3,8 @@ in batch names, and what each listing leaves out."""
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import logging
 import sys
@@ -13,8 +15,10 @@ from typing import Any
 import pytest
 from batchgate.adapters.telemetry import logger as service_logger
 from batchgate.domain.jobs import Job, JobStatus
+from batchgate.ops import logs as logs_module
+from batchgate.ops.cli import AppContext, cli
 
-from tests.cli_support import CliHarness, harness, listed_job
+from tests.cli_support import LOG_GROUP, USER, CliHarness, harness, listed_job
 
 __all__ = ["harness"]  # the fixture, imported for pytest
 
@@ -98,3 +102,57 @@ def test_show_names_the_batchs_own_retry_rule(
         second["retried_by"]
         == "batch rule RETRY when exit code is 143 (exit code 143, stop code SpotInterruption)"
     )
+
+
+# --- 3. a closed pipe, Ctrl-C ----------------------------------------------------------------------------
+
+
+class _ClosedPipe(io.TextIOBase):
+    """stdout after `| head -1` has read its line and exited: every write fails with EPIPE."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+
+def run_into_closed_pipe(harness: CliHarness, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[Any, str]:
+    """The command as the console script runs it (click's standalone mode: its exit code and what it
+    writes to stderr), its stdout a closed pipe."""
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    monkeypatch.setattr(sys, "stderr", stderr)
+    context = AppContext(clock=lambda: harness.now, user=USER)
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*harness.target_args(), *args], obj=context, prog_name="batchgate")
+    return exited.value.code, stderr.getvalue()
+
+
+@pytest.mark.parametrize("command", ["show", "logs"])
+def test_a_closed_pipe_is_not_an_error(
+    harness: CliHarness, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    job = harness.add(listed_job(1, JobStatus.FAILED))
+    attempt = replace(job.attempts[0], log_group=LOG_GROUP, log_stream="batch/payroll/1")
+    job = harness.add(replace(listed_job(2, JobStatus.SUCCEEDED), attempts=(attempt,)))
+    harness.write_logs("batch/payroll/1", "line 1", "line 2")
+    code, stderr = run_into_closed_pipe(harness, monkeypatch, command, job.job_id)
+    assert code == 0
+    assert stderr == ""
+
+
+def test_ctrl_c_while_following_logs_exits_130(harness: CliHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    job = harness.add(listed_job(1, JobStatus.RUNNING))
+
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(logs_module, "pause", interrupted)
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    context = AppContext(clock=lambda: harness.now, user=USER)
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*harness.target_args(), "logs", job.job_id, "--follow"], obj=context, prog_name="batchgate")
+    assert exited.value.code == 130
+    assert "Aborted" not in stderr.getvalue()

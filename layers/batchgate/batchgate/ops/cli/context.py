@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import IO, cast
 
 import click
+from click.utils import PacifyFlushWrapper
 from rich.console import Console
 
 from batchgate.adapters.job_table import JobTable
@@ -18,6 +24,22 @@ from batchgate.ops.stack_outputs import AwsSession, Target
 
 # Columns of the console when the output is piped (make, CI logs): wide enough for a job's lines.
 PIPE_WIDTH = 200
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """Rich's own answer to a closed pipe is exit 1; the group's is exit 0 (see `silence_stdout`)."""
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+def silence_stdout() -> None:
+    """After stdout's reader went away (EPIPE, `| head -1`): later writes and flushes, at exit too, go
+    nowhere instead of failing again."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.stdout = cast(IO[str], PacifyFlushWrapper(sys.stdout))
 
 
 @dataclass
@@ -43,9 +65,9 @@ class AppContext:
     @property
     def console(self) -> Console:
         if self._console is None:
-            console = Console(highlight=False, soft_wrap=False)
+            console = _Console(highlight=False, soft_wrap=False)
             if not console.is_terminal:
-                console = Console(highlight=False, soft_wrap=False, width=PIPE_WIDTH)
+                console = _Console(highlight=False, soft_wrap=False, width=PIPE_WIDTH)
             self._console = console
         return self._console
 
