@@ -156,3 +156,37 @@ def test_ctrl_c_while_following_logs_exits_130(harness: CliHarness, monkeypatch:
         cli.main([*harness.target_args(), "logs", job.job_id, "--follow"], obj=context, prog_name="batchgate")
     assert exited.value.code == 130
     assert "Aborted" not in stderr.getvalue()
+
+
+# --- 4. AWS CLI habits ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["jobs"], ["stats"], ["dlq", "list"], ["show", "JOB"], ["logs", "JOB"]])
+def test_output_json_is_json_and_table_is_the_human_output(harness: CliHarness, command: list[str]) -> None:
+    attempt = replace(listed_job(1).attempts[0], log_group=LOG_GROUP, log_stream="batch/payroll/1")
+    job = harness.add(replace(listed_job(1), attempts=(attempt,)))
+    harness.write_logs("batch/payroll/1", "line 1")
+    arguments = [job.job_id if word == "JOB" else word for word in command]
+    with_json = harness.ok(*arguments, "--json")
+    assert harness.ok(*arguments, "--output", "json").stdout == with_json.stdout
+    human = harness.ok(*arguments).stdout
+    assert human != with_json.stdout
+    assert harness.ok(*arguments, "--output", "table").stdout == human
+    assert harness.ok(*arguments, "--output", "TEXT").stdout == human
+
+
+def test_output_contradicting_json_is_a_usage_error(harness: CliHarness) -> None:
+    result = harness.run("jobs", "--json", "--output", "text")
+    assert result.exit_code == 2 and "--json and --output text contradict" in result.stderr
+
+
+def test_jobs_all_follows_next_to_the_end(harness: CliHarness) -> None:
+    for number in range(1, 8):
+        harness.add(listed_job(number, JobStatus.SUCCEEDED if number % 2 else JobStatus.FAILED))
+    document = harness.json("jobs", "--limit", "2", "--all")
+    assert len(document["jobs"]) == 7 and document["next"] is None
+    assert [job["queued"] for job in document["jobs"]] == sorted(
+        (job["queued"] for job in document["jobs"]), reverse=True
+    )
+    text = harness.ok("jobs", "--limit", "2", "--all").stdout
+    assert "more jobs" not in text and text.count("  payroll-calculation  ") == 7

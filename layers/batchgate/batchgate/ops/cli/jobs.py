@@ -23,7 +23,7 @@ from batchgate.ops.cli.options import (
 from batchgate.ops.cli.render.jobs import job_page_document, render_job, render_job_page
 from batchgate.ops.cli.render.text import print_json
 from batchgate.ops.cli.target import target_options
-from batchgate.ops.job_search import JobFilter, JobSearch
+from batchgate.ops.job_search import JobFilter, JobSearch, SearchPage
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -35,6 +35,9 @@ from batchgate.ops.job_search import JobFilter, JobSearch
 @click.option("--until", help="Queued at or before: same forms as --since.")
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=DEFAULT_LIMIT, show_default=True)
 @click.option("--next", "next_token", help="Continue from the token printed by the previous page.")
+@click.option(
+    "--all", "every_page", is_flag=True, help="Follow --next to the end: every job (--limit: per query)."
+)
 @json_option
 @target_options(hidden=True)
 @click.pass_context
@@ -47,6 +50,7 @@ def jobs(
     until: str | None,
     limit: int,
     next_token: str | None,
+    every_page: bool,
     as_json: bool,
 ) -> None:
     """List jobs newest first, by status, batch and time (read from the table's indexes, never a scan)."""
@@ -57,7 +61,11 @@ def jobs(
         since=parse_time(ctx, "--since", since),
         until=parse_time(ctx, "--until", until),
     )
-    page = JobSearch(state.table()).page(job_filter, limit=limit, token=next_token)
+    search = JobSearch(state.table())
+    page = search.page(job_filter, limit=limit, token=next_token)
+    while every_page and page.next_token is not None:
+        following = search.page(job_filter, limit=limit, token=page.next_token)
+        page = SearchPage(jobs=[*page.jobs, *following.jobs], next_token=following.next_token)
     now = state.clock()
     rows = [job_views.job_row(job, now) for job in page.jobs]
     if as_json:

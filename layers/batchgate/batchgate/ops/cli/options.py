@@ -3,8 +3,9 @@ batch names, NAME=VALUE pairs, and the job a JOB argument or --batch with --key/
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -22,8 +23,32 @@ STATUS_CHOICE = click.Choice([status.value for status in JobStatus], case_sensit
 MAX_JOB_ID_LENGTH = 128
 
 
-def json_option[F: Callable[..., Any]](function: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(function)
+OUTPUT_CHOICE = click.Choice(["json", "table", "text"], case_sensitive=False)
+
+
+def json_option[F: Callable[..., Any]](
+    function: F | None = None, *, help: str = "Print JSON for scripts."
+) -> Any:
+    """`--json`, and the AWS CLI's `--output json|table|text` beside it: the command gets `as_json`
+    (`--output json` is `--json`; `table` and `text` are the human output, the default)."""
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def merged(*args: Any, output: str | None, **kwargs: Any) -> Any:
+            if output is not None and output.lower() != "json" and kwargs["as_json"]:
+                raise click.UsageError(f"--json and --output {output} contradict each other")
+            kwargs["as_json"] = kwargs["as_json"] or (output is not None and output.lower() == "json")
+            return command(*args, **kwargs)
+
+        decorated = click.option("--json", "as_json", is_flag=True, help=help)(merged)
+        decorated = click.option(
+            "--output",
+            type=OUTPUT_CHOICE,
+            help="As the AWS CLI: json is --json; table and text print the human output (the default).",
+        )(decorated)
+        return cast(F, decorated)
+
+    return decorate(function) if function is not None else decorate
 
 
 def parse_time(ctx: click.Context, option: str, text: str | None) -> str | None:
