@@ -190,3 +190,28 @@ def test_jobs_all_follows_next_to_the_end(harness: CliHarness) -> None:
     )
     text = harness.ok("jobs", "--limit", "2", "--all").stdout
     assert "more jobs" not in text and text.count("  payroll-calculation  ") == 7
+
+
+# --- 5. a batch name the catalog does not know ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["jobs"], ["stats"], ["show"], ["logs"]])
+def test_a_batch_not_in_the_catalog_is_a_usage_error_naming_the_nearest(
+    harness: CliHarness, command: list[str]
+) -> None:
+    harness.add(listed_job(1))
+    result = harness.run(*command, "--batch", "payroll-calculaton")
+    assert result.exit_code == 2, result.stdout
+    assert "'payroll-calculaton' is not a batch of the catalog; did you mean payroll-calculation?" in (
+        result.stderr
+    )
+    assert result.stdout == ""
+    nothing_near = harness.run(*command, "--batch", "nosuch")
+    assert nothing_near.exit_code == 2
+    assert "its batches: attendance-import, payroll-calculation, report-export" in nothing_near.stderr
+
+
+def test_a_real_batch_without_jobs_still_says_so(harness: CliHarness) -> None:
+    for command in ("jobs", "stats"):
+        result = harness.run(command, "--batch", "attendance-import")
+        assert result.exit_code == 0 and result.stdout.startswith("No jobs found")

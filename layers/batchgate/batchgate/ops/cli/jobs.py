@@ -16,6 +16,7 @@ from batchgate.ops.cli.options import (
     batch_value,
     job_selector,
     json_option,
+    known_batch,
     parse_statuses,
     parse_time,
     select_job,
@@ -54,6 +55,7 @@ def jobs(
     as_json: bool,
 ) -> None:
     """List jobs newest first, by status, batch and time (read from the table's indexes, never a scan)."""
+    known_batch(ctx, batch)
     state = app(ctx)
     job_filter = JobFilter(
         statuses=parse_statuses(statuses),

@@ -3,9 +3,10 @@ batch names, NAME=VALUE pairs, and the job a JOB argument or --batch with --key/
 
 from __future__ import annotations
 
+import difflib
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -14,6 +15,9 @@ from batchgate.ops import job_views
 from batchgate.ops.cli.context import app
 from batchgate.ops.cli.exits import Failure
 from batchgate.ops.resubmit import JobNotFound
+
+if TYPE_CHECKING:
+    from batchgate.domain.catalog import Catalog
 
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 DEFAULT_LIMIT = 25
@@ -83,6 +87,27 @@ def batch_value(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value
 
 
+def known_batch(ctx: click.Context, batch: str | None, catalog: Catalog | None = None) -> None:
+    """A --batch the catalog does not list is a usage error naming the nearest batch it does: a typo
+    would otherwise answer "no jobs found", which reads as "it did not run". `catalog`: the command's
+    own (--catalog), else $BATCHGATE_CATALOG or the packaged one; one that cannot be read checks
+    nothing."""
+    from batchgate.domain.catalog import CatalogError, load_catalog
+
+    if batch is None:
+        return
+    if catalog is None:
+        try:
+            catalog = load_catalog()
+        except CatalogError:
+            return
+    if batch in catalog.batches:
+        return
+    nearest = difflib.get_close_matches(batch, list(catalog.batches), n=1, cutoff=0.5)
+    hint = f"did you mean {nearest[0]}?" if nearest else f"its batches: {', '.join(sorted(catalog.batches))}"
+    raise click.BadParameter(f"{batch!r} is not a batch of the catalog; {hint}", ctx=ctx, param_hint="--batch")
+
+
 def name_value_pairs(values: Iterable[str], option: str, metavar: str = "NAME=VALUE") -> dict[str, str]:
     """Repeated `NAME=VALUE` options as a dict (a later name wins); a usage error names the option."""
     pairs: dict[str, str] = {}
@@ -124,6 +149,7 @@ def select_job(
         return job
     if batch is None:
         raise click.UsageError("give a JOB id, or --batch NAME with --key KEY or --at TIME", ctx=ctx)
+    known_batch(ctx, batch)
     if idempotency_key is not None:
         if at is not None:
             raise click.UsageError("give --key or --at, not both", ctx=ctx)
