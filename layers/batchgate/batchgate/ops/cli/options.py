@@ -105,7 +105,8 @@ def known_batch(ctx: click.Context, batch: str | None, catalog: Catalog | None =
         return
     nearest = difflib.get_close_matches(batch, list(catalog.batches), n=1, cutoff=0.5)
     hint = f"did you mean {nearest[0]}?" if nearest else f"its batches: {', '.join(sorted(catalog.batches))}"
-    raise click.BadParameter(f"{batch!r} is not a batch of the catalog; {hint}", ctx=ctx, param_hint="--batch")
+    message = f"{batch!r} is not a batch of the catalog; {hint}"
+    raise click.BadParameter(message, ctx=ctx, param_hint="--batch")
 
 
 def name_value_pairs(values: Iterable[str], option: str, metavar: str = "NAME=VALUE") -> dict[str, str]:
