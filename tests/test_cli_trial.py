@@ -215,3 +215,30 @@ def test_a_real_batch_without_jobs_still_says_so(harness: CliHarness) -> None:
     for command in ("jobs", "stats"):
         result = harness.run(command, "--batch", "attendance-import")
         assert result.exit_code == 0 and result.stdout.startswith("No jobs found")
+
+
+# --- 6. show --batch --at: how far the job found is ------------------------------------------------------
+
+
+def test_show_at_says_how_far_the_job_found_is_and_refuses_past_within(harness: CliHarness) -> None:
+    harness.add(listed_job(1, minutes_ago=18 * 24 * 60))  # queued 18 days before NOW
+    at = ["show", "--batch", "payroll-calculation", "--at", "2026-11-28T12:00:00Z"]
+    refused = harness.run(*at)
+    assert refused.exit_code == 1 and refused.stdout == ""
+    assert "queued 18d 00h earlier, more than --within 1d 00h" in refused.stderr
+    wider = harness.run(*at, "--within", "30d")
+    assert wider.exit_code == 0
+    assert "queued 18d 00h before it" in wider.stderr
+    assert harness.run(*at, "--within", "any", "--json").exit_code == 0
+    assert harness.run(*at, "--within", "2026-11-01").exit_code == 2
+
+
+def test_show_at_near_the_time_says_how_far_too(harness: CliHarness) -> None:
+    harness.add(listed_job(130))  # 09:50
+    result = harness.run("show", "--batch", "payroll-calculation", "--at", "2026-11-28T10:00:00Z", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["job_id"] == listed_job(130).job_id
+    assert (
+        "the latest job of batch payroll-calculation at or before 2026-11-28T10:00:00.000Z, queued 10m 00s"
+        in (result.stderr)
+    )

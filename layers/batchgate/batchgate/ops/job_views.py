@@ -476,6 +476,11 @@ _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+def is_duration(text: str) -> bool:
+    """ "30m", "6h", "7d": a duration as parse_moment takes it (not a date)."""
+    return _RELATIVE.match(text.strip().lower()) is not None
+
+
 def parse_moment(text: str, now: datetime, *, ahead: bool = False) -> datetime:
     """A point in time from "2h", "30m", "7d", "1w" (ago, or from now when `ahead`), "now", or an ISO
     8601 date or date-time (without an offset it is UTC). Raises ValueError with a readable message."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from batchgate.domain.jobs import Job, JobStatus, is_job_id, iso, job_id_for
+from batchgate.domain.jobs import Job, JobStatus, is_job_id, iso, job_id_for, parse_iso
 from batchgate.ops import job_views
 from batchgate.ops.cli.context import app
 from batchgate.ops.cli.exits import Failure
@@ -23,6 +23,11 @@ CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 1000
 STATUS_CHOICE = click.Choice([status.value for status in JobStatus], case_sensitive=False)
+# `show --batch B --at T`: how long before T the job found may have been queued (a job of another day is
+# rarely the one meant).
+DEFAULT_WITHIN = "1d"
+DEFAULT_WITHIN_SECONDS = 86400.0
+WITHIN_META = "batchgate.within_seconds"
 # Every job id fits ECS's startedBy (128 characters); anything longer names no job.
 MAX_JOB_ID_LENGTH = 128
 
@@ -131,10 +136,31 @@ def job_selector[F: Callable[..., Any]](function: F) -> F:
             "at",
             help="With --batch: the latest job queued at or before this time (default: now).",
         ),
+        click.option(
+            "--within",
+            default=DEFAULT_WITHIN,
+            show_default=True,
+            expose_value=False,
+            callback=_remember_within,
+            help="With --at: refuse a job queued longer than this before --at (30m, 6h, 7d; any: no limit).",
+        ),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
     return function
+
+
+def _remember_within(ctx: click.Context, param: click.Parameter, value: str) -> None:
+    """--within, as seconds in ctx.meta (None: no limit), for select_job."""
+    if value.strip().lower() == "any":
+        ctx.meta[WITHIN_META] = None
+        return
+    if not job_views.is_duration(value):
+        raise click.BadParameter(
+            f"{value!r} is not a duration such as 30m, 6h or 7d, or any", ctx=ctx, param=param
+        )
+    now = app(ctx).clock()
+    ctx.meta[WITHIN_META] = (now - job_views.parse_moment(value, now)).total_seconds()
 
 
 def select_job(
@@ -160,7 +186,22 @@ def select_job(
             raise JobNotFound(derived)
         return found
     until = parse_time(ctx, "--at", at or "now")
+    assert until is not None
     page = table.query(batch=batch, until=until, limit=1)
     if not page.jobs:
         raise Failure(f"no job of batch {batch} queued at or before {until}")
-    return page.jobs[0]
+    job = page.jobs[0]
+    gap = (parse_iso(until) - parse_iso(job.created_at)).total_seconds()
+    within = ctx.meta.get(WITHIN_META, DEFAULT_WITHIN_SECONDS)
+    if at is not None and within is not None and gap > within:
+        raise Failure(
+            f"the latest job of batch {batch} queued at or before {until} is {job.job_id}, queued "
+            f"{job_views.format_duration(gap)} earlier, more than --within "
+            f"{job_views.format_duration(within)}: give a wider --within (or --within any) to see it"
+        )
+    click.echo(
+        f"{job.job_id}: the latest job of batch {batch} at or before {until}, queued "
+        f"{job_views.format_duration(gap)} before it",
+        err=True,
+    )
+    return job
