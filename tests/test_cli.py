@@ -205,6 +205,7 @@ def test_jobs_lists_newest_first_with_the_columns(harness: CliHarness) -> None:
         "START",
         "RUN",
         "EXIT",
+        "REASON",
     ]
     assert lines[1].split() == [
         listed_job(1).job_id,
@@ -217,6 +218,7 @@ def test_jobs_lists_newest_first_with_the_columns(harness: CliHarness) -> None:
         "1m",
         "40s",
         "1",
+        "-",
     ]
     assert "more jobs" not in human
 

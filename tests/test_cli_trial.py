@@ -242,3 +242,36 @@ def test_show_at_near_the_time_says_how_far_too(harness: CliHarness) -> None:
         "the latest job of batch payroll-calculation at or before 2026-11-28T10:00:00.000Z, queued 10m 00s"
         in (result.stderr)
     )
+
+
+# --- 7. jobs: reasons, not-ok, comma lists -----------------------------------------------------------------
+
+
+def test_jobs_shows_a_shortened_reason(harness: CliHarness) -> None:
+    reason = "exit code 137; EssentialContainerExited; Essential container in task exited (OutOfMemoryError)"
+    job = harness.add(replace(listed_job(1, JobStatus.FAILED), reason=reason))
+    [row] = harness.json("jobs")["jobs"]
+    assert row["reason"] == reason
+    text = harness.ok("jobs").stdout
+    assert "REASON" in text.splitlines()[0]
+    [line] = [line for line in text.splitlines() if job.job_id in line]
+    assert line.rstrip().endswith("exit code 137; EssentialContainerExited; Essent\u2026")
+
+
+def test_jobs_status_not_ok_and_comma_lists(harness: CliHarness) -> None:
+    for number, status in enumerate(
+        (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.REJECTED, JobStatus.CANCELLED),
+        start=1,
+    ):
+        harness.add(listed_job(number, status))
+
+    def statuses(*options: str) -> list[str]:
+        return [row["status"] for row in harness.json("jobs", *options)["jobs"]]
+
+    assert statuses("--status", "not-ok") == ["FAILED", "TIMED_OUT", "REJECTED", "CANCELLED"]
+    assert statuses("--status", "failed,TIMED_OUT") == ["FAILED", "TIMED_OUT"]
+    assert statuses("--status", "FAILED", "--status", "cancelled") == ["FAILED", "CANCELLED"]
+    by_batch = statuses("--batch", "payroll-calculation", "--status", "not-ok")
+    assert by_batch == ["FAILED", "TIMED_OUT", "REJECTED", "CANCELLED"]
+    wrong = harness.run("jobs", "--status", "FAILED,broken")
+    assert wrong.exit_code == 2 and "'broken' is not a status" in wrong.stderr and "not-ok" in wrong.stderr

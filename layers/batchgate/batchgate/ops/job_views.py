@@ -406,6 +406,7 @@ def job_row(job: Job, now: datetime | None = None) -> dict[str, Any]:
         "start_latency_seconds": start_latency(attempt),
         "run_time_seconds": run_time(attempt, now),
         "exit_code": attempt.exit_code if attempt else None,
+        "reason": job.reason,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from batchgate.domain.jobs import JobStatus
 from batchgate.domain.retry_policy import DEFAULT_POLICY, RetryPolicy
 from batchgate.ops import job_views
 from batchgate.ops.cli.context import app
@@ -12,14 +13,13 @@ from batchgate.ops.cli.options import (
     CONTEXT_SETTINGS,
     DEFAULT_LIMIT,
     MAX_LIMIT,
-    STATUS_CHOICE,
     batch_value,
     job_selector,
     json_option,
     known_batch,
-    parse_statuses,
     parse_time,
     select_job,
+    status_values,
 )
 from batchgate.ops.cli.render.jobs import job_page_document, render_job, render_job_page
 from batchgate.ops.cli.render.text import print_json
@@ -29,7 +29,12 @@ from batchgate.ops.job_search import JobFilter, JobSearch, SearchPage
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option(
-    "--status", "statuses", multiple=True, type=STATUS_CHOICE, help="Only this status (repeatable)."
+    "--status",
+    "statuses",
+    multiple=True,
+    callback=status_values,
+    metavar="STATUS[,STATUS...]",
+    help="Only these statuses (repeatable, or a comma list; not-ok: FAILED, TIMED_OUT, REJECTED, CANCELLED).",
 )
 @click.option("--batch", callback=batch_value, help="Only this batch.")
 @click.option("--since", help="Queued at or after: 2h, 30m, 7d, or an ISO date/time (UTC).")
@@ -45,7 +50,7 @@ from batchgate.ops.job_search import JobFilter, JobSearch, SearchPage
 def jobs(
     ctx: click.Context,
     *,
-    statuses: tuple[str, ...],
+    statuses: tuple[JobStatus, ...],
     batch: str | None,
     since: str | None,
     until: str | None,
@@ -58,7 +63,7 @@ def jobs(
     known_batch(ctx, batch)
     state = app(ctx)
     job_filter = JobFilter(
-        statuses=parse_statuses(statuses),
+        statuses=statuses,
         batch=batch,
         since=parse_time(ctx, "--since", since),
         until=parse_time(ctx, "--until", until),

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 1000
-STATUS_CHOICE = click.Choice([status.value for status in JobStatus], case_sensitive=False)
+# `--status not-ok`: every way a job ends without success (exits.UNSUCCESSFUL, in this order).
+STATUS_GROUPS: dict[str, tuple[JobStatus, ...]] = {
+    "not-ok": (JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.REJECTED, JobStatus.CANCELLED)
+}
 # `show --batch B --at T`: how long before T the job found may have been queued (a job of another day is
 # rarely the one meant).
 DEFAULT_WITHIN = "1d"
@@ -69,8 +72,25 @@ def parse_time(ctx: click.Context, option: str, text: str | None) -> str | None:
         raise click.BadParameter(str(error), ctx=ctx, param_hint=option) from error
 
 
-def parse_statuses(values: Sequence[str]) -> tuple[JobStatus, ...]:
-    return tuple(JobStatus(value.upper()) for value in values)
+def status_values(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> tuple[JobStatus, ...]:
+    """--status, repeatable, each a status (any case), a comma list of them, or a group (not-ok)."""
+    statuses: list[JobStatus] = []
+    for value in values:
+        for word in (part.strip() for part in value.split(",")):
+            if not word:
+                continue
+            group = STATUS_GROUPS.get(word.lower())
+            if group is not None:
+                statuses.extend(group)
+                continue
+            try:
+                statuses.append(JobStatus(word.upper()))
+            except ValueError:
+                known = ", ".join([*(status.value for status in JobStatus), *STATUS_GROUPS])
+                raise click.BadParameter(
+                    f"{word!r} is not a status ({known})", ctx=ctx, param=param
+                ) from None
+    return tuple(statuses)
 
 
 def job_id_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

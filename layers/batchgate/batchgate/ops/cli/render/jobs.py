@@ -14,8 +14,11 @@ from rich.text import Text
 from batchgate.domain.jobs import Attempt, Job, JobStatus
 from batchgate.domain.retry_policy import DEFAULT_POLICY, RetryPolicy
 from batchgate.ops import job_views
-from batchgate.ops.cli.render.text import filter_words, plain, short_time, status_text
+from batchgate.ops.cli.render.text import filter_words, plain, short_time, shorten, status_text
 from batchgate.ops.job_search import JobFilter, SearchPage
+
+# The REASON column of `jobs`: enough to tell reasons apart; `show` (or --json) has the whole text.
+REASON_WIDTH = 48
 
 
 def job_page_document(rows: list[dict[str, Any]], page: SearchPage) -> dict[str, Any]:
@@ -40,7 +43,17 @@ def render_job_page(
         console.print(plain("No jobs found" + filter_words(job_filter) + "."))
     else:
         table = Table(box=None, pad_edge=False, header_style="bold")
-        for name in ("JOB ID", "BATCH", "STATUS", "STRATEGY", "QUEUED (UTC)", "START", "RUN", "EXIT"):
+        for name in (
+            "JOB ID",
+            "BATCH",
+            "STATUS",
+            "STRATEGY",
+            "QUEUED (UTC)",
+            "START",
+            "RUN",
+            "EXIT",
+            "REASON",
+        ):
             justify: Literal["left", "right"] = "right" if name in ("START", "RUN", "EXIT") else "left"
             table.add_column(name, no_wrap=True, justify=justify)
         for job, row in zip(page.jobs, rows, strict=True):
@@ -53,6 +66,7 @@ def render_job_page(
                 plain(job_views.format_duration(row["start_latency_seconds"])),
                 plain(job_views.format_duration(row["run_time_seconds"])),
                 plain(row["exit_code"]),
+                plain(shorten(row["reason"], REASON_WIDTH)),
             )
         console.print(table)
     if page.next_token:
