@@ -275,3 +275,28 @@ def test_jobs_status_not_ok_and_comma_lists(harness: CliHarness) -> None:
     assert by_batch == ["FAILED", "TIMED_OUT", "REJECTED", "CANCELLED"]
     wrong = harness.run("jobs", "--status", "FAILED,broken")
     assert wrong.exit_code == 2 and "'broken' is not a status" in wrong.stderr and "not-ok" in wrong.stderr
+
+
+# --- 8. stats: every end status, and a legend ---------------------------------------------------------------
+
+
+def test_stats_has_a_column_per_end_status_and_explains_the_no_strategy_row(harness: CliHarness) -> None:
+    harness.add(listed_job(1, JobStatus.SUCCEEDED))
+    harness.add(listed_job(2, JobStatus.FAILED))
+    harness.add(listed_job(3, JobStatus.TIMED_OUT))
+    harness.add(replace(listed_job(4, JobStatus.CANCELLED), attempts=(), plan=None))
+    harness.add(listed_job(5, JobStatus.REJECTED))
+    document = harness.json("stats")
+    counts = {
+        row["strategy"]: [row[name] for name in ("jobs", "succeeded", "failed", "timed_out", "cancelled", "rejected")]
+        for row in document["rows"]
+    }
+    assert counts == {"FARGATE": [3, 1, 1, 1, 0, 0], "-": [2, 0, 0, 0, 1, 1]}
+    human = harness.ok("stats").stdout
+    header = human.splitlines()[0]
+    for column in ("OK", "FAILED", "TIMED OUT", "CANCELLED", "REJECTED", "RUNNING"):
+        assert column in header
+    no_strategy = next(line for line in human.splitlines() if "  -  " in line)
+    assert no_strategy.split()[2:8] == ["2", "0", "0", "0", "1", "1"]
+    assert "strategy -: jobs that never had an attempt" in human
+    assert "SUCCESS: OK / (OK + FAILED + TIMED OUT)" in human
