@@ -287,10 +287,8 @@ def test_stats_has_a_column_per_end_status_and_explains_the_no_strategy_row(harn
     harness.add(replace(listed_job(4, JobStatus.CANCELLED), attempts=(), plan=None))
     harness.add(listed_job(5, JobStatus.REJECTED))
     document = harness.json("stats")
-    counts = {
-        row["strategy"]: [row[name] for name in ("jobs", "succeeded", "failed", "timed_out", "cancelled", "rejected")]
-        for row in document["rows"]
-    }
+    names = ("jobs", "succeeded", "failed", "timed_out", "cancelled", "rejected")
+    counts = {row["strategy"]: [row[name] for name in names] for row in document["rows"]}
     assert counts == {"FARGATE": [3, 1, 1, 1, 0, 0], "-": [2, 0, 0, 0, 1, 1]}
     human = harness.ok("stats").stdout
     header = human.splitlines()[0]
