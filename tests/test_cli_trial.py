@@ -7,6 +7,7 @@ import errno
 import io
 import json
 import logging
+import shlex
 import sys
 from dataclasses import replace
 from importlib import resources
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 from batchgate.adapters.telemetry import logger as service_logger
-from batchgate.domain.jobs import Job, JobStatus
+from batchgate.domain.jobs import Job, JobStatus, job_id_for
 from batchgate.ops import logs as logs_module
 from batchgate.ops.cli import AppContext, cli
 
@@ -298,3 +299,32 @@ def test_stats_has_a_column_per_end_status_and_explains_the_no_strategy_row(harn
     assert no_strategy.split()[2:8] == ["2", "0", "0", "0", "1", "1"]
     assert "strategy -: jobs that never had an attempt" in human
     assert "SUCCESS: OK / (OK + FAILED + TIMED OUT)" in human
+
+
+# --- 9. retry of a job that succeeded ------------------------------------------------------------------------
+
+
+def test_retry_of_a_succeeded_job_needs_force(harness: CliHarness) -> None:
+    done = harness.add(listed_job(1, JobStatus.SUCCEEDED))
+    refused = harness.run("retry", done.job_id)
+    assert refused.exit_code == 1
+    assert f"job {done.job_id} SUCCEEDED: retrying it runs the batch again" in refused.stderr
+    assert "--force" in refused.stderr
+    assert harness.queued_bodies() == []
+    forced = harness.json("retry", done.job_id, "--force")
+    assert forced["retry_of"] == done.job_id
+    [body] = harness.queued_bodies()
+    assert body["idempotency_key"] == f"retry-of:{done.job_id}:1"
+
+
+# --- 10. submit's hint points at the same stack -----------------------------------------------------------
+
+
+def test_submit_hint_carries_the_target_options_and_works_pasted(harness: CliHarness) -> None:
+    result = harness.ok("submit", "payroll-calculation", "2026-11", "--idempotency-key", "hint")
+    [hint] = [line for line in result.stdout.splitlines() if line.startswith("follow it with: ")]
+    words = shlex.split(hint.removeprefix("follow it with: "))
+    assert words[:3] == ["batchgate", "show", job_id_for("payroll-calculation", "hint")]
+    assert words[3:] == harness.target_args()
+    harness.dispatch_queued()
+    assert harness.run(*words[1:], target=False).exit_code == 0

@@ -7,6 +7,7 @@ import errno
 import io
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,6 +50,9 @@ class AppContext:
     target: Target = field(default_factory=Target)
     clock: Callable[[], datetime] = utc_now
     user: str | None = None
+    # The target options typed on the command line, as typed (`--local`, `--stack NAME`), so that a
+    # command printed for the user to run next points at the same stack.
+    target_arguments: dict[str, str | None] = field(default_factory=dict)
     _session: AwsSession | None = None
     _console: Console | None = None
 
@@ -57,6 +61,15 @@ class AppContext:
         if self._session is None:
             self._session = AwsSession(self.target)
         return self._session
+
+    def command_line(self, *words: str) -> str:
+        """`batchgate WORDS... <the target options given>`, quoted for a POSIX shell."""
+        arguments = [*words]
+        for option, value in self.target_arguments.items():
+            arguments.append(option)
+            if value is not None:
+                arguments.append(value)
+        return " ".join(["batchgate", *(shlex.quote(argument) for argument in arguments)])
 
     def table(self) -> JobTable:
         session = self.session
