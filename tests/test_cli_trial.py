@@ -45,7 +45,7 @@ def service_logs_on_stdout() -> Any:
         handler.setStream(previous)
 
 
-# --- 1. nothing but the result on stdout --------------------------------------------------------------
+# --- 1. nothing but the result on stdout ---------------------------------------------------------------
 
 
 def test_cancel_json_is_the_only_thing_on_stdout(harness: CliHarness, service_logs_on_stdout: Any) -> None:
@@ -105,7 +105,7 @@ def test_show_names_the_batchs_own_retry_rule(
     )
 
 
-# --- 3. a closed pipe, Ctrl-C ----------------------------------------------------------------------------
+# --- 3. a closed pipe, Ctrl-C --------------------------------------------------------------------------
 
 
 class _ClosedPipe(io.TextIOBase):
@@ -159,7 +159,7 @@ def test_ctrl_c_while_following_logs_exits_130(harness: CliHarness, monkeypatch:
     assert "Aborted" not in stderr.getvalue()
 
 
-# --- 4. AWS CLI habits ------------------------------------------------------------------------------------
+# --- 4. AWS CLI habits ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("command", [["jobs"], ["stats"], ["dlq", "list"], ["show", "JOB"], ["logs", "JOB"]])
@@ -193,7 +193,7 @@ def test_jobs_all_follows_next_to_the_end(harness: CliHarness) -> None:
     assert "more jobs" not in text and text.count("  payroll-calculation  ") == 7
 
 
-# --- 5. a batch name the catalog does not know ------------------------------------------------------------
+# --- 5. a batch name the catalog does not know ---------------------------------------------------------
 
 
 @pytest.mark.parametrize("command", [["jobs"], ["stats"], ["show"], ["logs"]])
@@ -218,7 +218,7 @@ def test_a_real_batch_without_jobs_still_says_so(harness: CliHarness) -> None:
         assert result.exit_code == 0 and result.stdout.startswith("No jobs found")
 
 
-# --- 6. show --batch --at: how far the job found is ------------------------------------------------------
+# --- 6. show --batch --at: how far the job found is ----------------------------------------------------
 
 
 def test_show_at_says_how_far_the_job_found_is_and_refuses_past_within(harness: CliHarness) -> None:
@@ -245,7 +245,7 @@ def test_show_at_near_the_time_says_how_far_too(harness: CliHarness) -> None:
     )
 
 
-# --- 7. jobs: reasons, not-ok, comma lists -----------------------------------------------------------------
+# --- 7. jobs: reasons, not-ok, comma lists -------------------------------------------------------------
 
 
 def test_jobs_shows_a_shortened_reason(harness: CliHarness) -> None:
@@ -278,7 +278,7 @@ def test_jobs_status_not_ok_and_comma_lists(harness: CliHarness) -> None:
     assert wrong.exit_code == 2 and "'broken' is not a status" in wrong.stderr and "not-ok" in wrong.stderr
 
 
-# --- 8. stats: every end status, and a legend ---------------------------------------------------------------
+# --- 8. stats: every end status, and a legend ----------------------------------------------------------
 
 
 def test_stats_has_a_column_per_end_status_and_explains_the_no_strategy_row(harness: CliHarness) -> None:
@@ -301,7 +301,7 @@ def test_stats_has_a_column_per_end_status_and_explains_the_no_strategy_row(harn
     assert "SUCCESS: OK / (OK + FAILED + TIMED OUT)" in human
 
 
-# --- 9. retry of a job that succeeded ------------------------------------------------------------------------
+# --- 9. retry of a job that succeeded ------------------------------------------------------------------
 
 
 def test_retry_of_a_succeeded_job_needs_force(harness: CliHarness) -> None:
@@ -317,7 +317,7 @@ def test_retry_of_a_succeeded_job_needs_force(harness: CliHarness) -> None:
     assert body["idempotency_key"] == f"retry-of:{done.job_id}:1"
 
 
-# --- 10. submit's hint points at the same stack -----------------------------------------------------------
+# --- 10. submit's hint points at the same stack --------------------------------------------------------
 
 
 def test_submit_hint_carries_the_target_options_and_works_pasted(harness: CliHarness) -> None:
