@@ -328,3 +328,16 @@ def test_submit_hint_carries_the_target_options_and_works_pasted(harness: CliHar
     assert words[3:] == harness.target_args()
     harness.dispatch_queued()
     assert harness.run(*words[1:], target=False).exit_code == 0
+
+
+# --- 12. whatif on a CSV with the wrong columns --------------------------------------------------------
+
+
+def test_whatif_names_the_files_columns_and_the_expected_ones(harness: CliHarness, tmp_path: Any) -> None:
+    path = tmp_path / "jobs.csv"
+    path.write_text("name,queued,seconds\nx,2026-11-01T00:00:00Z,10\n")
+    result = harness.run("whatif", "--trace", str(path), "--no-plots")
+    assert result.exit_code == 2, (result.exit_code, result.stderr)
+    assert "missing column batch, submitted_at, cpu, memory, run_seconds, exit_code" in result.stderr
+    assert "the file's columns: name, queued, seconds" in result.stderr
+    assert "expected: batch, submitted_at, cpu, memory, run_seconds, exit_code (optional: " in result.stderr
