@@ -7,6 +7,7 @@ import errno
 import io
 import json
 import logging
+import os
 import shlex
 import sys
 from dataclasses import replace
@@ -341,3 +342,49 @@ def test_whatif_names_the_files_columns_and_the_expected_ones(harness: CliHarnes
     assert "missing column batch, submitted_at, cpu, memory, run_seconds, exit_code" in result.stderr
     assert "the file's columns: name, queued, seconds" in result.stderr
     assert "expected: batch, submitted_at, cpu, memory, run_seconds, exit_code (optional: " in result.stderr
+
+
+# --- 11. dlq redrive on the local stack ----------------------------------------------------------------
+
+
+def test_dlq_redrive_on_the_local_stack_sends_track_events_to_the_track_hosts_queue(
+    harness: CliHarness, tmp_path: Any
+) -> None:
+    """The local stack's state names the queue its track host reads (EventBridge's target there):
+    redrive needs no --track-function, which the local stack could not invoke anyway."""
+    sqs = harness.sqs
+    host_queue = sqs.create_queue(QueueName="batchgate-local-TrackFunction-ecs")["QueueUrl"]
+    state = tmp_path / "local.json"
+    state.write_text(
+        json.dumps(
+            {
+                "region": "us-east-1",
+                "table_name": harness.stack.settings.table_name,
+                "queue_url": harness.queue_url,
+                "dlq_urls": {
+                    "jobs": harness.jobs_dlq_url,
+                    "track": harness.track_dlq_url,
+                    "history": harness.history_dlq_url,
+                },
+                "event_queues": {"track": host_queue},
+                "pid": os.getpid(),
+            }
+        )
+    )
+    event = {"source": "aws.ecs", "detail-type": "ECS Task State Change", "detail": {"lastStatus": "RUNNING"}}
+    record = {"requestContext": {"condition": "RetriesExhausted"}, "requestPayload": event}
+    sqs.send_message(QueueUrl=harness.track_dlq_url, MessageBody=json.dumps(record))
+    history_letter = sqs.send_message(QueueUrl=harness.history_dlq_url, MessageBody="{}")["MessageId"]
+    result = harness.run(
+        "--local", "--local-state", str(state), "dlq", "redrive", "--yes", "--json", target=False
+    )
+    assert result.exit_code == 0, result.stderr
+    results = {entry["queue"]: entry for entry in json.loads(result.stdout)["results"]}
+    assert {name: entry["moved"] for name, entry in results.items()} == {"jobs": 0, "track": 1}
+    assert results["track"]["destination"] == host_queue
+    assert "history DLQ: left out (the local stack cannot invoke the history function" in result.stderr
+    [delivered] = sqs.receive_message(QueueUrl=host_queue, MaxNumberOfMessages=10)["Messages"]
+    assert json.loads(delivered["Body"]) == event
+    assert sqs.receive_message(QueueUrl=harness.track_dlq_url).get("Messages", []) == []
+    kept = sqs.receive_message(QueueUrl=harness.history_dlq_url)["Messages"]
+    assert [message["MessageId"] for message in kept] == [history_letter]

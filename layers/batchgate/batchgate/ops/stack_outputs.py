@@ -104,6 +104,8 @@ class LocalState:
     cluster: str | None = None
     track_function: str | None = None
     history_function: str | None = None
+    # The local queue the track function's host reads its events from (the stack's EventBridge target).
+    track_event_queue_url: str | None = None
 
     @classmethod
     def load(cls, path: Path | None = None) -> LocalState:
@@ -131,6 +133,7 @@ class LocalState:
         """`dlq_urls` may be an object {"jobs": url, "track": url, "history": url} or a list of the
         URLs (told apart by name)."""
         dlqs = data.get("dlq_urls") or {}
+        events = data.get("event_queues") or {}
         jobs_dlq: str | None
         track_dlq: str | None
         history_dlq: str | None
@@ -156,6 +159,7 @@ class LocalState:
             cluster=data.get("cluster"),
             track_function=data.get("track_function"),
             history_function=data.get("history_function"),
+            track_event_queue_url=_first(events, "track") if isinstance(events, Mapping) else None,
         )
 
     def resources(self) -> dict[str, str]:
@@ -168,6 +172,7 @@ class LocalState:
             "cluster": self.cluster,
             "track_function": self.track_function,
             "history_function": self.history_function,
+            "track_event_queue_url": self.track_event_queue_url,
         }
         return {key: value for key, value in values.items() if value}
 
