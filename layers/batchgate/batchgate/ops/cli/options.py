@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, cast, overload
 
 import click
 
@@ -38,9 +38,13 @@ MAX_JOB_ID_LENGTH = 128
 OUTPUT_CHOICE = click.Choice(["json", "table", "text"], case_sensitive=False)
 
 
+@overload
+def json_option[F: Callable[..., Any]](function: F) -> F: ...
+@overload
+def json_option[F: Callable[..., Any]](*, help: str) -> Callable[[F], F]: ...
 def json_option[F: Callable[..., Any]](
     function: F | None = None, *, help: str = "Print JSON for scripts."
-) -> Any:
+) -> F | Callable[[F], F]:
     """`--json`, and the AWS CLI's `--output json|table|text` beside it: the command gets `as_json`
     (`--output json` is `--json`; `table` and `text` are the human output, the default)."""
 
