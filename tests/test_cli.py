@@ -205,6 +205,7 @@ def test_jobs_lists_newest_first_with_the_columns(harness: CliHarness) -> None:
         "START",
         "RUN",
         "EXIT",
+        "REASON",
     ]
     assert lines[1].split() == [
         listed_job(1).job_id,
@@ -217,6 +218,7 @@ def test_jobs_lists_newest_first_with_the_columns(harness: CliHarness) -> None:
         "1m",
         "40s",
         "1",
+        "-",
     ]
     assert "more jobs" not in human
 
@@ -541,6 +543,10 @@ def test_stats_per_batch_and_strategy(harness: CliHarness) -> None:
         "4",
         "3",
         "1",
+        "0",
+        "0",
+        "0",
+        "0",
         "75.0%",
         "20s",
         "20s",

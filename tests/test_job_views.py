@@ -262,6 +262,7 @@ def test_job_row_has_the_listing_columns() -> None:
         "start_latency_seconds": 25.0,
         "run_time_seconds": 313.0,
         "exit_code": 1,
+        "reason": None,
     }
 
 

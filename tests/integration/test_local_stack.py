@@ -229,6 +229,46 @@ def test_an_event_track_cannot_apply_lands_in_the_track_dlq(stack: Stack) -> Non
     assert record["responsePayload"]["errorType"] == "JobNotFound"
 
 
+def test_dlq_redrive_sends_track_events_to_the_local_track_host(stack: Stack) -> None:
+    """`dlq redrive` with no extra option: the track DLQ's event goes to the queue the track host reads;
+    the host invokes track, which fails again for a job that does not exist, so the event comes back
+    to the DLQ after Lambda's retries: proof that it was delivered and run."""
+    started_by = "bg-payroll-calculation-11111111111111111111"
+    event = {
+        "source": "aws.ecs",
+        "detail-type": "ECS Task State Change",
+        "detail": {
+            "clusterArn": stack.state["cluster"],
+            "startedBy": started_by,
+            "taskArn": stack.state["cluster"].replace(":cluster/", ":task/") + "/4567",
+            "lastStatus": "RUNNING",
+            "version": 1,
+        },
+    }
+    dlq = stack.state["dlq_urls"]["track"]
+    stack.sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(event))
+    result = subprocess.run(
+        [BATCHGATE, "--local", "--local-state", str(stack.state_path), "dlq", "redrive", "--yes", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    track = next(entry for entry in json.loads(result.stdout)["results"] if entry["queue"] == "track")
+    assert track["moved"] >= 1 and track["failed"] == []
+    deadline = time.monotonic() + JOB_SECONDS
+    while time.monotonic() < deadline:
+        for message in stack.sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=1).get("Messages", []):
+            record = json.loads(message["Body"])
+            payload = record.get("requestPayload") if isinstance(record, dict) else None
+            if isinstance(payload, dict) and payload["detail"]["startedBy"] == started_by:
+                assert record["responsePayload"]["errorType"] == "JobNotFound"
+                return
+    pytest.fail("the redriven event never reached the track host")
+
+
 def test_the_demo_passes() -> None:
     """`make run`: the demo's own checks of every job, in a fresh stack."""
     result = subprocess.run(

@@ -64,6 +64,17 @@ class RetryRule:
             return any(fnmatchcase(text.lower(), pattern) for text in _reasons(attempt))
         return True
 
+    def describe(self) -> str:
+        """`RETRY when stop code is TaskFailedToStart or SpotInterruption`: the rule in words."""
+        conditions: list[str] = []
+        if self.exit_codes is not None:
+            conditions.append("exit code is " + " or ".join(str(code) for code in sorted(self.exit_codes)))
+        if self.stop_codes is not None:
+            conditions.append("stop code is " + " or ".join(sorted(self.stop_codes)))
+        if self.reason is not None:
+            conditions.append(f"reason matches {self.reason!r}")
+        return f"{self.action} when " + " and ".join(conditions) if conditions else f"{self.action} always"
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -132,13 +143,11 @@ def decide(
     earlier attempts of the job never ran the batch (`attempts_never_run`): the limit of attempts is
     that many higher."""
     policy = spec.retry_policy
-    timed_out = timed_out or any(text.startswith(TIMEOUT_REASON_PREFIX) for text in _reasons(attempt))
-    if timed_out:
+    if timed_out or was_timed_out(attempt):
         action = RETRY if policy.retry_timeouts else FAIL
     else:
-        rules = (*STOPPED_ON_PURPOSE, *policy.rules, *DEFAULT_RULES)
-        rule = next((r for r in rules if r.matches(attempt)), None)
-        action = rule.action if rule is not None else FAIL
+        found = deciding_rule(attempt, policy)
+        action = found.rule.action if found is not None else FAIL
     if action == FAIL:
         return Fail(failure)
     limit = spec.max_attempts + max(0, never_run)
@@ -152,6 +161,35 @@ def decide(
         number=number,
         reason=f"{failure}; attempt {number} of {limit}{unrun} in {delay} s",
     )
+
+
+@dataclass(frozen=True)
+class RuleMatch:
+    """The rule that decided an attempt's fate, and whose it is: "stopped on purpose" (batchgate's own,
+    before any other), "batch" (the catalog's retry.rules) or "default"."""
+
+    rule: RetryRule
+    source: str
+
+
+def was_timed_out(attempt: Attempt) -> bool:
+    """Stopped by the timeout sweep: decided by the policy's retry_timeouts, not by a rule."""
+    return any(text.startswith(TIMEOUT_REASON_PREFIX) for text in _reasons(attempt))
+
+
+def deciding_rule(attempt: Attempt, policy: RetryPolicy) -> RuleMatch | None:
+    """The first rule that matches the attempt (what `decide` follows for an attempt that did not time
+    out); None when none does (the attempt then fails)."""
+    sources = (
+        ("stopped on purpose", STOPPED_ON_PURPOSE),
+        ("batch", policy.rules),
+        ("default", DEFAULT_RULES),
+    )
+    for source, rules in sources:
+        for rule in rules:
+            if rule.matches(attempt):
+                return RuleMatch(rule, source)
+    return None
 
 
 def _reasons(attempt: Attempt) -> Iterable[str]:

@@ -16,6 +16,7 @@ from urllib.parse import quote
 from batchgate.domain.jobs import Attempt, Job, JobStatus, iso, parse_iso
 from batchgate.domain.latency_sketch import warm_start_seconds
 from batchgate.domain.pools import HEARTBEAT_SECONDS, PoolTask
+from batchgate.domain.retry_policy import DEFAULT_POLICY, RETRY, RetryPolicy, deciding_rule, was_timed_out
 from batchgate.domain.warm import NOT_PICKED_UP, OFFERED, POOL_TASK_STOPPED, WARM
 
 # Timeline phases in lifecycle order: (key, label, what the time since the previous phase was spent on).
@@ -311,7 +312,7 @@ def outcome(job: Job, attempt: Attempt | None = None) -> Outcome:
     is_current = current is not None and attempt.number == current.number
     explanations: list[str] = []
     if not is_current:
-        explanations.append(f"Attempt {attempt.number} was followed by attempt {len(job.attempts)}.")
+        explanations.append(f"Attempt {attempt.number} was followed by attempt {attempt.number + 1}.")
     elif not job.status.is_terminal or job.status in (JobStatus.TIMED_OUT, JobStatus.CANCELLED):
         explanations.append(status_meaning(job.status))
         if job.reason and (job.status.is_terminal or job.status is JobStatus.RETRYING):
@@ -338,6 +339,28 @@ def outcome(job: Job, attempt: Attempt | None = None) -> Outcome:
         stop_code=attempt.stop_code,
         stopped_reason=attempt.stopped_reason,
     )
+
+
+def retry_cause(job: Job, attempt: Attempt, policy: RetryPolicy) -> str | None:
+    """Why `attempt` was followed by another, by `policy` (the batch's, from today's catalog): the retry
+    rule that matched and what of the attempt it matched on; None for the last attempt, or when no RETRY
+    rule matches (a lost launch sent again, an offer no warm worker claimed)."""
+    if attempt.number >= len(job.attempts):
+        return None
+    seen = (
+        f"exit code {'-' if attempt.exit_code is None else attempt.exit_code}, "
+        f"stop code {attempt.stop_code or '-'}"
+    )
+    if was_timed_out(attempt):
+        return (
+            f"timed out, and the batch's retry policy has retry_timeouts ({seen})"
+            if policy.retry_timeouts
+            else None
+        )
+    found = deciding_rule(attempt, policy)
+    if found is None or found.rule.action != RETRY:
+        return None
+    return f"{found.source} rule {found.rule.describe()} ({seen})"
 
 
 def _headline(label: str, detail: str | None) -> str:
@@ -422,6 +445,7 @@ def job_row(job: Job, now: datetime | None = None) -> dict[str, Any]:
         "start_latency_seconds": start_latency(attempt),
         "run_time_seconds": run_time(attempt, now),
         "exit_code": attempt.exit_code if attempt else None,
+        "reason": job.reason,
     }
 
 
@@ -482,6 +506,8 @@ def attempt_document(
     region: str,
     now: datetime | None = None,
     heartbeats: Mapping[str, PoolTask | None] | None = None,
+    *,
+    policy: RetryPolicy = DEFAULT_POLICY,
 ) -> dict[str, Any]:
     document: dict[str, Any] = {
         "number": attempt.number,
@@ -495,6 +521,7 @@ def attempt_document(
         "time_to_start_seconds": time_to_start(job, attempt),
         "run_time_seconds": run_time(attempt, now),
         "outcome": outcome(job, attempt).to_dict(),
+        "retried_by": retry_cause(job, attempt, policy),
         "launch_failures": [dict(failure) for failure in attempt.launch_failures],
         "launch_tries": [dict(entry) for entry in attempt.tries],
         "error": attempt.error,
@@ -517,6 +544,7 @@ def job_document(
     region: str,
     now: datetime | None = None,
     heartbeats: Mapping[str, PoolTask | None] | None = None,
+    policy: RetryPolicy = DEFAULT_POLICY,
 ) -> dict[str, Any]:
     """Everything `batchgate show` says about a job, as plain data (its `--json` output); `heartbeats`:
     the pool tasks' heartbeat items read for its running WARM attempts, by task ARN."""
@@ -542,13 +570,20 @@ def job_document(
         "cpu": plan.cpu if plan and plan.cpu else None,
         "memory": plan.memory if plan and plan.memory else None,
         "outcome": outcome(job).to_dict(),
-        "attempts": [attempt_document(job, attempt, region, now, heartbeats) for attempt in job.attempts],
+        "attempts": [
+            attempt_document(job, attempt, region, now, heartbeats, policy=policy) for attempt in job.attempts
+        ],
         "raw_message": job.raw_message,
     }
 
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def is_duration(text: str) -> bool:
+    """ "30m", "6h", "7d": a duration as parse_moment takes it (not a date)."""
+    return _RELATIVE.match(text.strip().lower()) is not None
 
 
 def parse_moment(text: str, now: datetime, *, ahead: bool = False) -> datetime:

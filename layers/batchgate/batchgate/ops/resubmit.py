@@ -52,14 +52,20 @@ class RetryPlan:
         }
 
 
-def plan_retry(table: JobTable, job_id: str) -> RetryPlan:
+def plan_retry(table: JobTable, job_id: str, *, force: bool = False) -> RetryPlan:
     """The resubmission of a job that has ended: the first `retry-of:<job id>:<n>` key that names no job
     yet (a resubmission not yet dispatched has no job either, so repeating it resends the same key, and
     dispatch treats both messages as one job). Raises JobNotFound, or Refused for a job that has not
-    ended or was rejected."""
+    ended or was rejected, and for one that SUCCEEDED unless `force` (running a payroll twice is not
+    undone by a retry)."""
     job = table.get(job_id)
     if job is None:
         raise JobNotFound(job_id)
+    if job.status is JobStatus.SUCCEEDED and not force:
+        raise Refused(
+            f"job {job_id} SUCCEEDED: retrying it runs the batch again with the same arguments; "
+            "give --force to do so"
+        )
     if not job.status.is_terminal:
         raise Refused(
             f"job {job_id} is {job.status.value}: only a job that has ended can be retried "

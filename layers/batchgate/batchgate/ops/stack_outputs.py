@@ -117,6 +117,8 @@ class LocalState:
     pool_table_name: str | None = None
     pool_queue_urls: str | None = None
     pool_dlq_urls: str | None = None
+    # The local queue the track function's host reads its events from (the stack's EventBridge target).
+    track_event_queue_url: str | None = None
 
     @classmethod
     def load(cls, path: Path | None = None) -> LocalState:
@@ -144,6 +146,7 @@ class LocalState:
         """`dlq_urls` may be an object {"jobs": url, "track": url, "history": url} or a list of the
         URLs (told apart by name)."""
         dlqs = data.get("dlq_urls") or {}
+        events = data.get("event_queues") or {}
         jobs_dlq: str | None
         track_dlq: str | None
         history_dlq: str | None
@@ -172,6 +175,7 @@ class LocalState:
             pool_table_name=data.get("pool_table_name"),
             pool_queue_urls=data.get("pool_queue_urls"),
             pool_dlq_urls=data.get("pool_dlq_urls"),
+            track_event_queue_url=_first(events, "track") if isinstance(events, Mapping) else None,
         )
 
     def resources(self) -> dict[str, str]:
@@ -187,6 +191,7 @@ class LocalState:
             "pool_table_name": self.pool_table_name,
             "pool_queue_urls": self.pool_queue_urls,
             "pool_dlq_urls": self.pool_dlq_urls,
+            "track_event_queue_url": self.track_event_queue_url,
         }
         return {key: value for key, value in values.items() if value}
 

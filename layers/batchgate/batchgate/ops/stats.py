@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from batchgate.domain.catalog import Catalog
 
 NO_STRATEGY = "-"
-# With SUCCEEDED, the jobs that ran to an end: the success rate's denominator. REJECTED and CANCELLED
-# jobs are counted but are neither successes nor failures of the batch.
+# With SUCCEEDED, the jobs that ran to an end (FAILED, TIMED_OUT): the success rate's denominator.
+# REJECTED and CANCELLED jobs are counted, each in its own column, but are neither successes nor failures
+# of the batch.
 UNSUCCESSFUL = frozenset({JobStatus.FAILED, JobStatus.TIMED_OUT})
 
 
@@ -100,6 +101,7 @@ class StatsRow:
     attempts: int = 0
     succeeded: int = 0
     failed: int = 0
+    timed_out: int = 0
     cancelled: int = 0
     rejected: int = 0
     in_progress: int = 0
@@ -111,7 +113,7 @@ class StatsRow:
     @property
     def success_rate(self) -> float | None:
         """Succeeded / (succeeded + failed + timed out); None when no job finished."""
-        finished = self.succeeded + self.failed
+        finished = self.succeeded + self.failed + self.timed_out
         return self.succeeded / finished if finished else None
 
     def add(
@@ -121,8 +123,10 @@ class StatsRow:
         self.attempts += len(job.attempts)
         if job.status is JobStatus.SUCCEEDED:
             self.succeeded += 1
-        elif job.status in UNSUCCESSFUL:
+        elif job.status is JobStatus.FAILED:
             self.failed += 1
+        elif job.status is JobStatus.TIMED_OUT:
+            self.timed_out += 1
         elif job.status is JobStatus.CANCELLED:
             self.cancelled += 1
         elif job.status is JobStatus.REJECTED:
@@ -151,6 +155,7 @@ class StatsRow:
             "attempts": self.attempts,
             "succeeded": self.succeeded,
             "failed": self.failed,
+            "timed_out": self.timed_out,
             "cancelled": self.cancelled,
             "rejected": self.rejected,
             "in_progress": self.in_progress,

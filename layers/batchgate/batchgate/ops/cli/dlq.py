@@ -43,16 +43,24 @@ def dlq() -> None:
     failed on (history)."""
 
 
-def _queues(ctx: click.Context, which: str) -> list[DeadLetterQueue]:
+def _queues(ctx: click.Context, which: str, *, redrive: bool = False) -> list[DeadLetterQueue]:
     session = app(ctx).session
     if which != "all":
         return [DeadLetterQueue(which, session.resource(QUEUE_RESOURCES[which]))]
     queues = [DeadLetterQueue(name, session.resource(QUEUE_RESOURCES[name])) for name in (JOBS, TRACK)]
     # A stack deployed before the history function has no history queue: "all" is then the other two.
     history_url = session.optional_resource(QUEUE_RESOURCES[HISTORY])
-    if history_url:
+    if history_url and not (redrive and _local_without_history_function(session)):
         queues.append(DeadLetterQueue(HISTORY, history_url))
     return queues
+
+
+def _local_without_history_function(session: AwsSession) -> bool:
+    """The local stack: no Lambda Invoke for the history function, and its host reads the table's stream
+    itself, so the history DLQ has nowhere to go (`redrive --queue all` leaves it, and says so)."""
+    return bool(session.optional_resource("track_event_queue_url")) and not session.optional_resource(
+        "history_function"
+    )
 
 
 @dlq.command("list", context_settings=CONTEXT_SETTINGS)
@@ -82,6 +90,11 @@ def _redrive_move(session: AwsSession, queue: DeadLetterQueue, limit: int) -> Ca
         letters = DeadLetters(session.client("sqs"))
         return partial(letters.redrive_to_queue, queue, session.resource("queue_url"), limit)
     if queue.name == TRACK:
+        # The local stack serves no Lambda Invoke: its track host reads events from a local queue.
+        local_events = session.optional_resource("track_event_queue_url")
+        if local_events and not session.optional_resource("track_function"):
+            letters = DeadLetters(session.client("sqs"))
+            return partial(letters.redrive_to_event_queue, queue, local_events, limit)
         letters = DeadLetters(session.client("sqs"), session.client("lambda"))
         return partial(letters.redrive_to_function, queue, session.resource("track_function"), limit)
     letters = DeadLetters(
@@ -110,10 +123,17 @@ def dlq_redrive(ctx: click.Context, *, which: str, limit: int, yes: bool, as_jso
     """
     state = app(ctx)
     session = state.session
-    queues = _queues(ctx, which.lower())
+    queues = _queues(ctx, which.lower(), redrive=True)
+    if which.lower() == "all" and _local_without_history_function(session):
+        click.echo(
+            "history DLQ: left out (the local stack cannot invoke the history function; its messages stay)",
+            err=True,
+        )
     # Every destination is resolved before any message moves: a configuration error moves nothing.
     moves = [_redrive_move(session, queue, limit) for queue in queues]
     where = {JOBS: "the jobs queue", TRACK: "the track function", HISTORY: "the history function"}
+    if session.optional_resource("track_event_queue_url") and not session.optional_resource("track_function"):
+        where[TRACK] = "the local track host's event queue"
     if not yes:
         names = " and ".join(f"{queue.name} DLQ -> {where[queue.name]}" for queue in queues)
         click.confirm(f"Redrive up to {limit} messages per queue ({names})?", abort=True, err=True)

@@ -2,7 +2,8 @@
 
 0 ok; 1 the job was not found, ended without success (show, logs --follow), or the action was refused
 for its state (cancel, retry); 2 usage or configuration (bad option, unknown stack, missing resource);
-3 an AWS call failed (credentials, permissions, throttling, endpoint unreachable).
+3 an AWS call failed (credentials, permissions, throttling, endpoint unreachable); 130 interrupted
+(Ctrl-C). A closed pipe (`| head`) is not an error: 0.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class ExitCode(IntEnum):
     FAILED = 1  # job not found, ended without success, or action refused
     USAGE = 2
     AWS_ERROR = 3
+    INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells report it
 
 
 # A job in one of these statuses ended without success: `show` and `logs --follow` exit 1 on it.

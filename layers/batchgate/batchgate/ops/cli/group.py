@@ -3,15 +3,16 @@ codes, and the command groups it loads only when used."""
 
 from __future__ import annotations
 
+import errno
 import importlib
 from typing import Any, ClassVar
 
 import click
 from botocore.exceptions import BotoCoreError, ClientError
 
-from batchgate.ops.cli.context import app
+from batchgate.ops.cli.context import app, silence_stdout
 from batchgate.ops.cli.dlq import dlq
-from batchgate.ops.cli.exits import AwsFailure, ConfigError, Failure
+from batchgate.ops.cli.exits import AwsFailure, ConfigError, ExitCode, Failure
 from batchgate.ops.cli.jobs import jobs, show
 from batchgate.ops.cli.logs import logs
 from batchgate.ops.cli.options import CONTEXT_SETTINGS
@@ -56,6 +57,18 @@ class BatchgateGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
+            return self._invoke_mapping_errors(ctx)
+        except KeyboardInterrupt:
+            # Ctrl-C (logs --follow): the shell's code for SIGINT, without click's "Aborted!".
+            raise click.exceptions.Exit(ExitCode.INTERRUPTED) from None
+        except OSError as error:
+            if error.errno != errno.EPIPE:
+                raise
+            silence_stdout()  # the reader went away (`| head -1`): not an error
+            raise click.exceptions.Exit(ExitCode.OK) from None
+
+    def _invoke_mapping_errors(self, ctx: click.Context) -> Any:
+        try:
             return super().invoke(ctx)
         except ConfigurationError as error:
             raise ConfigError(str(error)) from error
@@ -94,7 +107,8 @@ def cli(ctx: click.Context) -> None:
 
     \b
     Exit codes: 0 ok; 1 job not found, ended without success, or action refused;
-    2 usage or configuration; 3 an AWS call failed.
+    2 usage or configuration; 3 an AWS call failed; 130 interrupted (Ctrl-C).
+    A reader that stops reading (| head) is not an error: 0.
     """
     app(ctx)
 

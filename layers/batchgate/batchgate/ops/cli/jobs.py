@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from batchgate.domain.jobs import JobStatus
+from batchgate.domain.retry_policy import DEFAULT_POLICY, RetryPolicy
 from batchgate.ops import job_views
 from batchgate.ops.cli.context import app
 from batchgate.ops.cli.exits import UNSUCCESSFUL, ExitCode
@@ -11,59 +13,85 @@ from batchgate.ops.cli.options import (
     CONTEXT_SETTINGS,
     DEFAULT_LIMIT,
     MAX_LIMIT,
-    STATUS_CHOICE,
     batch_value,
     job_selector,
     json_option,
-    parse_statuses,
+    known_batch,
     parse_time,
     select_job,
+    status_values,
 )
 from batchgate.ops.cli.render.jobs import job_page_document, render_job, render_job_page
 from batchgate.ops.cli.render.text import print_json
 from batchgate.ops.cli.target import target_options
-from batchgate.ops.job_search import JobFilter, JobSearch
+from batchgate.ops.job_search import JobFilter, JobSearch, SearchPage
 from batchgate.ops.pool_status import warm_heartbeats
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option(
-    "--status", "statuses", multiple=True, type=STATUS_CHOICE, help="Only this status (repeatable)."
+    "--status",
+    "statuses",
+    multiple=True,
+    callback=status_values,
+    metavar="STATUS[,STATUS...]",
+    help="Only these statuses (repeatable, or a comma list; not-ok: FAILED, TIMED_OUT, REJECTED, CANCELLED).",
 )
 @click.option("--batch", callback=batch_value, help="Only this batch.")
 @click.option("--since", help="Queued at or after: 2h, 30m, 7d, or an ISO date/time (UTC).")
 @click.option("--until", help="Queued at or before: same forms as --since.")
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=DEFAULT_LIMIT, show_default=True)
 @click.option("--next", "next_token", help="Continue from the token printed by the previous page.")
+@click.option(
+    "--all", "every_page", is_flag=True, help="Follow --next to the end: every job (--limit: per query)."
+)
 @json_option
 @target_options(hidden=True)
 @click.pass_context
 def jobs(
     ctx: click.Context,
     *,
-    statuses: tuple[str, ...],
+    statuses: tuple[JobStatus, ...],
     batch: str | None,
     since: str | None,
     until: str | None,
     limit: int,
     next_token: str | None,
+    every_page: bool,
     as_json: bool,
 ) -> None:
     """List jobs newest first, by status, batch and time (read from the table's indexes, never a scan)."""
+    known_batch(ctx, batch)
     state = app(ctx)
     job_filter = JobFilter(
-        statuses=parse_statuses(statuses),
+        statuses=statuses,
         batch=batch,
         since=parse_time(ctx, "--since", since),
         until=parse_time(ctx, "--until", until),
     )
-    page = JobSearch(state.table()).page(job_filter, limit=limit, token=next_token)
+    search = JobSearch(state.table())
+    page = search.page(job_filter, limit=limit, token=next_token)
+    while every_page and page.next_token is not None:
+        following = search.page(job_filter, limit=limit, token=page.next_token)
+        page = SearchPage(jobs=[*page.jobs, *following.jobs], next_token=following.next_token)
     now = state.clock()
     rows = [job_views.job_row(job, now) for job in page.jobs]
     if as_json:
         print_json(job_page_document(rows, page))
         return
     render_job_page(state.console, page, rows, job_filter)
+
+
+def retry_policy_of(batch: str) -> RetryPolicy:
+    """The batch's retry policy in the catalog ($BATCHGATE_CATALOG or the packaged one), to name the rule
+    behind each further attempt; the defaults when the catalog cannot be read or lacks the batch."""
+    from batchgate.domain.catalog import CatalogError, load_catalog
+
+    try:
+        spec = load_catalog().get(batch)
+    except CatalogError:
+        return DEFAULT_POLICY
+    return spec.retry_policy if spec is not None else DEFAULT_POLICY
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -89,9 +117,10 @@ def show(
     region = state.session.region
     now = state.clock()
     heartbeats = warm_heartbeats(state.session, job)
+    policy = retry_policy_of(job.batch)
     if as_json:
-        print_json(job_views.job_document(job, region, now, heartbeats))
+        print_json(job_views.job_document(job, region, now, heartbeats, policy=policy))
     else:
-        render_job(state.console, job, region, now, heartbeats)
+        render_job(state.console, job, region, now, heartbeats, policy=policy)
     if job.status in UNSUCCESSFUL:
         ctx.exit(ExitCode.FAILED)

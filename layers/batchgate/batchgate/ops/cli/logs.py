@@ -9,7 +9,7 @@ from batchgate.domain.jobs import Job
 from batchgate.ops import logs as logs_module
 from batchgate.ops.cli.context import app
 from batchgate.ops.cli.exits import UNSUCCESSFUL, ExitCode, Failure
-from batchgate.ops.cli.options import CONTEXT_SETTINGS, job_selector, select_job
+from batchgate.ops.cli.options import CONTEXT_SETTINGS, job_selector, json_option, select_job
 from batchgate.ops.cli.render.logs import attempt_announcer, event_printer
 from batchgate.ops.cli.target import target_options
 from batchgate.ops.logs import LogsUnavailable, TaskLogs, location_of
@@ -29,7 +29,7 @@ from batchgate.ops.resubmit import JobNotFound
 )
 @click.option("--grep", "pattern", help="Only events matching this CloudWatch Logs filter pattern.")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Seconds.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: timestamp, message.")
+@json_option(help="One JSON object per line: timestamp, message.")
 @target_options(hidden=True)
 @click.pass_context
 def logs(

@@ -3,27 +3,68 @@ batch names, NAME=VALUE pairs, and the job a JOB argument or --batch with --key/
 
 from __future__ import annotations
 
+import difflib
+import functools
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast, overload
 
 import click
 
-from batchgate.domain.jobs import Job, JobStatus, is_job_id, iso, job_id_for
+from batchgate.domain.jobs import Job, JobStatus, is_job_id, iso, job_id_for, parse_iso
 from batchgate.ops import job_views
 from batchgate.ops.cli.context import app
 from batchgate.ops.cli.exits import Failure
 from batchgate.ops.resubmit import JobNotFound
 
+if TYPE_CHECKING:
+    from batchgate.domain.catalog import Catalog
+
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 1000
-STATUS_CHOICE = click.Choice([status.value for status in JobStatus], case_sensitive=False)
+# `--status not-ok`: every way a job ends without success (exits.UNSUCCESSFUL, in this order).
+STATUS_GROUPS: dict[str, tuple[JobStatus, ...]] = {
+    "not-ok": (JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.REJECTED, JobStatus.CANCELLED)
+}
+# `show --batch B --at T`: how long before T the job found may have been queued (a job of another day is
+# rarely the one meant).
+DEFAULT_WITHIN = "1d"
+DEFAULT_WITHIN_SECONDS = 86400.0
+WITHIN_META = "batchgate.within_seconds"
 # Every job id fits ECS's startedBy (128 characters); anything longer names no job.
 MAX_JOB_ID_LENGTH = 128
 
 
-def json_option[F: Callable[..., Any]](function: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(function)
+OUTPUT_CHOICE = click.Choice(["json", "table", "text"], case_sensitive=False)
+
+
+@overload
+def json_option[F: Callable[..., Any]](function: F) -> F: ...
+@overload
+def json_option[F: Callable[..., Any]](*, help: str) -> Callable[[F], F]: ...
+def json_option[F: Callable[..., Any]](
+    function: F | None = None, *, help: str = "Print JSON for scripts."
+) -> F | Callable[[F], F]:
+    """`--json`, and the AWS CLI's `--output json|table|text` beside it: the command gets `as_json`
+    (`--output json` is `--json`; `table` and `text` are the human output, the default)."""
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def merged(*args: Any, output: str | None, **kwargs: Any) -> Any:
+            if output is not None and output.lower() != "json" and kwargs["as_json"]:
+                raise click.UsageError(f"--json and --output {output} contradict each other")
+            kwargs["as_json"] = kwargs["as_json"] or (output is not None and output.lower() == "json")
+            return command(*args, **kwargs)
+
+        decorated = click.option("--json", "as_json", is_flag=True, help=help)(merged)
+        decorated = click.option(
+            "--output",
+            type=OUTPUT_CHOICE,
+            help="As the AWS CLI: json is --json; table and text print the human output (the default).",
+        )(decorated)
+        return cast(F, decorated)
+
+    return decorate(function) if function is not None else decorate
 
 
 def parse_time(ctx: click.Context, option: str, text: str | None) -> str | None:
@@ -35,8 +76,25 @@ def parse_time(ctx: click.Context, option: str, text: str | None) -> str | None:
         raise click.BadParameter(str(error), ctx=ctx, param_hint=option) from error
 
 
-def parse_statuses(values: Sequence[str]) -> tuple[JobStatus, ...]:
-    return tuple(JobStatus(value.upper()) for value in values)
+def status_values(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> tuple[JobStatus, ...]:
+    """--status, repeatable, each a status (any case), a comma list of them, or a group (not-ok)."""
+    statuses: list[JobStatus] = []
+    for value in values:
+        for word in (part.strip() for part in value.split(",")):
+            if not word:
+                continue
+            group = STATUS_GROUPS.get(word.lower())
+            if group is not None:
+                statuses.extend(group)
+                continue
+            try:
+                statuses.append(JobStatus(word.upper()))
+            except ValueError:
+                known = ", ".join([*(status.value for status in JobStatus), *STATUS_GROUPS])
+                raise click.BadParameter(
+                    f"{word!r} is not a status ({known})", ctx=ctx, param=param
+                ) from None
+    return tuple(statuses)
 
 
 def job_id_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -56,6 +114,28 @@ def batch_value(ctx: click.Context, param: click.Parameter, value: str | None) -
     if value is not None and not value.strip():
         raise click.BadParameter("give a batch name", ctx=ctx, param=param)
     return value
+
+
+def known_batch(ctx: click.Context, batch: str | None, catalog: Catalog | None = None) -> None:
+    """A --batch the catalog does not list is a usage error naming the nearest batch it does: a typo
+    would otherwise answer "no jobs found", which reads as "it did not run". `catalog`: the command's
+    own (--catalog), else $BATCHGATE_CATALOG or the packaged one; one that cannot be read checks
+    nothing."""
+    from batchgate.domain.catalog import CatalogError, load_catalog
+
+    if batch is None:
+        return
+    if catalog is None:
+        try:
+            catalog = load_catalog()
+        except CatalogError:
+            return
+    if batch in catalog.batches:
+        return
+    nearest = difflib.get_close_matches(batch, list(catalog.batches), n=1, cutoff=0.5)
+    hint = f"did you mean {nearest[0]}?" if nearest else f"its batches: {', '.join(sorted(catalog.batches))}"
+    message = f"{batch!r} is not a batch of the catalog; {hint}"
+    raise click.BadParameter(message, ctx=ctx, param_hint="--batch")
 
 
 def name_value_pairs(values: Iterable[str], option: str, metavar: str = "NAME=VALUE") -> dict[str, str]:
@@ -80,10 +160,31 @@ def job_selector[F: Callable[..., Any]](function: F) -> F:
             "at",
             help="With --batch: the latest job queued at or before this time (default: now).",
         ),
+        click.option(
+            "--within",
+            default=DEFAULT_WITHIN,
+            show_default=True,
+            expose_value=False,
+            callback=_remember_within,
+            help="With --at: refuse a job queued longer than this before --at (30m, 6h, 7d; any: no limit).",
+        ),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
     return function
+
+
+def _remember_within(ctx: click.Context, param: click.Parameter, value: str) -> None:
+    """--within, as seconds in ctx.meta (None: no limit), for select_job."""
+    if value.strip().lower() == "any":
+        ctx.meta[WITHIN_META] = None
+        return
+    if not job_views.is_duration(value):
+        raise click.BadParameter(
+            f"{value!r} is not a duration such as 30m, 6h or 7d, or any", ctx=ctx, param=param
+        )
+    now = app(ctx).clock()
+    ctx.meta[WITHIN_META] = (now - job_views.parse_moment(value, now)).total_seconds()
 
 
 def select_job(
@@ -99,6 +200,7 @@ def select_job(
         return job
     if batch is None:
         raise click.UsageError("give a JOB id, or --batch NAME with --key KEY or --at TIME", ctx=ctx)
+    known_batch(ctx, batch)
     if idempotency_key is not None:
         if at is not None:
             raise click.UsageError("give --key or --at, not both", ctx=ctx)
@@ -108,7 +210,22 @@ def select_job(
             raise JobNotFound(derived)
         return found
     until = parse_time(ctx, "--at", at or "now")
+    assert until is not None
     page = table.query(batch=batch, until=until, limit=1)
     if not page.jobs:
         raise Failure(f"no job of batch {batch} queued at or before {until}")
-    return page.jobs[0]
+    job = page.jobs[0]
+    gap = (parse_iso(until) - parse_iso(job.created_at)).total_seconds()
+    within = ctx.meta.get(WITHIN_META, DEFAULT_WITHIN_SECONDS)
+    if at is not None and within is not None and gap > within:
+        raise Failure(
+            f"the latest job of batch {batch} queued at or before {until} is {job.job_id}, queued "
+            f"{job_views.format_duration(gap)} earlier, more than --within "
+            f"{job_views.format_duration(within)}: give a wider --within (or --within any) to see it"
+        )
+    click.echo(
+        f"{job.job_id}: the latest job of batch {batch} at or before {until}, queued "
+        f"{job_views.format_duration(gap)} before it",
+        err=True,
+    )
+    return job

@@ -7,7 +7,7 @@ import click
 from batchgate.domain.pricing import price_is_listed
 from batchgate.ops.cli.context import app
 from batchgate.ops.cli.exits import ConfigError
-from batchgate.ops.cli.options import CONTEXT_SETTINGS, batch_value, json_option, parse_time
+from batchgate.ops.cli.options import CONTEXT_SETTINGS, batch_value, json_option, known_batch, parse_time
 from batchgate.ops.cli.render.stats import render_stats, stats_document
 from batchgate.ops.cli.render.text import print_json
 from batchgate.ops.cli.target import target_options
@@ -52,6 +52,7 @@ def stats(
         catalog = load_catalog(catalog_path)
     except CatalogError as error:
         raise ConfigError(str(error)) from error
+    known_batch(ctx, batch, catalog)
     job_filter = JobFilter(
         batch=batch, since=parse_time(ctx, "--since", since), until=parse_time(ctx, "--until", until)
     )

@@ -11,7 +11,7 @@ import click
 from batchgate.domain.jobs import Job, JobStatus, iso, job_id_for
 from batchgate.domain.warm import is_warm
 from batchgate.ops import job_views
-from batchgate.ops.cli.context import app
+from batchgate.ops.cli.context import app, service_logs_to_stderr
 from batchgate.ops.cli.exits import ConfigError, Failure
 from batchgate.ops.cli.options import CONTEXT_SETTINGS, job_id_value, json_option, name_value_pairs
 from batchgate.ops.cli.render.submit import (
@@ -103,7 +103,7 @@ def submit(
     if as_json:
         print_json(submitted.to_dict())
         return
-    render_submitted(state.console, submitted)
+    render_submitted(state.console, submitted, state.command_line("show", submitted.job_id))
 
 
 def _future_time(ctx: click.Context, text: str) -> datetime:
@@ -143,7 +143,8 @@ def cancel(ctx: click.Context, *, job_id: str, user: str | None, as_json: bool) 
     who = user or state.user or _local_user()
     ecs = EcsTasks(_cluster_for(session, before), session.client("ecs"))
     try:
-        job = cancel_job(table, ecs, job_id, who, clock=state.clock)
+        with service_logs_to_stderr():
+            job = cancel_job(table, ecs, job_id, who, clock=state.clock)
     except CancelError as error:
         raise Failure(str(error)) from error
     cancelled = Cancelled(job=job, again=before.status is JobStatus.CANCELLED)
@@ -182,21 +183,22 @@ def _local_user() -> str:
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("job_id", metavar="JOB", callback=job_id_value)
+@click.option("--force", is_flag=True, help="Retry a job that SUCCEEDED too (runs the batch again).")
 @json_option
 @target_options(hidden=True)
 @click.pass_context
-def retry(ctx: click.Context, *, job_id: str, as_json: bool) -> None:
+def retry(ctx: click.Context, *, job_id: str, force: bool, as_json: bool) -> None:
     """Submit a finished job again (same batch, arguments, environment) as a new, linked job.
 
     The new job's idempotency key is `retry-of:<JOB>:<n>`. Exits 1 when the job is not found, has not
-    ended yet, or was rejected.
+    ended yet, or was rejected; and when it SUCCEEDED, unless --force.
     """
     from batchgate.client import BatchClient
     from batchgate.domain.messages import RejectedMessage
 
     state = app(ctx)
     session = state.session
-    plan = plan_retry(state.table(), job_id)
+    plan = plan_retry(state.table(), job_id, force=force)
     submit_arguments = plan.submit_arguments()
     client = BatchClient(session.resource("queue_url"), session.client("sqs"))
     try:

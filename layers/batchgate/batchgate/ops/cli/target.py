@@ -40,7 +40,11 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
         current = getattr(target, name)
     else:
         current = target.overrides.get(_OVERRIDE_FIELDS[name])
-    if current and ctx.get_parameter_source(name) is not ParameterSource.COMMANDLINE:
+    typed = ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    if typed:
+        option = max(param.opts, key=len)
+        app(ctx).target_arguments[option] = None if value is True else str(value)
+    if current and not typed:
         return
     if name in _TARGET_FIELDS:
         setattr(target, name, value)

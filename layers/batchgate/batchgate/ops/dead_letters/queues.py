@@ -21,7 +21,12 @@ from batchgate.ops.dead_letters.messages import (
     sent_at,
     summarize_json_message,
 )
-from batchgate.ops.dead_letters.track import TRACK, redrive_to_function, summarize_track_letter
+from batchgate.ops.dead_letters.track import (
+    TRACK,
+    redrive_to_event_queue,
+    redrive_to_function,
+    summarize_track_letter,
+)
 from batchgate.ops.stream_records import StreamsClient
 
 if TYPE_CHECKING:
@@ -94,6 +99,10 @@ class DeadLetters:
         return redrive_to_function(
             self._messages, self._lambda, queue, function_name=function_name, limit=limit
         )
+
+    def redrive_to_event_queue(self, queue: DeadLetterQueue, queue_url: str, limit: int) -> RedriveResult:
+        """Send up to `limit` task events to `queue_url`, the local track host's event queue."""
+        return redrive_to_event_queue(self._messages, queue, queue_url=queue_url, limit=limit)
 
     def redrive_to_stream_function(
         self, queue: DeadLetterQueue, function_name: str, limit: int

@@ -72,3 +72,17 @@ def redrive_to_function(
         lambda_client.invoke(FunctionName=function_name, InvocationType="Event", Payload=event.encode())
 
     return messages.redrive(queue, function_name, limit, send)
+
+
+def redrive_to_event_queue(
+    messages: DeadLetterMessages, queue: DeadLetterQueue, *, queue_url: str, limit: int
+) -> RedriveResult:
+    """Send each event, up to `limit`, to `queue_url`: on the local stack, the queue EventBridge delivers
+    task events to and the track function's host reads (with Lambda's asynchronous retries and
+    on-failure destination), since the local stack serves no Lambda Invoke."""
+
+    def send(message: dict[str, Any]) -> None:
+        event, _ = task_event_of(str(message.get("Body", "")))
+        messages.send_copy(queue_url, event, {"MessageId": message["MessageId"]})
+
+    return messages.redrive(queue, queue_url, limit, send)

@@ -36,6 +36,8 @@ class FunctionHosts:
         self._aws = aws
         self._options = options
         self.processes: list[FunctionProcess] = []
+        # function logical id -> the local queue its EventBridge rule delivers to (what its host reads)
+        self.event_queue_urls: dict[str, str] = {}
 
     def start(self) -> None:
         logs = self._aws.logs()
@@ -106,11 +108,13 @@ class FunctionHosts:
         ]
         for target in resources.rule_targets:
             queue_name = f"{self._options.stack_name}-{target.function}-{target.target_id}"[:80]
+            queue_url = route_to_queue(self._aws.events(), self._aws.sqs(), target, queue_name)
+            self.event_queue_urls.setdefault(target.function, queue_url)
             configs.append(
                 HostConfig(
                     function=resources.functions[target.function],
                     region=region,
-                    event_queue_url=route_to_queue(self._aws.events(), self._aws.sqs(), target, queue_name),
+                    event_queue_url=queue_url,
                     async_config=resources.async_config(target.function),
                 )
             )

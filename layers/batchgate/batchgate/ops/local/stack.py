@@ -125,9 +125,21 @@ class LocalStack:
             "pool_table_name": warm.get("POOL_TABLE_NAME") or None,
             "pool_queue_urls": warm.get("POOL_QUEUE_URLS") or None,
             "pool_dlq_urls": outputs.get("pool_dlq_urls"),
+            # Where the track function's host reads its events (EventBridge's target here): `dlq
+            # redrive` sends the track DLQ's events there, as the stack serves no Lambda Invoke.
+            "event_queues": {"track": self._event_queue_of(outputs.get("track_function"))},
             "pid": os.getpid(),
             "sam_env_file": str(self.sam_env_path) if self._state_written else None,
         }
+
+    def _event_queue_of(self, function_name: str | None) -> str | None:
+        """The local queue the host of the function named `function_name` reads its events from."""
+        if not function_name or self._hosts is None or self.resources is None:
+            return None
+        for logical_id, url in self._hosts.event_queue_urls.items():
+            if self.resources.functions[logical_id].name == function_name:
+                return url
+        return None
 
     @property
     def sam_env_path(self) -> Path:

@@ -127,7 +127,11 @@ def _csv_rows(text: str, location: Path) -> Iterator[tuple[int, Mapping[str, Any
     reader = csv.DictReader(io.StringIO(text))
     missing = [name for name in REQUIRED_COLUMNS if name not in (reader.fieldnames or ())]
     if missing:
-        raise TraceError(f"{location}: missing column {', '.join(missing)} (columns: {', '.join(COLUMNS)})")
+        present = ", ".join(reader.fieldnames or ()) or "none (the file is empty)"
+        raise TraceError(
+            f"{location}: missing column {', '.join(missing)}; the file's columns: {present}; expected: "
+            f"{', '.join(REQUIRED_COLUMNS)} (optional: {', '.join(OPTIONAL_COLUMNS)})"
+        )
     for row in reader:
         yield reader.line_num, row
 

@@ -14,9 +14,13 @@ from rich.text import Text
 
 from batchgate.domain.jobs import Attempt, Job, JobStatus
 from batchgate.domain.pools import PoolTask
+from batchgate.domain.retry_policy import DEFAULT_POLICY, RetryPolicy
 from batchgate.ops import job_views
-from batchgate.ops.cli.render.text import filter_words, plain, short_time, status_text
+from batchgate.ops.cli.render.text import filter_words, plain, short_time, shorten, status_text
 from batchgate.ops.job_search import JobFilter, SearchPage
+
+# The REASON column of `jobs`: enough to tell reasons apart; `show` (or --json) has the whole text.
+REASON_WIDTH = 48
 
 
 def job_page_document(rows: list[dict[str, Any]], page: SearchPage) -> dict[str, Any]:
@@ -41,7 +45,17 @@ def render_job_page(
         console.print(plain("No jobs found" + filter_words(job_filter) + "."))
     else:
         table = Table(box=None, pad_edge=False, header_style="bold")
-        for name in ("JOB ID", "BATCH", "STATUS", "STRATEGY", "QUEUED (UTC)", "START", "RUN", "EXIT"):
+        for name in (
+            "JOB ID",
+            "BATCH",
+            "STATUS",
+            "STRATEGY",
+            "QUEUED (UTC)",
+            "START",
+            "RUN",
+            "EXIT",
+            "REASON",
+        ):
             justify: Literal["left", "right"] = "right" if name in ("START", "RUN", "EXIT") else "left"
             table.add_column(name, no_wrap=True, justify=justify)
         for job, row in zip(page.jobs, rows, strict=True):
@@ -54,6 +68,7 @@ def render_job_page(
                 plain(job_views.format_duration(row["start_latency_seconds"])),
                 plain(job_views.format_duration(row["run_time_seconds"])),
                 plain(row["exit_code"]),
+                plain(shorten(row["reason"], REASON_WIDTH)),
             )
         console.print(table)
     if page.next_token:
@@ -83,6 +98,8 @@ def render_job(
     region: str,
     now: datetime,
     heartbeats: Mapping[str, PoolTask | None] | None = None,
+    *,
+    policy: RetryPolicy = DEFAULT_POLICY,
 ) -> None:
     header = Text()
     header.append(job.job_id, style="bold")
@@ -122,7 +139,7 @@ def render_job(
         console.print(Text("  message as received: ", style="dim") + plain(job.raw_message))
     for attempt in job.attempts:
         console.print()
-        render_attempt(console, job, attempt, region, now, heartbeats=heartbeats)
+        render_attempt(console, job, attempt, region, now, heartbeats=heartbeats, policy=policy)
 
 
 def render_attempt(
@@ -133,6 +150,7 @@ def render_attempt(
     now: datetime,
     *,
     heartbeats: Mapping[str, PoolTask | None] | None = None,
+    policy: RetryPolicy = DEFAULT_POLICY,
 ) -> None:
     title = Text(f"Attempt {attempt.number} of {len(job.attempts)}", style="bold")
     title.append(f"  {attempt.strategy}")
@@ -171,6 +189,9 @@ def render_attempt(
     console.print(Text("  ") + plain(" | ".join(numbers)))
     for label, value in _attempt_details(attempt):
         console.print(Text(f"  {label}  ", style="dim") + plain(value))
+    cause = job_views.retry_cause(job, attempt, policy)
+    if cause:
+        console.print(Text("  retried  ", style="dim") + plain(f"by the {cause}"))
     if attempt.log_group and attempt.log_stream:
         console.print(Text("  logs  ", style="dim") + plain(f"{attempt.log_group}  {attempt.log_stream}"))
         url = job_views.log_console_url(region, attempt.log_group, attempt.log_stream)

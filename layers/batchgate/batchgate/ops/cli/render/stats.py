@@ -10,7 +10,17 @@ from rich.table import Table
 from batchgate.ops import job_views
 from batchgate.ops.cli.render.text import filter_words, plain
 from batchgate.ops.job_search import JobFilter
-from batchgate.ops.stats import StatsRow
+from batchgate.ops.stats import NO_STRATEGY, StatsRow
+
+LEGEND = (
+    "OK: SUCCEEDED; RUNNING: not ended yet (waiting, launching, running or retrying); "
+    "SUCCESS: OK / (OK + FAILED + TIMED OUT), CANCELLED and REJECTED left out",
+    "a job counts under the strategy of its last attempt",
+)
+NO_STRATEGY_LEGEND = (
+    f"strategy {NO_STRATEGY}: jobs that never had an attempt (rejected, cancelled or still waiting before "
+    "their launch)"
+)
 
 
 def stats_document(
@@ -42,6 +52,10 @@ def render_stats(console: Console, rows: list[StatsRow], job_filter: JobFilter, 
         "JOBS",
         "OK",
         "FAILED",
+        "TIMED OUT",
+        "CANCELLED",
+        "REJECTED",
+        "RUNNING",
         "SUCCESS",
         "START p50",
         "START p95",
@@ -59,6 +73,10 @@ def render_stats(console: Console, rows: list[StatsRow], job_filter: JobFilter, 
             plain(row.jobs),
             plain(row.succeeded),
             plain(row.failed),
+            plain(row.timed_out),
+            plain(row.cancelled),
+            plain(row.rejected),
+            plain(row.in_progress),
             plain(_percent(row.success_rate)),
             plain(job_views.format_duration(data["start_latency_p50_seconds"])),
             plain(job_views.format_duration(data["start_latency_p95_seconds"])),
@@ -68,6 +86,10 @@ def render_stats(console: Console, rows: list[StatsRow], job_filter: JobFilter, 
         )
     console.print(table)
     console.print(plain("window:" + filter_words(job_filter)), style="dim")
+    for line in LEGEND:
+        console.print(plain(line), style="dim")
+    if any(row.strategy == NO_STRATEGY for row in rows):
+        console.print(plain(NO_STRATEGY_LEGEND), style="dim")
     for note in notes:
         console.print(plain(f"note: {note}"), style="dim")
     if any(not row.cost_complete for row in rows):

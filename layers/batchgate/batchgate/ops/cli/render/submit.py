@@ -77,7 +77,8 @@ class Retried:
         }
 
 
-def render_submitted(console: Console, submitted: Submitted) -> None:
+def render_submitted(console: Console, submitted: Submitted, follow_command: str) -> None:
+    """`follow_command`: the `batchgate show` of the job, with the target options the submit was given."""
     console.print(Text(submitted.job_id, style="bold"))
     console.print(plain(f"submitted {submitted.batch} (SQS message {submitted.message_id})"), style="dim")
     if submitted.derived:
@@ -88,7 +89,7 @@ def render_submitted(console: Console, submitted: Submitted) -> None:
             ),
             style="dim",
         )
-    console.print(plain(f"follow it with: batchgate show {submitted.job_id}"), style="dim")
+    console.print(plain(f"follow it with: {follow_command}"), style="dim", soft_wrap=True)
 
 
 def render_cancelled(console: Console, cancelled: Cancelled) -> None:

@@ -31,6 +31,14 @@ def plain(value: Any) -> Text:
     return Text("-" if value is None or value == "" else str(value))
 
 
+def shorten(value: str | None, width: int) -> str | None:
+    """One line of at most `width` characters, an ellipsis marking what was cut."""
+    if value is None:
+        return None
+    line = " ".join(value.split())
+    return line if len(line) <= width else line[: width - 1].rstrip() + "\u2026"
+
+
 def status_text(status: JobStatus) -> Text:
     return Text(status.value, style=STATUS_STYLES.get(status, ""))
 
