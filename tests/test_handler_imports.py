@@ -70,6 +70,11 @@ def test_a_cold_start_imports_none_of_the_ops_tooling(function: str) -> None:
 
 # Loaded on first use, or only where configured: a cold start that does not need them does not pay.
 FIRST_USE = ("fastjsonschema", "aws_lambda_powertools.utilities.typing")
+WHEN_CONFIGURED = (
+    "batchgate.adapters.ec2_capacity",
+    "batchgate.adapters.pool_table",
+    "batchgate.services.warm_advice",
+)
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -78,3 +83,11 @@ def test_a_cold_start_loads_neither_the_schema_compiler_nor_the_context_type(fun
     assert "batchgate.adapters.telemetry" in modules
     assert [name for name in modules if name.startswith(FIRST_USE)] == []
 
+
+def test_dispatch_loads_the_capacity_and_warm_adapters_only_when_configured() -> None:
+    bare = modules_after_import("dispatch", EC2_CAPACITY_PROVIDER="")
+    configured = modules_after_import("dispatch", POOL_TABLE_NAME="batchgate-pools")
+
+    assert "batchgate.services.dispatch" in bare
+    assert [name for name in WHEN_CONFIGURED if name in bare] == []
+    assert [name for name in WHEN_CONFIGURED if name not in configured] == []
