@@ -18,6 +18,11 @@ time goes, and `BARE_RUNS` runs of the dispatch handler's import from a
 copy of the layer without its bytecode show what the build's bytecode saves. If `sam build` fails,
 the imports come from the source tree and this environment's site-packages, and the section says so.
 
+What is judged is batchgate's own code: each handler's import less its floor, round by round, at most
+`TARGET_RATIO` times the bare `import boto3` of the same round. The clients and the Tracer stay made
+at init (AWS's advice), so they are in the floor, not in what is judged; the handlers' ratios to the
+bare import are reported.
+
 Package sizes: the files of each function and of the layer summed, and zipped as Lambda receives them.
 
 Run with `python -m bench` (all benchmarks) or `python -m bench.cold_start`.
@@ -45,7 +50,8 @@ RUNS = 15
 BARE_RUNS = 3
 # The date of every file Lambda extracts from a zip made by `sam build` (entries carry no time).
 ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z
-TARGET_RATIO = 1.5
+# batchgate's own import cost (a handler's import less its floor, below) against a bare `import boto3`.
+TARGET_RATIO = 0.15
 BASELINE = "import boto3"
 # What any handler that makes its clients at init (AWS's advice) pays before its own code: the
 # functions' two clients, made by the same code as theirs.
@@ -301,12 +307,26 @@ def report(measurement: Measurement) -> str:
     def ratio(subject: Subject, to: Subject = baseline) -> float:
         return paired_ratio(subject.seconds, to.seconds)
 
-    figures = [
-        at_most(
+    figures = []
+    for subject in handlers:
+        floor = by_name[FLOORS[subject.name]]
+        # batchgate's own code: the handler less its floor, round by round.
+        own = [handler - rest for handler, rest in zip(subject.seconds, floor.seconds, strict=True)]
+        own_ratio = paired_ratio(own, baseline.seconds)
+        figures.append(
+            at_most(
+                f"cold start: own code of the {subject.name} handler (its import above its floor) / "
+                "bare import boto3",
+                own_ratio,
+                TARGET_RATIO,
+                f"≤ {TARGET_RATIO}x",
+                f"{own_ratio:.2f}x ({median(own) * 1000:.0f} ms vs {base * 1000:.0f} ms)",
+            )
+        )
+    figures += [
+        Figure(
             f"cold start: import of the {subject.name} handler / bare import boto3",
-            ratio(subject),
-            TARGET_RATIO,
-            f"≤ {TARGET_RATIO}x",
+            "-",
             f"{ratio(subject):.2f}x ({median(subject.seconds) * 1000:.0f} ms vs {base * 1000:.0f} ms)",
         )
         for subject in handlers
@@ -320,18 +340,15 @@ def report(measurement: Measurement) -> str:
         )
         for subject in handlers
     ]
-    for subject in handlers:
-        floor = by_name[FLOORS[subject.name]]
-        # batchgate's own code: the handler less its floor, round by round.
-        own = [handler - rest for handler, rest in zip(subject.seconds, floor.seconds, strict=True)]
-        figures.append(
-            Figure(
-                f"cold start: {floor.name} (the {subject.name} handler's floor) / bare import boto3",
-                "-",
-                f"{ratio(floor):.2f}x; the handler's own code adds {median(own) * 1000:.0f} ms "
-                f"({paired_ratio(own, baseline.seconds):.2f}x)",
-            )
+    figures += [
+        Figure(
+            f"cold start: {by_name[FLOORS[subject.name]].name} (the {subject.name} handler's floor) / "
+            "bare import boto3",
+            "-",
+            f"{ratio(by_name[FLOORS[subject.name]]):.2f}x",
         )
+        for subject in handlers
+    ]
     if measurement.sizes:
         figures.append(
             Figure(
@@ -352,7 +369,9 @@ def report(measurement: Measurement) -> str:
         "batchgate.adapters.telemetry makes them (Logger, Metrics, Tracer patching botocore), for dispatch "
         "the batch utility with its SQS data class, and for the history function (which keeps the "
         "DynamoDB client only) the batch utility with its DynamoDB stream data class; the handler's "
-        f"time above its floor is batchgate's own code. The {len(measurement.subjects)} imports take turns, "
+        "time above its floor is batchgate's own code, and that is what is judged: at most "
+        f"{TARGET_RATIO}x a bare `{BASELINE}` per handler (the ratios to the bare import are reported). "
+        f"The {len(measurement.subjects)} imports take turns, "
         f"{RUNS} runs each: times are medians (min-max), ratios the "
         "median of each round's ratio (a round's imports run back to back, so a machine that slows "
         "down for a while slows both sides of it). The handler's "

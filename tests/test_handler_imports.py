@@ -28,9 +28,9 @@ OPS_ONLY = (
 LIST_MODULES = "import json, sys; import app; print(json.dumps(sorted(sys.modules)))"
 
 
-def modules_after_import(function: str) -> list[str]:
+def modules_after_import(function: str, **variables: str) -> list[str]:
     """sys.modules after a fresh interpreter imports the function's handler, in Lambda's environment
-    (stand-in credentials: clients are made, nothing is called)."""
+    (stand-in credentials: clients are made, nothing is called); `variables` change it."""
     environment = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": os.pathsep.join(
@@ -46,6 +46,7 @@ def modules_after_import(function: str) -> list[str]:
         "HISTORY_TABLE_NAME": "batchgate-history",
         "EC2_CAPACITY_PROVIDER": "batchgate-ec2",
         "JOBS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/batchgate-jobs",
+        **variables,
     }
     completed = subprocess.run(
         [sys.executable, "-c", LIST_MODULES],
@@ -65,3 +66,28 @@ def test_a_cold_start_imports_none_of_the_ops_tooling(function: str) -> None:
     assert "batchgate.adapters.telemetry" in modules  # the handler did import its own code
     imported = [name for name in modules if name.split(".")[0] in OPS_ONLY or name.startswith(OPS_ONLY)]
     assert imported == []
+
+
+# Loaded on first use, or only where configured: a cold start that does not need them does not pay.
+FIRST_USE = ("fastjsonschema", "aws_lambda_powertools.utilities.typing")
+WHEN_CONFIGURED = (
+    "batchgate.adapters.ec2_capacity",
+    "batchgate.adapters.pool_table",
+    "batchgate.services.warm_advice",
+)
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_a_cold_start_loads_neither_the_schema_compiler_nor_the_context_type(function: str) -> None:
+    modules = modules_after_import(function)
+    assert "batchgate.adapters.telemetry" in modules
+    assert [name for name in modules if name.startswith(FIRST_USE)] == []
+
+
+def test_dispatch_loads_the_capacity_and_warm_adapters_only_when_configured() -> None:
+    bare = modules_after_import("dispatch", EC2_CAPACITY_PROVIDER="")
+    configured = modules_after_import("dispatch", POOL_TABLE_NAME="batchgate-pools")
+
+    assert "batchgate.services.dispatch" in bare
+    assert [name for name in WHEN_CONFIGURED if name in bare] == []
+    assert [name for name in WHEN_CONFIGURED if name not in configured] == []

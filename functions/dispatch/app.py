@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import (
     AsyncBatchProcessor,
@@ -19,11 +19,14 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from batchgate.adapters.telemetry import logger, metrics, tracer
 from batchgate.domain.relaunch import RETRY_KIND, WARM_CHECK_KIND, message_kind
 from batchgate.services.dispatch import Dispatcher, DispatchResult
 from batchgate.services.settings import Settings
+
+if TYPE_CHECKING:
+    # Annotations only: its module is not loaded at init.
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 processor = AsyncBatchProcessor(event_type=EventType.SQS)
 dispatcher = Dispatcher.from_settings(Settings.from_environment())

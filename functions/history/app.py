@@ -7,15 +7,18 @@ that keep failing are named in the history dead-letter queue (the mapping's on-f
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from batchgate.adapters.telemetry import logger, metrics, tracer
 from batchgate.services.history_feed import HistoryFeed
 from batchgate.services.settings import Settings
+
+if TYPE_CHECKING:
+    # Annotations only: its module is not loaded at init.
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 feed = HistoryFeed.from_settings(Settings.from_environment())

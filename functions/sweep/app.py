@@ -6,12 +6,15 @@ StuckJobsAlarm watches.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from batchgate.adapters.telemetry import logger, metrics, tracer
 from batchgate.services.settings import Settings
 from batchgate.services.sweep import Sweeper
+
+if TYPE_CHECKING:
+    # Annotations only: its module is not loaded at init.
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 sweeper = Sweeper.from_settings(Settings.from_environment())
 

@@ -6,12 +6,15 @@ destination queue, so a task event is never silently lost.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from batchgate.adapters.telemetry import logger, metrics, tracer
 from batchgate.services.settings import Settings
 from batchgate.services.track import Tracker
+
+if TYPE_CHECKING:
+    # Annotations only: its module is not loaded at init.
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 tracker = Tracker.from_settings(Settings.from_environment())
 

@@ -16,8 +16,6 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Final, NoReturn
 
-import fastjsonschema
-
 from batchgate.domain.catalog import BatchSpec, Catalog, json_type_name
 
 SCHEMA_VERSION = 1
@@ -49,7 +47,10 @@ SCHEMA_FIELDS: Final = frozenset(SUBMIT_MESSAGE_SCHEMA["properties"])
 def _schema_check() -> Callable[[Any], Any]:
     """The schema compiled with fastjsonschema, the engine of Powertools' validation utility (its
     `validate()` compiles the schema again on every call: about 3 ms, against microseconds here).
-    Compiled once per process, on the first message, not at import: a cold start does not pay for it."""
+    Compiled once per process, on the first message, not at import: a cold start does not pay for it,
+    nor for importing fastjsonschema (7 modules), which only this compile and its errors need."""
+    import fastjsonschema
+
     check: Callable[[Any], Any] = fastjsonschema.compile(SUBMIT_MESSAGE_SCHEMA)
     return check
 
@@ -290,9 +291,11 @@ def _check_version(document: Mapping[str, Any]) -> None:
 
 
 def _check_shape(document: dict[str, Any]) -> None:
+    from fastjsonschema import JsonSchemaValueException  # imported by _schema_check: a lookup
+
     try:
         _schema_check()(document)
-    except fastjsonschema.JsonSchemaValueException as error:
+    except JsonSchemaValueException as error:
         raise _Invalid(_schema_reason(error, document)) from None
 
 

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from batchgate.adapters.ec2_capacity import CapacitySnapshot
 from batchgate.domain.catalog import BatchSpec
 from batchgate.domain.jobs import LaunchPlan
 from batchgate.domain.latency_sketch import SPOT_INTERRUPTION, HistorySummary
@@ -48,6 +48,10 @@ from batchgate.domain.strategy_settings import (
     StrategySettings,
 )
 from batchgate.domain.warm import WARM_STOP_CODES
+
+if TYPE_CHECKING:
+    # Only a dispatch with an EC2 capacity provider loads its adapter.
+    from batchgate.adapters.ec2_capacity import CapacitySnapshot
 
 ON_DEMAND = FARGATE
 SHORT_NAMES = {EC2: "EC2", FARGATE: "Fargate", FARGATE_SPOT: "Spot", WARM: "warm"}

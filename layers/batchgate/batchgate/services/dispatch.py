@@ -18,18 +18,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batchgate.adapters.aws_clients import dynamodb_client, ecs_client
-from batchgate.adapters.ec2_capacity import CapacitySnapshot, Ec2Capacity
 from batchgate.adapters.ecs import EcsTasks, LaunchOutcome, PermanentLaunchError, RetryableLaunchError
 from batchgate.adapters.history_table import HistoryTable
 from batchgate.adapters.job_table import JobTable
 from batchgate.adapters.jobs_queue import JobsQueue
 from batchgate.adapters.pool_queues import PoolQueues, UnknownPoolQueue
-from batchgate.adapters.pool_table import PoolTable
 from batchgate.adapters.telemetry import count, logger
 from batchgate.domain.catalog import BatchSpec, Catalog, load_catalog
 from batchgate.domain.described_tasks import task_attempt
@@ -64,7 +62,11 @@ from batchgate.services.cancel import stop_cancelled_task
 from batchgate.services.launch_deferral import LaunchDeferral
 from batchgate.services.launch_governor import LaunchGovernor
 from batchgate.services.settings import Settings
-from batchgate.services.warm_advice import WarmAdvice
+
+if TYPE_CHECKING:
+    # Made by from_settings only when configured: an EC2 capacity provider, a pool table.
+    from batchgate.adapters.ec2_capacity import CapacitySnapshot, Ec2Capacity
+    from batchgate.services.warm_advice import WarmAdvice
 
 # What is kept of a rejected message for ops to read; the full body is in the SQS message itself.
 RAW_MESSAGE_LIMIT = 2048
@@ -136,6 +138,21 @@ class Dispatcher:
         threads = settings.dispatch_concurrency
         dynamodb, ecs = dynamodb_client(threads), ecs_client(threads)
         jobs_queue = JobsQueue(queue) if (queue := settings.jobs_queue_url) else None
+        capacity = warm_advice = None
+        if settings.ec2_capacity_provider:
+            from batchgate.adapters.ec2_capacity import Ec2Capacity
+
+            capacity = Ec2Capacity(
+                settings.cluster,
+                settings.ec2_capacity_provider,
+                ecs,
+                ttl_seconds=tuning.capacity_cache_seconds,
+            )
+        if table := settings.pool_table_name:
+            from batchgate.adapters.pool_table import PoolTable
+            from batchgate.services.warm_advice import WarmAdvice
+
+            warm_advice = WarmAdvice(PoolTable(table, dynamodb))
         return cls(
             catalog=load_catalog(settings.catalog_path),
             table=JobTable(settings.table_name, dynamodb),
@@ -148,22 +165,11 @@ class Dispatcher:
                 if settings.history_table_name
                 else None
             ),
-            capacity=(
-                Ec2Capacity(
-                    settings.cluster,
-                    settings.ec2_capacity_provider,
-                    ecs,
-                    ttl_seconds=tuning.capacity_cache_seconds,
-                )
-                if settings.ec2_capacity_provider
-                else None
-            ),
+            capacity=capacity,
             governor=LaunchGovernor.for_settings(tuning, settings.dispatch_max_concurrency),
             strategy_settings=tuning,
             deferral=LaunchDeferral(jobs_queue, tuning) if jobs_queue is not None else None,
-            warm_advice=(
-                WarmAdvice(PoolTable(table, dynamodb)) if (table := settings.pool_table_name) else None
-            ),
+            warm_advice=warm_advice,
             pool_queues=PoolQueues(settings.pool_queue_urls) if settings.pool_queue_urls else None,
             jobs_queue=jobs_queue,
         )
