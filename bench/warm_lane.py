@@ -25,16 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from batchgate.client import BatchClient
-from batchgate.domain.jobs import Job, JobStatus, parse_iso
+from batchgate.domain.jobs import parse_iso
 from batchgate.ops.local.stack import LocalStack, StackOptions, find_root
 
 from bench._figures import at_most, figures_table, median
+from bench.local_overhead import POLL_SECONDS, wait_succeeded
 
 BATCH = "attendance-import"
 ARGUMENTS = ("uploads/bench.csv",)
 JOBS = 10
-POLL_SECONDS = 0.02
-JOB_TIMEOUT_SECONDS = 60.0
 BOOT_SECONDS = 1.0  # the sample application's simulated boot, in the preload comparison
 START_TARGET_SECONDS = 0.5
 
@@ -81,21 +80,6 @@ def bench_catalog(directory: Path, run_mode: str) -> Path:
     return path
 
 
-def wait_ended(stack: LocalStack, job_id: str) -> tuple[Job, float]:
-    table = stack.table()
-    deadline = time.monotonic() + JOB_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        job = table.get(job_id)
-        if job is not None and job.status.is_terminal:
-            if job.status is not JobStatus.SUCCEEDED:
-                raise RuntimeError(f"benchmark job {job_id} ended {job.status}: {job.reason}")
-            return job, time.time()
-        time.sleep(POLL_SECONDS)
-    raise RuntimeError(
-        f"benchmark job {job_id} did not end in {JOB_TIMEOUT_SECONDS}s: {stack.diagnose(job_id)}"
-    )
-
-
 def measure(configuration: Configuration, root: Path, number: int) -> Measurement:
     measurement = Measurement(configuration)
     previous = os.environ.get("BATCHGATE_SAMPLE_BOOT_SECONDS")
@@ -118,7 +102,7 @@ def measure(configuration: Configuration, root: Path, number: int) -> Measuremen
                         BATCH, ARGUMENTS, idempotency_key=f"bench-warm-{number}-{job_number}"
                     )
                     assert receipt.job_id_hint is not None
-                    job, seen = wait_ended(stack, receipt.job_id_hint)
+                    job, seen = wait_succeeded(stack, receipt.job_id_hint)
                     attempt = job.attempt
                     assert attempt is not None
                     measurement.strategies.add(attempt.strategy)

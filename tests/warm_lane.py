@@ -26,6 +26,7 @@ from batchgate.services.dispatch import Dispatcher
 from batchgate.services.warm_advice import WarmAdvice
 
 from tests.conftest import RecordingSqs, Stack
+from tests.conftest import create_pool_table as create_table
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL = "attendance"
@@ -63,18 +64,7 @@ def warm_catalog(**batch: Any) -> Catalog:
 
 def create_pool_table(name: str = POOL_TABLE) -> PoolTable:
     client = boto3.client("dynamodb", region_name="us-east-1")
-    client.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "pool", "KeyType": "HASH"},
-            {"AttributeName": "task_arn", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pool", "AttributeType": "S"},
-            {"AttributeName": "task_arn", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(client, name)
     return PoolTable(name, client)
 
 

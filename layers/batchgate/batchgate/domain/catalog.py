@@ -317,14 +317,21 @@ def task_definition_family(task_definition: str) -> str:
     return task_definition.split(":", 1)[0]
 
 
-def _pool(name: str, section: _Section) -> PoolSpec:
-    if not POOL_NAME_PATTERN.fullmatch(name):
-        raise section.error(f"name must match {POOL_NAME_PATTERN.pattern}")
-    section.require(_POOL_FIELDS, optional=_OPTIONAL_POOL_FIELDS)
+def _fargate_size(section: _Section) -> tuple[int, int]:
+    """The section's `cpu` and `memory`, a valid Fargate task size (every batch and pool must fit
+    Fargate: a plan falls back to it)."""
     cpu = section.integer("cpu", minimum=1)
     memory = section.integer("memory", minimum=1)
     if memory not in FARGATE_MEMORY_BY_CPU.get(cpu, frozenset()):
         raise section.error(f"cpu {cpu} with memory {memory} is not a valid Fargate task size")
+    return cpu, memory
+
+
+def _pool(name: str, section: _Section) -> PoolSpec:
+    if not POOL_NAME_PATTERN.fullmatch(name):
+        raise section.error(f"name must match {POOL_NAME_PATTERN.pattern}")
+    section.require(_POOL_FIELDS, optional=_OPTIONAL_POOL_FIELDS)
+    cpu, memory = _fargate_size(section)
     provider = section.string("capacity_provider")
     if provider not in POOL_CAPACITY_PROVIDERS:
         raise section.error(f"field 'capacity_provider': {provider!r} is not one of FARGATE, FARGATE_SPOT")
@@ -424,10 +431,7 @@ def _batch(
     if not BATCH_NAME_PATTERN.fullmatch(name):
         raise section.error(f"name must match {BATCH_NAME_PATTERN.pattern} (it is part of every job id)")
     section.require(_BATCH_FIELDS, optional=_OPTIONAL_BATCH_FIELDS)
-    cpu = section.integer("cpu", minimum=1)
-    memory = section.integer("memory", minimum=1)
-    if memory not in FARGATE_MEMORY_BY_CPU.get(cpu, frozenset()):
-        raise section.error(f"cpu {cpu} with memory {memory} is not a valid Fargate task size")
+    cpu, memory = _fargate_size(section)
     launch_class_name = section.string("launch_class")
     launch_class = launch_classes.get(launch_class_name)
     if launch_class is None:
