@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 import boto3
 import pytest
 from batchgate.domain.jobs import JobStatus, job_id_for
 from batchgate.domain.messages import SubmitMessage
+from batchgate.domain.pricing import TaskSize
 from batchgate.domain.relaunch import KIND_ATTRIBUTE, RETRY_KIND, Relaunch
 from batchgate.ops import logs as logs_module
 from batchgate.ops.cli import BatchgateGroup, cli
 from batchgate.ops.dead_letters import JOBS, DeadLetterQueue, DeadLetters, RedriveStopped
 from batchgate.ops.job_search import DEFAULT_QUERY_BUDGET
+from batchgate.ops.whatif.trace import trace_from_jobs
 from batchgate.services.dispatch import DispatchResult
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
@@ -357,7 +360,7 @@ def test_show_explains_a_failed_job_with_phases_and_log_link(harness: CliHarness
         line.split()[:2] for line in out.splitlines() if line.startswith("  ") and "2026-11-28T11:2" in line
     ]
     assert [phase[0] for phase in phases] == [
-        "queued",
+        "received",
         "dispatched",
         "task",
         "image",
@@ -388,11 +391,42 @@ def test_show_json_has_the_full_job(harness: CliHarness) -> None:
         attempt["outcome"]["exit_code"] == 1 and attempt["outcome"]["stop_code"] == "EssentialContainerExited"
     )
     assert [p["phase"] for p in attempt["phases"]][:3] == ["queued", "dispatched", "created"]
+    # Stored without the send time of its message: shown from its receipt, as before.
+    assert document["submitted_at"] is None and document["queue_wait_seconds"] is None
     assert attempt["phases"][2]["seconds_since_previous"] == pytest.approx(3.019)
     assert attempt["log_group"] == LOG_GROUP and attempt["log_stream"] == EXIT_1_STREAM
     assert attempt["log_console_url"].startswith(
         f"https://{REGION}.console.aws.amazon.com/cloudwatch/home?region={REGION}#logsV2:"
     )
+
+
+def test_show_jobs_and_stats_count_the_start_from_the_send(harness: CliHarness) -> None:
+    listed = listed_job(1)  # received 11:59:00, task created +2 s, started +22 s
+    job = harness.add(replace(listed, submitted_at="2026-11-28T11:58:58.500Z"))
+    document = harness.json("show", job.job_id)
+    assert document["submitted_at"] == "2026-11-28T11:58:58.500Z"
+    assert document["created_at"] == "2026-11-28T11:59:00.000Z"
+    assert document["queue_wait_seconds"] == pytest.approx(1.5)
+    [attempt] = document["attempts"]
+    assert [p["phase"] for p in attempt["phases"]][:3] == ["submitted", "queued", "dispatched"]
+    assert attempt["phases"][1]["seconds_since_previous"] == pytest.approx(1.5)
+    assert attempt["phases"][1]["spent_on"] == "waiting in the jobs queue"
+    assert attempt["start_latency_seconds"] == pytest.approx(23.5)
+    assert attempt["time_to_start_seconds"] == pytest.approx(23.5)
+    out = harness.ok("show", job.job_id).stdout
+    assert "submitted        2026-11-28T11:58:58.500Z" in out
+    assert "received         2026-11-28T11:59:00.000Z (queue wait 1.5s)" in out
+    assert "dispatched       2026-11-28T11:59:01.000Z" in out
+    assert re.search(r"received\s+2026-11-28T11:59:00.000Z\s+1.5s\s+waiting in the jobs queue", out)
+    assert "start latency 24s | time to start 24s" in out
+    [row] = harness.json("jobs")["jobs"]
+    assert row["start_latency_seconds"] == pytest.approx(23.5)
+    [stats] = harness.json("stats")["rows"]
+    assert stats["start_latency_p50_seconds"] == pytest.approx(23.5)
+    trace = trace_from_jobs([job], {job.batch: TaskSize(1024, 2048)}, (0.0, 2e9), "table")
+    [traced] = trace.jobs
+    assert traced.start_seconds == pytest.approx(23.5)
+    assert traced.submitted_at == pytest.approx(NOW.timestamp() - 61.5)
 
 
 def test_show_a_succeeded_or_running_job_exits_0(harness: CliHarness) -> None:

@@ -296,6 +296,38 @@ def test_handler_reports_only_the_records_to_retry(
     assert rejected is not None and rejected.status is JobStatus.REJECTED
 
 
+def test_the_job_keeps_the_send_time_of_the_delivery_that_created_it(
+    stack: Stack, load_handler: Callable[[str], ModuleType]
+) -> None:
+    app = load_handler("dispatch")
+    vars(app)["dispatcher"] = stack.dispatcher()
+    event = sqs_event(PAYROLL, "{bad", message_ids=["m-payroll", "m-bad"])
+    assert event["Records"][0]["attributes"]["SentTimestamp"] == "1795859998100"
+    assert app.handler(event, LambdaContextStub()) == {"batchItemFailures": []}
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.submitted_at == "2026-11-28T09:59:58.100Z"
+    rejected = stack.table.get(job_id_for("-", "m-bad"))
+    assert rejected is not None and rejected.submitted_at == "2026-11-28T09:59:58.100Z"
+    # A redelivery (or a later copy with the same key) is not a new submit: the first send time stays.
+    event["Records"][0]["attributes"]["SentTimestamp"] = "1795860058100"
+    assert app.handler(event, LambdaContextStub()) == {"batchItemFailures": []}
+    again = stack.table.get(PAYROLL_JOB)
+    assert again is not None and again.submitted_at == "2026-11-28T09:59:58.100Z"
+
+
+def test_a_record_without_a_readable_send_time_still_dispatches(stack: Stack) -> None:
+    assert stack.dispatcher().dispatch("m-1", PAYROLL, "not-a-number") is DispatchResult.DISPATCHED
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.status is JobStatus.DISPATCHED and job.submitted_at is None
+
+
+def test_an_item_stored_without_a_send_time_reads_as_none(stack: Stack) -> None:
+    assert stack.dispatcher().dispatch("m-1", PAYROLL) is DispatchResult.DISPATCHED
+    job = stack.table.get(PAYROLL_JOB)
+    assert job is not None and job.submitted_at is None and "submitted_at" not in job.to_item()
+    assert Job.from_item(job.to_item()) == job
+
+
 def test_bad_message_reusing_a_taken_idempotency_key_is_still_recorded(stack: Stack) -> None:
     assert stack.dispatcher().dispatch("m-1", PAYROLL) is DispatchResult.DISPATCHED
     bad = json.dumps(

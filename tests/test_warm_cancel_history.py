@@ -94,6 +94,49 @@ def test_a_warm_start_counts_from_the_dispatch_when_the_claim_beat_the_offer_rec
     assert observation_of(skewed).start_seconds == 0.0
 
 
+def test_a_first_attempt_starts_at_the_send_and_a_later_one_at_its_own_launch() -> None:
+    warm = Attempt(
+        number=1,
+        strategy=WARM,
+        capacity_provider="attendance",
+        dispatched_at="2026-12-01T00:00:00.000Z",
+        last_status="STOPPED",
+        exit_code=0,
+        timeline={OFFERED: "2026-12-01T00:00:00.100Z", "started": "2026-12-01T00:00:01.200Z"},
+    )
+    sent = "2026-11-30T23:59:58.500Z"
+    assert observation_of(warm, sent).start_seconds == pytest.approx(2.7)
+    assert observation_of(warm).start_seconds == pytest.approx(1.1)
+    # A later attempt was not sent by the application: its start counts from its own offer or task.
+    assert observation_of(replace(warm, number=2), sent).start_seconds == pytest.approx(1.1)
+    ecs = Attempt(
+        number=2,
+        strategy="FARGATE",
+        capacity_provider="FARGATE",
+        dispatched_at="2026-12-01T00:00:00.000Z",
+        timeline={"created": "2026-12-01T00:00:01.000Z", "started": "2026-12-01T00:00:41.000Z"},
+    )
+    assert observation_of(ecs, sent).start_seconds == pytest.approx(40)
+    assert observation_of(replace(ecs, number=1), sent).start_seconds == pytest.approx(42.5)
+
+
+def test_the_history_feed_counts_a_first_attempt_from_the_send(ws: WarmStack) -> None:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    create_history_table(client, "history")
+    body, job_id = submit("sent")
+    sent_ms = int(ws.clock().timestamp() * 1000) - 1500
+    ws.dispatcher().dispatch("m", body, str(sent_ms))
+    ws.clock.advance(0.8)
+    claim(ws, job_id, 1, "one")
+    before = ws.job(job_id)
+    ws.clock.advance(14)
+    after = report_exit(ws, job_id, 1, "one", exit_code=0)
+
+    (observation,) = HistoryFeed(HistoryTable("history", client)).fold(JobChange("1", before, after))
+
+    assert observation.start_seconds == pytest.approx(2.3)
+
+
 def test_an_offer_not_picked_up_is_not_folded(ws: WarmStack) -> None:
     body, job_id = submit("not-picked")
     ws.dispatcher().dispatch("m", body)

@@ -43,7 +43,7 @@ def dispatch_record(record: SQSRecord) -> DispatchResult:
             return dispatcher.relaunch(record.body)
         if kind == WARM_CHECK_KIND:
             return dispatcher.check_warm(record.body)
-        return dispatcher.dispatch(record.message_id, record.body)
+        return dispatcher.dispatch(record.message_id, record.body, record.attributes.get("SentTimestamp"))
     finally:
         logger.thread_safe_clear_keys()
 

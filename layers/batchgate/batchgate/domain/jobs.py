@@ -97,6 +97,17 @@ def parse_iso(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def iso_of_epoch_millis(value: str | None) -> str | None:
+    """An SQS SentTimestamp (epoch milliseconds, as text) in the jobs' ISO form; None when absent or
+    unreadable: the send time is shown and measured, never needed to run a job."""
+    if not value:
+        return None
+    try:
+        return iso(datetime.fromtimestamp(int(value) / 1000, UTC))
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 @dataclass(frozen=True)
 class LaunchPlan:
     """Where a job's task runs and why: the output of `plan_launch`."""
@@ -255,6 +266,9 @@ class Job:
     plan: LaunchPlan | None = None
     attempts: tuple[Attempt, ...] = ()
     revision: int = 0
+    # When the application sent the submit message (its SQS SentTimestamp), before `created_at`, when
+    # dispatch received it; None for items stored before it was kept.
+    submitted_at: str | None = None
 
     @property
     def attempt(self) -> Attempt | None:
@@ -311,6 +325,7 @@ class Job:
             "reason": self.reason,
             "raw_message": self.raw_message,
             "plan": self.plan.to_item() if self.plan else None,
+            "submitted_at": self.submitted_at,
         }
         current = self.attempt
         if current is not None:
@@ -351,6 +366,7 @@ class Job:
             plan=LaunchPlan.from_item(plan) if plan else None,
             attempts=tuple(Attempt.from_item(attempt) for attempt in item.get("attempts", ())),
             revision=int(item.get("revision", 0)),
+            submitted_at=item.get("submitted_at"),
         )
 
 

@@ -7,9 +7,10 @@ window" without keeping the runs themselves, in an item of bounded size (at most
 per sketch, in practice a dozen or two), updated with one read and one conditional write per event.
 
 `StrategyHistory` is what the history table keeps per (batch, strategy): decayed counts of attempts,
-successes and Spot interruptions, and four sketches: start latency (created -> started) and its parts
-provisioning (created -> pull_started) and image pull (pull_started -> pull_stopped), and run time
-(started -> stopped). `HistorySummary` is what `plan_launch` reads.
+successes and Spot interruptions, and four sketches: start latency (created -> started; from the
+submit message's send for a job's first attempt, see `start_seconds_of`) and its parts provisioning
+(created -> pull_started) and image pull (pull_started -> pull_stopped), and run time (started ->
+stopped). `HistorySummary` is what `plan_launch` reads.
 """
 
 from __future__ import annotations
@@ -301,10 +302,11 @@ def _moment(text: object) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def observation_of(attempt: Attempt) -> AttemptObservation:
+def observation_of(attempt: Attempt, submitted_at: str | None = None) -> AttemptObservation:
     """What a stopped attempt says about its strategy: did it succeed (exit 0, ended by itself), was it
-    interrupted by Spot, and how long each phase took according to its timeline. A time that cannot be
-    read (stored before task events were checked) leaves its phases unmeasured: failing the stream
+    interrupted by Spot, and how long each phase took according to its timeline; its start as
+    `start_seconds_of` counts it (from the job's `submitted_at` for a first attempt). A time that cannot
+    be read (stored before task events were checked) leaves its phases unmeasured: failing the stream
     record would hold back every later job's history for retries that can never succeed."""
     moments = {phase: _moment(text) for phase, text in attempt.timeline.items()}
 
@@ -320,13 +322,31 @@ def observation_of(attempt: Attempt) -> AttemptObservation:
         strategy=attempt.strategy,
         succeeded=finished_by_itself and attempt.exit_code == 0,
         interrupted=attempt.stop_code == SPOT_INTERRUPTION,
-        # A WARM attempt has no task of its own (no `created`): it starts when the worker claims the
-        # offer, counted from the offer (from the dispatch when the claim beat the offer's record).
-        start_seconds=between("created", "started") if "created" in moments else warm_start_seconds(attempt),
+        start_seconds=start_seconds_of(attempt, submitted_at),
         provisioning_seconds=between("created", "pull_started"),
         pull_seconds=between("pull_started", "pull_stopped"),
         run_seconds=between("started", "stopped"),
     )
+
+
+def start_seconds_of(attempt: Attempt, submitted_at: str | None = None) -> float | None:
+    """An attempt's start latency. The job's first attempt, when the send time of its submit message is
+    known (`submitted_at`), counts from the send: the time in the jobs queue is part of what the
+    application waits, whatever the strategy. Otherwise, and for every later attempt (it begins when
+    dispatch launches it, not at a send): task created -> container started, or for a WARM attempt,
+    which has no task of its own, offered -> claimed (`warm_start_seconds`). None before the start or
+    when a time cannot be read; never negative (the send time is SQS's clock, the others AWS's)."""
+    started = _moment(attempt.timeline.get("started"))
+    sent = _moment(submitted_at) if attempt.number == 1 else None
+    if started is not None and sent is not None:
+        return max(0.0, (started - sent).total_seconds())
+    if "created" not in attempt.timeline:
+        return warm_start_seconds(attempt)
+    created = _moment(attempt.timeline["created"])
+    if started is None or created is None:
+        return None
+    seconds = (started - created).total_seconds()
+    return seconds if seconds >= 0 else None
 
 
 def warm_start_seconds(attempt: Attempt) -> float | None:

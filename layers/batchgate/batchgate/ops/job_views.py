@@ -14,17 +14,19 @@ from typing import Any
 from urllib.parse import quote
 
 from batchgate.domain.jobs import Attempt, Job, JobStatus, iso, parse_iso
-from batchgate.domain.latency_sketch import warm_start_seconds
+from batchgate.domain.latency_sketch import start_seconds_of
 from batchgate.domain.pools import HEARTBEAT_SECONDS, PoolTask
 from batchgate.domain.retry_policy import DEFAULT_POLICY, RETRY, RetryPolicy, deciding_rule, was_timed_out
 from batchgate.domain.warm import NOT_PICKED_UP, OFFERED, POOL_TASK_STOPPED, WARM
 
 # Timeline phases in lifecycle order: (key, label, what the time since the previous phase was spent on).
-# "queued" and "dispatched" come from the job and the attempt; the rest from the task's own timestamps
-# (task_events.TIMELINE_FIELDS). A WARM attempt has "offered" (sent to the pool's work queue), then the
-# worker's claim as "started" and its report of the end as "stopped".
+# "submitted" (the submit message's send, when known), "queued" (its receipt by dispatch, shown as
+# "received"; the key stays for --json readers) and "dispatched" come from the job and the attempt; the
+# rest from the task's own timestamps (task_events.TIMELINE_FIELDS). A WARM attempt has "offered" (sent
+# to the pool's work queue), then the worker's claim as "started" and its report of the end as "stopped".
 PHASES: tuple[tuple[str, str, str], ...] = (
-    ("queued", "queued", "submit message received by dispatch"),
+    ("submitted", "submitted", "sending the submit message"),
+    ("queued", "received", "waiting in the jobs queue"),
     ("dispatched", "dispatched", "waiting for dispatch"),
     (OFFERED, "offered", "sending the offer to the pool's work queue"),
     ("created", "task created", "RunTask"),
@@ -205,13 +207,16 @@ def seconds_between(start: str | None, end: str | None) -> float | None:
 def phases(job: Job, attempt: Attempt) -> list[Phase]:
     """The attempt's timeline in lifecycle order, each with the time since the previous known phase.
 
-    The first attempt starts at "queued" (the job's creation); a later attempt at its own dispatch.
-    Missing phases are skipped (a task that failed to start has no "started"); a negative duration (clock
-    skew between dispatch and ECS) is shown as 0.
+    The first attempt starts at "submitted" (the send of the submit message, when known), then "queued"
+    (its receipt: the job's creation); a later attempt at its own dispatch. Missing phases are skipped (a
+    task that failed to start has no "started"); a negative duration (clock skew between SQS, dispatch
+    and ECS) is shown as 0.
     """
     times: dict[str, str] = {"dispatched": attempt.dispatched_at, **attempt.timeline}
     if attempt.number == 1 or len(job.attempts) <= 1:
         times["queued"] = job.created_at
+        if job.submitted_at:
+            times["submitted"] = job.submitted_at
     result: list[Phase] = []
     previous: str | None = None
     warm = attempt.strategy == WARM
@@ -234,21 +239,29 @@ def phases(job: Job, attempt: Attempt) -> list[Phase]:
     return result
 
 
-def start_latency(attempt: Attempt | None) -> float | None:
-    """Task created -> container started: ECS's share of the start, the same measure as the
-    StartLatency metric. A WARM attempt: offered -> claimed, as the history counts it."""
+def start_latency(attempt: Attempt | None, submitted_at: str | None = None) -> float | None:
+    """An attempt's start latency as the history counts it (`start_seconds_of`): for the job's first
+    attempt, the submit message's send (`submitted_at`, when known) -> container started; otherwise
+    task created -> container started (ECS's share, the StartLatency metric's measure), or for a WARM
+    attempt offered -> claimed."""
     if attempt is None:
         return None
-    if attempt.strategy == WARM:
-        return warm_start_seconds(attempt)
-    return seconds_between(attempt.timeline.get("created"), attempt.timeline.get("started"))
+    return start_seconds_of(attempt, submitted_at)
+
+
+def queue_wait(job: Job) -> float | None:
+    """Submit message sent -> received by dispatch (the job's creation), never negative (SQS's clock
+    against the function's); None when the send time is not known."""
+    waited = seconds_between(job.submitted_at, job.created_at)
+    return None if waited is None else max(waited, 0.0)
 
 
 def time_to_start(job: Job, attempt: Attempt | None) -> float | None:
-    """Queued (or, for a later attempt, dispatched) -> container started: what the submitter waited."""
+    """Sent (received, for a job stored without its send time; or, for a later attempt, dispatched) ->
+    container started: what the submitter waited."""
     if attempt is None:
         return None
-    begin = job.created_at if attempt.number == 1 else attempt.dispatched_at
+    begin = (job.submitted_at or job.created_at) if attempt.number == 1 else attempt.dispatched_at
     return seconds_between(begin, attempt.timeline.get("started"))
 
 
@@ -442,7 +455,7 @@ def job_row(job: Job, now: datetime | None = None) -> dict[str, Any]:
         "strategy": attempt.strategy if attempt else (job.plan.strategy if job.plan else None),
         "queued": job.created_at,
         "attempts": len(job.attempts),
-        "start_latency_seconds": start_latency(attempt),
+        "start_latency_seconds": start_latency(attempt, job.submitted_at),
         "run_time_seconds": run_time(attempt, now),
         "exit_code": attempt.exit_code if attempt else None,
         "reason": job.reason,
@@ -517,7 +530,7 @@ def attempt_document(
         "last_status": attempt.last_status,
         "dispatched_at": attempt.dispatched_at,
         "phases": [phase.to_dict() for phase in phases(job, attempt)],
-        "start_latency_seconds": start_latency(attempt),
+        "start_latency_seconds": start_latency(attempt, job.submitted_at),
         "time_to_start_seconds": time_to_start(job, attempt),
         "run_time_seconds": run_time(attempt, now),
         "outcome": outcome(job, attempt).to_dict(),
@@ -555,7 +568,9 @@ def job_document(
         "status": job.status.value,
         "status_meaning": status_meaning(job.status),
         "reason": job.reason,
+        "submitted_at": job.submitted_at,
         "created_at": job.created_at,
+        "queue_wait_seconds": queue_wait(job),
         "updated_at": job.updated_at,
         "message_id": job.message_id,
         "idempotency_key": job.idempotency_key,

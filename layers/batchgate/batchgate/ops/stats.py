@@ -134,7 +134,7 @@ class StatsRow:
         else:
             self.in_progress += 1
         last = job.attempt
-        latency = start_latency(last)
+        latency = start_latency(last, job.submitted_at)
         if latency is not None:
             self.start_latencies.append(latency)
         ran = run_time(last)

@@ -39,6 +39,7 @@ from batchgate.domain.jobs import (
     attempt_environment,
     client_token,
     iso,
+    iso_of_epoch_millis,
     job_id_for,
     parse_iso,
     stored_text,
@@ -174,13 +175,16 @@ class Dispatcher:
             jobs_queue=jobs_queue,
         )
 
-    def dispatch(self, message_id: str, body: str) -> DispatchResult:
-        """Handle one submit message. Raises RetryLater when the record must be redelivered."""
+    def dispatch(self, message_id: str, body: str, sent_timestamp: str | None = None) -> DispatchResult:
+        """Handle one submit message; `sent_timestamp` is its SQS SentTimestamp (epoch milliseconds), kept
+        as the job's submitted_at by the delivery that creates the job. Raises RetryLater when the record
+        must be redelivered."""
         now = self.clock()
+        submitted_at = iso_of_epoch_millis(sent_timestamp)
         try:
             message = parse_submit_message(body, self.catalog)
         except RejectedMessage as rejected:
-            return self._reject(message_id, body, rejected, now)
+            return self._reject(message_id, body, rejected, now, submitted_at)
 
         spec = self.catalog.get(message.batch)
         if spec is None:  # parse_submit_message already refuses unknown batches
@@ -188,7 +192,7 @@ class Dispatcher:
         job_id = job_id_for(message.batch, message.idempotency_key or message_id)
         logger.thread_safe_append_keys(job_id=job_id, batch=message.batch)
 
-        job = self.table.create(self._new_job(job_id, message_id, message, now))
+        job = self.table.create(self._new_job(job_id, message_id, message, now, submitted_at))
         if job is not None:
             count("JobsSubmitted")
         else:
@@ -533,7 +537,14 @@ class Dispatcher:
             raise RetryLater(f"could not list the tasks of {job.job_id}: {error}") from error
         return next((t["taskArn"] for t in tasks if task_attempt(t) == attempt.number), None)
 
-    def _new_job(self, job_id: str, message_id: str, message: SubmitMessage, now: datetime) -> Job:
+    def _new_job(
+        self,
+        job_id: str,
+        message_id: str,
+        message: SubmitMessage,
+        now: datetime,
+        submitted_at: str | None = None,
+    ) -> Job:
         return Job(
             job_id=job_id,
             batch=message.batch,
@@ -548,9 +559,17 @@ class Dispatcher:
             priority=message.priority,
             deadline=iso(message.deadline) if message.deadline else None,
             strategy_preference=message.strategy,
+            submitted_at=submitted_at,
         )
 
-    def _reject(self, message_id: str, body: str, rejected: RejectedMessage, now: datetime) -> DispatchResult:
+    def _reject(
+        self,
+        message_id: str,
+        body: str,
+        rejected: RejectedMessage,
+        now: datetime,
+        submitted_at: str | None = None,
+    ) -> DispatchResult:
         batch = (rejected.batch or UNKNOWN_BATCH)[:BATCH_ATTRIBUTE_LIMIT]
         job_id = job_id_for(batch, rejected.idempotency_key or message_id)
         logger.thread_safe_append_keys(job_id=job_id, batch=batch)
@@ -566,6 +585,7 @@ class Dispatcher:
             arguments=rejected.arguments,
             reason=stored_text(rejected.reason),
             raw_message=printable(body[:RAW_MESSAGE_LIMIT]),
+            submitted_at=submitted_at,
         )
         stored = self.table.create(job)
         if stored is None and rejected.idempotency_key:

@@ -106,7 +106,7 @@ class HistoryFeed:
         # An attempt that never ran (a warm offer no worker claimed) says nothing of its strategy's
         # start or run: counted by the WarmNotPickedUp metric, not folded.
         observations = [
-            observation_of(attempt)
+            observation_of(attempt, job.submitted_at)
             for attempt in change.finished
             if attempt.stop_code not in NEVER_RAN_STOP_CODES
         ]

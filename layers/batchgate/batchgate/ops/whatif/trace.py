@@ -224,8 +224,10 @@ def write_trace_csv(trace: Iterable[TraceJob], path: str | Path) -> None:
 def trace_from_jobs(
     jobs: Iterable[Job], sizes: Mapping[str, TaskSize], window: tuple[float, float], source: str
 ) -> Trace:
-    """The jobs of the table that ran to an end, each as it ran last: its size (plan, else catalog), the
-    run time and start latency of its last attempt, where it ran, its exit code. The others (rejected,
+    """The jobs of the table that ran to an end, each as it ran last: when it was sent (received, for an
+    item stored without its send time), its size (plan, else catalog), the run time and start latency of
+    its last attempt (from the send for a first attempt, as the history counts it), where it ran, its
+    exit code. The others (rejected,
     never started, still running, no known size) are counted in `skipped`."""
     rows: list[TraceJob] = []
     skipped = 0
@@ -239,14 +241,14 @@ def trace_from_jobs(
         rows.append(
             TraceJob(
                 batch=job.batch,
-                submitted_at=parse_iso(job.created_at).timestamp(),
+                submitted_at=parse_iso(job.submitted_at or job.created_at).timestamp(),
                 cpu=size.cpu,
                 memory=size.memory,
                 run_seconds=ran,
                 exit_code=attempt.exit_code if attempt.exit_code is not None else 1,
                 priority=job.priority,
                 strategy=attempt.strategy,
-                start_seconds=start_latency(attempt),
+                start_seconds=start_latency(attempt, job.submitted_at),
             )
         )
     trace = make_trace(rows, source=source, window=window)

@@ -117,7 +117,16 @@ def render_job(
     facts.add_row("priority", plain(job.priority))
     if job.deadline:
         facts.add_row("deadline", plain(job.deadline))
-    facts.add_row("queued", plain(job.created_at))
+    if job.submitted_at:
+        facts.add_row("submitted", plain(job.submitted_at))
+    wait = job_views.queue_wait(job)
+    received = (
+        job.created_at if wait is None else f"{job.created_at} (queue wait {job_views.format_duration(wait)})"
+    )
+    facts.add_row("received", plain(received))
+    dispatched = job.attempts[0].dispatched_at if job.attempts else None
+    if dispatched:
+        facts.add_row("dispatched", plain(dispatched))
     facts.add_row("updated", plain(job.updated_at))
     if job.plan is not None:
         strategy = f"{job.plan.strategy} - {job.plan.reason}"
@@ -181,7 +190,7 @@ def render_attempt(
     if warm is not None:
         _render_warm(console, attempt, warm)
     numbers = [
-        f"start latency {job_views.format_duration(job_views.start_latency(attempt))}",
+        f"start latency {job_views.format_duration(job_views.start_latency(attempt, job.submitted_at))}",
         f"time to start {job_views.format_duration(job_views.time_to_start(job, attempt))}",
         f"run time {job_views.format_duration(job_views.run_time(attempt, now))}",
         f"exit code {'-' if attempt.exit_code is None else attempt.exit_code}",
