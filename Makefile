@@ -57,15 +57,23 @@ format: $(STAMP)
 validate: $(STAMP)
 	$(BIN)/sam validate --lint
 
+# The functions' and the layer's architecture (template parameter Architecture). The layer's Makefile
+# does not get it from sam build, hence BATCHGATE_LAYER_ARCHITECTURE. `make invoke` builds for this
+# machine's architecture, so that sam local invoke runs the functions without an emulator.
+ARCHITECTURE ?= arm64
+HOST_ARCHITECTURE := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
+ARCHITECTURE_FLAGS = --parameter-overrides Architecture=$(ARCHITECTURE)
+
 build: $(STAMP)
-	$(BIN)/sam build
+	BATCHGATE_LAYER_ARCHITECTURE=$(ARCHITECTURE) $(BIN)/sam build $(ARCHITECTURE_FLAGS)
 
 # The running local stack's env-vars file (`batchgate local up` writes it beside its state file), else
 # the sample one; a container reaches the local endpoint on 127.0.0.1 through the host's network.
 SAM_ENV ?= $(firstword $(wildcard $(or $(BATCHGATE_LOCAL_STATE:.json=-sam-env.json),$(HOME)/.batchgate/local-sam-env.json)) events/env.json)
-SAM_INVOKE_FLAGS ?= $(if $(filter events/env.json,$(SAM_ENV)),,--docker-network host)
+SAM_INVOKE_FLAGS ?= $(if $(filter events/env.json,$(SAM_ENV)),,--docker-network host) $(ARCHITECTURE_FLAGS)
 
 ## sam local invoke needs Docker and the Lambda base image (see README).
+invoke: ARCHITECTURE = $(HOST_ARCHITECTURE)
 invoke: build
 	$(BIN)/sam local invoke DispatchFunction --event events/sqs-submit-batch.json --env-vars $(SAM_ENV) $(SAM_INVOKE_FLAGS)
 	$(BIN)/sam local invoke TrackFunction --event events/task-stopped-exit-0.json --env-vars $(SAM_ENV) $(SAM_INVOKE_FLAGS)
@@ -76,8 +84,9 @@ invoke: build
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-## requirements.lock (development) and layers/batchgate/requirements.txt (the layer, arm64) from their
-## .in files: every package pinned, with the hashes of each file of its release. Pins stay unless an .in
+## requirements.lock (development) and layers/batchgate/requirements.txt (the layer) from their .in
+## files: every package pinned, with the hashes of each file of its release (the layer's arm64 and
+## x86_64 wheels alike). Pins stay unless an .in
 ## file changes them; `make lock UPGRADE=--upgrade` moves every package to its latest release.
 lock:
 	@test -n "$(PYTHON312)" || { echo "python3.12 is required (the Lambda runtime version)"; exit 1; }

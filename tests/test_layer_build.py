@@ -288,3 +288,36 @@ def test_the_layer_installs_only_hash_checked_requirements(tmp_path: Path) -> No
     with pytest.raises(subprocess.CalledProcessError):
         layer_build.install_requirements(tmp_path / "site", unhashed)
     assert not (tmp_path / "site" / "six.py").exists()
+
+
+@pytest.mark.parametrize(
+    ("architecture", "platform"), [("arm64", "manylinux2014_aarch64"), ("x86_64", "manylinux2014_x86_64")]
+)
+def test_each_architecture_installs_the_wheels_of_its_platform(architecture: str, platform: str) -> None:
+    assert layer_build.pip_platform(architecture) == (
+        "--platform",
+        platform,
+        "--implementation",
+        "cp",
+        "--python-version",
+        "3.12",
+    )
+
+
+def test_an_unknown_architecture_is_refused() -> None:
+    with pytest.raises(SystemExit, match="unknown architecture 'amd64'"):
+        layer_build.pip_platform("amd64")
+
+
+@pytest.mark.parametrize(("architecture", "extension"), [("arm64", "aarch64"), ("x86_64", "x86_64")])
+def test_the_lock_holds_the_hashes_of_both_platforms_wheels(
+    tmp_path: Path, architecture: str, extension: str
+) -> None:
+    """wrapt is the layer's one compiled requirement: its hash-checked wheel for each architecture."""
+    wrapt = next(line for line in requirement_lines(layer_build.REQUIREMENTS) if line.startswith("wrapt=="))
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(wrapt + "\n")
+    layer_build.install_requirements(tmp_path / "site", requirements, architecture)
+    assert [path.name for path in (tmp_path / "site" / "wrapt").glob("_wrappers.*.so")] == [
+        f"_wrappers.cpython-312-{extension}-linux-gnu.so"
+    ]

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import layer_build
 import pytest
+from samcli.lib.providers.sam_function_provider import SamFunctionProvider  # type: ignore[import-untyped]
+from samcli.lib.providers.sam_stack_provider import SamLocalStackProvider  # type: ignore[import-untyped]
 
 from tests.test_layer_build import locked_pins
 
@@ -29,12 +31,13 @@ BUILD_TIMEOUT = 1200
 POWERTOOLS_VERSION = "3.37.0"
 
 
-def sam_environment() -> dict[str, str]:
+def sam_environment(**variables: str) -> dict[str, str]:
     environment = dict(os.environ)
     environment.update(
         SAM_CLI_TELEMETRY="0",
         AWS_DEFAULT_REGION="us-east-1",
         PATH=os.pathsep.join([str(VENV_BIN), environment.get("PATH", "")]),
+        **variables,
     )
     return environment
 
@@ -45,11 +48,13 @@ def sam_executable() -> str:
     return found
 
 
-def run_sam(arguments: list[str], timeout: int, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def run_sam(
+    arguments: list[str], timeout: int, cwd: Path = ROOT, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sam_executable(), *arguments],
         cwd=cwd,
-        env=sam_environment(),
+        env=environment or sam_environment(),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -64,8 +69,34 @@ def test_sam_validate_lint_is_clean() -> None:
     assert "is a valid SAM Template" in output, output
 
 
-def test_sam_build_packages_the_layer_and_both_functions(tmp_path: Path) -> None:
+@pytest.mark.parametrize("architecture", [None, "x86_64"])
+def test_sam_cli_gives_the_functions_and_the_layer_the_architecture_parameter(
+    architecture: str | None,
+) -> None:
+    overrides = {"Architecture": architecture} if architecture else {}
+    stacks, _ = SamLocalStackProvider.get_stacks(str(ROOT / "template.yaml"), parameter_overrides=overrides)
+    functions = list(SamFunctionProvider(stacks).get_all())
+    assert len(functions) == 5
+    for function in functions:
+        assert function.architectures == [architecture or "arm64"], function.name
+        # What sam build builds the layer for (its build graph) and checks against the functions'.
+        assert [layer.build_architecture for layer in function.layers] == [architecture or "arm64"], (
+            function.name
+        )
+
+
+# The layer's Makefile learns the architecture from BATCHGATE_LAYER_ARCHITECTURE (arm64 unless set).
+@pytest.mark.parametrize(
+    ("architecture", "extension"),
+    [(None, "aarch64"), ("x86_64", "x86_64")],
+    ids=["default-arm64", "x86_64"],
+)
+def test_sam_build_packages_the_layer_and_both_functions(
+    tmp_path: Path, architecture: str | None, extension: str
+) -> None:
     build_dir = tmp_path / "build"
+    architecture_options = ["--parameter-overrides", f"Architecture={architecture}"] if architecture else []
+    environment = sam_environment(BATCHGATE_LAYER_ARCHITECTURE=architecture) if architecture else None
     result = run_sam(
         [
             "build",
@@ -81,9 +112,11 @@ def test_sam_build_packages_the_layer_and_both_functions(tmp_path: Path) -> None
             # keeps its dependency cache in .aws-sam/ under the working directory.
             "--config-file",
             str(ROOT / "samconfig.toml"),
+            *architecture_options,
         ],
         BUILD_TIMEOUT,
         cwd=tmp_path,
+        environment=environment,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (build_dir / "template.yaml").is_file()
@@ -112,10 +145,10 @@ def test_sam_build_packages_the_layer_and_both_functions(tmp_path: Path) -> None
     pins = locked_pins(ROOT / "layers" / "batchgate" / "requirements.txt")
     assert shipped == {name: f"{name}-{pins[name][0]}.dist-info" for name in ("boto3", "botocore")}
 
-    # layer_build.py: arm64 wheels, the models of the services the package calls, and bytecode Lambda
-    # uses from a read-only /opt (hash-based, with the deployed paths).
+    # layer_build.py: the architecture's wheels, the models of the services the package calls, and
+    # bytecode Lambda uses from a read-only /opt (hash-based, with the deployed paths).
     assert [path.name for path in layer.glob("wrapt/_wrappers.*.so")] == [
-        "_wrappers.cpython-312-aarch64-linux-gnu.so"
+        f"_wrappers.cpython-312-{extension}-linux-gnu.so"
     ]
     data = layer / "botocore" / "data"
     models = {path.name for path in data.iterdir() if path.is_dir()}

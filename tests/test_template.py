@@ -825,7 +825,7 @@ def test_table_access_is_the_stack_tables_only(template: dict[str, Any]) -> None
 def test_functions_share_runtime_tracing_and_the_package_layer(template: dict[str, Any]) -> None:
     for function in FUNCTIONS:
         assert function_setting(template, function, "Runtime") == "python3.12"
-        assert function_setting(template, function, "Architectures") == ["arm64"]
+        assert function_setting(template, function, "Architectures") == [{"Ref": "Architecture"}]
         assert function_setting(template, function, "Tracing") == "Active"
         assert function_setting(template, function, "Layers") == [{"Ref": "BatchgateLayer"}]
         assert function_setting(template, function, "Handler") == "app.handler"
@@ -841,6 +841,18 @@ def test_functions_log_to_groups_with_a_retention(template: dict[str, Any]) -> N
         assert properties(template, group["Ref"])["RetentionInDays"] == {"Ref": "LogRetentionDays"}
 
 
+def test_the_architecture_is_a_parameter_the_layer_build_knows(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["Architecture"]
+    assert parameter["Type"] == "String"
+    assert parameter["AllowedValues"] == list(layer_build.PLATFORMS) == ["arm64", "x86_64"]
+    # Deployed stacks keep arm64; the layer's Makefile builds for it when nothing says otherwise.
+    assert parameter["Default"] == layer_build.DEFAULT_ARCHITECTURE == "arm64"
+    makefile = (ROOT / "layers" / "batchgate" / "Makefile").read_text()
+    assert re.findall(r"^BATCHGATE_LAYER_ARCHITECTURE \?= (\S+)$", makefile, re.M) == [parameter["Default"]]
+    groups = template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    assert any("Architecture" in group["Parameters"] for group in groups)
+
+
 def test_layer_is_built_from_the_package_with_its_requirements(template: dict[str, Any]) -> None:
     layer = resource(template, "BatchgateLayer")
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
@@ -850,16 +862,19 @@ def test_layer_is_built_from_the_package_with_its_requirements(template: dict[st
     assert layer["Metadata"]["BuildMethod"] == "makefile"
     makefile = (ROOT / "layers" / "batchgate" / "Makefile").read_text()
     assert re.search(
-        r"^build-BatchgateLayer:\n\tpython3\.12 layer_build\.py \"\$\(ARTIFACTS_DIR\)\"$", makefile, re.M
+        r"^build-BatchgateLayer:\n"
+        r"\tpython3\.12 layer_build\.py \"\$\(ARTIFACTS_DIR\)\" \"\$\(BATCHGATE_LAYER_ARCHITECTURE\)\"$",
+        makefile,
+        re.M,
     )
+    # Built for the functions' architecture, whichever the Architecture parameter names.
     assert (
         layer["Properties"]["CompatibleArchitectures"]
         == [layer["Metadata"]["BuildArchitecture"]]
-        == ["arm64"]
+        == [{"Ref": "Architecture"}]
     )
     for function in FUNCTIONS:
-        assert function_setting(template, function, "Architectures") == ["arm64"], function
-    assert "manylinux2014_aarch64" in layer_build.PIP_PLATFORM
+        assert function_setting(template, function, "Architectures") == [{"Ref": "Architecture"}], function
     assert (ROOT / "layers" / "batchgate" / "batchgate" / "__init__.py").is_file()
     # What the layer asks for (requirements.in; requirements.txt locks it with everything it pulls in).
     requirements = [

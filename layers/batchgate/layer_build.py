@@ -3,7 +3,9 @@
 What it adds to a plain `pip install` of the requirements, and why:
 - Only what requirements.txt locks: every package pinned with the hashes of its files
   (`--require-hashes`), so a build installs exactly the wheels that were reviewed, or fails.
-- Wheels for the layer's platform (arm64, CPython 3.12), whatever machine builds it.
+- Wheels for the layer's platform (the template's Architecture: arm64 by default, or x86_64; CPython
+  3.12), whatever machine builds it. The lock holds the hashes of every wheel of each release, so both
+  platforms install from it.
 - botocore keeps the models of the services the batchgate package calls, not all ~400: creating the
   first client lists every model folder, and the zip Lambda downloads shrinks by about two thirds.
 - Creating a client parses endpoints.json (1.2 MB, every service's endpoints) and the service's model,
@@ -16,7 +18,7 @@ What it adds to a plain `pip install` of the requirements, and why:
   sources there. Paths in the bytecode are /opt/python/..., where Lambda puts the layer, so tracebacks
   name the files ops can find.
 
-Run: python3.12 layer_build.py ARTIFACTS_DIR
+Run: python3.12 layer_build.py ARTIFACTS_DIR [arm64|x86_64]
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ REQUIREMENTS = HERE / "requirements.txt"
 PACKAGE = HERE / "batchgate"
 # Where Lambda extracts a layer; Python layers keep their packages in python/ under it.
 DEPLOYED_SITE = "/opt/python"
-# template.yaml: the functions and the layer are arm64, on the python3.12 runtime.
-PIP_PLATFORM = ("--platform", "manylinux2014_aarch64", "--implementation", "cp", "--python-version", "3.12")
+# template.yaml's Architecture parameter (the functions' and the layer's) -> the wheels' platform tag.
+PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+DEFAULT_ARCHITECTURE = "arm64"
 RUNTIME_VERSION = (3, 12)
 # The services the layer's part of the package creates clients for (a test keeps this in step with
 # the code).
@@ -52,7 +55,16 @@ EXAMPLES = "examples-1.json"
 SERVICE_MODELS = ("service-2.json", "service-2.json.gz")
 
 
-def install_requirements(site: Path, requirements: Path = REQUIREMENTS) -> None:
+def pip_platform(architecture: str) -> tuple[str, ...]:
+    """pip's options for wheels that run on Lambda's python3.12 runtime of that architecture."""
+    if architecture not in PLATFORMS:
+        raise SystemExit(f"unknown architecture {architecture!r}: one of {', '.join(PLATFORMS)}")
+    return ("--platform", PLATFORMS[architecture], "--implementation", "cp", "--python-version", "3.12")
+
+
+def install_requirements(
+    site: Path, requirements: Path = REQUIREMENTS, architecture: str = DEFAULT_ARCHITECTURE
+) -> None:
     subprocess.run(
         [
             sys.executable,
@@ -64,7 +76,7 @@ def install_requirements(site: Path, requirements: Path = REQUIREMENTS) -> None:
             "--no-compile",
             "--only-binary=:all:",
             "--require-hashes",
-            *PIP_PLATFORM,
+            *pip_platform(architecture),
             "--target",
             str(site),
             "-r",
@@ -160,9 +172,9 @@ def compile_bytecode(site: Path, deployed: str = DEPLOYED_SITE) -> None:
         raise SystemExit(f"could not compile every module under {site}")
 
 
-def build_layer(artifacts: Path) -> None:
+def build_layer(artifacts: Path, architecture: str = DEFAULT_ARCHITECTURE) -> None:
     site = artifacts / "python"
-    install_requirements(site)
+    install_requirements(site, architecture=architecture)
     copy_package(site)
     prune_botocore_models(site)
     prune_endpoints(site, slim_service_models(site))
@@ -170,6 +182,6 @@ def build_layer(artifacts: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         raise SystemExit(__doc__)
-    build_layer(Path(sys.argv[1]))
+    build_layer(Path(sys.argv[1]), *sys.argv[2:])
