@@ -1,7 +1,8 @@
 """A stand-in `docker` command line for tests on machines without a Docker engine: it answers `version`
 and `image inspect` (for the images it is given), runs a container's command as a host process with only
-the variables `--env` names, and stops it on `docker stop`. Every call is logged, so a test can read
-what the local executor asked the engine to do."""
+the variables `--env` names (`--init` and `--volume` change nothing for a host process), and stops it on
+`docker stop` (SIGTERM, SIGKILL after `--time`) or `docker kill` (SIGKILL). Every call is logged, so a
+test can read what the local executor asked the engine to do."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ if args[:1] == ["run"]:
     rest, name, env, entry = args[1:], "", {{"PATH": os.environ["PATH"]}}, []
     while rest[0].startswith("--"):
         flag = rest.pop(0)
-        if flag == "--rm":
+        if flag in ("--rm", "--init"):
             continue
         value = rest.pop(0)
         if flag == "--name":
@@ -50,6 +51,13 @@ if args[:1] == ["stop"]:
             os.kill(pid, 0)
             time.sleep(0.05)
         os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    print(args[-1])
+    sys.exit(0)
+if args[:1] == ["kill"]:
+    try:
+        os.kill(int((here / (args[-1] + ".pid")).read_text()), signal.SIGKILL)
     except ProcessLookupError:
         pass
     print(args[-1])

@@ -1,5 +1,6 @@
 """Tasks in Docker on the local stack: `batchgate local up --image FAMILY=IMAGE` runs that family's tasks
-in the engine with that image, and the other families' as local processes, in one stack.
+in the engine with that image, and the other families' as local processes, in one stack; with the stand-in,
+the attendance pool's workers run in Docker too (`--image` of the pool's family).
 
 Each test runs against two engines: the stand-in `docker` command line (tests/docker_stand_in.py),
 always, and a real Docker engine where one answers and an image can be made without a registry (a
@@ -12,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from batchgate.domain.jobs import JobStatus
+from batchgate.domain.warm import WARM
 
 from tests.docker_stand_in import docker_calls, install_docker_stand_in
 from tests.integration.local_stack import BATCHGATE, Stack, running_stack
@@ -27,7 +30,10 @@ from tests.integration.local_stack import BATCHGATE, Stack, running_stack
 pytestmark = pytest.mark.integration
 
 STAND_IN_IMAGE = "example/reports:1"
+# The attendance batch's image with the worker added: its pool's workers run in it.
+STAND_IN_POOL_IMAGE = "example/attendance-worker:1"
 MISSING_COMMAND = "no-such-batch-program"
+MISSING_BATCH = "missing-import"
 REAL_IMAGE = "batchgate-test/busybox:local"
 # report-export's command in these stacks: a shell script, so that it runs in a busybox image too.
 EXPORT_SCRIPT = (
@@ -49,11 +55,13 @@ def shell_export_catalog(directory: Path) -> Path:
     document = json.loads(resources.files("batchgate").joinpath("catalog.json").read_text())
     # The export script reads its arguments as positional parameters: a shell batch, marked as one.
     document["batches"]["report-export"] |= {"command": ["sh", "-c", EXPORT_SCRIPT], "shell": True}
-    # A command that does not exist, once (no retry of the start failure).
-    document["batches"]["attendance-import"] |= {"command": [MISSING_COMMAND], "max_attempts": 1}
-    # On ECS, where a command that cannot start fails its task to start (off its warm pool).
+    # A command that does not exist, once (no retry of the start failure), on ECS (off the warm pool),
+    # where a command that cannot start fails its task to start.
+    missing = {key: value for key, value in document["batches"]["attendance-import"].items()}
     for field in ("pool", "run_mode", "preload"):
-        document["batches"]["attendance-import"].pop(field, None)
+        missing.pop(field, None)
+    missing |= {"command": [MISSING_COMMAND], "max_attempts": 1, "task_definition": "batchgate-payroll"}
+    document["batches"][MISSING_BATCH] = missing | {"container": "payroll"}
     path = directory / "catalog.json"
     path.write_text(json.dumps(document))
     return path
@@ -97,15 +105,26 @@ def docker_stack(
     calls_dir: Path | None = None
     if request.param == "stand-in":
         calls_dir = directory / "bin"
-        install_docker_stand_in(calls_dir, [STAND_IN_IMAGE])
-        environment["PATH"] = f"{calls_dir}{os.pathsep}{environment['PATH']}"
+        install_docker_stand_in(calls_dir, [STAND_IN_IMAGE, STAND_IN_POOL_IMAGE])
+        # The stand-in "images" have this environment's python, with batchgate and the samples.
+        environment["PATH"] = os.pathsep.join(
+            (str(calls_dir), str(Path(sys.executable).parent), environment["PATH"])
+        )
         image = STAND_IN_IMAGE
+        pool_images = ["--image", f"batchgate-attendance={STAND_IN_POOL_IMAGE}"]
     else:
         found = real_engine_image()
         if found is None:
             pytest.skip("no Docker engine with a static busybox to make an image from")
         image = found
-    arguments = ["--catalog", str(shell_export_catalog(directory)), "--image", f"batchgate-reports={image}"]
+        pool_images = []  # a busybox image has no python for the worker
+    arguments = [
+        "--catalog",
+        str(shell_export_catalog(directory)),
+        "--image",
+        f"batchgate-reports={image}",
+        *pool_images,
+    ]
     with running_stack(directory, arguments, environment) as stack:
         yield DockerStack(stack=stack, engine=request.param, calls_dir=calls_dir)
 
@@ -118,7 +137,11 @@ def test_a_task_runs_in_docker_with_the_image(docker_stack: DockerStack) -> None
     # The container reached the local endpoint, the task role's stand-in, through host networking.
     assert stack.log_lines(job) == ["exporting headcount in a container", f"endpoint {stack.endpoint}"]
     if docker_stack.calls_dir is not None:
-        runs = [call for call in docker_calls(docker_stack.calls_dir) if call[0] == "run"]
+        runs = [
+            call
+            for call in docker_calls(docker_stack.calls_dir)
+            if call[0] == "run" and STAND_IN_IMAGE in call
+        ]
         assert len(runs) == 1
         run = runs[0]
         assert run[run.index(STAND_IN_IMAGE) + 1 :] == ["sh", "-c", EXPORT_SCRIPT, "headcount"]
@@ -188,12 +211,39 @@ def test_a_family_without_an_image_still_runs_as_a_local_process(docker_stack: D
 
 def test_a_command_that_cannot_start_fails_the_task_to_start(docker_stack: DockerStack) -> None:
     stack = docker_stack.stack
-    job = stack.wait_for(
-        stack.submit("attendance-import", ["uploads/a.csv"], f"no-start-{docker_stack.engine}")
-    )
+    job = stack.wait_for(stack.submit(MISSING_BATCH, ["uploads/a.csv"], f"no-start-{docker_stack.engine}"))
 
     assert job.status is JobStatus.FAILED
     assert job.attempt is not None and job.attempt.stop_code == "TaskFailedToStart"
     assert job.attempt.stopped_reason == (
         f"CannotStartContainerError: No such file or directory: {MISSING_COMMAND} uploads/a.csv"
     )
+
+
+def test_a_warm_job_runs_on_a_pool_worker_in_docker(docker_stack: DockerStack) -> None:
+    if docker_stack.calls_dir is None:
+        pytest.skip("the real engine's test image has no python for the worker")
+    stack = docker_stack.stack
+    job_id = stack.submit("attendance-import", ["uploads/docker/acme.csv"], "docker-warm")
+    job = stack.wait_for(job_id)
+
+    assert job.status is JobStatus.SUCCEEDED, job.reason
+    attempt = job.attempt
+    assert attempt is not None and attempt.task_arn is not None
+    assert (attempt.strategy, attempt.capacity_provider) == (WARM, "attendance")
+    assert stack.log_lines(job)[-1] == "attendance: uploads/docker/acme.csv: 3 rows imported"
+    # The pool task that claimed the job is a container of the pool's image, the worker its entry point.
+    name = f"batchgate-{attempt.task_arn.rsplit('/', 1)[-1]}"
+    [run] = [call for call in docker_calls(docker_stack.calls_dir) if call[:1] == ["run"] and name in call]
+    assert run[run.index("--name") + 1] == name and "--init" in run
+    assert run[run.index("--network") + 1] == "host"
+    assert run[run.index("--entrypoint") :] == [
+        "--entrypoint",
+        "python",
+        STAND_IN_POOL_IMAGE,
+        "-m",
+        "batchgate.worker",
+    ]
+    passed = {run[index + 1] for index, part in enumerate(run) if part == "--env"}
+    assert {"BATCHGATE_POOL", "POOL_QUEUE_URL", "BATCHGATE_WORKER_TASK_ARN", "AWS_ENDPOINT_URL"} <= passed
+    assert attempt.task_arn not in run  # values never on the command line

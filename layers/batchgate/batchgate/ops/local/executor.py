@@ -12,7 +12,6 @@ UserInitiated, as in ECS.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -24,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batchgate.ops.local.cloudwatch import LogShipper
-from batchgate.ops.local.docker import DockerEngine
+from batchgate.ops.local.docker import DOCKER_CLIENT_VARIABLES, DockerEngine, container_name
 from batchgate.ops.local.endpoint import LocalAws
-from batchgate.ops.local.processes import die_with_parent, exit_status, stop_process
+from batchgate.ops.local.processes import die_with_parent, exit_status, inherited, stop_process
 from batchgate.ops.local.task_state import (
     ESSENTIAL_CONTAINER_EXITED,
     EXITED_REASON,
@@ -55,14 +54,6 @@ START_PROFILES: dict[str, dict[str, float]] = {
 }
 # What a container inherits from the host: enough to run, and nothing secret.
 INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
-# What the `docker` client needs to find its engine (never passed into the container).
-DOCKER_CLIENT_VARIABLES = (
-    "DOCKER_HOST",
-    "DOCKER_CONTEXT",
-    "DOCKER_CONFIG",
-    "DOCKER_CERT_PATH",
-    "DOCKER_TLS_VERIFY",
-)
 
 
 @dataclass(frozen=True)
@@ -321,7 +312,7 @@ class TaskRun:
         argv: list[str] = []
         try:
             if engine is not None and engine.has_image(container.image):
-                name = f"batchgate-{self._state.task_id}"
+                name = container_name(self._state.task_id)
                 argv = engine.run_argv(
                     name=name,
                     image=container.image,
@@ -330,7 +321,7 @@ class TaskRun:
                     environment=variables,
                     labels={"batchgate.task-arn": self.task_arn},
                 )
-                client = _inherited(INHERITED_VARIABLES + DOCKER_CLIENT_VARIABLES)
+                client = inherited(INHERITED_VARIABLES + DOCKER_CLIENT_VARIABLES)
                 return DockerContainer(
                     engine,
                     name,
@@ -340,7 +331,7 @@ class TaskRun:
                     shipper=shipper,
                 )
             argv = self._argv()
-            environment = {**_inherited(INHERITED_VARIABLES), **variables}
+            environment = {**inherited(INHERITED_VARIABLES), **variables}
             return ContainerProcess(argv, environment, self._env.workdir, shipper)
         except OSError as error:
             raise CannotStartContainer(f"{error.strerror or error}: {' '.join(argv)}") from error
@@ -486,7 +477,3 @@ class LocalExecutor:
     def _note(self, message: str) -> None:
         self.errors.append(message)
         print(f"batchgate local: {message}", file=sys.stderr)
-
-
-def _inherited(names: tuple[str, ...]) -> dict[str, str]:
-    return {name: os.environ[name] for name in names if name in os.environ}

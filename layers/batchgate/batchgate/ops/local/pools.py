@@ -7,6 +7,11 @@ change it, 0 for a closed pool), each with a task ARN of its own; a worker that 
 runs is reported as its task's STOPPED event (the task state change rule matches the pools' service
 groups, so track fails the jobs it had claimed) and replaced, as the service would. A stop sends SIGTERM
 (the worker drains) and SIGKILL after the stack's stop grace, as ECS does after the task's stopTimeout.
+
+A pool whose task definition family has an image (`--image FAMILY=IMAGE`) runs its workers in Docker:
+`docker run --rm --network host --init` of that image with the worker as entry point (the pool's image
+is the batch's image with the worker added), the worker's environment passed by name; stops and kills go
+through the engine (`docker stop --time N`, `docker kill`). Other pools' workers are local processes.
 """
 
 from __future__ import annotations
@@ -20,18 +25,27 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from batchgate.adapters.pool_table import PoolTable
 from batchgate.domain.catalog import Catalog, PoolSpec
+from batchgate.ops.local.docker import (
+    DOCKER_CLIENT_VARIABLES,
+    WORKER_COMMAND,
+    DockerEngine,
+    container_name,
+)
 from batchgate.ops.local.endpoint import LocalAws
 from batchgate.ops.local.errors import StackFailure
-from batchgate.ops.local.processes import die_with_parent, stop_process
+from batchgate.ops.local.processes import die_with_parent, inherited, stop_process
 from batchgate.ops.local.task_state import ESSENTIAL_CONTAINER_EXITED, EXITED_REASON, TaskState
 
-INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "BATCHGATE_SAMPLE_BOOT_SECONDS")
+# What a worker inherits from the host (a local process), or its `docker` client.
+INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+# The sample batches' boot time: the worker's jobs read it, in a container too.
+PASSED_VARIABLES = ("BATCHGATE_SAMPLE_BOOT_SECONDS",)
 READY_SECONDS = 30.0
 WATCH_SECONDS = 0.5
 TAIL_LINES = 40
@@ -54,6 +68,7 @@ class PoolSettings:
     catalog_path: Path | None
     stop_grace_seconds: float = 2.0
     tasks: int | None = None  # every pool's task count; None: its first window's
+    images: Mapping[str, str] = field(default_factory=dict)  # task definition family -> image (Docker)
 
     def log_group(self, pool: str) -> str:
         """The pool's job output: one stream per attempt (`<batch>/<job id>/<attempt>`)."""
@@ -85,9 +100,17 @@ def pool_settings_from(environment: Mapping[str, str], **given: Any) -> PoolSett
 
 
 class PoolWorker:
-    """One pool task: a worker process and the task ECS would report for it."""
+    """One pool task: a worker (a local process, or a container when `docker` and the pool's family has
+    an image) and the task ECS would report for it."""
 
-    def __init__(self, pool: PoolSpec, settings: PoolSettings, environment: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        pool: PoolSpec,
+        settings: PoolSettings,
+        variables: Mapping[str, str],
+        docker: DockerEngine | None = None,
+    ) -> None:
+        """`variables`: the worker's own environment (what the pool's task definition would set)."""
         self.pool = pool
         task_id = uuid.uuid4().hex
         cluster = settings.cluster_arn.rsplit("/", 1)[-1]
@@ -95,6 +118,10 @@ class PoolWorker:
             settings.cluster_arn.split(":")[4] if settings.cluster_arn.count(":") >= 5 else "000000000000"
         )
         self.task_arn = f"arn:aws:ecs:{settings.region}:{account}:task/{cluster}/{task_id}"
+        image = settings.images.get(pool.family) if docker is not None else None
+        self._docker = docker if image else None
+        # The container's name, by which a stop or a kill finds it; None for a local process.
+        self.container = container_name(task_id) if image else None
         self.state = TaskState(
             task={
                 "taskArn": self.task_arn,
@@ -106,10 +133,25 @@ class PoolWorker:
                 "memory": str(pool.memory),
             },
             container=WORKER_CONTAINER,
-            image=f"{pool.family}:local",
+            image=image or f"{pool.family}:local",
             region=settings.region,
         )
-        self._environment = {**environment, "BATCHGATE_WORKER_TASK_ARN": self.task_arn}
+        variables = {**variables, "BATCHGATE_WORKER_TASK_ARN": self.task_arn}
+        if self._docker is not None and image and self.container:
+            self.argv = self._docker.worker_argv(
+                name=self.container,
+                image=image,
+                environment=variables,
+                labels={"batchgate.task-arn": self.task_arn},
+                read_only_files=[variables["BATCHGATE_CATALOG"]] if "BATCHGATE_CATALOG" in variables else [],
+            )
+            # The client forwards the variables it is given by name; it finds its engine by its own.
+            self._environment = {**inherited(INHERITED_VARIABLES + DOCKER_CLIENT_VARIABLES), **variables}
+        else:
+            self.argv = [sys.executable, *WORKER_COMMAND]
+            # The samples stand in for the batch's image: the worker runs its jobs from there.
+            python_path = os.pathsep.join(filter(None, (str(settings.samples), os.environ.get("PYTHONPATH"))))
+            self._environment = {**inherited(INHERITED_VARIABLES), **variables, "PYTHONPATH": python_path}
         self._cwd = settings.samples
         self.process: subprocess.Popen[str] | None = None
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
@@ -117,7 +159,7 @@ class PoolWorker:
 
     def start(self, echo: Callable[[str], None] | None) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "batchgate.worker"],
+            self.argv,
             env=self._environment,
             cwd=self._cwd,
             stdin=subprocess.DEVNULL,
@@ -140,11 +182,17 @@ class PoolWorker:
     def kill(self) -> None:
         """SIGKILL, as a task killed out of memory or lost with its host: no drain, no report."""
         if self.process is not None and self.process.poll() is None:
+            if self._docker is not None and self.container:
+                self._docker.kill(self.container)  # the container, not only its client
             self.process.kill()
             self.process.wait()
 
     def stop(self, grace_seconds: float) -> None:
+        """SIGTERM (the worker drains), SIGKILL after `grace_seconds`; in Docker through the engine, so
+        that the container gets them and not only its client."""
         if self.process is not None:
+            if self._docker is not None and self.container and self.process.poll() is None:
+                self._docker.stop(self.container, grace_seconds)
             stop_process(self.process, grace_seconds)
         if self._reader is not None:
             self._reader.join(timeout=5)
@@ -166,8 +214,10 @@ class LocalPools:
         settings: PoolSettings,
         aws: LocalAws,
         echo: Callable[[str], None] | None = None,
+        docker: DockerEngine | None = None,  # runs the pools whose family has an image (settings.images)
     ) -> None:
         self.catalog = catalog
+        self._docker = docker
         self.settings = settings
         self._aws = aws
         self._echo = echo
@@ -220,15 +270,19 @@ class LocalPools:
         self._stopping.set()
         if self._watcher is not None:
             self._watcher.join(timeout=5)
-        for worker in self.workers:
-            if worker.process is not None and worker.running:
-                worker.process.terminate()  # all at once: each drains
-        for worker in self.workers:
-            worker.stop(self.settings.stop_grace_seconds)
+        # All at once: each drains within the same grace.
+        stopping = [
+            threading.Thread(target=worker.stop, args=(self.settings.stop_grace_seconds,), daemon=True)
+            for worker in self.workers
+        ]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
         self.workers = []
 
     def _launch(self, pool: PoolSpec) -> PoolWorker:
-        worker = PoolWorker(pool, self.settings, self._environment(pool))
+        worker = PoolWorker(pool, self.settings, self._variables(pool), self._docker)
         worker.start(self._echo)
         with self._lock:
             self.workers.append(worker)
@@ -257,25 +311,22 @@ class LocalPools:
     def _publish(self, entry: Any) -> None:
         self._aws.events().put_events(Entries=[entry])
 
-    def _environment(self, pool: PoolSpec) -> dict[str, str]:
+    def _variables(self, pool: PoolSpec) -> dict[str, str]:
+        """The worker's own environment: what the pool's task definition sets, and the local endpoint's
+        settings (the task role's stand-in)."""
         settings = self.settings
-        inherited = {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
-        environment = {
-            **inherited,
+        variables = {
+            **inherited(PASSED_VARIABLES),
             **self._aws.environment(),
             "BATCHGATE_POOL": pool.name,
             "JOB_TABLE_NAME": settings.job_table,
             "POOL_TABLE_NAME": settings.pool_table,
             "POOL_QUEUE_URL": settings.queue_urls[pool.name],
             "POOL_LOG_GROUP": settings.log_group(pool.name),
-            # The samples stand in for the batch's image: the worker runs its jobs from there.
-            "PYTHONPATH": os.pathsep.join(
-                filter(None, (str(settings.samples), os.environ.get("PYTHONPATH")))
-            ),
             "PYTHONUNBUFFERED": "1",
         }
         if settings.jobs_queue_url:
-            environment["JOBS_QUEUE_URL"] = settings.jobs_queue_url
+            variables["JOBS_QUEUE_URL"] = settings.jobs_queue_url
         if settings.catalog_path is not None:
-            environment["BATCHGATE_CATALOG"] = str(settings.catalog_path.resolve())
-        return environment
+            variables["BATCHGATE_CATALOG"] = str(settings.catalog_path.resolve())
+        return variables

@@ -64,3 +64,8 @@ def _signal(process: subprocess.Popen[bytes] | subprocess.Popen[str], signum: in
             process.send_signal(signum)
     except ProcessLookupError:
         pass
+
+
+def inherited(names: tuple[str, ...]) -> dict[str, str]:
+    """The host's values of `names` that are set: what a local process or a `docker` client inherits."""
+    return {name: os.environ[name] for name in names if name in os.environ}

@@ -260,7 +260,8 @@ class LocalStack:
         return max(named, key=lambda environment: len(environment.get("POOL_QUEUE_URLS", "")), default=None)
 
     def _start_pools(self, aws: LocalAws) -> LocalPools | None:
-        """The catalog's warm pools as worker processes, when the template deploys the warm lane."""
+        """The catalog's warm pools as worker processes (in Docker for a family with `--image`), when the
+        template deploys the warm lane."""
         options = self.options
         environment = self.warm_environment()
         if not self.catalog.pools or environment is None or self.cluster is None:
@@ -274,10 +275,11 @@ class LocalStack:
             catalog_path=options.catalog_path,
             stop_grace_seconds=options.stop_grace_seconds,
             tasks=options.pool_tasks,
+            images=options.images,
         )
         if settings is None:
             return None
-        pools = LocalPools(self.catalog, settings, aws, echo=options.echo)
+        pools = LocalPools(self.catalog, settings, aws, echo=options.echo, docker=self.docker)
         pools.start()
         return pools
 
