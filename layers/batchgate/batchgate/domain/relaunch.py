@@ -50,21 +50,28 @@ class Relaunch:
     def parse(cls, body: str) -> Relaunch:
         if len(body.encode("utf-8", "replace")) > MAX_BODY_BYTES:
             raise InvalidRelaunchMessage("relaunch message too large")
-        try:
-            document = json.loads(body)
-        except ValueError as error:
-            raise InvalidRelaunchMessage(f"relaunch message is not JSON: {error}") from error
-        if not isinstance(document, dict):
-            raise InvalidRelaunchMessage("relaunch message is not a JSON object")
-        job_id, attempt = document.get("job_id"), document.get("attempt")
-        if not isinstance(job_id, str) or not is_job_id(job_id) or len(job_id) > 128:
-            raise InvalidRelaunchMessage("relaunch message has no valid job_id")
-        if not _is_int_within(attempt, 1, 100):
-            raise InvalidRelaunchMessage("relaunch message has no valid attempt number")
+        document, job_id, attempt = read_attempt_message(body, "relaunch message", InvalidRelaunchMessage)
         deferrals = document.get("deferrals", 0)
         if not _is_int_within(deferrals, 0, MAX_DEFERRALS):
             raise InvalidRelaunchMessage("relaunch message has an invalid deferral count")
         return cls(job_id=job_id, attempt=attempt, deferrals=deferrals)
+
+
+def read_attempt_message(body: str, what: str, invalid: type[ValueError]) -> tuple[dict[str, Any], str, int]:
+    """The JSON object of a message batchgate writes about one attempt of one job (a relaunch, a warm
+    offer or its check), with its job id and attempt number; `invalid`, naming `what`, otherwise."""
+    try:
+        document = json.loads(body)
+    except ValueError as error:
+        raise invalid(f"{what} is not JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise invalid(f"{what} is not a JSON object")
+    job_id, attempt = document.get("job_id"), document.get("attempt")
+    if not isinstance(job_id, str) or not is_job_id(job_id) or len(job_id) > 128:
+        raise invalid(f"{what} has no valid job_id")
+    if not _is_int_within(attempt, 1, 100):
+        raise invalid(f"{what} has no valid attempt number")
+    return document, job_id, attempt
 
 
 def _is_int_within(value: object, low: int, high: int) -> TypeGuard[int]:

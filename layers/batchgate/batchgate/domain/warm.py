@@ -20,8 +20,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from batchgate.adapters.ecs import LogPointer
-from batchgate.domain.jobs import Attempt, Job, JobStatus, is_job_id, parse_iso
+from batchgate.domain.jobs import Attempt, Job, JobStatus, parse_iso
 from batchgate.domain.pools import HEARTBEAT_SECONDS, PoolTask
+from batchgate.domain.relaunch import read_attempt_message
 from batchgate.domain.task_events import ContainerState, TaskStateChange, apply_task_event
 
 if TYPE_CHECKING:
@@ -56,17 +57,7 @@ class WorkOffer:
 
     @classmethod
     def parse(cls, body: str) -> WorkOffer:
-        try:
-            document = json.loads(body)
-        except ValueError as error:
-            raise InvalidWorkOffer(f"work message is not JSON: {error}") from error
-        if not isinstance(document, dict):
-            raise InvalidWorkOffer("work message is not a JSON object")
-        job_id, attempt = document.get("job_id"), document.get("attempt")
-        if not isinstance(job_id, str) or not is_job_id(job_id) or len(job_id) > 128:
-            raise InvalidWorkOffer("work message has no valid job_id")
-        if not isinstance(attempt, int) or isinstance(attempt, bool) or not 1 <= attempt <= 100:
-            raise InvalidWorkOffer("work message has no valid attempt number")
+        _, job_id, attempt = read_attempt_message(body, "work message", InvalidWorkOffer)
         return cls(job_id=job_id, attempt=attempt)
 
 
