@@ -547,6 +547,14 @@ def test_a_cancel_racing_the_end_leaves_the_job_cancelled_with_the_exit_recorded
     # Heartbeats far apart: the child's own end, not a heartbeat, meets the cancel.
     with pool.worker(replace(FAST, heartbeat_seconds=60)):
         pool.wait_for(job.job_id, lambda current: current.status is JobStatus.RUNNING)
+        # The claim pokes one heartbeat, which reads the running job's item: let it list the job and
+        # finish that read (one in-process GetItem) before the cancel, or it, not the child's own end,
+        # would meet the cancel.
+        deadline = time.monotonic() + 10
+        while not any(task.runs(job.job_id, 1) for task in pool.pool_table.tasks(POOL)):
+            assert time.monotonic() < deadline, "the worker's heartbeat never listed the job"
+            time.sleep(0.02)
+        time.sleep(0.5)
         cancel(pool, job.job_id)
         go.touch()
         ended = pool.wait_for(job.job_id, lambda current: current.attempt.last_status == "STOPPED")  # type: ignore[union-attr]
