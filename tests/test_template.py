@@ -745,6 +745,63 @@ def test_run_task_only_for_our_task_definitions_in_our_cluster(template: dict[st
         assert statement["Condition"] == {"ArnEquals": {"ecs:cluster": {"Ref": "ClusterArn"}}}
 
 
+@pytest.mark.parametrize(
+    ("parameter", "accepted", "refused"),
+    [
+        (
+            "TaskDefinitionArns",
+            [
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/batchgate-payroll:*",
+                "arn:aws:ecs:eu-west-1:123456789012:task-definition/batchgate_reports:12",
+                "arn:aws-cn:ecs:cn-north-1:123456789012:task-definition/payroll:*",
+            ],
+            [
+                "*",
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/*",
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/*:*",
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/batchgate-*:*",
+                "arn:aws:ecs:us-east-1:*:task-definition/batchgate-payroll:*",
+                "arn:aws:ecs:*:123456789012:task-definition/batchgate-payroll:*",
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/batchgate-payroll",
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/batchgate-payroll:0",
+                "arn:aws:iam::123456789012:role/batchgate-payroll",
+                "batchgate-payroll:*",
+                "",
+            ],
+        ),
+        (
+            "PassRoleArns",
+            [
+                "arn:aws:iam::123456789012:role/batchgate-dev-task",
+                "arn:aws:iam::123456789012:role/service-role/batchgate-dev-task-execution",
+                "arn:aws-us-gov:iam::123456789012:role/batchgate.task+x=y,z@w_v-u",
+            ],
+            [
+                "*",
+                "arn:aws:iam::123456789012:role/*",
+                "arn:aws:iam::123456789012:role/batchgate-*",
+                "arn:aws:iam::*:role/batchgate-dev-task",
+                "arn:aws:iam::123456789012:user/batchgate",
+                "batchgate-dev-task",
+                "",
+            ],
+        ),
+    ],
+)
+def test_what_dispatch_may_run_and_pass_is_named_by_full_arns(
+    template: dict[str, Any], parameter: str, accepted: list[str], refused: list[str]
+) -> None:
+    """CloudFormation matches AllowedPattern against each value of a CommaDelimitedList: no "*", no
+    family or role name patterns, no other account or region wildcards."""
+    spec = template["Parameters"][parameter]
+    assert spec["Type"] == "CommaDelimitedList" and "Default" not in spec
+    assert spec["ConstraintDescription"]
+    for value in accepted:
+        assert re.fullmatch(spec["AllowedPattern"], value), value
+    for value in refused:
+        assert not re.fullmatch(spec["AllowedPattern"], value), value
+
+
 def test_tags_only_on_tasks_being_started(template: dict[str, Any]) -> None:
     statements = statements_with(function_statements(template, "DispatchFunction"), "ecs:TagResource")
     assert statements
