@@ -47,8 +47,9 @@ FUNCTION_CODE = {
     "JobEventsFunction": "events",
 }
 POOLS = sorted(load_catalog(CATALOG).pools)
-# The only AWS managed policy a role may carry: X-Ray's write-only one (Tracing: Active).
-XRAY_WRITE_ONLY = {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSXrayWriteOnlyAccess"}
+# The only AWS managed policy a role may carry: X-Ray's write-only one (Tracing: Active), as SAM would
+# attach it (AWSXrayWriteOnlyAccess, its older name, exists in the aws partition only).
+XRAY_WRITE_ONLY = {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"}
 
 TASKS = "task/${ClusterName}/*"
 CONTAINER_INSTANCES = "container-instance/${ClusterName}/*"
