@@ -4,8 +4,9 @@ Only the adapters call boto3 (`self._client.put_item(...)`, `self._client().send
 `get_paginator("query")`). From an entry point (a handler's app.py, the worker's package) this follows
 calls through the package: `self.table.get(...)` where `table` is annotated (or assigned) as a
 `JobTable`, a parameter annotated `ecs: EcsTasks`, `self.services.table.put(...)` through a dataclass
-field, a module-level function, a constructor or classmethod. The result is each adapter class with
-the operations its reachable methods call, e.g. {("JobTable", "dynamodb:GetItem"), ...}.
+field, a module-level function, a constructor or classmethod, a method's return annotation, a method
+or function handed on as a callback (`governor.run(self.ecs.stop_task)`). The result is each adapter
+class with the operations its reachable methods call, e.g. {("JobTable", "dynamodb:GetItem"), ...}.
 
 A receiver whose type cannot be read (an unannotated local, a callable) is not followed: the grants
 test then reports the grant as unused, never silently allows a call.
@@ -82,6 +83,7 @@ class CodeIndex:
         self.functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
         # The boto3 services a module's clients are of (from its mypy_boto3_<service> imports).
         self.services: dict[str, tuple[str, ...]] = {}
+        self._scopes: dict[tuple[int, str | None], Scope] = {}
         for path in sorted((root / PACKAGE).rglob("*.py")):
             module = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
             if module == OPS_PACKAGE or module.startswith(OPS_PACKAGE + "."):
@@ -93,6 +95,8 @@ class CodeIndex:
         """Every class's attribute types, once all modules are in (annotations name other modules')."""
         for info in self.classes.values():
             self._read_attributes(info)
+        # Scopes read meanwhile saw attributes still being read: read them again when needed.
+        self._scopes.clear()
 
     def add_module(self, module: str, tree: ast.Module) -> None:
         self.modules[module] = tree
@@ -171,6 +175,12 @@ class CodeIndex:
                         info.attributes.setdefault(target.attr, set()).update(types)
 
     def scope(self, module: str, owner: str | None, node: ast.AST) -> Scope:
+        key = (id(node), owner)
+        if key not in self._scopes:
+            self._scopes[key] = self._read_scope(module, owner, node)
+        return self._scopes[key]
+
+    def _read_scope(self, module: str, owner: str | None, node: ast.AST) -> Scope:
         scope = Scope(module, owner, node)
         for function in ast.walk(node):
             if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
@@ -263,21 +273,22 @@ class CodeIndex:
     # --- calls --------------------------------------------------------------------------------------
 
     def callees(self, scope: Scope) -> Iterator[tuple[str, str | None, ast.AST]]:
-        """(module, owner class, node) of every package function or method `scope` calls."""
-        for call in ast.walk(scope.node):
-            if isinstance(call, ast.Call) and isinstance(call.func, ast.Name):
-                yield from self._named_callees(scope, call.func.id)
-            elif isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute):
-                receivers = self.expression_types(scope, call.func.value)
-                if isinstance(call.func.value, ast.Name):
-                    qualname = self.imports[scope.module].get(call.func.value.id)
+        """(module, owner class, node) of every package function or method `scope` calls, or passes on
+        to be called (a callback: `governor.run(self.ecs.stop_task, ...)`, `executor.submit(f, ...)`)."""
+        for node in ast.walk(scope.node):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                yield from self._named_callees(scope, node.id)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+                receivers = self.expression_types(scope, node.value)
+                if isinstance(node.value, ast.Name):
+                    qualname = self.imports[scope.module].get(node.value.id)
                     if qualname in self.classes:  # T.classmethod(...)
                         receivers.add(qualname)
                 for owner in receivers:
-                    yield from self._methods(owner, call.func.attr)
+                    yield from self._methods(owner, node.attr)
 
     def _named_callees(self, scope: Scope, name: str) -> Iterator[tuple[str, str | None, ast.AST]]:
-        """f(...): a module-level function; T(...): T's constructor; instance(...): its __call__."""
+        """f: a module-level function; T: T's constructor; an instance: its __call__."""
         for owner in scope.names.get(name, set()):
             yield from self._methods(owner, "__call__")
         qualname = self.imports[scope.module].get(name) or f"{scope.module}.{name}"

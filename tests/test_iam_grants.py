@@ -321,7 +321,7 @@ def test_an_operation_without_a_resource_line_is_named() -> None:
         code_grants({AdapterCall("Schedules", "scheduler:GetSchedule")})
 
 
-def test_calls_are_followed_through_annotated_attributes_parameters_and_returns(tmp_path: Path) -> None:
+def test_calls_are_followed_through_annotations_returns_and_callbacks(tmp_path: Path) -> None:
     index = CodeIndex(tmp_path)
     index.add_module(
         "batchgate.adapters.example_store",
@@ -353,6 +353,8 @@ def use(store: Store) -> None:
     store.scan_all()
 def untyped(store) -> None:
     store.read()
+def deferred(store: Store, run_later) -> None:
+    run_later(store.scan_all)
 """
         ),
     )
@@ -374,3 +376,8 @@ reader.run()
         "entry_untyped", "from batchgate.services.example_service import untyped\nuntyped(None)\n"
     )
     assert index.reachable_calls([untyped]) == set()  # not followed: its grant would show as unused
+    # A method handed on to be called later (a governor, an executor) counts as called.
+    callback = index.add_entry_point(
+        "entry_callback", "from batchgate.services.example_service import deferred\ndeferred(None, None)\n"
+    )
+    assert index.reachable_calls([callback]) == {AdapterCall("Store", "dynamodb:Scan")}
