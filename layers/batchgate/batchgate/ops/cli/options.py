@@ -67,6 +67,16 @@ def json_option[F: Callable[..., Any]](
     return decorate(function) if function is not None else decorate
 
 
+def reveal_environment_option[F: Callable[..., Any]](function: F) -> F:
+    """`--reveal-env`: the command gets `reveal_environment` (environment values are masked without it)."""
+    return click.option(
+        "--reveal-env",
+        "reveal_environment",
+        is_flag=True,
+        help="Show environment values (masked as *** by default, in raw messages too).",
+    )(function)
+
+
 def parse_time(ctx: click.Context, option: str, text: str | None) -> str | None:
     if text is None:
         return None
