@@ -14,6 +14,7 @@ from batchgate.domain.jobs import Job, JobStatus, is_job_id, iso, job_id_for, pa
 from batchgate.ops import job_views
 from batchgate.ops.cli.context import app
 from batchgate.ops.cli.exits import Failure
+from batchgate.ops.cli.render.terminal import terminal_text
 from batchgate.ops.resubmit import JobNotFound
 
 if TYPE_CHECKING:
@@ -234,8 +235,10 @@ def select_job(
             f"{job_views.format_duration(within)}: give a wider --within (or --within any) to see it"
         )
     click.echo(
-        f"{job.job_id}: the latest job of batch {batch} at or before {until}, queued "
-        f"{job_views.format_duration(gap)} before it",
+        terminal_text(
+            f"{job.job_id}: the latest job of batch {batch} at or before {until}, queued "
+            f"{job_views.format_duration(gap)} before it"
+        ),
         err=True,
     )
     return job
