@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from dataclasses import replace
 
 import pytest
 from batchgate.domain.jobs import JobStatus, job_id_for
 from batchgate.ops.cli.exits import AwsFailure, Failure
-from batchgate.ops.cli.render.terminal import TerminalConsole, terminal_text
+from batchgate.ops.cli.render.terminal import TerminalConsole
 from batchgate.ops.local.commands import make_console
 from batchgate.ops.local.demo import DEMO_JOBS, summary_table
+from batchgate.ops.local.poller import poll_until_stopped
+from batchgate.ops.terminal import terminal_text
 from batchgate.services.dispatch import DispatchResult
+from botocore.exceptions import ClientError
 from rich.table import Table
 
 from tests.cli_support import CliHarness, harness, listed_job
@@ -138,3 +142,15 @@ def test_the_local_demos_summary_takes_a_reason_as_text(harness: CliHarness) -> 
     TerminalConsole(file=written, width=300).print(summary_table((demo,), {demo.label: job}))
     out = written.getvalue()
     assert "[link=https://example.com]x[/link]\\x1b]52" in out and raw_controls(out) == set()
+
+
+def test_the_local_stacks_error_lines_are_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    stop = threading.Event()
+
+    def poll_once() -> None:
+        stop.set()
+        raise ClientError({"Error": {"Code": "Boom", "Message": f"queue{OSC_52}"}}, "ReceiveMessage")
+
+    poll_until_stopped(poll_once, stop, "jobs")
+    err = capsys.readouterr().err
+    assert "queue\\x1b]52" in err and raw_controls(err) == set()

@@ -13,7 +13,7 @@ from enum import IntEnum
 import click
 
 from batchgate.domain.jobs import JobStatus
-from batchgate.ops.cli.render.terminal import terminal_text
+from batchgate.ops.terminal import terminal_text
 
 
 class ExitCode(IntEnum):

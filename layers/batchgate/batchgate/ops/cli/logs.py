@@ -11,10 +11,10 @@ from batchgate.ops.cli.context import app
 from batchgate.ops.cli.exits import UNSUCCESSFUL, ExitCode, Failure
 from batchgate.ops.cli.options import CONTEXT_SETTINGS, job_selector, json_option, select_job
 from batchgate.ops.cli.render.logs import attempt_announcer, event_printer
-from batchgate.ops.cli.render.terminal import terminal_text
 from batchgate.ops.cli.target import target_options
 from batchgate.ops.logs import LogsUnavailable, TaskLogs, location_of
 from batchgate.ops.resubmit import JobNotFound
+from batchgate.ops.terminal import terminal_text
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)

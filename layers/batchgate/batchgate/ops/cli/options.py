@@ -14,8 +14,8 @@ from batchgate.domain.jobs import Job, JobStatus, is_job_id, iso, job_id_for, pa
 from batchgate.ops import job_views
 from batchgate.ops.cli.context import app
 from batchgate.ops.cli.exits import Failure
-from batchgate.ops.cli.render.terminal import terminal_text
 from batchgate.ops.resubmit import JobNotFound
+from batchgate.ops.terminal import terminal_text
 
 if TYPE_CHECKING:
     from batchgate.domain.catalog import Catalog

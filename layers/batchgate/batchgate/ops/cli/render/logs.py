@@ -9,8 +9,8 @@ from collections.abc import Callable
 import click
 
 from batchgate.domain.jobs import Attempt
-from batchgate.ops.cli.render.terminal import terminal_text
 from batchgate.ops.logs import LogEvent
+from batchgate.ops.terminal import terminal_text
 
 
 def event_printer(as_json: bool) -> Callable[[LogEvent], None]:

@@ -10,8 +10,8 @@ import click
 from rich.text import Text
 
 from batchgate.domain.jobs import JobStatus
-from batchgate.ops.cli.render.terminal import terminal_text
 from batchgate.ops.job_search import JobFilter
+from batchgate.ops.terminal import terminal_text
 
 STATUS_STYLES = {
     JobStatus.SUCCEEDED: "green",
