@@ -10,6 +10,7 @@ from batchgate.domain.jobs import JobStatus
 from batchgate.services.dispatch import DispatchResult
 
 from tests.cli_support import CliHarness, harness, listed_job
+from tests.conftest import event_fixture
 from tests.test_dispatch import PAYROLL, PAYROLL_JOB
 
 __all__ = ["harness"]  # the fixture, imported for pytest
@@ -70,3 +71,13 @@ def test_dlq_list_masks_the_environment_of_a_dead_letter_unless_revealed(harness
     assert json.loads(letter["body"])["environment"] == {"API_TOKEN": "***"}
     [letter] = harness.json("dlq", "list", "--queue", "jobs", "--reveal-env")["queues"][0]["messages"]
     assert letter["body"] == body
+
+
+def test_dlq_list_masks_the_environment_overrides_of_a_task_event(harness: CliHarness) -> None:
+    event = event_fixture("task-running.json")
+    override = event["detail"]["overrides"]["containerOverrides"][0]
+    override["environment"] = [{"name": "API_TOKEN", "value": SECRET}]
+    harness.sqs.send_message(QueueUrl=harness.track_dlq_url, MessageBody=json.dumps(event))
+    [letter] = harness.json("dlq", "list", "--queue", "track")["queues"][0]["messages"]
+    assert SECRET not in letter["body"]
+    assert json.loads(letter["body"])["detail"]["overrides"]["containerOverrides"][0]["environment"] == "***"

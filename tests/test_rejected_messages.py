@@ -109,6 +109,7 @@ def test_a_body_that_is_not_json_is_kept_only_up_to_its_environment(stack: Stack
         '[{"environment": {"A": "' + SECRET + '"}}]',  # anywhere in the document
         '{"environment": {"A": "x"}, "environment": {"A": "' + SECRET + '"}}',  # a repeated key
         '{"ENVIRONMENT": "' + SECRET + '", "environment": {"A": "' + SECRET,  # cut short
+        '{"schema_version": 1, "Environment": {"A": "' + SECRET + '"}}',  # an unknown field's case
     ],
 )
 def test_masking_finds_environment_values_however_they_are_written(body: str) -> None:
@@ -206,6 +207,10 @@ def test_only_a_rejected_job_is_made_anew_and_its_rejections_stay_few() -> None:
         revision=3,
     )
     submitted = replace(rejected, status=JobStatus.SUBMITTED, message_id="m-1", reason=None, revision=1)
+    # Stored before dispatch masked raw messages: the rejection kept is masked all the same.
+    rejected = replace(rejected, raw_message=json.dumps({"environment": {"A": SECRET}}))
+    kept = corrected(rejected, submitted)
+    assert kept is not None and kept.rejections[0].raw_message == '{"environment": {"A": "***"}}'
     assert corrected(replace(rejected, status=JobStatus.SUBMITTED), submitted) is None
     assert corrected(rejected, replace(submitted, message_id="m-0")) is None  # the same message
     many = replace(rejected, rejections=corrected(rejected, submitted).rejections * 20)  # type: ignore[union-attr]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from batchgate.domain.jobs import Job, JobStatus, Rejection
+from batchgate.domain.masking import masked_message
 
 # Enough to tell a pattern of mistakes; the job item stays small whatever a sender keeps getting wrong.
 MAX_REJECTIONS_KEPT = 10
@@ -38,7 +39,8 @@ def corrected(job: Job, submitted: Job) -> Job | None:
         received_at=job.created_at,
         rejected_at=job.updated_at,
         reason=job.reason,
-        raw_message=job.raw_message,
+        # Stored masked by dispatch; an item stored before it masked may not be.
+        raw_message=masked_message(job.raw_message) if job.raw_message is not None else None,
     )
     return replace(
         submitted,

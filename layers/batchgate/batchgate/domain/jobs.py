@@ -327,7 +327,8 @@ class Job:
         """The job in `status`. Ordering is per attempt: (attempt number, rank) never moves back, so a
         new attempt (`attempt` above the current one) may start again at DISPATCHING, while within an
         attempt a status never moves back. A terminal status is final (a task stopping after its job
-        was cancelled leaves the job CANCELLED)."""
+        was cancelled leaves the job CANCELLED); a REJECTED job is only ever made anew, by a corrected
+        message (batchgate.domain.corrections), never moved."""
         number = self.attempt_number if attempt is None else attempt
         if self.status.is_terminal or (number, status.rank) < (self.attempt_number, self.status.rank):
             return self

@@ -29,10 +29,10 @@ def masked_environment(environment: Mapping[str, Any]) -> dict[str, str]:
 def masked_message(body: str) -> str:
     """A submit message's body without its environment values, for ops to read why it was refused.
 
-    As received when it cannot hold any (no `environment` in it, however spelled); re-serialised with
-    every `environment` object's values masked (anything else there masked whole) when it parses as
-    JSON; otherwise (not JSON, or cut short) the text before its first `environment`, which is where
-    values could start."""
+    As received when it cannot hold any (no `environment` in it, however spelled or cased);
+    re-serialised with every `environment` object's values masked (anything else there masked whole;
+    the key in any case) when it parses as JSON; otherwise (not JSON, or cut short) the text before
+    its first `environment`, which is where values could start."""
     found = _ENVIRONMENT_KEY.search(body)
     if found is None:
         return body
@@ -46,7 +46,8 @@ def masked_message(body: str) -> str:
 def _masked(value: Any) -> Any:
     if isinstance(value, dict):
         return {
-            key: (_masked_field(item) if key == ENVIRONMENT_FIELD else _masked(item))
+            # Any case: an "Environment" sent by mistake holds the same values.
+            key: (_masked_field(item) if key.lower() == ENVIRONMENT_FIELD else _masked(item))
             for key, item in value.items()
         }
     if isinstance(value, list):
