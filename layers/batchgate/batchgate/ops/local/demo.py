@@ -298,7 +298,7 @@ class ProgressView:
                 demo.batch,
                 Text(job.status.value if job else "queued", style=style),
                 expected.value,
-                f"{attempt.number}: {attempt.last_status or '-'}" if attempt else "-",
+                Text(f"{attempt.number}: {attempt.last_status or '-'}") if attempt else "-",
                 str(attempt.exit_code) if attempt and attempt.exit_code is not None else "",
             )
         return table
