@@ -76,6 +76,9 @@ class StrategySettings:
     fargate_launch_burst: float = 100.0
     fargate_launch_per_second: float = 20.0
     run_task_calls_per_second: float = 20.0
+    # ECS's other actions batchgate calls (ListTasks, DescribeTasks, StopTask), shared by the dispatch
+    # containers and the sweep.
+    ecs_api_calls_per_second: float = 20.0
     # How long a dispatch thread may wait for a launch token before the record goes back to the queue.
     governor_max_wait_seconds: float = 2.0
     # Back-off of a throttled record: base * 2**(receive count - 1), capped, with full jitter.

@@ -49,7 +49,7 @@ from batchgate.domain.latency_sketch import HistorySummary
 from batchgate.domain.launch_chain import advance_try, has_next_try, note_try_failure
 from batchgate.domain.messages import RejectedMessage, SubmitMessage, parse_submit_message, printable
 from batchgate.domain.pools import WarmSlots
-from batchgate.domain.relaunch import Relaunch, awaited_attempt
+from batchgate.domain.relaunch import Relaunch, awaited_attempt, early_relaunch_due
 from batchgate.domain.strategy import plan_launch
 from batchgate.domain.strategy_settings import DEFAULT_STRATEGY_SETTINGS, EC2, StrategySettings
 from batchgate.domain.warm import (
@@ -92,10 +92,21 @@ class RetryLater(Exception):
     dispatcher puts it back on the queue as this relaunch message instead, delayed by a back-off of at
     least `delay_seconds`, when it has a jobs queue (`Dispatcher.deferral`)."""
 
-    def __init__(self, reason: str, *, resume: Relaunch | None = None, delay_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        resume: Relaunch | None = None,
+        delay_seconds: float = 0.0,
+        max_delay_seconds: float | None = None,
+        note: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.resume = resume
         self.delay_seconds = delay_seconds
+        # The back-off's cap when not the throttling one, and what the attempt shows ops meanwhile.
+        self.max_delay_seconds = max_delay_seconds
+        self.note = note
 
     @property
     def throttled(self) -> bool:
@@ -138,6 +149,7 @@ class Dispatcher:
         # One of each, shared by the adapters and by the dispatch threads.
         threads = settings.dispatch_concurrency
         dynamodb, ecs = dynamodb_client(threads), ecs_client(threads)
+        governor = LaunchGovernor.for_settings(tuning, settings.dispatch_max_concurrency)
         jobs_queue = JobsQueue(queue) if (queue := settings.jobs_queue_url) else None
         capacity = warm_advice = None
         if settings.ec2_capacity_provider:
@@ -157,7 +169,7 @@ class Dispatcher:
         return cls(
             catalog=load_catalog(settings.catalog_path),
             table=JobTable(settings.table_name, dynamodb),
-            ecs=EcsTasks(settings.cluster, ecs),
+            ecs=EcsTasks(settings.cluster, ecs, pace=governor.pace),
             settings=settings,
             history=(
                 HistoryTable(
@@ -167,7 +179,7 @@ class Dispatcher:
                 else None
             ),
             capacity=capacity,
-            governor=LaunchGovernor.for_settings(tuning, settings.dispatch_max_concurrency),
+            governor=governor,
             strategy_settings=tuning,
             deferral=LaunchDeferral(jobs_queue, tuning) if jobs_queue is not None else None,
             warm_advice=warm_advice,
@@ -204,24 +216,34 @@ class Dispatcher:
 
         if job.status is JobStatus.SUBMITTED and _deadline_passed(job, now):
             return self._reject_late(job, now)
-        return self._launching(job, spec, now, deferrals=0)
+        return self._launching(job, spec, now)
 
     def relaunch(self, body: str) -> DispatchResult:
         """Handle an internal relaunch message (batchgate.domain.relaunch): start the job's next attempt
-        after a retryable failure, or resume a launch that was lost. Acts only while the job still waits for
-        exactly that attempt, so duplicates and late or forged messages change nothing. Raises
-        InvalidRelaunchMessage for a body batchgate did not write (the record ends in the DLQ)."""
+        after a retryable failure, or resume a launch that was lost or put back. Acts only while the job
+        still waits for exactly that attempt and its launch is due (`relaunch_due_at`), so duplicates,
+        late, early or forged messages change nothing; the deferral count is the attempt's, never the
+        message's. Raises InvalidRelaunchMessage for a body batchgate did not write (the record ends in
+        the DLQ)."""
         now = self.clock()
         relaunch = Relaunch.parse(body)
-        logger.thread_safe_append_keys(
-            job_id=relaunch.job_id, attempt=relaunch.attempt, deferrals=relaunch.deferrals
-        )
+        logger.thread_safe_append_keys(job_id=relaunch.job_id, attempt=relaunch.attempt)
         job = self.table.get(relaunch.job_id)
         if job is None or awaited_attempt(job) != relaunch.attempt:
             status = job.status if job else None
             logger.info("relaunch not awaited: nothing to do", extra={"status": status})
             return DispatchResult.DUPLICATE
-        return self._resume(job, now, deferrals=relaunch.deferrals)
+        due = early_relaunch_due(job, now)
+        if due is not None:
+            # A forged message, or a duplicate of one sent before the latest deferral: the relaunch
+            # sent for this due time comes later.
+            logger.warning(
+                "relaunch before its launch is due: ignored",
+                extra={"due": iso(due), "message_deferrals": relaunch.deferrals},
+            )
+            count("RelaunchesEarly")
+            return DispatchResult.DUPLICATE
+        return self._resume(job, now)
 
     def check_warm(self, body: str) -> DispatchResult:
         """Handle dispatch's own check of a warm offer (batchgate-kind=warm-check, body WorkOffer): an
@@ -253,7 +275,7 @@ class Dispatcher:
                 "warm offer claimed, or the job moved on: nothing to do", extra={"status": after.status}
             )
             return DispatchResult.DUPLICATE
-        return self._resume(after, now, deferrals=0)
+        return self._resume(after, now)
 
     def _not_picked_up_reason(self, job: Job, number: int) -> str:
         attempt = job.attempt_by_number(number)
@@ -263,7 +285,7 @@ class Dispatcher:
         within = f" within {pool.offer_seconds} s" if pool is not None else ""
         return f"not picked up by warm pool {name}{within}"
 
-    def _resume(self, job: Job, now: datetime, *, deferrals: int) -> DispatchResult:
+    def _resume(self, job: Job, now: datetime) -> DispatchResult:
         """Launch the attempt `job` awaits (checked by the caller)."""
         spec = self.catalog.get(job.batch)
         if spec is None:
@@ -271,7 +293,7 @@ class Dispatcher:
             self.table.mutate(job.job_id, lambda j: j.moved_to(JobStatus.FAILED, iso(now), reason))
             count("JobsFailed")
             return DispatchResult.FAILED
-        return self._launching(job, spec, now, deferrals=deferrals)
+        return self._launching(job, spec, now)
 
     def _reject_late(self, job: Job, now: datetime) -> DispatchResult:
         """A SUBMITTED job whose deadline passed before its launch began ends REJECTED. Only while it is
@@ -291,18 +313,29 @@ class Dispatcher:
         count("JobsRejected")
         return DispatchResult.REJECTED
 
-    def _launching(self, job: Job, spec: BatchSpec, now: datetime, *, deferrals: int) -> DispatchResult:
-        """`_launch`, with a throttled launch put back on the queue (its `deferrals`-th time so far)."""
+    def _launching(self, job: Job, spec: BatchSpec, now: datetime) -> DispatchResult:
+        """`_launch`, with a launch that must wait put back on the queue, its deferral recorded on the
+        attempt (counted from what `job` says of the attempt it awaits)."""
+        awaited = awaited_attempt(job)
+        current = job.attempt_by_number(awaited) if awaited is not None else None
+        seen = current.deferrals if current is not None else 0
         try:
             return self._launch(job, spec, now)
         except RetryLater as retry:
-            if (
-                retry.resume is None
-                or self.deferral is None
-                or self.deferral.defer(retry.resume, deferrals, at_least=retry.delay_seconds) is None
-            ):
+            if retry.resume is None or self.deferral is None:
                 raise  # the record itself goes back to the queue
-            return DispatchResult.DEFERRED
+            deferral = self.deferral.defer(
+                self.table,
+                retry.resume,
+                seen,
+                now,
+                at_least=retry.delay_seconds,
+                cap=retry.max_delay_seconds,
+                note=retry.note,
+            )
+            if deferral is None:
+                raise
+            return DispatchResult.DEFERRED if deferral.sent else DispatchResult.DUPLICATE
 
     def _launch(self, job: Job, spec: BatchSpec, now: datetime) -> DispatchResult:
         attempt = job.attempt
@@ -334,11 +367,14 @@ class Dispatcher:
         elif attempt.strategy != WARM:  # a WARM attempt has no task of its own to look for
             # A resumed launch: an earlier delivery may have started the task and crashed before
             # recording it. Find it by startedBy (and its BATCHGATE_ATTEMPT) instead of relying on
-            # RunTask's clientToken alone, which ECS only honours for a while.
+            # RunTask's clientToken alone, which ECS only honours for a while. Admitted by the
+            # governor first: a launch it puts back costs no ECS call.
+            self._admit(attempt, Relaunch(job.job_id, attempt.number))
             found = self._started_task(job, attempt)
             if found is not None:
                 logger.info("found the task of a resumed launch", extra={"task_arn": found})
                 return self._record_outcome(job, attempt, LaunchOutcome(task_arn=found), now)
+            return self._run_task(job, spec, attempt, now, admitted=True)
         # A resumed attempt reuses its stored plan: RunTask with the same clientToken and other
         # parameters would be refused as a conflict.
         if attempt.strategy == WARM:
@@ -406,12 +442,16 @@ class Dispatcher:
         count("LaunchFallbacks")
         return self._run_task(stored, spec, current, now)
 
-    def _run_task(self, job: Job, spec: BatchSpec, attempt: Attempt, now: datetime) -> DispatchResult:
-        """One RunTask try of the attempt (its current strategy and token), behind the governor."""
+    def _run_task(
+        self, job: Job, spec: BatchSpec, attempt: Attempt, now: datetime, *, admitted: bool = False
+    ) -> DispatchResult:
+        """One RunTask try of the attempt (its current strategy and token), behind the governor (unless
+        the caller was `admitted` already)."""
         if attempt.strategy == WARM:  # the pool's name is no capacity provider
             raise AssertionError(f"RunTask for the WARM try of {job.job_id} attempt {attempt.number}")
         resume = Relaunch(job.job_id, attempt.number)
-        self._admit(attempt, resume)
+        if not admitted:
+            self._admit(attempt, resume)
         request = run_task_request(job, spec, attempt, self.settings)
         try:
             outcome = self.ecs.run_task(request)
