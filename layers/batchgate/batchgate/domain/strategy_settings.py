@@ -84,6 +84,8 @@ class StrategySettings:
     # Back-off of a throttled record: base * 2**(receive count - 1), capped, with full jitter.
     backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 300.0
+    # The longest delay of a launch waiting for its batch's `max_running` slot (same growth as above).
+    max_running_wait_seconds: float = 60.0
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> StrategySettings:

@@ -23,12 +23,15 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batchgate.adapters.aws_clients import dynamodb_client, ecs_client
+from batchgate.adapters.batch_slots import BatchSlotTable, SlotsChanged
 from batchgate.adapters.ecs import EcsTasks, LaunchOutcome, PermanentLaunchError, RetryableLaunchError
 from batchgate.adapters.history_table import HistoryTable
 from batchgate.adapters.job_table import JobTable
 from batchgate.adapters.jobs_queue import JobsQueue
 from batchgate.adapters.pool_queues import PoolQueues, UnknownPoolQueue
 from batchgate.adapters.telemetry import count, logger
+from batchgate.adapters.write_conflicts import tries_after_conflicts
+from batchgate.domain.batch_slots import waiting_note
 from batchgate.domain.catalog import BatchSpec, Catalog, load_catalog
 from batchgate.domain.described_tasks import task_attempt
 from batchgate.domain.jobs import (
@@ -72,6 +75,8 @@ if TYPE_CHECKING:
 # What is kept of a rejected message for ops to read; the full body is in the SQS message itself.
 RAW_MESSAGE_LIMIT = 2048
 BATCH_ATTRIBUTE_LIMIT = 64
+# Reads and conditional writes of a batch's slots before the launch is put back on the queue instead.
+SLOT_TRIES = 4
 UNKNOWN_BATCH = "-"
 
 
@@ -137,6 +142,8 @@ class Dispatcher:
     strategy_settings: StrategySettings = DEFAULT_STRATEGY_SETTINGS
     # Where a throttled launch is put back (the jobs queue); without it the record itself goes back.
     deferral: LaunchDeferral | None = None
+    # The slots of batches with a `max_running`; without them no batch is limited here.
+    slots: BatchSlotTable | None = None
     # The warm lane: the pools' free slots, their work queues, and the jobs queue for the offers'
     # checks. Without all three no job is planned WARM.
     warm_advice: WarmAdvice | None = None
@@ -182,6 +189,7 @@ class Dispatcher:
             governor=governor,
             strategy_settings=tuning,
             deferral=LaunchDeferral(jobs_queue, tuning) if jobs_queue is not None else None,
+            slots=BatchSlotTable(settings.table_name, dynamodb),
             warm_advice=warm_advice,
             pool_queues=PoolQueues(settings.pool_queue_urls) if settings.pool_queue_urls else None,
             jobs_queue=jobs_queue,
@@ -339,7 +347,8 @@ class Dispatcher:
 
     def _launch(self, job: Job, spec: BatchSpec, now: datetime) -> DispatchResult:
         attempt = job.attempt
-        if attempt is None or job.status in (JobStatus.SUBMITTED, JobStatus.RETRYING):
+        resumed = attempt is not None and job.status not in (JobStatus.SUBMITTED, JobStatus.RETRYING)
+        if attempt is None or not resumed:
             # A retry is planned knowing the previous attempt (a Spot interruption moves it on-demand).
             plan = plan_launch(
                 spec,
@@ -364,7 +373,9 @@ class Dispatcher:
                 logger.info("another delivery began this attempt", extra={"status": stored.status})
                 return DispatchResult.DUPLICATE
             job, attempt = stored, began
-        elif attempt.strategy != WARM:  # a WARM attempt has no task of its own to look for
+        # Every attempt launched holds one of its batch's `max_running` slots, a WARM one too.
+        self._hold_slot(job, spec, attempt)
+        if resumed and attempt.strategy != WARM:  # a WARM attempt has no task of its own to look for
             # A resumed launch: an earlier delivery may have started the task and crashed before
             # recording it. Find it by startedBy (and its BATCHGATE_ATTEMPT) instead of relying on
             # RunTask's clientToken alone, which ECS only honours for a while. Admitted by the
@@ -465,6 +476,40 @@ class Dispatcher:
             count("JobsFailed")
             return DispatchResult.FAILED
         return self._record_outcome(job, attempt, outcome, now)
+
+    def _hold_slot(self, job: Job, spec: BatchSpec, attempt: Attempt) -> None:
+        """Take a slot of the batch's `max_running` for the attempt (batchgate.domain.batch_slots), freeing
+        those of jobs no longer running when it is full; raises RetryLater (the launch waits, put back on
+        the queue) when every slot is held."""
+        limit = spec.max_running
+        if limit is None or self.slots is None:
+            return
+        resume = Relaunch(job.job_id, attempt.number)
+        for _ in tries_after_conflicts(SLOT_TRIES):
+            slots = self.slots.get(spec.name)
+            taken = slots.taken_by(job.job_id, attempt.number, limit)
+            if taken is None:
+                holders = {held.job_id: held for held in self.table.get_many(list(slots.holders))}
+                slots = slots.freed(holders)
+                taken = slots.taken_by(job.job_id, attempt.number, limit)
+            if taken is None:
+                note = waiting_note(len(slots.holders), limit)
+                count("LaunchesWaiting")
+                logger.info("batch at its max_running: the launch waits", extra={"note": note})
+                raise RetryLater(
+                    note,
+                    resume=resume,
+                    note=note,
+                    max_delay_seconds=self.strategy_settings.max_running_wait_seconds,
+                )
+            if taken is slots:
+                return  # held already (a resumed launch)
+            try:
+                self.slots.save(taken)
+                return
+            except SlotsChanged:
+                continue
+        raise RetryLater(f"the slots of batch {spec.name} kept changing", resume=resume)
 
     def _admit(self, attempt: Attempt, resume: Relaunch) -> None:
         if self.governor is None:
@@ -692,7 +737,8 @@ def record_task(job: Job, number: int, task_arn: str, outcome: LaunchOutcome, at
     attempt = job.attempt_by_number(number)
     if attempt is None or attempt.task_arn not in (None, task_arn):
         return None  # never replaces the task another delivery recorded (dispatch stops this one)
-    updated = replace(attempt, task_arn=task_arn, launch_failures=outcome.failures, error=None)
+    # A note (waiting for a slot, a lost launch) described a state that is over.
+    updated = replace(attempt, task_arn=task_arn, launch_failures=outcome.failures, error=None, note=None)
     # Task events may have moved the job past DISPATCHED already; moved_to never goes back.
     return job.with_attempt(updated).moved_to(JobStatus.DISPATCHED, at)
 
