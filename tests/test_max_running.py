@@ -32,6 +32,9 @@ from tests.test_catalog import packaged_document, set_value, write_catalog
 from tests.test_fallback import T0
 from tests.test_jobs import make_job
 from tests.test_relaunch_guard import Clock
+from tests.warm_lane import BATCH as WARM_BATCH
+from tests.warm_lane import heartbeat, warm_stack
+from tests.warm_lane import submit as warm_submit
 
 BATCH = "payroll-calculation"
 
@@ -169,3 +172,18 @@ def test_max_running_is_an_optional_positive_integer(tmp_path: Path, value: obje
     set_value(*PAYROLL_PATH, "max_running", 5)(document)
     assert load_catalog(write_catalog(tmp_path, document)).batches[BATCH].max_running == 5
     assert load_catalog().batches[BATCH].max_running is None
+
+
+def test_warm_jobs_take_slots_too(stack: Stack) -> None:
+    ws = warm_stack(stack, max_running=1)  # max_running read from the catalog document
+    ws.pools.put(heartbeat("one"))  # two free warm slots: the pool is not the limit
+    deferral = LaunchDeferral(JobsQueue("https://queue", ws.jobs_sqs), DEFAULT_STRATEGY_SETTINGS)  # type: ignore[arg-type]
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    dispatch = replace(ws.dispatcher(), slots=BatchSlotTable(TABLE, client), deferral=deferral)
+    (first, first_id), (second, second_id) = warm_submit("warm-1"), warm_submit("warm-2")
+    assert dispatch.dispatch("m-1", first) is DispatchResult.DISPATCHED
+    assert dispatch.dispatch("m-2", second) is DispatchResult.DEFERRED
+    assert [offer.job_id for offer in ws.offers()] == [first_id]  # the second was never offered
+    waiting = ws.job(second_id)
+    assert waiting.attempt is not None and waiting.attempt.note == "waiting: 1/1 running"
+    assert BatchSlotTable(TABLE, client).get(ws.catalog.batches[WARM_BATCH].name).holders == {first_id: 1}
