@@ -15,11 +15,12 @@ the next run and counted (`deferred`, SweepDeferred). README, "How a sweep run i
 
 For each job:
 - timeout: a task running longer than its batch's `timeout_seconds` (or never started long after that)
-  is first compared with ECS (with the stale jobs below): a task ECS reports stopped ends the job by its
-  own result. One still running, unknown to ECS, or whose DescribeTasks failed is stopped with the
-  reason "batchgate: exceeded timeout of N s"; the job ends TIMED_OUT unless the batch's retry policy
-  retries timeouts. An attempt whose container has already stopped (`execution_stopped` in its
-  timeline: the task is deprovisioning) is never timed out: its STOPPED decides;
+  is first compared with ECS (DescribeTasks, 100 tasks a call, in the first pass): a task ECS reports
+  stopped ends the job by its own result. One still running, unknown to ECS, or whose DescribeTasks
+  failed is stopped with the reason "batchgate: exceeded timeout of N s"; the job ends TIMED_OUT unless
+  the batch's retry policy retries timeouts. An attempt whose container has already stopped
+  (`execution_stopped` in its timeline: the task is deprovisioning) is never timed out: its STOPPED
+  decides;
 - missed events: a job whose state has not moved for a while is compared with ECS (DescribeTasks, 100
   tasks a call); what ECS knows and the job does not is applied through the same `apply_task_event` as
   the events (a STOPPED it missed ends the job or gives it its next attempt);
@@ -220,7 +221,8 @@ class Sweeper:
             report.examined = len(candidates)
             overdue = self._overdue_jobs(candidates, now, report)
             self._timeouts_pass(pool, overdue, now, deadline, report)
-            rest = [job for job in candidates if job.job_id not in {each.job_id for each in overdue}]
+            ended_first = {job.job_id for job in overdue}
+            rest = [job for job in candidates if job.job_id not in ended_first]
             self._reconcile_pass(pool, rest, now, deadline, report)
         if report.deferred:
             logger.warning(
