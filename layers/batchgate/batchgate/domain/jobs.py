@@ -269,6 +269,9 @@ class Job:
     # When the application sent the submit message (its SQS SentTimestamp), before `created_at`, when
     # dispatch received it; None for items stored before it was kept.
     submitted_at: str | None = None
+    # A schedule's slot (docs/schedules.md): the schedule and the slot's time.
+    schedule: str | None = None
+    scheduled_time: str | None = None
 
     @property
     def attempt(self) -> Attempt | None:
@@ -326,6 +329,8 @@ class Job:
             "raw_message": self.raw_message,
             "plan": self.plan.to_item() if self.plan else None,
             "submitted_at": self.submitted_at,
+            "schedule": self.schedule,
+            "scheduled_time": self.scheduled_time,
         }
         current = self.attempt
         if current is not None:
@@ -367,6 +372,8 @@ class Job:
             attempts=tuple(Attempt.from_item(attempt) for attempt in item.get("attempts", ())),
             revision=int(item.get("revision", 0)),
             submitted_at=item.get("submitted_at"),
+            schedule=item.get("schedule"),
+            scheduled_time=item.get("scheduled_time"),
         )
 
 

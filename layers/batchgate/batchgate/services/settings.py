@@ -31,6 +31,8 @@ class Settings:
     pool_service_prefix: str | None = None
     # Where job state change events go (docs/events.md): the account's default bus unless named.
     event_bus_name: str = "default"
+    # Schedules (docs/schedules.md): the slots the sweep reported missed or late.
+    schedule_table_name: str | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -55,6 +57,7 @@ class Settings:
             pool_queue_urls=parse_pool_queue_urls(env.get("POOL_QUEUE_URLS") or ""),
             pool_service_prefix=env.get("POOL_SERVICE_PREFIX") or None,
             event_bus_name=env.get("EVENT_BUS_NAME") or "default",
+            schedule_table_name=env.get("SCHEDULE_TABLE_NAME") or None,
         )
 
 

@@ -58,6 +58,7 @@ from batchgate.domain.task_events import InvalidTaskEvent, apply_task_event
 from batchgate.domain.timeouts import TRACKED_STATUSES, time_out_attempt, timeout_reason
 from batchgate.domain.timeouts import may_time_out as _may_time_out
 from batchgate.domain.warm import OFFERED, WARM, expire_warm_offer, heartbeat_loss, is_warm, pool_task_lost
+from batchgate.services.schedule_watch import ScheduleWatch
 from batchgate.services.settings import Settings
 
 # The statuses of jobs that have not ended, in the order the sweep reads them.
@@ -140,15 +141,20 @@ class Sweeper:
     clock: Callable[[], datetime] = utc_now
     # The pools' heartbeats (POOL_TABLE_NAME); without them claimed WARM attempts are only timed out.
     pools: PoolTable | None = None
+    # Missed and late scheduled runs (batchgate.services.schedule_watch); None without schedules.
+    schedule_watch: ScheduleWatch | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Sweeper:
+        catalog = load_catalog(settings.catalog_path)
+        table = JobTable(settings.table_name)
         return cls(
-            catalog=load_catalog(settings.catalog_path),
-            table=JobTable(settings.table_name),
+            catalog=catalog,
+            table=table,
             ecs=EcsTasks(settings.cluster),
             jobs_queue=JobsQueue(settings.jobs_queue_url) if settings.jobs_queue_url else None,
             pools=PoolTable(settings.pool_table_name) if settings.pool_table_name else None,
+            schedule_watch=ScheduleWatch.from_settings(settings, catalog, table),
         )
 
     def sweep(self) -> SweepReport:
@@ -179,6 +185,8 @@ class Sweeper:
                         "sweep of a job failed", extra={"job_id": job.job_id, "error": str(error)}
                     )
         self._reconcile(to_compare, now, report)
+        if self.schedule_watch is not None:
+            self.schedule_watch.check(now)  # counts and logs its own findings and errors
         count("StuckJobs", report.stuck)
         count("SweepTimedOut", report.timed_out)
         count("SweepReconciled", report.reconciled)
