@@ -80,7 +80,9 @@ def slot_job(catalog: Catalog, slot: datetime, started: datetime | None = None) 
 def reports(stack: Stack) -> ScheduleReports:
     client = boto3.client("dynamodb", region_name=REGION)
     client.create_table(TableName=REPORTS_TABLE, **template_table("ScheduleTable"))
-    return ScheduleReports(REPORTS_TABLE, client)
+    reports = ScheduleReports(REPORTS_TABLE, client)
+    reports.set_watching_since("hourly", iso(at(0)))  # deployed at midnight
+    return reports
 
 
 def watch(stack: Stack, reports: ScheduleReports, catalog: Catalog, bus: RecordingBus) -> ScheduleWatch:
@@ -194,3 +196,16 @@ def test_the_sweep_watches_schedules_only_with_a_schedule_table() -> None:
     with_table = Settings(table_name="t", cluster="c", schedule_table_name=REPORTS_TABLE)
     no_schedules = parse_catalog({k: v for k, v in packaged_document().items() if k != "schedules"})
     assert ScheduleWatch.from_settings(with_table, no_schedules, None) is None  # type: ignore[arg-type]
+
+
+def test_slots_from_before_the_schedule_was_first_watched_are_not_missed(stack: Stack) -> None:
+    client = boto3.client("dynamodb", region_name=REGION)
+    client.create_table(TableName=REPORTS_TABLE, **template_table("ScheduleTable"))
+    reports = ScheduleReports(REPORTS_TABLE, client)
+    bus = RecordingBus()
+    watcher = watch(stack, reports, hourly_catalog(), bus)
+    assert watcher.check(at(10, 20)).slots == 0  # first seen now: 05:00 to 10:00 predate it
+    assert reports.watching_since("hourly", iso(at(12))) == iso(at(10, 20))
+    later = watcher.check(at(11, 20))
+    assert (later.slots, later.missed) == (1, 1)  # 11:00
+    assert reports.reports("hourly") == ["missed#2026-12-01T11:00:00Z"]

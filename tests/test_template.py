@@ -829,7 +829,11 @@ def test_table_access_is_the_stack_tables_only(template: dict[str, Any]) -> None
             if as_list(statement["Resource"]) == schedule_table
             for action in actions_of(statement)
         ]
-        expected = ["dynamodb:PutItem", "dynamodb:DeleteItem"] if function == "SweepFunction" else []
+        expected = (
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+            if function == "SweepFunction"
+            else []
+        )
         assert schedule_actions == expected, function
 
 

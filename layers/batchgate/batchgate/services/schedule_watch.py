@@ -8,6 +8,8 @@ start tolerance is a late start. Each is counted (MissedScheduledRuns, LateSched
 an event on the job events' bus, once: a conditional put in the schedule table claims the report first,
 and is released when the event could not be put, so that the next sweep tries again. The look-back
 window bounds what a sweep reads; the claims keep a slot that stays missed from being reported again.
+Slots from before the first sweep that saw the schedule are not checked: the schedule was not deployed
+yet (the schedule table remembers that moment).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from batchgate.adapters.job_table import JobTable
 from batchgate.adapters.schedule_table import ScheduleReports
 from batchgate.adapters.telemetry import count, logger
 from batchgate.domain.catalog import Catalog
-from batchgate.domain.jobs import iso, utc_now
+from batchgate.domain.jobs import iso, parse_iso, utc_now
 from batchgate.domain.scheduled_runs import MISSED, SlotReport, slot_report
 from batchgate.domain.schedules import MISSED_AFTER_SECONDS, ScheduleSpec
 
@@ -70,6 +72,7 @@ class ScheduleWatch:
             table=table,
             reports=ScheduleReports(settings.schedule_table_name),
             bus=EventBus(settings.event_bus_name),
+            settings=ScheduleWatchSettings(missed_after_seconds=settings.schedule_missed_after_seconds),
         )
 
     def check(self, now: datetime | None = None) -> ScheduleWatchReport:
@@ -97,7 +100,8 @@ class ScheduleWatch:
         return report
 
     def _check_schedule(self, schedule: ScheduleSpec, now: datetime, report: ScheduleWatchReport) -> None:
-        start = now - timedelta(seconds=self.settings.lookback_seconds)
+        since = parse_iso(self.reports.watching_since(schedule.name, iso(now)))
+        start = max(now - timedelta(seconds=self.settings.lookback_seconds), since)
         slots = schedule.slots(start, now)[-self.settings.max_slots :]
         if not slots:
             return
