@@ -28,6 +28,8 @@ from batchgate.domain.scheduled_runs import MISSED, SlotReport, slot_report
 from batchgate.domain.schedules import MISSED_AFTER_SECONDS, ScheduleSpec
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
     from batchgate.adapters.event_bus import EventBus
     from batchgate.services.settings import Settings
 
@@ -61,8 +63,11 @@ class ScheduleWatch:
     clock: Callable[[], datetime] = utc_now
 
     @classmethod
-    def from_settings(cls, settings: Settings, catalog: Catalog, table: JobTable) -> ScheduleWatch | None:
-        """None when there is nothing to watch or nowhere to remember reports."""
+    def from_settings(
+        cls, settings: Settings, catalog: Catalog, table: JobTable, dynamodb: DynamoDBClient | None = None
+    ) -> ScheduleWatch | None:
+        """None when there is nothing to watch or nowhere to remember reports. `dynamodb`: the client
+        the job table uses (one client per cold start); the bus makes its client on its first event."""
         if not catalog.schedules or not settings.schedule_table_name:
             return None
         from batchgate.adapters.event_bus import EventBus
@@ -70,7 +75,7 @@ class ScheduleWatch:
         return cls(
             catalog=catalog,
             table=table,
-            reports=ScheduleReports(settings.schedule_table_name),
+            reports=ScheduleReports(settings.schedule_table_name, dynamodb),
             bus=EventBus(settings.event_bus_name),
             settings=ScheduleWatchSettings(missed_after_seconds=settings.schedule_missed_after_seconds),
         )
