@@ -74,6 +74,11 @@ ADAPTER_GRANTS: dict[tuple[str, str], set[str]] = {
     ("PoolTable", "dynamodb:Query"): {"PoolTable"},
     ("PoolTable", "dynamodb:PutItem"): {"PoolTable"},
     ("PoolTable", "dynamodb:DeleteItem"): {"PoolTable"},
+    # The sweep's reports of missed and late scheduled runs (docs/schedules.md); Query: the local demo.
+    ("ScheduleReports", "dynamodb:GetItem"): {"ScheduleTable"},
+    ("ScheduleReports", "dynamodb:PutItem"): {"ScheduleTable"},
+    ("ScheduleReports", "dynamodb:DeleteItem"): {"ScheduleTable"},
+    ("ScheduleReports", "dynamodb:Query"): {"ScheduleTable"},
     ("EcsTasks", "ecs:RunTask"): {"TaskDefinitionArns"},
     # Tasks by startedBy: authorised on "*" only (ecs:cluster condition, tests.test_template).
     ("EcsTasks", "ecs:ListTasks"): {"*"},

@@ -101,6 +101,8 @@ REFERENCED_RESOURCE_TYPES = {
     "HistoryDeadLetterQueue": "queue",
     "JobEventsDeadLetterQueue": "queue",
     "PoolTable": "table",
+    "ScheduleTable": "table",
+    "ScheduleDeadLetterQueue": "queue",
     **{
         f"Pool{pool_template.logical_name(name)}{suffix}": "queue"
         for name in load_catalog(CATALOG).pools
@@ -839,6 +841,7 @@ def test_table_access_is_the_stack_tables_only(template: dict[str, Any]) -> None
     history_table = [{"Fn::GetAtt": ["HistoryTable", "Arn"]}]
     job_stream = [{"Fn::GetAtt": ["JobTable", "StreamArn"]}]
     pool_table = [{"Fn::GetAtt": ["PoolTable", "Arn"]}]
+    schedule_table = [{"Fn::GetAtt": ["ScheduleTable", "Arn"]}]
     for function in FUNCTIONS:
         for statement in function_statements(template, function):
             if any(action.startswith("dynamodb:") for action in actions_of(statement)):
@@ -848,7 +851,7 @@ def test_table_access_is_the_stack_tables_only(template: dict[str, Any]) -> None
                 readable = (
                     (history_table, job_stream)
                     if function in STREAM_READERS
-                    else (job_table, job_indexes, history_table, pool_table)
+                    else (job_table, job_indexes, history_table, pool_table, schedule_table)
                 )
                 assert as_list(statement["Resource"]) in readable, statement
 
@@ -880,6 +883,21 @@ def test_table_access_is_the_stack_tables_only(template: dict[str, Any]) -> None
     assert pool_actions("TrackFunction") == ["dynamodb:GetItem"]
     assert pool_actions("SweepFunction") == ["dynamodb:GetItem"]
     assert pool_actions("HistoryFunction") == []
+
+    # The reported slots (docs/schedules.md): the sweep only.
+    for function in FUNCTIONS:
+        schedule_actions = [
+            action
+            for statement in function_statements(template, function)
+            if as_list(statement["Resource"]) == schedule_table
+            for action in actions_of(statement)
+        ]
+        expected = (
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+            if function == "SweepFunction"
+            else []
+        )
+        assert schedule_actions == expected, function
 
 
 # --- functions, layer, environment, outputs -----------------------------------------------------------

@@ -311,3 +311,34 @@ def test_up_writes_a_sam_env_vars_file_for_the_running_stack(stack: Stack) -> No
     assert track["JOBS_QUEUE_URL"] == stack.state["queue_url"]
     assert track["AWS_ENDPOINT_URL"] == stack.state["endpoint_url"]
     assert track["AWS_REGION"] == track["AWS_DEFAULT_REGION"] == stack.state["region"]
+
+
+def _schedules_cli(stack: Stack, *arguments: str) -> Any:
+    result = subprocess.run(
+        [BATCHGATE, "--local", "--local-state", str(stack.state_path), "schedules", *arguments, "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_schedules_slot_run_by_hand_twice_is_one_job_with_the_slots_arguments(stack: Stack) -> None:
+    """The month close of October (22:00 Tokyo on the 31st): the slot's message, its argument resolved
+    by dispatch in Tokyo time; sent twice, one job and one task."""
+    first = _schedules_cli(stack, "run", "payroll-month-close", "--slot", "2026-10-31T22:00")
+    second = _schedules_cli(stack, "run", "payroll-month-close", "--slot", "2026-10-31T13:00:00Z")
+    assert first["job_id"] == second["job_id"]
+    job = stack.wait_for(first["job_id"])
+    assert job.status is JobStatus.SUCCEEDED and job.arguments == ("2026-10",)
+    assert job.scheduled_time == "2026-10-31T13:00:00.000Z"
+    tasks = stack.ecs.list_tasks(
+        cluster=stack.state["cluster"], startedBy=job.job_id, desiredStatus="STOPPED"
+    )
+    assert len(tasks["taskArns"]) == 1
+    listed = _schedules_cli(stack, "--schedule", "payroll-month-close", "--last", "50")["schedules"][0]
+    states = {slot["scheduled_time"]: (slot["state"], slot["job_id"]) for slot in listed["recent"]}
+    assert states["2026-10-31T13:00:00Z"] == ("SUCCEEDED", job.job_id)

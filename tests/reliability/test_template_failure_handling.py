@@ -49,6 +49,7 @@ def test_every_dead_letter_queue_alarms_on_any_message(resources: dict[str, Any]
             "TrackDeadLetterQueue",
             "HistoryDeadLetterQueue",
             "JobEventsDeadLetterQueue",
+            "ScheduleDeadLetterQueue",
             *pool_queues,
         }
     )
@@ -78,9 +79,9 @@ def test_stuck_jobs_alarm_watches_the_metric_the_sweep_emits(resources: dict[str
 
 def test_alarms_fire_above_zero_and_notify_the_optional_topic(resources: dict[str, Any]) -> None:
     found = alarms(resources)
-    # Four functions' errors, three DLQs and StuckJobs; the job events function's errors and DLQ; per
-    # pool its work queue's age, its DLQ and its heartbeats.
-    assert len(found) == 8 + 2 + 3 * len(POOL_IDS)
+    # Four functions' errors, three DLQs and StuckJobs; the job events function's errors and DLQ; the
+    # schedules' DLQ and missed runs; per pool its work queue's age, its DLQ and its heartbeats.
+    assert len(found) == 8 + 2 + 2 + 3 * len(POOL_IDS)
     for name, alarm in found.items():
         if not name.startswith(tuple(POOL_IDS)) or name.endswith("DeadLetterQueueAlarm"):
             assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold", name

@@ -1,5 +1,5 @@
-"""The jobs queue as batchgate itself writes to it: relaunch messages (batchgate.domain.relaunch) and
-dispatch's delayed checks of warm offers (batchgate.domain.warm)."""
+"""The jobs queue as batchgate itself writes to it: relaunch messages (batchgate.domain.relaunch),
+dispatch's delayed checks of warm offers (batchgate.domain.warm) and schedules' slots."""
 
 from __future__ import annotations
 
@@ -25,6 +25,11 @@ class JobsQueue:
     def send_warm_check(self, offer: WorkOffer, delay_seconds: int) -> None:
         """The check of a warm offer, back to dispatch after the pool's `offer_seconds`."""
         self._send(offer.body(), WARM_CHECK_KIND, delay_seconds)
+
+    def send_submit(self, body: str) -> str:
+        """A submit message as the application sends it (a schedule's slot run by hand or by the local
+        scheduler): its SQS message id."""
+        return self._client().send_message(QueueUrl=self.queue_url, MessageBody=body)["MessageId"]
 
     def _send(self, body: str, kind: str, delay_seconds: int) -> None:
         self._client().send_message(

@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
@@ -20,6 +21,14 @@ from typing import Any
 
 from batchgate.domain.jobs import BATCH_NAME_PATTERN
 from batchgate.domain.retry_policy import DEFAULT_POLICY, RetryPolicy, RetryPolicyError, parse_retry_policy
+from batchgate.domain.schedule_expressions import ScheduleExpressionError, parse_schedule_expression
+from batchgate.domain.schedules import (
+    SCHEDULE_NAME_PATTERN,
+    ArgumentTemplateError,
+    ScheduleSpec,
+    argument_template_problem,
+    resolve_arguments,
+)
 
 CATALOG_PATH_VARIABLE = "BATCHGATE_CATALOG"
 CATALOG_VERSION = 1
@@ -52,7 +61,7 @@ FARGATE_MEMORY_BY_CPU: Mapping[int, frozenset[int]] = MappingProxyType(
 )
 
 _TOP_LEVEL_FIELDS = frozenset({"version", "launch_classes", "batches"})
-_OPTIONAL_TOP_LEVEL_FIELDS = frozenset({"pools"})
+_OPTIONAL_TOP_LEVEL_FIELDS = frozenset({"pools", "schedules"})
 _LAUNCH_CLASS_FIELDS = frozenset({"strategies", "allowed_preferences"})
 _OPTIONAL_LAUNCH_CLASS_FIELDS = frozenset({"objective"})
 # What the launch strategy engine optimises for a class (docs/strategy.md).
@@ -83,6 +92,22 @@ _OPTIONAL_POOL_FIELDS = frozenset(
 )
 _SCHEDULE_FIELDS = frozenset({"timezone", "windows"})
 _WINDOW_FIELDS = frozenset({"start", "end", "tasks"})
+_BATCH_SCHEDULE_FIELDS = frozenset({"batch", "expression", "timezone"})
+_OPTIONAL_BATCH_SCHEDULE_FIELDS = frozenset({"arguments", "tenant", "start_tolerance_seconds", "description"})
+# A late start is one that misses its slot by more than this at most (a day: the next daily slot).
+MAX_START_TOLERANCE_SECONDS = 86400
+# Slots whose resolved arguments are checked against the batch's rules when the catalog loads: month and
+# year ends, a leap day, both sides of a daylight saving change in either hemisphere.
+_SAMPLE_SLOTS = tuple(
+    datetime.fromisoformat(text)
+    for text in (
+        "2026-12-31T23:30:00+00:00",
+        "2027-01-01T00:30:00+00:00",
+        "2028-02-29T12:00:00+00:00",
+        "2026-03-29T01:30:00+00:00",
+        "2026-10-04T16:00:00+00:00",
+    )
+)
 POOL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
 POOL_CAPACITY_PROVIDERS = frozenset({"FARGATE", "FARGATE_SPOT"})
 ARCHITECTURES = frozenset({"X86_64", "ARM64"})
@@ -256,6 +281,8 @@ class Catalog:
     batches: Mapping[str, BatchSpec]
     launch_classes: Mapping[str, LaunchClass]
     pools: Mapping[str, PoolSpec] = MappingProxyType({})
+    # Declared next to their batch: EventBridge Scheduler schedules (docs/schedules.md).
+    schedules: Mapping[str, ScheduleSpec] = MappingProxyType({})
 
     def pool_of(self, spec: BatchSpec) -> PoolSpec | None:
         return self.pools.get(spec.pool) if spec.pool else None
@@ -311,11 +338,92 @@ def parse_catalog(document: Any, origin: str = "catalog") -> Catalog:
         else {}
     )
     batches = {name: _batch(name, section, launch_classes, pools) for name, section in batch_sections}
+    schedules = (
+        {
+            name: _schedule(name, section, batches)
+            for name, section in top.section("schedules").named_sections("schedule")
+        }
+        if "schedules" in top.raw
+        else {}
+    )
     return Catalog(
         batches=MappingProxyType(batches),
         launch_classes=MappingProxyType(launch_classes),
         pools=MappingProxyType(pools),
+        schedules=MappingProxyType(schedules),
     )
+
+
+def _schedule(name: str, section: _Section, batches: Mapping[str, BatchSpec]) -> ScheduleSpec:
+    """A schedule, refused with the reason when Scheduler would refuse it, when its slots could not be
+    known, or when a slot's message could never run its batch."""
+    if not SCHEDULE_NAME_PATTERN.fullmatch(name):
+        raise section.error(
+            f"name must match {SCHEDULE_NAME_PATTERN.pattern} (it names the Scheduler schedule and every "
+            "slot's idempotency key)"
+        )
+    section.require(_BATCH_SCHEDULE_FIELDS, optional=_OPTIONAL_BATCH_SCHEDULE_FIELDS)
+    batch_name = section.string("batch")
+    spec = batches.get(batch_name)
+    if spec is None:
+        known = ", ".join(sorted(batches))
+        raise section.error(f"field 'batch': {batch_name!r} is not a batch of the catalog (batches: {known})")
+    try:
+        expression = parse_schedule_expression(section.string("expression"))
+    except ScheduleExpressionError as error:
+        raise section.error(f"field 'expression': {error}") from None
+    # Explicit, always: "02:00" means nothing without the zone it is read in.
+    timezone = section.string("timezone", TIMEZONE_PATTERN)
+    if not _is_known_timezone(timezone):
+        raise section.error(f"field 'timezone': {timezone!r} is not an IANA time zone (e.g. Asia/Tokyo)")
+    arguments = (
+        section.strings("arguments", allow_empty=True, unique=False) if "arguments" in section.raw else ()
+    )
+    for template in arguments:
+        problem = argument_template_problem(template)
+        if problem is not None:
+            raise section.error(f"field 'arguments': {problem}")
+    schedule = ScheduleSpec(
+        name=name,
+        batch=batch_name,
+        expression=expression,
+        timezone=timezone,
+        arguments=arguments,
+        tenant=_schedule_tenant(section),
+        start_tolerance_seconds=(
+            section.integer("start_tolerance_seconds", minimum=1, maximum=MAX_START_TOLERANCE_SECONDS)
+            if "start_tolerance_seconds" in section.raw
+            else None
+        ),
+        description=section.string("description") if "description" in section.raw else "",
+    )
+    for slot in _SAMPLE_SLOTS:
+        try:
+            resolved = resolve_arguments(arguments, slot, schedule.zone)
+        except ArgumentTemplateError as error:  # pragma: no cover - checked above
+            raise section.error(f"field 'arguments': {error}") from None
+        problem = spec.argument_problem(resolved)
+        if problem is not None:
+            raise section.error(
+                f"field 'arguments': for the slot {slot.isoformat()} they resolve to "
+                f"{json.dumps(list(resolved))}, which batch {batch_name} refuses: {problem}"
+            )
+    return schedule
+
+
+def _schedule_tenant(section: _Section) -> str | None:
+    """The tenant the schedule's jobs run for, checked with the submit message schema's own pattern."""
+    if "tenant" not in section.raw:
+        return None
+    pattern = _tenant_pattern()
+    return section.string("tenant", pattern)
+
+
+def _tenant_pattern() -> re.Pattern[str]:
+    text = (
+        resources.files("batchgate").joinpath("schemas", "submit-message-v1.json").read_text(encoding="utf-8")
+    )
+    return re.compile(json.loads(text)["properties"]["tenant"]["pattern"])
 
 
 def task_definition_family(task_definition: str) -> str:
@@ -666,6 +774,7 @@ class _Section:
         allow_empty: bool,
         choices: Collection[str] | None = None,
         pattern: re.Pattern[str] | None = None,
+        unique: bool = True,
     ) -> tuple[str, ...]:
         values = self.raw[name]
         field = self.field(name)
@@ -673,7 +782,7 @@ class _Section:
             raise self.error(f"field {field} must be a list of non-empty strings, got {json.dumps(values)}")
         if not values and not allow_empty:
             raise self.error(f"field {field} must not be empty")
-        if len(set(values)) != len(values):
+        if unique and len(set(values)) != len(values):
             raise self.error(f"field {field} lists a value twice")
         for value in values:
             if choices is not None and value not in choices:

@@ -314,6 +314,9 @@ class Job:
     submitted_at: str | None = None
     # The job's earlier messages that were rejected, oldest first, before a valid one made it anew.
     rejections: tuple[Rejection, ...] = ()
+    # A schedule's slot (docs/schedules.md): the schedule and the slot's time.
+    schedule: str | None = None
+    scheduled_time: str | None = None
 
     @property
     def attempt(self) -> Attempt | None:
@@ -373,6 +376,8 @@ class Job:
             "plan": self.plan.to_item() if self.plan else None,
             "submitted_at": self.submitted_at,
             "rejections": [rejection.to_item() for rejection in self.rejections] or None,
+            "schedule": self.schedule,
+            "scheduled_time": self.scheduled_time,
         }
         current = self.attempt
         if current is not None:
@@ -415,6 +420,8 @@ class Job:
             revision=int(item.get("revision", 0)),
             submitted_at=item.get("submitted_at"),
             rejections=tuple(Rejection.from_item(rejection) for rejection in item.get("rejections", ())),
+            schedule=item.get("schedule"),
+            scheduled_time=item.get("scheduled_time"),
         )
 
 

@@ -15,9 +15,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Final, NoReturn
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from batchgate.domain.catalog import BatchSpec, Catalog, json_type_name
 from batchgate.domain.masking import ENVIRONMENT_FIELD
+from batchgate.domain.schedules import (
+    ArgumentTemplateError,
+    ScheduledSlot,
+    parse_scheduled_time,
+    resolve_arguments,
+)
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS: Final = (SCHEMA_VERSION,)
@@ -85,6 +92,9 @@ class SubmitMessage:
     priority: int = 0
     deadline: datetime | None = None
     strategy: str | None = None
+    tenant: str | None = None
+    # A schedule's slot (batchgate.domain.schedules): its arguments are already resolved here.
+    schedule: ScheduledSlot | None = None
 
     def __post_init__(self) -> None:
         # A naive deadline would silently mean "local time of whichever machine serialises it".
@@ -106,6 +116,10 @@ class SubmitMessage:
             document["deadline"] = rfc3339(self.deadline)
         if self.strategy is not None:
             document["strategy"] = self.strategy
+        if self.tenant is not None:
+            document["tenant"] = self.tenant
+        if self.schedule is not None:
+            document["schedule"] = self.schedule.to_document()
         return json.dumps(document, separators=(",", ":"))
 
 
@@ -341,16 +355,43 @@ def _environment_name_reason(document: Mapping[str, Any]) -> str:
 
 def _message_from(document: Mapping[str, Any]) -> SubmitMessage:
     deadline_text = document.get("deadline")
+    arguments = tuple(document.get("arguments", ()))
+    schedule = _scheduled_slot(document["schedule"]) if "schedule" in document else None
+    if schedule is not None:
+        try:
+            arguments = resolve_arguments(arguments, schedule.scheduled_time, ZoneInfo(schedule.timezone))
+        except ArgumentTemplateError as error:
+            raise _Invalid(f"field 'arguments': {error}") from None
     return SubmitMessage(
         batch=document["batch"],
-        arguments=tuple(document.get("arguments", ())),
+        arguments=arguments,
         environment=dict(document.get("environment", {})),
-        idempotency_key=document.get("idempotency_key"),
+        # A slot's message without a key still dedupes on its slot.
+        idempotency_key=document.get("idempotency_key") or (schedule.key if schedule is not None else None),
         # JSON Schema counts 5.0 as an integer.
         priority=int(document.get("priority", 0)),
         deadline=_parse_deadline(deadline_text) if deadline_text is not None else None,
         strategy=document.get("strategy"),
+        tenant=document.get("tenant"),
+        schedule=schedule,
     )
+
+
+def _scheduled_slot(document: Mapping[str, Any]) -> ScheduledSlot:
+    """The message's slot: a real time, read in a known zone."""
+    text = document["scheduled_time"]
+    try:
+        moment = parse_scheduled_time(text)
+    except ValueError:
+        raise _Invalid(
+            f"field 'schedule.scheduled_time' is not a valid date-time (got {_shown(text)})"
+        ) from None
+    timezone = document.get("timezone", "UTC")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _Invalid(f"field 'schedule.timezone': {_shown(timezone)} is not an IANA time zone") from None
+    return ScheduledSlot(name=document["name"], scheduled_time=moment, timezone=timezone)
 
 
 def _parse_deadline(text: str) -> datetime:

@@ -17,6 +17,8 @@ without AWS. The policy is in docs/strategy.md; in short:
 - objective "cost" (bulk): Fargate Spot first unless its interruption rate is too high or the batch is
   too short; EC2 (an instance already paid for) next when short; else on-demand;
 - a job of priority `high_priority` or more is planned for latency whatever its class;
+- a schedule's slot (it must start on time) is planned for latency when its class is "balanced" (a
+  "cost" class has said it would rather wait);
 - on-demand FARGATE is the last fallback of every chain that does not start with it: nothing is tried
   after the strategy that always has capacity;
 - WARM (a warm pool's slot) goes first, whatever the objective, for a batch that names a pool when the
@@ -80,6 +82,7 @@ def plan_launch(
     previous_stop_code: str | None = None,
     settings: StrategySettings = DEFAULT_STRATEGY_SETTINGS,
     warm: WarmSlots | None = None,
+    scheduled: bool = False,
 ) -> LaunchPlan:
     """The plan for one attempt of one job. Pure: same inputs, same plan.
 
@@ -94,6 +97,11 @@ def plan_launch(
     notes: list[str] = []
     if priority >= settings.high_priority and objective != LATENCY:
         notes.append(f"priority {priority} plans for latency")
+        objective = LATENCY
+    if scheduled and objective == BALANCED:
+        # A schedule's slot must start on time; a class whose objective is cost has said it would rather
+        # wait (docs/schedules.md).
+        notes.append("scheduled run plans for latency")
         objective = LATENCY
 
     order = list(launch_class.strategies)

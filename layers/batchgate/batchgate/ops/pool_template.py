@@ -533,12 +533,20 @@ SECTIONS: tuple[Section, ...] = (
 )
 
 
-def rewrite(template_text: str, catalog: Catalog, sections: Sequence[Section] = SECTIONS) -> str:
-    """template.yaml's text with every marked section rendered from the catalog."""
+def rewrite(
+    template_text: str,
+    catalog: Catalog,
+    sections: Sequence[Section] = SECTIONS,
+    *,
+    markers: tuple[str, str, str] = (BEGIN, END, WRITE_COMMAND),
+) -> str:
+    """template.yaml's text with every marked section rendered from the catalog. `markers`: the begin and
+    end lines' formats and the command they name (batchgate.ops.schedule_template has its own)."""
     text = template_text
+    begin_format, end_format, command = markers
     for section in sections:
-        begin = BEGIN.format(section=section.name, command=WRITE_COMMAND)
-        end = END.format(section=section.name)
+        begin = begin_format.format(section=section.name, command=command)
+        end = end_format.format(section=section.name)
         pattern = re.compile(
             rf"^(?P<indent>[ ]*){re.escape(begin)}\n(?P<body>.*?)^(?P=indent){re.escape(end)}\n",
             re.M | re.S,

@@ -383,6 +383,7 @@ class Dispatcher:
                 capacity=self._capacity(spec, job),
                 settings=self.strategy_settings,
                 warm=self._warm(spec),
+                scheduled=job.scheduled_time is not None,
             )
             number = job.attempt_number + 1
             # The job was just created or read: no second read before the conditional write.
@@ -668,6 +669,8 @@ class Dispatcher:
             deadline=iso(message.deadline) if message.deadline else None,
             strategy_preference=message.strategy,
             submitted_at=submitted_at,
+            schedule=message.schedule.name if message.schedule else None,
+            scheduled_time=iso(message.schedule.scheduled_time) if message.schedule else None,
         )
 
     def _reject(

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from batchgate.domain.schedules import MISSED_AFTER_SECONDS
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -31,6 +33,10 @@ class Settings:
     pool_service_prefix: str | None = None
     # Where job state change events go (docs/events.md): the account's default bus unless named.
     event_bus_name: str = "default"
+    # Schedules (docs/schedules.md): the slots the sweep reported missed or late.
+    schedule_table_name: str | None = None
+    # A slot with no job this long after its time is a missed run (longer than Scheduler's retries).
+    schedule_missed_after_seconds: int = MISSED_AFTER_SECONDS
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -55,6 +61,10 @@ class Settings:
             pool_queue_urls=parse_pool_queue_urls(env.get("POOL_QUEUE_URLS") or ""),
             pool_service_prefix=env.get("POOL_SERVICE_PREFIX") or None,
             event_bus_name=env.get("EVENT_BUS_NAME") or "default",
+            schedule_table_name=env.get("SCHEDULE_TABLE_NAME") or None,
+            schedule_missed_after_seconds=int(
+                env.get("SCHEDULE_MISSED_AFTER_SECONDS") or MISSED_AFTER_SECONDS
+            ),
         )
 
 

@@ -78,6 +78,7 @@ from batchgate.domain.timeouts import may_time_out as _may_time_out
 from batchgate.domain.warm import OFFERED, WARM, expire_warm_offer, heartbeat_loss, is_warm, pool_task_lost
 from batchgate.services.launch_governor import LaunchGovernor
 from batchgate.services.run_budget import Deadline, each_before
+from batchgate.services.schedule_watch import ScheduleWatch
 from batchgate.services.settings import Settings
 
 # The statuses of jobs that have not ended, in the order the sweep reads them.
@@ -202,22 +203,27 @@ class Sweeper:
     pools: PoolTable | None = None
     # The run's deadline is measured on this clock (`clock` is the jobs' time).
     monotonic: Callable[[], float] = time.monotonic
+    # Missed and late scheduled runs (batchgate.services.schedule_watch); None without schedules.
+    schedule_watch: ScheduleWatch | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Sweeper:
         threads = SweepSettings().concurrency
-        # One DynamoDB client for both tables (the job table's and the pools' heartbeats'): a second
+        # One DynamoDB client for all its tables (jobs, the pools' heartbeats, schedules): a second
         # one costs milliseconds of every cold start.
         dynamodb = dynamodb_client(threads)
         governor = LaunchGovernor.for_settings(
             StrategySettings.from_environment(), settings.dispatch_max_concurrency
         )
+        catalog = load_catalog(settings.catalog_path)
+        table = JobTable(settings.table_name, dynamodb)
         return cls(
-            catalog=load_catalog(settings.catalog_path),
-            table=JobTable(settings.table_name, dynamodb),
+            catalog=catalog,
+            table=table,
             ecs=EcsTasks(settings.cluster, ecs_client(threads), pace=governor.pace),
             jobs_queue=JobsQueue(settings.jobs_queue_url) if settings.jobs_queue_url else None,
             pools=PoolTable(settings.pool_table_name, dynamodb) if settings.pool_table_name else None,
+            schedule_watch=ScheduleWatch.from_settings(settings, catalog, table, dynamodb),
         )
 
     def sweep(self, remaining_seconds: float | None = None) -> SweepReport:
@@ -236,6 +242,9 @@ class Sweeper:
             ended_first = {job.job_id for job in overdue}
             rest = [job for job in candidates if job.job_id not in ended_first]
             self._reconcile_pass(pool, rest, now, deadline, report)
+        # After the jobs: a few reads per schedule, and never ahead of a timeout.
+        if self.schedule_watch is not None and not deadline.passed():
+            self.schedule_watch.check(now)  # counts and logs its own findings and errors
         if report.deferred:
             logger.warning(
                 "the sweep's time ran out: the jobs not reached wait for the next run",

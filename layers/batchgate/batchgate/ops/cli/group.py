@@ -17,6 +17,7 @@ from batchgate.ops.cli.jobs import jobs, show
 from batchgate.ops.cli.logs import logs
 from batchgate.ops.cli.options import CONTEXT_SETTINGS
 from batchgate.ops.cli.pools import pools
+from batchgate.ops.cli.schedules import schedules
 from batchgate.ops.cli.stats import stats
 from batchgate.ops.cli.submit import cancel, retry, submit
 from batchgate.ops.cli.target import target_options
@@ -113,7 +114,7 @@ def cli(ctx: click.Context) -> None:
     app(ctx)
 
 
-for _command in (submit, jobs, show, logs, stats, whatif, cancel, retry, dlq, pools):
+for _command in (submit, jobs, show, logs, stats, whatif, cancel, retry, dlq, pools, schedules):
     cli.add_command(_command)
 
 

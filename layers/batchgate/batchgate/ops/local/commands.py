@@ -81,6 +81,14 @@ def stack_options[F: Callable[..., Any]](function: F) -> F:
             help="Run scheduled functions (the sweep) this often instead of at their schedule's rate.",
         ),
         click.option(
+            "--schedule-speed",
+            type=click.FloatRange(min=0),
+            default=1.0,
+            show_default=True,
+            help="Fire the catalog's schedules with their clock this many times faster (3600: an hourly "
+            "schedule every second); 0: not at all.",
+        ),
+        click.option(
             "--log-level",
             type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
             help="The functions' POWERTOOLS_LOG_LEVEL.",
@@ -129,6 +137,7 @@ def build_options(
         docker=not given["no_docker"],
         images=name_value_pairs(given["images"], "--image", "FAMILY=IMAGE"),
         pool_tasks=given["pool_tasks"],
+        schedule_speed=given["schedule_speed"],
     )
 
 

@@ -5,7 +5,8 @@ Successes on each launch class and on the warm pool (attendance-import in run mo
 copy of it in run mode command), a batch that exits non-zero, an import that fails once with a
 retryable exit code and succeeds on its second attempt, two messages dispatch must reject, a message
 delivered twice, and an export that runs past its timeout and is stopped: by the sweep (TIMED_OUT) when
-the template schedules it, else by the local watchdog (FAILED, stop code UserInitiated). The catalog is
+the template schedules it, else by the local watchdog (FAILED, stop code UserInitiated). Then a
+scheduled job and a missed scheduled run (batchgate.ops.local.schedule_demo). The catalog is
 the packaged one with report-export's timeout lowered to a few seconds and a retry rule for
 attendance-import's exit code 75 with a one-second back-off, so that both show within the demo's minute.
 """
@@ -31,6 +32,7 @@ from rich.text import Text
 from batchgate.adapters.history_table import HistoryTable
 from batchgate.domain.jobs import Job, JobStatus, job_id_for, parse_iso
 from batchgate.domain.messages import SubmitMessage
+from batchgate.ops.local.schedule_demo import DEMO_MISSED_AFTER_SECONDS, DEMO_SCHEDULES, run_schedule_demo
 from batchgate.ops.local.stack import LocalStack, StackOptions
 from batchgate.services.history_feed import FINISHED_STATUSES
 
@@ -238,6 +240,7 @@ def demo_catalog(directory: Path) -> Path:
         command = {key: value for key, value in warm.items() if key not in ("run_mode", "preload", "retry")}
         command["description"] = "The attendance import, run as a fresh process per job on the warm pool."
         document["batches"][DEMO_COMMAND_BATCH] = {**command, "run_mode": "command"}
+    document["schedules"] = DEMO_SCHEDULES  # the schedules' step (batchgate.ops.local.schedule_demo)
     path = directory / "catalog.json"
     path.write_text(json.dumps(document, indent=2))
     return path
@@ -438,7 +441,13 @@ def run_demo(options: StackOptions, console: Console) -> int:
     started = time.monotonic()
     try:
         catalog = options.catalog_path or demo_catalog(scratch)
-        stack = LocalStack(replace(options, catalog_path=catalog, state_path=state_path))
+        # The schedules' step fires its own slots and lets the sweep find a missed one within seconds.
+        parameters = {"ScheduleMissedAfterSeconds": str(DEMO_MISSED_AFTER_SECONDS), **options.parameters}
+        stack = LocalStack(
+            replace(
+                options, catalog_path=catalog, state_path=state_path, parameters=parameters, schedule_speed=0
+            )
+        )
         with stack:
             enforcer = (
                 "the scheduled sweep" if stack.runs_schedules else "the local watchdog (no sweep scheduled)"
@@ -467,6 +476,7 @@ def run_demo(options: StackOptions, console: Console) -> int:
                 )
             else:
                 problems.append(f"history holds {dict(held)}, expected {dict(expected_history)}")
+            problems += run_schedule_demo(stack, console)
             console.print("stopping the local stack", highlight=False)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -69,6 +69,9 @@ NOT_CREATED = {
     "AWS::ECS::Service": "a warm pool's workers do not run on the local endpoint's ECS",
     "AWS::ApplicationAutoScaling::ScalableTarget": "the local endpoint scales no ECS service",
     "AWS::ApplicationAutoScaling::ScalingPolicy": "the local endpoint scales no ECS service",
+    # The catalog's schedules fire from the local scheduler instead (batchgate.ops.local.scheduler).
+    "AWS::Scheduler::Schedule": "the local scheduler fires the catalog's schedules (--schedule-speed)",
+    "AWS::Scheduler::ScheduleGroup": "the local scheduler fires the catalog's schedules (--schedule-speed)",
 }
 
 

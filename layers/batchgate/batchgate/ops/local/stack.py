@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgate.adapters.job_table import JobTable
+from batchgate.adapters.jobs_queue import JobsQueue
 from batchgate.domain.catalog import Catalog, load_catalog
 from batchgate.ops.local.cluster import LocalCluster, create_cluster, families
 from batchgate.ops.local.docker import DockerEngine, DockerUnavailable
@@ -30,6 +31,7 @@ from batchgate.ops.local.resources import (
     preload_translator,
     translate,
 )
+from batchgate.ops.local.scheduler import LocalScheduler
 from batchgate.ops.local.watchdog import TimeoutWatchdog
 from batchgate.ops.stack_outputs import OUTPUTS, local_state_path
 from batchgate.ops.template import load_template
@@ -71,6 +73,9 @@ class StackOptions:
     sam_endpoint_url: str | None = None
     # Workers per warm pool (None: each pool's first schedule window's count; 0: every pool closed).
     pool_tasks: int | None = None
+    # The catalog's schedules fired locally (batchgate.ops.local.scheduler), their clock this many times
+    # faster than the wall clock; 0: not fired.
+    schedule_speed: float = 1.0
 
 
 class LocalStack:
@@ -88,6 +93,7 @@ class LocalStack:
         self.cluster: LocalCluster | None = None
         self.resources: StackResources | None = None
         self.docker: DockerEngine | None = None
+        self.scheduler: LocalScheduler | None = None
 
     # --- what other parts read -------------------------------------------------------------------------
 
@@ -247,6 +253,10 @@ class LocalStack:
         )
         self._hosts.start()
         self.pools = self._start_pools(aws)
+        if self.catalog.schedules and options.schedule_speed > 0:
+            queue = JobsQueue(self._resource("queue_url"), aws.sqs())
+            self.scheduler = LocalScheduler(self.catalog, queue, speed=options.schedule_speed)
+            self.scheduler.start()
         if self.runs_watchdog:
             self._watchdog = TimeoutWatchdog(self.table(), self.catalog, aws.ecs(), self.cluster.arn)
             self._watchdog.start()
@@ -334,6 +344,9 @@ class LocalStack:
 
     def stop(self) -> None:
         """Reverse order: no new stops, tasks end (their last events still flow), functions, endpoint."""
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         if self._watchdog is not None:
             self._watchdog.stop()
             self._watchdog = None
