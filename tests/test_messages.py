@@ -197,7 +197,7 @@ BAD_MESSAGES: list[tuple[str, str, str, str | None, str | None]] = [
         "image",
         body(batch="report-export", arguments=["headcount"], image="alpine:latest", idempotency_key="k-2"),
         "unknown field 'image' (allowed: arguments, batch, deadline, environment, idempotency_key, "
-        "priority, schema_version, strategy); the image, task definition, command and resources come "
+        "priority, schema_version, strategy, tenant); the image, task definition, command and resources come "
         "from the catalog only",
         "report-export",
         "k-2",
@@ -211,8 +211,8 @@ BAD_MESSAGES: list[tuple[str, str, str, str | None, str | None]] = [
     ),
     (
         "harmless unknown field",
-        body(batch="report-export", tenant="acme"),
-        "unknown field 'tenant' (allowed:",
+        body(batch="report-export", team="acme"),
+        "unknown field 'team' (allowed:",
         "report-export",
         None,
     ),

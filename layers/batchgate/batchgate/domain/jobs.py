@@ -269,6 +269,9 @@ class Job:
     # When the application sent the submit message (its SQS SentTimestamp), before `created_at`, when
     # dispatch received it; None for items stored before it was kept.
     submitted_at: str | None = None
+    # The application's customer the job is for (the submit message's `tenant`); None without one, and
+    # then the item has no `tenant` attribute, so it stays out of the sparse jobs-by-tenant index.
+    tenant: str | None = None
 
     @property
     def attempt(self) -> Attempt | None:
@@ -326,6 +329,7 @@ class Job:
             "raw_message": self.raw_message,
             "plan": self.plan.to_item() if self.plan else None,
             "submitted_at": self.submitted_at,
+            "tenant": self.tenant,
         }
         current = self.attempt
         if current is not None:
@@ -367,6 +371,7 @@ class Job:
             attempts=tuple(Attempt.from_item(attempt) for attempt in item.get("attempts", ())),
             revision=int(item.get("revision", 0)),
             submitted_at=item.get("submitted_at"),
+            tenant=item.get("tenant"),
         )
 
 

@@ -41,6 +41,9 @@ def _load_schema() -> dict[str, Any]:
 
 SUBMIT_MESSAGE_SCHEMA: Final = _load_schema()
 SCHEMA_FIELDS: Final = frozenset(SUBMIT_MESSAGE_SCHEMA["properties"])
+# The application's customer a job is for (the schema's `tenant`): also a DynamoDB index key and an
+# event field, so one pattern everywhere.
+TENANT_PATTERN: Final[str] = SUBMIT_MESSAGE_SCHEMA["properties"]["tenant"]["pattern"]
 
 
 @functools.cache
@@ -66,11 +69,14 @@ class RejectedMessage(Exception):
         batch: str | None = None,
         idempotency_key: str | None = None,
         arguments: tuple[str, ...] = (),
+        tenant: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.batch = batch
         self.idempotency_key = idempotency_key
+        # Only a tenant that matches TENANT_PATTERN: the REJECTED job is found under it too.
+        self.tenant = tenant
         # What the message's arguments were, as far as they could be read: ops see them on the job.
         self.arguments = arguments
 
@@ -84,6 +90,7 @@ class SubmitMessage:
     priority: int = 0
     deadline: datetime | None = None
     strategy: str | None = None
+    tenant: str | None = None
 
     def __post_init__(self) -> None:
         # A naive deadline would silently mean "local time of whichever machine serialises it".
@@ -105,6 +112,8 @@ class SubmitMessage:
             document["deadline"] = rfc3339(self.deadline)
         if self.strategy is not None:
             document["strategy"] = self.strategy
+        if self.tenant is not None:
+            document["tenant"] = self.tenant
         return json.dumps(document, separators=(",", ":"))
 
 
@@ -119,7 +128,11 @@ def parse_submit_message(body: str, catalog: Catalog) -> SubmitMessage:
     problem = catalog_problem(message, catalog)
     if problem is not None:
         raise RejectedMessage(
-            problem, batch=message.batch, idempotency_key=message.idempotency_key, arguments=message.arguments
+            problem,
+            batch=message.batch,
+            idempotency_key=message.idempotency_key,
+            arguments=message.arguments,
+            tenant=message.tenant,
         )
     return message
 
@@ -187,6 +200,7 @@ def _read_message(body: str) -> SubmitMessage:
             batch=printable(batch) if batch is not None else None,
             idempotency_key=printable(idempotency_key) if idempotency_key is not None else None,
             arguments=_arguments_shown(document),
+            tenant=_tenant_of(document),
         )
     try:
         _check_version(document)
@@ -194,7 +208,11 @@ def _read_message(body: str) -> SubmitMessage:
         return _message_from(document)
     except _Invalid as invalid:
         raise RejectedMessage(
-            str(invalid), batch=batch, idempotency_key=idempotency_key, arguments=_arguments_shown(document)
+            str(invalid),
+            batch=batch,
+            idempotency_key=idempotency_key,
+            arguments=_arguments_shown(document),
+            tenant=_tenant_of(document),
         ) from None
 
 
@@ -280,6 +298,12 @@ def _identity(document: Mapping[str, Any]) -> tuple[str | None, str | None]:
     return (batch if isinstance(batch, str) else None, key if isinstance(key, str) else None)
 
 
+def _tenant_of(document: Mapping[str, Any]) -> str | None:
+    """The message's tenant when it is a valid one, even if the rest of the message is not."""
+    tenant = document.get("tenant")
+    return tenant if isinstance(tenant, str) and re.fullmatch(TENANT_PATTERN, tenant) else None
+
+
 def _check_version(document: Mapping[str, Any]) -> None:
     supported = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
     if "schema_version" not in document:
@@ -346,6 +370,7 @@ def _message_from(document: Mapping[str, Any]) -> SubmitMessage:
         priority=int(document.get("priority", 0)),
         deadline=_parse_deadline(deadline_text) if deadline_text is not None else None,
         strategy=document.get("strategy"),
+        tenant=document.get("tenant"),
     )
 
 

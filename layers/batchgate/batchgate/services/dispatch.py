@@ -560,6 +560,7 @@ class Dispatcher:
             deadline=iso(message.deadline) if message.deadline else None,
             strategy_preference=message.strategy,
             submitted_at=submitted_at,
+            tenant=message.tenant,
         )
 
     def _reject(
@@ -586,6 +587,7 @@ class Dispatcher:
             reason=stored_text(rejected.reason),
             raw_message=printable(body[:RAW_MESSAGE_LIMIT]),
             submitted_at=submitted_at,
+            tenant=rejected.tenant,
         )
         stored = self.table.create(job)
         if stored is None and rejected.idempotency_key:

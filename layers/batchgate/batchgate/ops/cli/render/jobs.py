@@ -108,6 +108,8 @@ def render_job(
     console.print(header)
     facts = _Facts()
     facts.add_row("batch", plain(job.batch))
+    if job.tenant:
+        facts.add_row("tenant", plain(job.tenant))
     facts.add_row("arguments", plain(" ".join(job.arguments) if job.arguments else None))
     if job.environment:
         facts.add_row("environment", plain(" ".join(f"{k}={v}" for k, v in sorted(job.environment.items()))))
