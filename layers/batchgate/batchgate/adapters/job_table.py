@@ -12,8 +12,9 @@ Key schema (template.yaml declares the same; a test checks they agree):
 
 The indexes hold only attributes that change with a job's status or never: `updated_at`, `revision`,
 the timeline and the attempts stay out of them, so a write that changes no status costs them nothing,
-and `jobs-by-batch` (and `jobs-by-tenant`, for a job with a tenant) is written once per job. A query reads the index's keys, then the jobs themselves
-by key (BatchGetItem, strongly consistent), so every caller gets whole jobs.
+and `jobs-by-batch` (and `jobs-by-tenant`, for a job with a tenant) is written once per job. A query
+reads the index's keys, then the jobs themselves by key (BatchGetItem, strongly consistent), so every
+caller gets whole jobs.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ class JobFilter:
         the window of its first page, so that "--since 2h" means the same on every page."""
         fingerprint: list[Any] = [sorted(status.value for status in self.statuses), self.batch]
         # Only with a tenant: tokens of searches without one stay valid.
-        return fingerprint + [self.tenant] if self.tenant is not None else fingerprint
+        return [*fingerprint, self.tenant] if self.tenant is not None else fingerprint
 
 
 @dataclass(frozen=True)
