@@ -23,6 +23,7 @@ from tests.cli_support import CliHarness, harness, listed_job
 from tests.conftest import Stack
 from tests.test_job_events import failed, job
 from tests.test_table import CountingClient
+from tests.test_template import load_template, properties, resolve_refs
 
 __all__ = ["harness"]  # the fixture, imported for pytest
 
@@ -203,6 +204,27 @@ def test_job_events_carry_the_tenant() -> None:
     assert change is not None and change.detail["tenant"] == "acme"
     plain = job_state_change(job(), failed(job()), "eu-west-1")
     assert plain is not None and plain.detail["tenant"] is None
+
+
+def test_notifications_name_the_tenant(aws: None) -> None:
+    """The template's notification rule and input transformer through moto's EventBridge (the topic
+    replaced by a queue, as in test_job_notifications)."""
+    template = load_template()
+    rule = properties(template, "JobNotificationRule")
+    transformer = resolve_refs(rule["Targets"][0]["InputTransformer"], {})
+    events = boto3.client("events", region_name="eu-west-1")
+    sqs = boto3.client("sqs", region_name="eu-west-1")
+    url = sqs.create_queue(QueueName="notifications")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="notify", EventPattern=json.dumps(rule["EventPattern"]))
+    events.put_targets(Rule="notify", Targets=[{"Id": "topic", "Arn": arn, "InputTransformer": transformer}])
+    before = dataclasses.replace(job(), tenant="acme")
+    change = job_state_change(before, failed(before), "eu-west-1")
+    assert change is not None
+    events.put_events(Entries=[change.entry("default")])  # type: ignore[list-item]
+    [received] = sqs.receive_message(QueueUrl=url)["Messages"]
+    text = json.loads(received["Body"])
+    assert text.startswith("batchgate: job bg-payroll-calculation-1 of batch payroll-calculation (tenant acme) ")
 
 
 # --- the client -------------------------------------------------------------------------------------
