@@ -297,3 +297,11 @@ def test_stats_counts_one_tenants_jobs(harness: CliHarness) -> None:
     assert (row["jobs"], row["succeeded"], row["failed"]) == (2, 1, 1)
     assert document["tenant"] == "acme"
     assert harness.ok("stats", "--tenant", "initech").stdout.startswith("No jobs found of tenant initech")
+
+
+def test_a_retry_keeps_the_tenant(stack: Stack) -> None:
+    from batchgate.ops.resubmit import plan_retry
+
+    original = stack.table.create(dataclasses.replace(listed_job(1, JobStatus.FAILED), tenant="acme"))
+    assert original is not None
+    assert plan_retry(stack.table, original.job_id).submit_arguments()["tenant"] == "acme"
