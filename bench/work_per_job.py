@@ -3,8 +3,8 @@ handlers' clients.
 
 One job goes submit -> SUCCEEDED in process: the sample's first submit message (events/), given a
 tenant (the dearer case: the tenant index's one write), as an SQS event through the dispatch handler,
-then the sample task state change events (PROVISIONING, PENDING, RUNNING, STOPPED exit 0), rewritten for the task dispatch started, through the track handler, then the
-job table's stream records of those writes through the history handler, delivered by the local stack's
+then the sample task state change events (PROVISIONING, PENDING, RUNNING, STOPPED exit 0), rewritten
+for the task dispatch started, through the track handler, then the job table's stream records of those writes through the history handler, delivered by the local stack's
 stream poller as the template's event source mapping would (its filter included; the poller's own
 stream reads are Lambda's, not the function's, and are not counted). Each function is a container with
 its own counted session. A first job meets cold caches (history, task

@@ -224,7 +224,8 @@ def test_notifications_name_the_tenant(aws: None) -> None:
     events.put_events(Entries=[change.entry("default")])  # type: ignore[list-item]
     [received] = sqs.receive_message(QueueUrl=url)["Messages"]
     text = json.loads(received["Body"])
-    assert text.startswith("batchgate: job bg-payroll-calculation-1 of batch payroll-calculation (tenant acme)")
+    assert text.startswith("batchgate: job bg-payroll-calculation-1 of batch payroll-calculation")
+    assert "(tenant acme) ended FAILED" in text
 
 
 # --- the client -------------------------------------------------------------------------------------
