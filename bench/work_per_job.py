@@ -1,14 +1,14 @@
 """Work per job: every AWS call and DynamoDB write unit of a job's whole life, counted on the real
 handlers' clients.
 
-One job goes submit -> SUCCEEDED in process: the sample's first submit message (events/), given a
-tenant (the dearer case: the tenant index's one write), as an SQS event through the dispatch handler,
-then the sample task state change events (PROVISIONING, PENDING, RUNNING, STOPPED exit 0), rewritten
-for the task dispatch started, through the track handler, then the job table's stream records of those writes through the history handler, delivered by the local stack's
-stream poller as the template's event source mapping would (its filter included; the poller's own
-stream reads are Lambda's, not the function's, and are not counted). Each function is a container with
-its own counted session. A first job meets cold caches (history, task
-definition); a second job in the same containers shows the steady state.
+One job goes submit -> SUCCEEDED in process: the sample's first submit message (events/), given a tenant
+(the dearer case: the tenant index's one write), as an SQS event through the dispatch handler, then the
+sample task state change events (PROVISIONING, PENDING, RUNNING, STOPPED exit 0), rewritten for the task
+dispatch started, through the track handler, then the job table's stream records of those writes through
+the history handler, delivered by the local stack's stream poller as the template's event source mapping
+would (its filter included; the poller's own stream reads are Lambda's, not the function's, and are not
+counted). Each function is a container with its own counted session. A first job meets cold caches
+(history, task definition); a second job in the same containers shows the steady state.
 
 Write units are counted, not read from DynamoDB (the product does not ask for ReturnConsumedCapacity):
 each write call of the request log, and ceil(item size / 1 KB) per PutItem, the item's size computed as
