@@ -130,6 +130,7 @@ REFERENCED_RESOURCE_TYPES = {
     "TrackDeadLetterQueue": "queue",
     "HistoryDeadLetterQueue": "queue",
     "JobEventsDeadLetterQueue": "queue",
+    "JobEventsTapQueue": "queue",
     "PoolTable": "table",
     **{
         f"Pool{pool_template.logical_name(name)}{suffix}": "queue"
