@@ -3,13 +3,13 @@ product, each with the end it must reach.
 
 Successes on each launch class and on the warm pool (attendance-import in run mode preload, and a copy
 of it in run mode command), a batch that exits non-zero, an import that fails once with a retryable exit
-code and succeeds on its second attempt, two messages dispatch must reject, a message delivered twice
-(the failing batch and the payroll for tenant acme), and an export that runs past its timeout and is
-stopped: by the sweep (TIMED_OUT) when the template schedules it, else by the local watchdog (FAILED,
-stop code UserInitiated). The catalog is the packaged one with report-export's timeout lowered to a few
-seconds and a retry rule for attendance-import's exit code 75 with a one-second back-off, so that both
-show within the demo's minute. The failing batch's job events on the local bus and its notification are
-shown at the end (demo_notifications).
+code and succeeds on its second attempt, two messages dispatch must reject, a message delivered twice,
+and an export that runs past its timeout and is stopped: by the sweep (TIMED_OUT) when the template
+schedules it, else by the local watchdog (FAILED, stop code UserInitiated). The catalog is the packaged
+one with report-export's timeout lowered to a few seconds and a retry rule for attendance-import's exit
+code 75 with a one-second back-off, so that both show within the demo's minute. The payroll jobs (the
+duplicate and the failing one) are tenant acme's. The failing batch's job events on the local bus and
+its notification are shown at the end (demo_notifications).
 """
 
 from __future__ import annotations
