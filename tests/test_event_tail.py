@@ -108,7 +108,8 @@ def test_a_rule_delivers_to_its_sns_topic_on_the_endpoint(
     rule = properties(template, "JobNotificationRule")
     events.put_rule(Name="notify", EventPattern=json.dumps(rule["EventPattern"]))
     events.put_targets(
-        Rule="notify", Targets=[notification_target(template, topic), {"Id": "copy", "Arn": copy_arn}]
+        Rule="notify",
+        Targets=[notification_target(template, topic), {"Id": "copy", "Arn": copy_arn}],  # type: ignore[list-item]
     )
     before = dataclasses.replace(job(), tenant="acme")
     quoted = dataclasses.replace(failed(before), reason='exit code 3: "timeout" reading the "export"')
@@ -149,7 +150,7 @@ def tap(harness: CliHarness) -> str:
     rule = properties(template, "JobEventsTapRule")
     events.put_rule(Name="tap", EventPattern=json.dumps(rule["EventPattern"]))
     events.put_targets(Rule="tap", Targets=[{"Id": "tap", "Arn": arn}])
-    return url
+    return str(url)
 
 
 def put_life(tenant: str | None, job_id: str) -> None:
