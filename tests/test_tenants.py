@@ -284,6 +284,8 @@ def test_show_finds_the_job_of_a_tenant_and_batch_nearest_a_time(harness: CliHar
     assert (
         missing.exit_code != 0 and "no job of tenant initech and batch payroll-calculation" in missing.stderr
     )
+    no_batch = harness.run("show", "--tenant", "acme")
+    assert no_batch.exit_code == 2 and "give --tenant with --batch" in no_batch.stderr
     keyed = harness.run(*arguments, "--key", "listed-10")
     assert keyed.exit_code == 2 and "--tenant with --at" in keyed.stderr
 

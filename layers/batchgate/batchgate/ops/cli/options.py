@@ -231,6 +231,8 @@ def select_job(
             raise JobNotFound(job_id)
         return job
     if batch is None:
+        if ctx.meta.get(TENANT_META) is not None:
+            raise click.UsageError("give --tenant with --batch NAME (and --at TIME)", ctx=ctx)
         raise click.UsageError("give a JOB id, or --batch NAME with --key KEY or --at TIME", ctx=ctx)
     known_batch(ctx, batch)
     tenant = ctx.meta.get(TENANT_META)
