@@ -347,7 +347,7 @@ def test_show_explains_a_failed_job_with_phases_and_log_link(harness: CliHarness
     out = result.stdout
     assert out.splitlines()[0] == f"{job_id}  FAILED"
     assert "arguments        2026-11" in out
-    assert "environment      LOG_LEVEL=INFO" in out
+    assert "environment      LOG_LEVEL=*** (values masked: --reveal-env shows them)" in out
     stored = harness.stack.table.get(job_id)
     assert stored is not None and stored.plan is not None and stored.plan.reason
     assert f"strategy         FARGATE - {stored.plan.reason}" in out
@@ -381,7 +381,7 @@ def test_show_json_has_the_full_job(harness: CliHarness) -> None:
     job_id = failed_payroll_job(harness)
     document = harness.json("show", job_id, exit_code=1)
     assert document["job_id"] == job_id and document["status"] == "FAILED"
-    assert document["arguments"] == ["2026-11"] and document["environment"] == {"LOG_LEVEL": "INFO"}
+    assert document["arguments"] == ["2026-11"] and document["environment"] == {"LOG_LEVEL": "***"}
     assert document["strategy"] == "FARGATE"
     [attempt] = document["attempts"]
     assert attempt["task_arn"] == EXIT_1_TASK

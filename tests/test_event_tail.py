@@ -239,3 +239,11 @@ def event_of_job(before: Any, after: Any) -> dict[str, Any]:
         "detail-type": entry["DetailType"],
         "detail": json.loads(entry["Detail"]),
     }
+
+
+def test_what_a_task_said_is_shown_never_obeyed() -> None:
+    event = event_of(JobStatus.FAILED, reason="exit 3\x1b]52;c;cm0gLXJmIH4=\x07 and\nmore")
+    line = event_line(event)
+    assert "\x1b" not in line and "\n" not in line
+    assert "exit 3\\x1b]52;c;cm0gLXJmIH4=\\x07 and\\nmore" in line
+    assert notification_text(json.dumps("ended FAILED. Why: \x1b[2J")) == "ended FAILED. Why: \\x1b[2J"

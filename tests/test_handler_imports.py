@@ -26,11 +26,30 @@ OPS_ONLY = (
     "moto",
 )
 LIST_MODULES = "import json, sys; import app; print(json.dumps(sorted(sys.modules)))"
+# The boto3 clients a handler makes at import, by service.
+COUNT_CLIENTS = """
+import collections, json, boto3
+made = collections.Counter()
+make = boto3.client
+def counted(service, *args, **kwargs):
+    made[service] += 1
+    return make(service, *args, **kwargs)
+boto3.client = counted
+import app
+print(json.dumps(made))
+"""
 
 
 def modules_after_import(function: str, **variables: str) -> list[str]:
     """sys.modules after a fresh interpreter imports the function's handler, in Lambda's environment
     (stand-in credentials: clients are made, nothing is called); `variables` change it."""
+    modules: list[str] = json.loads(run_in_handler_process(function, LIST_MODULES, **variables))
+    return modules
+
+
+def run_in_handler_process(function: str, statement: str, **variables: str) -> str:
+    """What `statement` prints in a fresh interpreter beside the function's handler, in Lambda's
+    environment; `variables` change it."""
     environment = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": os.pathsep.join(
@@ -49,15 +68,14 @@ def modules_after_import(function: str, **variables: str) -> list[str]:
         **variables,
     }
     completed = subprocess.run(
-        [sys.executable, "-c", LIST_MODULES],
+        [sys.executable, "-c", statement],
         cwd=ROOT / "functions" / function,
         env=environment,
         capture_output=True,
         text=True,
         check=True,
     )
-    modules: list[str] = json.loads(completed.stdout)
-    return modules
+    return completed.stdout
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -91,3 +109,12 @@ def test_dispatch_loads_the_capacity_and_warm_adapters_only_when_configured() ->
     assert "batchgate.services.dispatch" in bare
     assert [name for name in WHEN_CONFIGURED if name in bare] == []
     assert [name for name in WHEN_CONFIGURED if name not in configured] == []
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_a_cold_start_makes_one_client_per_service(function: str) -> None:
+    # Every adapter of a handler shares its service's client: each extra one is model loading paid by
+    # every cold start. With the pools configured, track and the sweep have two tables to share one.
+    made = json.loads(run_in_handler_process(function, COUNT_CLIENTS, POOL_TABLE_NAME="batchgate-pools"))
+    assert made  # the handler did make its clients at init
+    assert {service: count for service, count in made.items() if count != 1} == {}

@@ -94,7 +94,9 @@ def test_a_catalog_without_pools_renders_none(tmp_path: Path) -> None:
     assert template["Globals"]["Function"]["Environment"]["Variables"]["POOL_QUEUE_URLS"] == ""
     sids = [
         statement["Sid"]
-        for statement in template["Resources"]["DispatchFunction"]["Properties"]["Policies"][0]["Statement"]
+        for statement in template["Resources"]["DispatchFunctionRole"]["Properties"]["Policies"][0][
+            "PolicyDocument"
+        ]["Statement"]
     ]
     assert "OfferWarmAttempts" not in sids
     assert "PoolQueueUrls" not in template["Outputs"]

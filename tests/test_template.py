@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fnmatch
+import functools
 import json
 import re
 import tomllib
@@ -71,53 +72,22 @@ ENVIRONMENT_BINDINGS: dict[str, Any] = {
     "POOL_QUEUE_URLS": {"Fn::Sub": "attendance=${PoolAttendanceQueue}"},
     "POOL_SERVICE_PREFIX": {"Fn::Sub": "${AWS::StackName}-pool-"},
 }
-# What each handler calls (batchgate.services.dispatch, ecs, capacity, cancel, table, history;
-# batchgate.services.track, relaunch), and so must be allowed.
-REQUIRED_ACTIONS = {
-    "DispatchFunction": {
-        "ecs:RunTask",
-        "ecs:TagResource",
-        "iam:PassRole",
-        "ecs:ListTasks",
-        "ecs:DescribeTasks",
-        "ecs:StopTask",
-        "ecs:DescribeTaskDefinition",
-        "ecs:ListContainerInstances",
-        "ecs:DescribeContainerInstances",
-        "dynamodb:GetItem",
-        "dynamodb:PutItem",
-        "dynamodb:Query",
-        # WARM offers to the pools' work queues, their check messages to the jobs queue.
-        "sqs:SendMessage",
-    },
-    "TrackFunction": {
-        "ecs:DescribeTaskDefinition",
-        "dynamodb:GetItem",
-        "dynamodb:PutItem",
-        "dynamodb:Query",
-        "sqs:SendMessage",
-    },
-    # batchgate.services.history_feed: one read and one conditional write of the history per finished attempt.
-    "HistoryFunction": {"dynamodb:GetItem", "dynamodb:PutItem"},
-    # batchgate.services.job_events: PutEvents on the job event bus.
-    "JobEventsFunction": {"events:PutEvents"},
-    # batchgate.services.sweep: timeouts (StopTask), reconciliation (DescribeTasks), relaunches (SendMessage).
-    "SweepFunction": {
-        "ecs:ListTasks",
-        "ecs:DescribeTasks",
-        "ecs:StopTask",
-        "dynamodb:GetItem",
-        "dynamodb:BatchGetItem",
-        "dynamodb:PutItem",
-        "dynamodb:Query",
-        "sqs:SendMessage",
-    },
-}
-# Read actions AWS authorises against "*" when they cover a whole cluster (ListTasks without a container
-# instance): allowed on "*" only with the condition that keeps them to our cluster.
-CLUSTER_WIDE_ACTIONS = {"ecs:ListTasks"}
 OUR_CLUSTER = {"ArnEquals": {"ecs:cluster": {"Ref": "ClusterArn"}}}
 METRICS_NAMESPACE_ONLY = {"StringEquals": {"cloudwatch:namespace": "Batchgate"}}
+# The only actions a statement may grant on Resource "*", each because AWS authorises nothing narrower
+# for what batchgate does with it, and the condition that holds it narrower where one exists (None: no
+# condition key applies). Everything else names its resources.
+WILDCARD_ONLY_ACTIONS: dict[str, dict[str, Any] | None] = {
+    # No resource-level permissions (track: a task's log options; the worker: a batch's image).
+    "ecs:DescribeTaskDefinition": None,
+    # No resource-level permissions (the stream event source mappings find the job table's stream).
+    "dynamodb:ListStreams": None,
+    # Scoped to container instances only: listing a cluster's tasks by startedBy is authorised on "*",
+    # held to our cluster by its ecs:cluster condition.
+    "ecs:ListTasks": OUR_CLUSTER,
+    # The worker's metrics: authorised on "*" for custom namespaces, held to batchgate's namespace.
+    "cloudwatch:PutMetricData": METRICS_NAMESPACE_ONLY,
+}
 # The AWS resource type each referenced parameter or resource stands for in a policy.
 REFERENCED_RESOURCE_TYPES = {
     "ClusterArn": "cluster",
@@ -142,6 +112,7 @@ REFERENCED_RESOURCE_TYPES = {
         f"Pool{pool_template.logical_name(name)}JobLogGroup": "log-stream"
         for name in load_catalog(CATALOG).pools
     },
+    **{f"{function}LogGroup": "log-stream" for function in FUNCTIONS},
 }
 SUB_ARN = re.compile(
     r"^arn:\$\{AWS::Partition\}:[a-z0-9-]+:(?:\$\{AWS::Region\}|[a-z0-9-]*):(?:\$\{AWS::AccountId\}|[0-9]*)"
@@ -160,15 +131,36 @@ def load_template() -> dict[str, Any]:
     return loaded
 
 
+# SAM resolves AWS managed policy names (in a function's Policies) through IAM. Offline it gets them
+# from this map instead, so that nothing calls AWS and a managed policy named by mistake still shows in
+# the translated roles (where the IAM tests refuse it).
+MANAGED_POLICIES = {
+    name: f"arn:aws:iam::aws:policy/{path}"
+    for name, path in {
+        "AWSLambdaBasicExecutionRole": "service-role/AWSLambdaBasicExecutionRole",
+        "AWSLambdaSQSQueueExecutionRole": "service-role/AWSLambdaSQSQueueExecutionRole",
+        "AWSLambdaDynamoDBExecutionRole": "service-role/AWSLambdaDynamoDBExecutionRole",
+        "AWSLambdaVPCAccessExecutionRole": "service-role/AWSLambdaVPCAccessExecutionRole",
+        "AWSXrayWriteOnlyAccess": "AWSXrayWriteOnlyAccess",
+        "AWSXRayDaemonWriteAccess": "AWSXRayDaemonWriteAccess",
+        "AmazonDynamoDBFullAccess": "AmazonDynamoDBFullAccess",
+        "AmazonSQSFullAccess": "AmazonSQSFullAccess",
+        "AmazonECS_FullAccess": "AmazonECS_FullAccess",
+        "CloudWatchLogsFullAccess": "CloudWatchLogsFullAccess",
+    }.items()
+}
+
+
 class RecordingPolicyLoader:
-    """Stands in for SAM's ManagedPolicyLoader (which asks IAM): counts how often SAM needs it."""
+    """Stands in for SAM's ManagedPolicyLoader (which asks IAM): a static map; counts how often SAM
+    needs it."""
 
     def __init__(self) -> None:
         self.calls = 0
 
     def load(self) -> dict[str, str]:
         self.calls += 1
-        return {}
+        return dict(MANAGED_POLICIES)
 
 
 def translate(template: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -191,9 +183,15 @@ def template() -> dict[str, Any]:
     return load_template()
 
 
+@functools.cache
+def translated_template() -> dict[str, Any]:
+    """template.yaml as SAM translates it, once per session (read it, never change it)."""
+    return translate(load_template())[0]
+
+
 @pytest.fixture(scope="module")
-def translated(template: dict[str, Any]) -> dict[str, Any]:
-    return translate(template)[0]
+def translated() -> dict[str, Any]:
+    return translated_template()
 
 
 @pytest.fixture(params=["template.yaml", "translated"])
@@ -255,12 +253,29 @@ def actions_of(statement: dict[str, Any]) -> list[str]:
     return [str(action) for action in as_list(statement.get("Action", []))]
 
 
+def function_role(template: dict[str, Any], function: str) -> str:
+    """The logical id of the function's own role (never one SAM generates, which would carry AWS
+    managed policies: AWSLambdaBasicExecutionRole, the event sources' execution roles)."""
+    function_properties = properties(template, function)
+    assert "Policies" not in function_properties, function
+    role = function_properties["Role"]
+    assert set(role) == {"Fn::GetAtt"} and role["Fn::GetAtt"][1] == "Arn", (function, role)
+    logical_id: str = role["Fn::GetAtt"][0]
+    assert resource(template, logical_id)["Type"] == "AWS::IAM::Role", function
+    return logical_id
+
+
+def role_statements(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    """The statements of a role's inline policies."""
+    return [
+        statement
+        for policy in properties(template, role).get("Policies", [])
+        for statement in as_list(policy["PolicyDocument"]["Statement"])
+    ]
+
+
 def function_statements(template: dict[str, Any], function: str) -> list[dict[str, Any]]:
-    policies = as_list(properties(template, function).get("Policies", []))
-    for policy in policies:
-        # Inline statements only: no SAM policy templates or managed policies whose grants we cannot see.
-        assert isinstance(policy, dict) and set(policy) <= {"Version", "Statement"}, policy
-    return [statement for policy in policies for statement in as_list(policy["Statement"])]
+    return role_statements(template, function_role(template, function))
 
 
 def statements_with(statements: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
@@ -677,30 +692,36 @@ def test_no_statement_allows_a_wildcard_action(iam_document: dict[str, Any]) -> 
             assert "*" not in action, statement
 
 
-def test_wildcard_resources_only_on_read_actions_aws_cannot_scope(iam_document: dict[str, Any]) -> None:
+def test_wildcard_resources_only_on_actions_aws_cannot_scope(iam_document: dict[str, Any]) -> None:
     wildcard_actions = set()
     for statement in policy_statements(iam_document):
         assert "NotResource" not in statement, statement
         if "*" not in as_list(statement.get("Resource", [])):
             continue
+        assert as_list(statement["Resource"]) == ["*"], statement  # "*" next to an ARN hides the ARN
         for action in actions_of(statement):
-            if action == "cloudwatch:PutMetricData":
-                # The worker's metrics: AWS authorises PutMetricData on "*" only; held to its namespace.
-                assert statement["Condition"] == METRICS_NAMESPACE_ONLY, statement
-                wildcard_actions.add(action)
-                continue
-            assert action.split(":", 1)[1].startswith(("Describe", "Get", "List")), action
-            if action in CLUSTER_WIDE_ACTIONS:
-                assert statement.get("Condition") == OUR_CLUSTER, statement
-            else:
-                assert action_resource_types(action) == [], f"{action} can be scoped to a resource"
+            assert action in WILDCARD_ONLY_ACTIONS, f'{action} on "*": name its resources'
+            assert statement.get("Condition") == WILDCARD_ONLY_ACTIONS[action], statement
             wildcard_actions.add(action)
-    assert wildcard_actions == {
-        "ecs:DescribeTaskDefinition",
-        "dynamodb:ListStreams",
-        "cloudwatch:PutMetricData",
-        *CLUSTER_WIDE_ACTIONS,
-    }
+    assert wildcard_actions == set(WILDCARD_ONLY_ACTIONS)
+
+
+def test_the_wildcard_allow_list_holds_only_actions_aws_cannot_scope() -> None:
+    """AWS's own list of actions and resource types (cfn-lint's copy) agrees with each entry's reason."""
+    assert action_resource_types("ecs:DescribeTaskDefinition") == []
+    assert action_resource_types("dynamodb:ListStreams") == []
+    # ListTasks can be scoped only to the container instance it is asked about, which batchgate never gives.
+    assert action_resource_types("ecs:ListTasks") == ["container-instance"]
+    # PutMetricData's only resource type is a dataset (CloudWatch's own), not a custom namespace.
+    assert action_resource_types("cloudwatch:PutMetricData") == ["dataset"]
+    for scoped in (
+        "ecs:DescribeTasks",
+        "ecs:StopTask",
+        "ecs:RunTask",
+        "logs:PutLogEvents",
+        "sqs:ReceiveMessage",
+    ):
+        assert action_resource_types(scoped), scoped
 
 
 def test_scoped_resources_are_of_the_types_their_actions_act_on(iam_document: dict[str, Any]) -> None:
@@ -717,28 +738,69 @@ def test_scoped_resources_are_of_the_types_their_actions_act_on(iam_document: di
             assert any(kind in action_resource_types(action) for action in actions_of(statement)), kind
 
 
-def test_each_function_may_do_what_its_handler_calls(template: dict[str, Any]) -> None:
-    for function, required in REQUIRED_ACTIONS.items():
-        allowed = {
-            action
-            for statement in function_statements(template, function)
-            for action in actions_of(statement)
-        }
-        assert required <= allowed, (function, required - allowed)
-    track_allowed = {
-        action
-        for statement in function_statements(template, "TrackFunction")
-        for action in actions_of(statement)
-    }
-    assert not {"ecs:RunTask", "iam:PassRole", "ecs:TagResource"} & track_allowed
-
-
 def test_run_task_only_for_our_task_definitions_in_our_cluster(template: dict[str, Any]) -> None:
     statements = statements_with(function_statements(template, "DispatchFunction"), "ecs:RunTask")
     assert statements
     for statement in statements:
         assert statement["Resource"] == {"Ref": "TaskDefinitionArns"}
         assert statement["Condition"] == {"ArnEquals": {"ecs:cluster": {"Ref": "ClusterArn"}}}
+
+
+@pytest.mark.parametrize(
+    ("parameter", "accepted", "refused"),
+    [
+        (
+            "TaskDefinitionArns",
+            [
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/batchgate-payroll:*",
+                "arn:aws:ecs:eu-west-1:123456789012:task-definition/batchgate_reports:12",
+                "arn:aws-cn:ecs:cn-north-1:123456789012:task-definition/payroll:*",
+            ],
+            [
+                "*",
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/*",
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/*:*",
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/batchgate-*:*",
+                "arn:aws:ecs:us-east-1:*:task-definition/batchgate-payroll:*",
+                "arn:aws:ecs:*:123456789012:task-definition/batchgate-payroll:*",
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/batchgate-payroll",
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/batchgate-payroll:0",
+                "arn:aws:iam::123456789012:role/batchgate-payroll",
+                "batchgate-payroll:*",
+                "",
+            ],
+        ),
+        (
+            "PassRoleArns",
+            [
+                "arn:aws:iam::123456789012:role/batchgate-dev-task",
+                "arn:aws:iam::123456789012:role/service-role/batchgate-dev-task-execution",
+                "arn:aws-us-gov:iam::123456789012:role/batchgate.task+x=y,z@w_v-u",
+            ],
+            [
+                "*",
+                "arn:aws:iam::123456789012:role/*",
+                "arn:aws:iam::123456789012:role/batchgate-*",
+                "arn:aws:iam::*:role/batchgate-dev-task",
+                "arn:aws:iam::123456789012:user/batchgate",
+                "batchgate-dev-task",
+                "",
+            ],
+        ),
+    ],
+)
+def test_what_dispatch_may_run_and_pass_is_named_by_full_arns(
+    template: dict[str, Any], parameter: str, accepted: list[str], refused: list[str]
+) -> None:
+    """CloudFormation matches AllowedPattern against each value of a CommaDelimitedList: no "*", no
+    family or role name patterns, no other account or region wildcards."""
+    spec = template["Parameters"][parameter]
+    assert spec["Type"] == "CommaDelimitedList" and "Default" not in spec
+    assert spec["ConstraintDescription"]
+    for value in accepted:
+        assert re.fullmatch(spec["AllowedPattern"], value), value
+    for value in refused:
+        assert not re.fullmatch(spec["AllowedPattern"], value), value
 
 
 def test_tags_only_on_tasks_being_started(template: dict[str, Any]) -> None:
@@ -773,7 +835,8 @@ def test_pass_role_only_to_ecs_tasks_for_the_given_roles(iam_document: dict[str,
 
 
 def test_table_access_is_the_stack_tables_only(template: dict[str, Any]) -> None:
-    job_table = [{"Fn::GetAtt": ["JobTable", "Arn"]}, {"Fn::Sub": "${JobTable.Arn}/index/*"}]
+    job_table = [{"Fn::GetAtt": ["JobTable", "Arn"]}]
+    job_indexes = [{"Fn::Sub": "${JobTable.Arn}/index/*"}]
     history_table = [{"Fn::GetAtt": ["HistoryTable", "Arn"]}]
     job_stream = [{"Fn::GetAtt": ["JobTable", "StreamArn"]}]
     pool_table = [{"Fn::GetAtt": ["PoolTable", "Arn"]}]
@@ -784,9 +847,9 @@ def test_table_access_is_the_stack_tables_only(template: dict[str, Any]) -> None
                 if actions_of(statement) == ["dynamodb:ListStreams"]:
                     continue  # lists stream ARNs only; reading one needs the statement on job_stream
                 readable = (
-                    (job_table, history_table, job_stream)
+                    (history_table, job_stream)
                     if function in STREAM_READERS
-                    else (job_table, history_table, pool_table)
+                    else (job_table, job_indexes, history_table, pool_table)
                 )
                 assert as_list(statement["Resource"]) in readable, statement
 
@@ -804,7 +867,7 @@ def test_table_access_is_the_stack_tables_only(template: dict[str, Any]) -> None
     assert history_actions("HistoryFunction") == ["dynamodb:GetItem", "dynamodb:PutItem"]
     assert history_actions("JobEventsFunction") == []
 
-    # The pools' heartbeats: dispatch queries a pool's items, track reads one, the sweep both; only the
+    # The pools' heartbeats: dispatch queries a pool's items, track and the sweep read one; only the
     # workers write them.
     def pool_actions(function: str) -> list[str]:
         return [
@@ -816,7 +879,7 @@ def test_table_access_is_the_stack_tables_only(template: dict[str, Any]) -> None
 
     assert pool_actions("DispatchFunction") == ["dynamodb:Query"]
     assert pool_actions("TrackFunction") == ["dynamodb:GetItem"]
-    assert pool_actions("SweepFunction") == ["dynamodb:GetItem", "dynamodb:Query"]
+    assert pool_actions("SweepFunction") == ["dynamodb:GetItem"]
     assert pool_actions("HistoryFunction") == []
 
 

@@ -241,6 +241,39 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class Rejection:
+    """A message of the job that was rejected, kept when a valid message with the same idempotency key
+    made the job anew (batchgate.domain.corrections): when it came, why it was refused, and what ops
+    may see of it (environment values masked)."""
+
+    message_id: str
+    received_at: str
+    rejected_at: str
+    reason: str | None = None
+    raw_message: str | None = None
+
+    def to_item(self) -> dict[str, Any]:
+        item = {
+            "message_id": self.message_id,
+            "received_at": self.received_at,
+            "rejected_at": self.rejected_at,
+            "reason": self.reason,
+            "raw_message": self.raw_message,
+        }
+        return {key: value for key, value in item.items() if value is not None}
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Rejection:
+        return cls(
+            message_id=item["message_id"],
+            received_at=item["received_at"],
+            rejected_at=item["rejected_at"],
+            reason=item.get("reason"),
+            raw_message=item.get("raw_message"),
+        )
+
+
+@dataclass(frozen=True)
 class Job:
     """One item of the job table.
 
@@ -272,6 +305,8 @@ class Job:
     # The application's customer the job is for (the submit message's `tenant`); None without one, and
     # then the item has no `tenant` attribute, so it stays out of the sparse jobs-by-tenant index.
     tenant: str | None = None
+    # The job's earlier messages that were rejected, oldest first, before a valid one made it anew.
+    rejections: tuple[Rejection, ...] = ()
 
     @property
     def attempt(self) -> Attempt | None:
@@ -295,7 +330,8 @@ class Job:
         """The job in `status`. Ordering is per attempt: (attempt number, rank) never moves back, so a
         new attempt (`attempt` above the current one) may start again at DISPATCHING, while within an
         attempt a status never moves back. A terminal status is final (a task stopping after its job
-        was cancelled leaves the job CANCELLED)."""
+        was cancelled leaves the job CANCELLED); a REJECTED job is only ever made anew, by a corrected
+        message (batchgate.domain.corrections), never moved."""
         number = self.attempt_number if attempt is None else attempt
         if self.status.is_terminal or (number, status.rank) < (self.attempt_number, self.status.rank):
             return self
@@ -330,6 +366,7 @@ class Job:
             "plan": self.plan.to_item() if self.plan else None,
             "submitted_at": self.submitted_at,
             "tenant": self.tenant,
+            "rejections": [rejection.to_item() for rejection in self.rejections] or None,
         }
         current = self.attempt
         if current is not None:
@@ -372,6 +409,7 @@ class Job:
             revision=int(item.get("revision", 0)),
             submitted_at=item.get("submitted_at"),
             tenant=item.get("tenant"),
+            rejections=tuple(Rejection.from_item(rejection) for rejection in item.get("rejections", ())),
         )
 
 

@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any, Final, NoReturn
 
 from batchgate.domain.catalog import BatchSpec, Catalog, json_type_name
+from batchgate.domain.masking import ENVIRONMENT_FIELD
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS: Final = (SCHEMA_VERSION,)
@@ -341,6 +342,9 @@ def _schema_reason(error: Any, document: Mapping[str, Any]) -> str:
         )
     text = str(error.message).removeprefix(str(error.name)).strip()
     subject = f"field {where!r}" if where else "message"
+    if where == ENVIRONMENT_FIELD or where.startswith(ENVIRONMENT_FIELD + "."):
+        # Reasons are stored, logged and published: an environment value is named by its type only.
+        return f"{subject} {text} (got {json_type_name(error.value)}; environment values are not shown)"
     return f"{subject} {text} (got {_shown(error.value)})"
 
 

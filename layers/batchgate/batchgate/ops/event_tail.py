@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from batchgate.ops.terminal import terminal_text
+
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
@@ -91,17 +93,18 @@ def job_event_of(body: str) -> dict[str, Any] | None:
 
 
 def notification_text(body: str) -> str:
-    """A notification as its topic published it: text (a JSON string when the transformer's quoted
-    template reached the queue as JSON)."""
+    """A notification as its topic published it, safe for a terminal: text (a JSON string when the
+    transformer's quoted template reached the queue as JSON)."""
     try:
         decoded = json.loads(body)
     except ValueError:
-        return body
-    return decoded if isinstance(decoded, str) else body
+        return terminal_text(body)
+    return terminal_text(decoded if isinstance(decoded, str) else body)
 
 
 def event_line(event: dict[str, Any]) -> str:
-    """One event in a line: when, job, batch, tenant, the change, attempt, and why."""
+    """One event in a line: when, job, batch, tenant, the change, attempt, and why; safe for a terminal
+    (a reason from ECS or a task is shown, never obeyed: batchgate.ops.terminal)."""
     detail = event["detail"]
     times = detail.get("times") or {}
     change = f"{detail.get('previous_status') or 'new'} -> {detail.get('status')}"
@@ -117,4 +120,4 @@ def event_line(event: dict[str, Any]) -> str:
         parts.append(f"exit {detail['exit_code']}")
     if detail.get("reason"):
         parts.append(f"- {detail['reason']}")
-    return "  ".join(parts)
+    return terminal_text("  ".join(parts))

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from batchgate.domain.jobs import Attempt, Job, JobStatus, iso, parse_iso
 from batchgate.domain.latency_sketch import start_seconds_of
+from batchgate.domain.masking import masked_environment, masked_message
 from batchgate.domain.pools import HEARTBEAT_SECONDS, PoolTask
 from batchgate.domain.retry_policy import DEFAULT_POLICY, RETRY, RetryPolicy, deciding_rule, was_timed_out
 from batchgate.domain.warm import NOT_PICKED_UP, OFFERED, POOL_TASK_STOPPED, WARM
@@ -559,10 +560,14 @@ def job_document(
     now: datetime | None = None,
     heartbeats: Mapping[str, PoolTask | None] | None = None,
     policy: RetryPolicy = DEFAULT_POLICY,
+    *,
+    reveal_environment: bool = False,
 ) -> dict[str, Any]:
     """Everything `batchgate show` says about a job, as plain data (its `--json` output); `heartbeats`:
-    the pool tasks' heartbeat items read for its running WARM attempts, by task ARN."""
+    the pool tasks' heartbeat items read for its running WARM attempts, by task ARN. Environment
+    values are masked, in the raw messages too, unless `reveal_environment`."""
     plan = job.plan
+    reveal = reveal_environment
     return {
         "job_id": job.job_id,
         "batch": job.batch,
@@ -577,7 +582,7 @@ def job_document(
         "message_id": job.message_id,
         "idempotency_key": job.idempotency_key,
         "arguments": list(job.arguments),
-        "environment": dict(job.environment),
+        "environment": shown_environment(job, reveal_environment=reveal),
         "priority": job.priority,
         "deadline": job.deadline,
         "strategy_preference": job.strategy_preference,
@@ -590,8 +595,30 @@ def job_document(
         "attempts": [
             attempt_document(job, attempt, region, now, heartbeats, policy=policy) for attempt in job.attempts
         ],
-        "raw_message": job.raw_message,
+        "raw_message": shown_message(job.raw_message, reveal_environment=reveal),
+        "rejections": [
+            {
+                "message_id": rejection.message_id,
+                "received_at": rejection.received_at,
+                "rejected_at": rejection.rejected_at,
+                "reason": rejection.reason,
+                "raw_message": shown_message(rejection.raw_message, reveal_environment=reveal),
+            }
+            for rejection in job.rejections
+        ],
     }
+
+
+def shown_message(raw_message: str | None, *, reveal_environment: bool = False) -> str | None:
+    """A stored raw message as shown: without environment values unless `reveal_environment` (dispatch
+    stores them masked; an item stored before it did may still hold them)."""
+    if raw_message is None or reveal_environment:
+        return raw_message
+    return masked_message(raw_message)
+
+
+def shown_environment(job: Job, *, reveal_environment: bool = False) -> dict[str, str]:
+    return dict(job.environment) if reveal_environment else masked_environment(job.environment)
 
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)$")

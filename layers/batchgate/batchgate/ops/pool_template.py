@@ -124,13 +124,16 @@ def render_dispatch_offers(catalog: Catalog) -> str:
     pools = _pools(catalog)
     if not pools:
         return ""
-    queues = "".join(f"                - !GetAtt Pool{logical_name(pool.name)}Queue.Arn\n" for pool in pools)
+    # In DispatchFunctionRole's policy document.
+    queues = "".join(
+        f"                  - !GetAtt Pool{logical_name(pool.name)}Queue.Arn\n" for pool in pools
+    )
     return f"""\
-            - Sid: OfferWarmAttempts
-              Effect: Allow
-              # A WARM attempt's offer goes to its pool's work queue (docs/warm-lane.md).
-              Action: sqs:SendMessage
-              Resource:
+              - Sid: OfferWarmAttempts
+                Effect: Allow
+                # A WARM attempt's offer goes to its pool's work queue (docs/warm-lane.md).
+                Action: sqs:SendMessage
+                Resource:
 {queues}"""
 
 

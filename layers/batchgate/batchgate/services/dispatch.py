@@ -30,6 +30,7 @@ from batchgate.adapters.jobs_queue import JobsQueue
 from batchgate.adapters.pool_queues import PoolQueues, UnknownPoolQueue
 from batchgate.adapters.telemetry import count, logger
 from batchgate.domain.catalog import BatchSpec, Catalog, load_catalog
+from batchgate.domain.corrections import corrected, is_message_of, replaces_rejection
 from batchgate.domain.described_tasks import task_attempt
 from batchgate.domain.jobs import (
     Attempt,
@@ -47,6 +48,7 @@ from batchgate.domain.jobs import (
 )
 from batchgate.domain.latency_sketch import HistorySummary
 from batchgate.domain.launch_chain import advance_try, has_next_try, note_try_failure
+from batchgate.domain.masking import masked_message
 from batchgate.domain.messages import RejectedMessage, SubmitMessage, parse_submit_message, printable
 from batchgate.domain.pools import WarmSlots
 from batchgate.domain.relaunch import Relaunch, awaited_attempt
@@ -69,7 +71,7 @@ if TYPE_CHECKING:
     from batchgate.adapters.ec2_capacity import CapacitySnapshot, Ec2Capacity
     from batchgate.services.warm_advice import WarmAdvice
 
-# What is kept of a rejected message for ops to read; the full body is in the SQS message itself.
+# What is kept of a rejected message for ops to read, environment values masked (domain.masking).
 RAW_MESSAGE_LIMIT = 2048
 BATCH_ATTRIBUTE_LIMIT = 64
 UNKNOWN_BATCH = "-"
@@ -192,19 +194,40 @@ class Dispatcher:
         job_id = job_id_for(message.batch, message.idempotency_key or message_id)
         logger.thread_safe_append_keys(job_id=job_id, batch=message.batch)
 
-        job = self.table.create(self._new_job(job_id, message_id, message, now, submitted_at))
+        submitted = self._new_job(job_id, message_id, message, now, submitted_at)
+        job = self.table.create(submitted)
         if job is not None:
             count("JobsSubmitted")
         else:
             job = self.table.get(job_id)
-            if job is None or not _awaits_launch(job):
+            if job is not None and replaces_rejection(job, message_id):
+                job = self._correct(job, submitted)
+                if job is None:
+                    return DispatchResult.DUPLICATE
+            elif job is None or not _awaits_launch(job):
                 logger.info("duplicate delivery: job already exists", extra={"message_id": message_id})
                 return DispatchResult.DUPLICATE
-            logger.info("resuming a launch that did not finish", extra={"status": job.status})
+            else:
+                logger.info("resuming a launch that did not finish", extra={"status": job.status})
 
         if job.status is JobStatus.SUBMITTED and _deadline_passed(job, now):
             return self._reject_late(job, now)
         return self._launching(job, spec, now, deferrals=0)
+
+    def _correct(self, rejected: Job, submitted: Job) -> Job | None:
+        """The REJECTED job made anew by a valid message with its key (batchgate.domain.corrections);
+        None when another correction did it first: the write succeeds only while the job is REJECTED, so
+        concurrent corrections launch once."""
+        write = self.table.apply(rejected.job_id, lambda j: corrected(j, submitted), read=rejected)
+        if write is None or not write.written:
+            logger.info(
+                "another message made the rejected job anew", extra={"message_id": submitted.message_id}
+            )
+            return None
+        count("JobsSubmitted")
+        count("RejectedJobsCorrected")
+        logger.info("a valid message makes the rejected job anew", extra={"rejected": rejected.message_id})
+        return write.after
 
     def relaunch(self, body: str) -> DispatchResult:
         """Handle an internal relaunch message (batchgate.domain.relaunch): start the job's next attempt
@@ -585,14 +608,14 @@ class Dispatcher:
             idempotency_key=rejected.idempotency_key,
             arguments=rejected.arguments,
             reason=stored_text(rejected.reason),
-            raw_message=printable(body[:RAW_MESSAGE_LIMIT]),
+            raw_message=printable(masked_message(body)[:RAW_MESSAGE_LIMIT]),
             submitted_at=submitted_at,
             tenant=rejected.tenant,
         )
         stored = self.table.create(job)
         if stored is None and rejected.idempotency_key:
             existing = self.table.get(job_id)
-            if existing is not None and existing.message_id != message_id:
+            if existing is not None and not is_message_of(existing, message_id):
                 # The key belongs to another message's job: record this one under its own message id,
                 # so that it stays visible without touching that job.
                 job = replace(

@@ -42,6 +42,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from batchgate.adapters.aws_clients import dynamodb_client
 from batchgate.adapters.ecs import EcsTasks
 from batchgate.adapters.job_table import JobTable, JobWrite
 from batchgate.adapters.jobs_queue import JobsQueue
@@ -143,12 +144,14 @@ class Sweeper:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Sweeper:
+        # One DynamoDB client for both tables: a second one costs milliseconds of every cold start.
+        dynamodb = dynamodb_client()
         return cls(
             catalog=load_catalog(settings.catalog_path),
-            table=JobTable(settings.table_name),
+            table=JobTable(settings.table_name, dynamodb),
             ecs=EcsTasks(settings.cluster),
             jobs_queue=JobsQueue(settings.jobs_queue_url) if settings.jobs_queue_url else None,
-            pools=PoolTable(settings.pool_table_name) if settings.pool_table_name else None,
+            pools=PoolTable(settings.pool_table_name, dynamodb) if settings.pool_table_name else None,
         )
 
     def sweep(self) -> SweepReport:

@@ -56,12 +56,14 @@ class Tracker:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Tracker:
+        # One DynamoDB client for both tables: a second one costs milliseconds of every cold start.
+        dynamodb = dynamodb_client()
         return cls(
             catalog=load_catalog(settings.catalog_path),
-            table=JobTable(settings.table_name, dynamodb_client()),
+            table=JobTable(settings.table_name, dynamodb),
             ecs=EcsTasks(settings.cluster),
             jobs_queue=JobsQueue(settings.jobs_queue_url) if settings.jobs_queue_url else None,
-            pools=PoolTable(settings.pool_table_name) if settings.pool_table_name else None,
+            pools=PoolTable(settings.pool_table_name, dynamodb) if settings.pool_table_name else None,
             pool_service_prefix=settings.pool_service_prefix,
         )
 

@@ -21,6 +21,7 @@ from rich.console import Console
 
 from batchgate.adapters.job_table import JobTable
 from batchgate.domain.jobs import utc_now
+from batchgate.ops.cli.render.terminal import TerminalConsole
 from batchgate.ops.stack_outputs import AwsSession, Target
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 PIPE_WIDTH = 200
 
 
-class _Console(Console):
+class _Console(TerminalConsole):
     def on_broken_pipe(self) -> None:
         """Rich's own answer to a closed pipe is exit 1; the group's is exit 0 (see `silence_stdout`)."""
         self.quiet = True

@@ -9,7 +9,7 @@ import click
 
 from batchgate.ops.cli.context import app
 from batchgate.ops.cli.exits import ExitCode
-from batchgate.ops.cli.options import CONTEXT_SETTINGS, MAX_LIMIT, json_option
+from batchgate.ops.cli.options import CONTEXT_SETTINGS, MAX_LIMIT, json_option, reveal_environment_option
 from batchgate.ops.cli.render.dlq import (
     dead_letters_document,
     echo_redrive_before_error,
@@ -66,11 +66,13 @@ def _local_without_history_function(session: AwsSession) -> bool:
 @dlq.command("list", context_settings=CONTEXT_SETTINGS)
 @click.option("--queue", "which", type=QUEUE_CHOICE, default="all", show_default=True)
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True, help="Per queue.")
+@reveal_environment_option
 @json_option
 @target_options(hidden=True)
 @click.pass_context
-def dlq_list(ctx: click.Context, *, which: str, limit: int, as_json: bool) -> None:
-    """Show the messages in the dead-letter queues (a peek: they stay in the queue)."""
+def dlq_list(ctx: click.Context, *, which: str, limit: int, reveal_environment: bool, as_json: bool) -> None:
+    """Show the messages in the dead-letter queues (a peek: they stay in the queue). With --json, each
+    message's body, environment values masked unless --reveal-env."""
     state = app(ctx)
     letters_client = DeadLetters(state.session.client("sqs"))
     found: dict[str, list[DeadLetter]] = {}
@@ -79,7 +81,7 @@ def dlq_list(ctx: click.Context, *, which: str, limit: int, as_json: bool) -> No
         depth[queue.name] = letters_client.depth(queue)
         found[queue.name] = letters_client.peek(queue, limit)
     if as_json:
-        print_json(dead_letters_document(found, depth))
+        print_json(dead_letters_document(found, depth, reveal_environment=reveal_environment))
         return
     render_dead_letters(state.console, found, depth)
 

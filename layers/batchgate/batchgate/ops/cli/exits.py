@@ -13,6 +13,7 @@ from enum import IntEnum
 import click
 
 from batchgate.domain.jobs import JobStatus
+from batchgate.ops.terminal import terminal_text
 
 
 class ExitCode(IntEnum):
@@ -27,19 +28,27 @@ class ExitCode(IntEnum):
 UNSUCCESSFUL = frozenset({JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.REJECTED, JobStatus.CANCELLED})
 
 
-class Failure(click.ClickException):
+class _Error(click.ClickException):
+    """An error whose message may quote data (a job id, a reason, an AWS error message): printed with
+    its control characters escaped."""
+
+    def format_message(self) -> str:
+        return terminal_text(self.message)
+
+
+class Failure(_Error):
     """Exit 1: job not found, job failed, action refused."""
 
     exit_code = ExitCode.FAILED
 
 
-class ConfigError(click.ClickException):
+class ConfigError(_Error):
     """Exit 2: which stack or resource to use is unclear or wrong."""
 
     exit_code = ExitCode.USAGE
 
 
-class AwsFailure(click.ClickException):
+class AwsFailure(_Error):
     """Exit 3: an AWS call failed."""
 
     exit_code = ExitCode.AWS_ERROR

@@ -18,6 +18,7 @@ from batchgate.ops.cli.options import (
     json_option,
     known_batch,
     parse_time,
+    reveal_environment_option,
     select_job,
     status_values,
     tenant_option,
@@ -101,6 +102,7 @@ def retry_policy_of(batch: str) -> RetryPolicy:
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @job_selector
+@reveal_environment_option
 @json_option
 @target_options(hidden=True)
 @click.pass_context
@@ -111,9 +113,11 @@ def show(
     batch: str | None,
     idempotency_key: str | None,
     at: str | None,
+    reveal_environment: bool,
     as_json: bool,
 ) -> None:
     """Everything about one job: what happened, why, every attempt's timeline, and where its logs are.
+    Environment values are masked (`***`), in the raw messages too, unless --reveal-env.
 
     Exits 1 when the job is not found or ended without success (FAILED, TIMED_OUT, REJECTED, CANCELLED).
     """
@@ -124,8 +128,13 @@ def show(
     heartbeats = warm_heartbeats(state.session, job)
     policy = retry_policy_of(job.batch)
     if as_json:
-        print_json(job_views.job_document(job, region, now, heartbeats, policy=policy))
+        document = job_views.job_document(
+            job, region, now, heartbeats, policy=policy, reveal_environment=reveal_environment
+        )
+        print_json(document)
     else:
-        render_job(state.console, job, region, now, heartbeats, policy=policy)
+        render_job(
+            state.console, job, region, now, heartbeats, policy=policy, reveal_environment=reveal_environment
+        )
     if job.status in UNSUCCESSFUL:
         ctx.exit(ExitCode.FAILED)

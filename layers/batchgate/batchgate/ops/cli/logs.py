@@ -14,6 +14,7 @@ from batchgate.ops.cli.render.logs import attempt_announcer, event_printer
 from batchgate.ops.cli.target import target_options
 from batchgate.ops.logs import LogsUnavailable, TaskLogs, location_of
 from batchgate.ops.resubmit import JobNotFound
+from batchgate.ops.terminal import terminal_text
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -80,7 +81,7 @@ def logs(
             emit(event)
             count += 1
         if count == 0 and not as_json:
-            click.echo(f"(no log events in {location.group} {location.stream})", err=True)
+            click.echo(terminal_text(f"(no log events in {location.group} {location.stream})"), err=True)
     except LogsUnavailable as error:
         raise Failure(str(error)) from error
 
@@ -120,5 +121,5 @@ def _follow(
         emit(event)
     final = table.get(job.job_id)
     if final is not None and final.status in UNSUCCESSFUL:
-        click.echo(f"job {job.job_id} ended {final.status.value}", err=True)
+        click.echo(terminal_text(f"job {job.job_id} ended {final.status.value}"), err=True)
         ctx.exit(ExitCode.FAILED)

@@ -16,6 +16,7 @@ from batchgate.ops import job_views
 from batchgate.ops.cli.context import app
 from batchgate.ops.cli.exits import Failure
 from batchgate.ops.resubmit import JobNotFound
+from batchgate.ops.terminal import terminal_text
 
 if TYPE_CHECKING:
     from batchgate.domain.catalog import Catalog
@@ -67,6 +68,16 @@ def json_option[F: Callable[..., Any]](
         return cast(F, decorated)
 
     return decorate(function) if function is not None else decorate
+
+
+def reveal_environment_option[F: Callable[..., Any]](function: F) -> F:
+    """`--reveal-env`: the command gets `reveal_environment` (environment values are masked without it)."""
+    return click.option(
+        "--reveal-env",
+        "reveal_environment",
+        is_flag=True,
+        help="Show environment values (masked as *** by default, in raw messages too).",
+    )(function)
 
 
 def parse_time(ctx: click.Context, option: str, text: str | None) -> str | None:
@@ -263,8 +274,10 @@ def select_job(
             f"{job_views.format_duration(within)}: give a wider --within (or --within any) to see it"
         )
     click.echo(
-        f"{job.job_id}: the latest job of batch {batch} at or before {until}, queued "
-        f"{job_views.format_duration(gap)} before it",
+        terminal_text(
+            f"{job.job_id}: the latest job of batch {batch} at or before {until}, queued "
+            f"{job_views.format_duration(gap)} before it"
+        ),
         err=True,
     )
     return job
@@ -289,8 +302,10 @@ def _tenant_job(ctx: click.Context, tenant: str, batch: str, at: str | None) -> 
             f"{job_views.format_duration(within)}: give a wider --within (or --within any) to see it"
         )
     click.echo(
-        f"{job.job_id}: the job of tenant {tenant} and batch {batch} nearest {moment}, queued "
-        f"{job_views.format_duration(abs(gap))} {side} it",
+        terminal_text(
+            f"{job.job_id}: the job of tenant {tenant} and batch {batch} nearest {moment}, queued "
+            f"{job_views.format_duration(abs(gap))} {side} it"
+        ),
         err=True,
     )
     return job

@@ -14,10 +14,12 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from batchgate.domain.catalog import CatalogError
 from batchgate.ops.cli.context import PIPE_WIDTH
 from batchgate.ops.cli.options import name_value_pairs
+from batchgate.ops.cli.render.terminal import TerminalConsole
 from batchgate.ops.local.demo import run_demo
 from batchgate.ops.local.endpoint import export_line
 from batchgate.ops.local.errors import StackFailure
@@ -31,9 +33,10 @@ DEMO_SCHEDULE_SECONDS = 2.0  # the sweep, if the template has it, every 2 s: tim
 
 
 def make_console() -> Console:
-    """Wide when piped (make, CI logs), like the rest of the CLI."""
-    console = Console(highlight=False)
-    return console if console.is_terminal else Console(highlight=False, width=PIPE_WIDTH)
+    """Wide when piped (make, CI logs), like the rest of the CLI; what the functions and tasks print
+    (--verbose) is shown with its control characters escaped, as the CLI's output is."""
+    console = TerminalConsole(highlight=False)
+    return console if console.is_terminal else TerminalConsole(highlight=False, width=PIPE_WIDTH)
 
 
 def stack_options[F: Callable[..., Any]](function: F) -> F:
@@ -244,7 +247,7 @@ def _print_ready(console: Console, stack: LocalStack, state_path: Path, seconds:
     ):
         console.print(f"  {label:<11} {value}", markup=False)
     for line in stack.skipped:
-        console.print(f"  [dim]not created: {line}[/]")
+        console.print(f"  [dim]not created: {escape(line)}[/]")
     local = "--local" if state_path == local_state_path() else f"--local --local-state {state_path}"
     console.print(
         "\nThe CLI reads the state file:\n"

@@ -310,7 +310,7 @@ class ProgressView:
                 demo.batch,
                 Text(job.status.value if job else "queued", style=style),
                 expected.value,
-                f"{attempt.number}: {attempt.last_status or '-'}" if attempt else "-",
+                Text(f"{attempt.number}: {attempt.last_status or '-'}") if attempt else "-",
                 str(attempt.exit_code) if attempt and attempt.exit_code is not None else "",
             )
         return table
@@ -435,9 +435,9 @@ def summary_table(jobs: tuple[DemoJob, ...], found: dict[str, Job | None]) -> Ta
             demo.label,
             sent,
             job.status.value,
-            attempts,
+            Text(attempts),
             f"{seconds:.1f} s" if seconds is not None else "-",
-            job.reason or "",
+            Text(job.reason or ""),  # text from ECS: never rich markup
         )
     return table
 
@@ -487,7 +487,7 @@ def run_demo(options: StackOptions, console: Console) -> int:
     if problems:
         console.print(f"[bold red]demo failed[/] after {elapsed:.1f}s:")
         for problem in problems:
-            console.print(f"  {problem}", highlight=False)
+            console.print(f"  {problem}", highlight=False, markup=False)
         return 1
     console.print(f"[bold green]demo passed[/]: {len(DEMO_JOBS)} jobs ended as expected in {elapsed:.1f}s")
     return 0

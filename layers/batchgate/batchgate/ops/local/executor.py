@@ -34,6 +34,7 @@ from batchgate.ops.local.task_state import (
     USER_INITIATED,
     TaskState,
 )
+from batchgate.ops.terminal import terminal_text
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -476,4 +477,4 @@ class LocalExecutor:
 
     def _note(self, message: str) -> None:
         self.errors.append(message)
-        print(f"batchgate local: {message}", file=sys.stderr)
+        print(terminal_text(f"batchgate local: {message}"), file=sys.stderr)

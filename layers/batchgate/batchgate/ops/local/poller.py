@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batchgate.ops.local.resources import SqsEventSource
+from batchgate.ops.terminal import terminal_text
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -93,7 +94,7 @@ def poll_until_stopped(poll_once: Callable[[], object], stop: threading.Event, n
         try:
             poll_once()
         except (ClientError, BotoCoreError) as error:
-            print(f"batchgate local: {name}: {error}", file=sys.stderr, flush=True)
+            print(terminal_text(f"batchgate local: {name}: {error}"), file=sys.stderr, flush=True)
             stop.wait(ERROR_PAUSE_SECONDS)
 
 

@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from batchgate.adapters.job_table import JobTable
 from batchgate.domain.catalog import Catalog
 from batchgate.domain.jobs import JobStatus, parse_iso, utc_now
+from batchgate.ops.terminal import terminal_text
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -83,4 +84,4 @@ class TimeoutWatchdog:
             try:
                 self.check_once()
             except (ClientError, BotoCoreError) as error:
-                print(f"batchgate local: watchdog: {error}", file=sys.stderr)
+                print(terminal_text(f"batchgate local: watchdog: {error}"), file=sys.stderr)

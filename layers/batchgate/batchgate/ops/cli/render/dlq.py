@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from batchgate.domain.masking import masked_message
 from batchgate.ops.cli.render.text import plain, short_time
 from batchgate.ops.dead_letters import DeadLetter, RedriveResult
 
@@ -17,17 +18,28 @@ from batchgate.ops.dead_letters import DeadLetter, RedriveResult
 _ERROR_NAMES = ("ErrorMessage", "ERROR_MESSAGE", "ErrorCode", "ERROR_CODE", "errorType", "errorMessage")
 
 
-def dead_letters_document(found: Mapping[str, list[DeadLetter]], depth: Mapping[str, int]) -> dict[str, Any]:
+def dead_letters_document(
+    found: Mapping[str, list[DeadLetter]], depth: Mapping[str, int], *, reveal_environment: bool = False
+) -> dict[str, Any]:
+    """Each queue's messages; their bodies (a submit message, a task event with its overrides) without
+    environment values unless `reveal_environment`."""
     return {
         "queues": [
             {
                 "queue": name,
                 "approximate_depth": depth[name],
-                "messages": [letter.to_dict() for letter in letters],
+                "messages": [_letter_document(letter, reveal_environment) for letter in letters],
             }
             for name, letters in found.items()
         ]
     }
+
+
+def _letter_document(letter: DeadLetter, reveal_environment: bool) -> dict[str, Any]:
+    document = letter.to_dict()
+    if not reveal_environment:
+        document["body"] = masked_message(letter.body)
+    return document
 
 
 def render_dead_letters(

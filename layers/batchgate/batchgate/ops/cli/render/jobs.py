@@ -21,6 +21,7 @@ from batchgate.ops.job_search import JobFilter, SearchPage
 
 # The REASON column of `jobs`: enough to tell reasons apart; `show` (or --json) has the whole text.
 REASON_WIDTH = 48
+MASKED_NOTE = "values masked: --reveal-env shows them"
 
 
 def job_page_document(rows: list[dict[str, Any]], page: SearchPage) -> dict[str, Any]:
@@ -100,6 +101,7 @@ def render_job(
     heartbeats: Mapping[str, PoolTask | None] | None = None,
     *,
     policy: RetryPolicy = DEFAULT_POLICY,
+    reveal_environment: bool = False,
 ) -> None:
     header = Text()
     header.append(job.job_id, style="bold")
@@ -112,7 +114,9 @@ def render_job(
         facts.add_row("tenant", plain(job.tenant))
     facts.add_row("arguments", plain(" ".join(job.arguments) if job.arguments else None))
     if job.environment:
-        facts.add_row("environment", plain(" ".join(f"{k}={v}" for k, v in sorted(job.environment.items()))))
+        environment = job_views.shown_environment(job, reveal_environment=reveal_environment)
+        words = " ".join(f"{name}={value}" for name, value in sorted(environment.items()))
+        facts.add_row("environment", plain(words if reveal_environment else f"{words} ({MASKED_NOTE})"))
     facts.add_row(
         "idempotency key", plain(job.idempotency_key or f"(none: from SQS message {job.message_id})")
     )
@@ -146,11 +150,26 @@ def render_job(
     console.print(Text("What happened: ", style="bold") + plain(result.headline))
     for line in result.explanations:
         console.print(Text("  - ") + plain(line))
-    if job.status is JobStatus.REJECTED and job.raw_message:
-        console.print(Text("  message as received: ", style="dim") + plain(job.raw_message))
+    _render_messages(console, job, reveal_environment)
     for attempt in job.attempts:
         console.print()
         render_attempt(console, job, attempt, region, now, heartbeats=heartbeats, policy=policy)
+
+
+def _render_messages(console: Console, job: Job, reveal_environment: bool) -> None:
+    """A REJECTED job's message as received, and the rejected messages a valid one replaced."""
+    if job.status is JobStatus.REJECTED and job.raw_message:
+        shown = job_views.shown_message(job.raw_message, reveal_environment=reveal_environment)
+        console.print(Text("  message as received: ", style="dim") + plain(shown))
+    for rejection in job.rejections:
+        console.print(
+            Text("  earlier: ", style="dim")
+            + plain(f"message {rejection.message_id} received {rejection.received_at} was REJECTED: ")
+            + plain(rejection.reason)
+        )
+        if rejection.raw_message:
+            shown = job_views.shown_message(rejection.raw_message, reveal_environment=reveal_environment)
+            console.print(Text("    message as received: ", style="dim") + plain(shown))
 
 
 def render_attempt(

@@ -1,4 +1,5 @@
-"""`batchgate logs`: each log event as a line of text, or as one JSON object a line."""
+"""`batchgate logs`: each log event as a line of text (its control characters escaped, newline and tab
+kept: a log event may span lines), or as one JSON object a line (exact)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import click
 
 from batchgate.domain.jobs import Attempt
 from batchgate.ops.logs import LogEvent
+from batchgate.ops.terminal import terminal_text
 
 
 def event_printer(as_json: bool) -> Callable[[LogEvent], None]:
@@ -16,7 +18,7 @@ def event_printer(as_json: bool) -> Callable[[LogEvent], None]:
         if as_json:
             click.echo(json.dumps(event.to_dict()))
         else:
-            click.echo(f"{event.at} {event.message}")
+            click.echo(f"{event.at} {terminal_text(event.message, lines=True)}")
 
     return emit
 
@@ -26,6 +28,7 @@ def attempt_announcer(as_json: bool) -> Callable[[Attempt], None]:
 
     def announce(attempt: Attempt) -> None:
         if not as_json:
-            click.echo(f"--- attempt {attempt.number}: {attempt.log_group} {attempt.log_stream}", err=True)
+            where = terminal_text(f"{attempt.log_group} {attempt.log_stream}")
+            click.echo(f"--- attempt {attempt.number}: {where}", err=True)
 
     return announce

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from batchgate.domain.jobs import JobStatus
 from batchgate.ops.job_search import JobFilter
+from batchgate.ops.terminal import terminal_text
 
 STATUS_STYLES = {
     JobStatus.SUCCEEDED: "green",
@@ -27,8 +28,8 @@ def print_json(document: Any) -> None:
 
 
 def plain(value: Any) -> Text:
-    """User data as text, never as rich markup."""
-    return Text("-" if value is None or value == "" else str(value))
+    """User data as text, never as rich markup, its control characters visibly escaped (one line)."""
+    return Text("-" if value is None or value == "" else terminal_text(str(value)))
 
 
 def shorten(value: str | None, width: int) -> str | None:
