@@ -308,3 +308,12 @@ def test_a_retry_keeps_the_tenant(stack: Stack) -> None:
     original = stack.table.create(dataclasses.replace(listed_job(1, JobStatus.FAILED), tenant="acme"))
     assert original is not None
     assert plan_retry(stack.table, original.job_id).submit_arguments()["tenant"] == "acme"
+
+
+def test_submit_sends_the_tenant_and_refuses_a_bad_one(harness: CliHarness) -> None:
+    harness.ok("submit", "report-export", "headcount", "--tenant", "acme", "--idempotency-key", "k-1")
+    [body] = harness.queued_bodies()
+    assert body["tenant"] == "acme"
+    refused = harness.run("submit", "report-export", "headcount", "--tenant", "Acme")
+    assert refused.exit_code == 2 and "field 'tenant' must match pattern" in refused.stderr
+    assert harness.queued_bodies() == []
