@@ -18,12 +18,15 @@ import boto3
 import pytest
 from batchgate.adapters.aws_clients import OnFirstUse, dynamodb_client, ecs_client, sqs_client
 from batchgate.adapters.ecs import EcsTasks
+from batchgate.domain.jobs import Attempt, JobStatus, parse_iso
 from batchgate.domain.relaunch import Relaunch
 from botocore.stub import Stubber
 
 from tests.conftest import Stack, create_history_table
+from tests.test_jobs import make_job
 
 FUNCTIONS = ("dispatch", "track", "sweep")
+T0 = "2026-11-28T10:00:00.000Z"
 
 
 @pytest.fixture
@@ -75,8 +78,12 @@ def test_a_throttled_launch_put_back_makes_its_sqs_client_on_first_use(
     made.clear()
     deferral = app.dispatcher.deferral
     assert deferral is not None
+    attempt = Attempt(number=1, strategy="FARGATE", capacity_provider="FARGATE", dispatched_at=T0)
+    job = stack.table.create(make_job(status=JobStatus.DISPATCHING, attempts=(attempt,)))
+    assert job is not None
     for deferrals in (0, 1):
-        deferral.defer(Relaunch(job_id="bg-job-1", attempt=1), previous_deferrals=deferrals)
+        sent = deferral.defer(stack.table, Relaunch(job.job_id, attempt=1), deferrals, parse_iso(T0))
+        assert sent is not None and sent.sent
     assert made == ["sqs"]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
@@ -46,6 +47,7 @@ NO_SPOT = {
 }
 FAKE_EC2_TASK = "arn:aws:ecs:us-east-1:123456789012:task/batchgate-dev/00000000000000000000000000000ec2"
 JOBS_QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/batchgate-jobs"
+T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
 
 
 def throttling() -> ClientError:
@@ -206,12 +208,18 @@ def test_throttling_longer_than_the_queue_allows_receives_still_launches_the_job
     MaxReceiveCount returns never sends the job to the dead-letter queue; the back-off keeps growing."""
     throttled_times = 8
     sqs = RecordingSqs()
+    now = [T0]
     dispatch, ecs = dispatcher(
-        stack, [throttling() for _ in range(throttled_times)] + ["ok"], deferral=deferring_to(sqs)
+        stack,
+        [throttling() for _ in range(throttled_times)] + ["ok"],
+        deferral=deferring_to(sqs),
+        clock=lambda: now[0],
     )
     assert dispatch.dispatch("m-1", ATTENDANCE) is DispatchResult.DEFERRED
     for _ in range(throttled_times - 1):
+        now[0] += timedelta(seconds=sqs.relaunches()[-1][1])  # each relaunch arrives after its delay
         assert dispatch.relaunch(sqs.sent[-1]["MessageBody"]) is DispatchResult.DEFERRED
+    now[0] += timedelta(seconds=sqs.relaunches()[-1][1])
     assert dispatch.relaunch(sqs.sent[-1]["MessageBody"]) is DispatchResult.DISPATCHED
     relaunches = sqs.relaunches()
     assert [relaunch.deferrals for relaunch, _ in relaunches] == list(range(1, throttled_times + 1))
@@ -221,6 +229,7 @@ def test_throttling_longer_than_the_queue_allows_receives_still_launches_the_job
     job = stored(stack, ATTENDANCE_JOB)
     assert job.status is JobStatus.DISPATCHED and job.attempt_number == 1
     assert job.attempt is not None and job.attempt.task_arn == FAKE_EC2_TASK
+    assert job.attempt.deferrals == throttled_times  # counted on the attempt, not in the messages
     assert len(ecs.requests) == throttled_times + 1
 
 

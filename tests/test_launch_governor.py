@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from batchgate.adapters.ecs import EcsTasks
 from batchgate.domain.strategy_settings import StrategySettings
 from batchgate.services.launch_governor import LaunchGovernor, TokenBucket
 
@@ -67,3 +70,40 @@ def test_governor_takes_its_share_of_the_account_limits() -> None:
     results = [governor.admit("FARGATE") for _ in range(20)]
     assert all(r.admitted for r in results)
     assert sum(clock.slept) == pytest.approx(16 / 4, rel=0.01)  # the call bucket (4/s, burst 4) paced them
+
+
+def test_other_ecs_calls_are_paced_by_their_own_share_without_a_limit_on_the_wait() -> None:
+    clock = FakeClock()
+    # 20 calls/s shared by 3 dispatch containers and the sweep: 5/s each, burst 5.
+    governor = LaunchGovernor.for_settings(StrategySettings(), containers=3, clock=clock, sleep=clock.sleep)
+    waits = [governor.pace() for _ in range(10)]
+    assert waits[:5] == [0.0] * 5
+    assert sum(waits) == pytest.approx(5 / 5)  # the next five wait for the refill, however long it takes
+    # RunTask's own bucket is untouched by them.
+    assert governor.admit("EC2").admitted and governor.admit("EC2").waited == 0
+
+
+def test_ecs_adapter_paces_every_call_but_run_task() -> None:
+    paced: list[str] = []
+
+    class Client:
+        def get_paginator(self, name: str) -> Any:
+            paced.append(f"paginator {name}")
+            return self
+
+        def paginate(self, **request: Any) -> list[dict[str, Any]]:
+            return [{"taskArns": []}]
+
+        def describe_tasks(self, **request: Any) -> dict[str, Any]:
+            paced.append("DescribeTasks")
+            return {"tasks": []}
+
+        def stop_task(self, **request: Any) -> dict[str, Any]:
+            paced.append("StopTask")
+            return {}
+
+    ecs = EcsTasks("cluster", Client(), pace=lambda: paced.append("pace"))  # type: ignore[arg-type]
+    ecs.tasks_started_by("bg-job")
+    ecs.describe_tasks(["arn"])
+    ecs.stop_task("arn", "why")
+    assert paced == ["paginator list_tasks", "pace", "pace", "pace", "DescribeTasks", "pace", "StopTask"]

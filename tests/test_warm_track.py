@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from batchgate.adapters.ecs import EcsTasks
 from batchgate.adapters.jobs_queue import JobsQueue
-from batchgate.domain.jobs import JobStatus
+from batchgate.domain.jobs import JobStatus, parse_iso
 from batchgate.domain.pools import SlotJob
 from batchgate.domain.warm import POOL_TASK_STOPPED, WARM
 from batchgate.services.dispatch import DispatchResult
@@ -106,6 +106,8 @@ def test_a_stopped_pool_task_fails_exactly_the_attempts_it_ran_and_they_relaunch
 
     # The retries go to ECS: never warm again after a stopped pool task.
     before = len(ws.ecs.requests)
+    ws.clock.at = parse_iso("2026-12-01T00:07:57.215Z")  # when the pool task stopped
+    ws.clock.advance(max(delay for _, delay in retries.relaunches()))  # the relaunches' back-off
     for relaunch, _ in retries.relaunches():
         assert ws.dispatcher().relaunch(relaunch.body()) is DispatchResult.DISPATCHED
         retried = ws.job(relaunch.job_id).attempt

@@ -400,9 +400,11 @@ def test_a_lost_retry_message_is_sent_again(stack: Stack, sqs: RecordingSqs, tal
     job = stack.table.get(PAYROLL_JOB)
     assert job is not None and job.status is JobStatus.RETRYING
     retrying_since = (parse_iso(job.updated_at) - T0).total_seconds()
+    [(_, delay)] = lost.relaunches()
     client = DescribedEcs(stack.ecs_client)
-    assert sweeper(stack, client, sqs, retrying_since + 600).sweep().relaunched == 0
-    assert sweeper(stack, client, sqs, retrying_since + 1300).sweep().relaunched == 1
+    # Lost once its recorded due time (the back-off after the failure) is the retry grace past.
+    assert sweeper(stack, client, sqs, retrying_since + delay + 300).sweep().relaunched == 0
+    assert sweeper(stack, client, sqs, retrying_since + delay + 301).sweep().relaunched == 1
     assert [relaunch for relaunch, _ in sqs.relaunches()] == [Relaunch(PAYROLL_JOB, 2)]
     tally.add("sweep: relaunched")
     tally.check("sweep ended it", True)  # reached only when every assert above held

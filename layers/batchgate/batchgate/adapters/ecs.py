@@ -8,6 +8,7 @@ the attempt back with the same token.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,9 +87,14 @@ class EcsTasks:
     """RunTask and DescribeTaskDefinition for one cluster; task definition look-ups are cached for the
     container's lifetime (a task definition revision never changes)."""
 
-    def __init__(self, cluster: str, client: ECSClient | None = None) -> None:
+    def __init__(
+        self, cluster: str, client: ECSClient | None = None, *, pace: Callable[[], object] | None = None
+    ) -> None:
         self.cluster = cluster
         self._client: ECSClient = client or ecs_client()
+        # Called before each ListTasks listing, DescribeTasks and StopTask call (the launch-rate
+        # governor's share of ECS's call rate); RunTask is admitted by the governor itself.
+        self._pace = pace or _unpaced
         self._log_configs: dict[str, dict[str, dict[str, str]]] = {}
         self._lock = threading.Lock()
 
@@ -112,6 +118,7 @@ class EcsTasks:
         arns: list[str] = []
         pages = self._client.get_paginator("list_tasks")
         for desired_status in ("RUNNING", "STOPPED"):
+            self._pace()
             for page in pages.paginate(
                 cluster=self.cluster, startedBy=started_by, desiredStatus=desired_status
             ):
@@ -122,12 +129,14 @@ class EcsTasks:
         """DescribeTasks, 100 tasks a call; tasks ECS no longer knows are left out."""
         described: list[dict[str, Any]] = []
         for start in range(0, len(task_arns), 100):
+            self._pace()
             response = self._client.describe_tasks(cluster=self.cluster, tasks=task_arns[start : start + 100])
             described.extend(dict(task) for task in response.get("tasks", []))
         return described
 
     def stop_task(self, task_arn: str, reason: str) -> None:
         """StopTask with a reason ops read on the task and the job (ECS keeps 255 characters)."""
+        self._pace()
         self._client.stop_task(cluster=self.cluster, task=task_arn, reason=reason[:255])
 
     def log_pointer(self, task_definition_arn: str, container: str, task_arn: str) -> LogPointer | None:
@@ -155,6 +164,10 @@ class EcsTasks:
         with self._lock:
             self._log_configs[task_definition_arn] = options
         return options
+
+
+def _unpaced() -> None:
+    return None
 
 
 def _launch_error(error: ClientError) -> LaunchError:

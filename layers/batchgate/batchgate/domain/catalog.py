@@ -25,6 +25,9 @@ CATALOG_PATH_VARIABLE = "BATCHGATE_CATALOG"
 CATALOG_VERSION = 1
 STRATEGIES = frozenset({"EC2", "FARGATE", "FARGATE_SPOT"})
 MAX_ATTEMPTS_LIMIT = 10
+# A batch's `max_running`: each of its running jobs takes about 70 bytes of its slot item, read and
+# written with each of its launches (batchgate.adapters.batch_slots).
+MAX_RUNNING_LIMIT = 500
 
 LAUNCH_CLASS_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 # ECS limits: a family is up to 255 letters, digits, "-" and "_" (here optionally pinned ":<revision>").
@@ -70,7 +73,7 @@ _BATCH_FIELDS = frozenset(
     }
 )
 _OPTIONAL_BATCH_FIELDS = frozenset(
-    {"environment", "expected_run_seconds", "retry", "pool", "run_mode", "preload", "shell"}
+    {"environment", "expected_run_seconds", "retry", "pool", "run_mode", "preload", "shell", "max_running"}
 )
 _POOL_FIELDS = frozenset(
     {"task_definition", "container", "cpu", "memory", "slots", "capacity_provider", "min_tasks", "max_tasks"}
@@ -183,6 +186,9 @@ class BatchSpec:
     pool: str | None = None
     run_mode: str = "command"
     preload: tuple[str, ...] = ()
+    # At most this many of the batch's jobs launched and not ended at once (warm ones included); the
+    # others wait (batchgate.domain.batch_slots). None: no limit but ECS's.
+    max_running: int | None = None
 
     @property
     def python_module(self) -> str | None:
@@ -458,6 +464,11 @@ def _batch(
             else None
         ),
         retry_policy=_retry_policy(section),
+        max_running=(
+            section.integer("max_running", minimum=1, maximum=MAX_RUNNING_LIMIT)
+            if "max_running" in section.raw
+            else None
+        ),
     )
     return _with_pool(spec, section, pools)
 

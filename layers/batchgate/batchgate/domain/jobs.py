@@ -182,6 +182,11 @@ class Attempt:
     # that task runs; its task_arn is the pool task's, its capacity_provider the pool's name.
     slot: int | None = None
     image_digest: str | None = None
+    # When the job's next launch is due (batchgate.domain.relaunch): set when a retry of this attempt is
+    # scheduled (the next attempt's back-off) or when a launch of this attempt is put back on the queue
+    # (a deferral, counted in `deferrals`). A relaunch message that arrives before it does nothing.
+    relaunch_due_at: str | None = None
+    deferrals: int = 0
 
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -195,6 +200,8 @@ class Attempt:
         }
         if self.launch_try or self.tries:
             item.update(launch_try=self.launch_try, tries=[dict(entry) for entry in self.tries])
+        if self.deferrals:
+            item["deferrals"] = self.deferrals
         optional = {
             "task_arn": self.task_arn,
             "last_status": self.last_status,
@@ -208,6 +215,7 @@ class Attempt:
             "note": self.note,
             "slot": self.slot,
             "image_digest": self.image_digest,
+            "relaunch_due_at": self.relaunch_due_at,
         }
         item.update({key: value for key, value in optional.items() if value is not None})
         return item
@@ -237,6 +245,8 @@ class Attempt:
             tries=tuple(dict(entry) for entry in item.get("tries", ())),
             slot=None if item.get("slot") is None else int(item["slot"]),
             image_digest=item.get("image_digest"),
+            relaunch_due_at=item.get("relaunch_due_at"),
+            deferrals=int(item.get("deferrals", 0)),
         )
 
 

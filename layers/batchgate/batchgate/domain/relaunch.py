@@ -2,22 +2,28 @@
 
 They travel on the same queue as the application's submit messages, told apart by the message attribute
 `batchgate-kind=retry` (a submit message never has it; `warm-check` marks dispatch's check of a warm
-offer, batchgate.domain.warm), and carry only the job id and the attempt
-number they are for, plus how many times a throttled launch of that attempt was put back already (its
-back-off grows with that count). Dispatch acts on one only while the job still waits for exactly that
-attempt, so a duplicate, a late one or a forged one does nothing. The back-off travels as the SQS
-message delay.
+offer, batchgate.domain.warm), and carry only the job id and the attempt number they are for (and, for
+ops reading the queue, the deferral they were sent for). The back-off travels as the SQS message delay.
+
+Anyone who may send to the jobs queue can write such a message, so nothing in it is trusted beyond
+naming the job: dispatch acts on one only while the job still waits for exactly that attempt AND its
+next launch is due (`relaunch_due_at` on the job's latest attempt, written before the message is
+sent: the next attempt's back-off when a retry is scheduled, the deferral's back-off when a launch is
+put back on the queue). A duplicate, a late one or a forged one does nothing; one that arrives early
+is ignored (logged, metric `RelaunchesEarly`), and the genuine one arrives when it is due. The count of
+deferrals, which makes the back-off grow, lives on the attempt too (`deferrals`), never in the message.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, TypeGuard
 
 from batchgate.domain.backoff import retry_delay_seconds
-from batchgate.domain.jobs import Job, JobStatus, is_job_id
+from batchgate.domain.jobs import Job, JobStatus, is_job_id, iso, parse_iso
 from batchgate.domain.retry_policy import RetryPolicy
 
 KIND_ATTRIBUTE = "batchgate-kind"
@@ -27,6 +33,9 @@ WARM_CHECK_KIND = "warm-check"
 MAX_BODY_BYTES = 1024
 # Far more than any throttling lasts at a back-off capped at minutes; bounds what a body may claim.
 MAX_DEFERRALS = 10_000
+# A relaunch is acted on from this long before its due time: the clocks of ECS, SQS and Lambda differ
+# by milliseconds, and a message delay is whole seconds. Also all a forged message can gain.
+EARLY_TOLERANCE_SECONDS = 2.0
 
 
 class InvalidRelaunchMessage(ValueError):
@@ -37,7 +46,8 @@ class InvalidRelaunchMessage(ValueError):
 class Relaunch:
     job_id: str
     attempt: int
-    # Times a throttled launch of this attempt was put back on the queue (batchgate.services.launch_deferral).
+    # Which deferral of this attempt the message was sent for (batchgate.services.launch_deferral): for
+    # logs and ops only; dispatch reads the count from the attempt.
     deferrals: int = 0
 
     def body(self) -> str:
@@ -110,3 +120,62 @@ def next_attempt_relaunch(job: Job, policy: RetryPolicy) -> tuple[Relaunch, int]
     return Relaunch(job.job_id, failed.number + 1), retry_delay_seconds(
         policy.base_delay_seconds, policy.max_delay_seconds, job.job_id, failed.number
     )
+
+
+def pending_relaunch_due(job: Job) -> datetime | None:
+    """When the launch a job waits for is due (`relaunch_due_at` of its latest attempt); None when it
+    waits for no launch, or none was scheduled with a due time (the first attempt, items written before
+    due times were kept)."""
+    attempt = job.attempt
+    if awaited_attempt(job) is None or attempt is None or attempt.relaunch_due_at is None:
+        return None
+    try:
+        return parse_iso(attempt.relaunch_due_at)
+    except ValueError:
+        return None
+
+
+def early_relaunch_due(job: Job, now: datetime) -> datetime | None:
+    """The due time of the launch `job` waits for, when a relaunch handled at `now` comes before it
+    (beyond the clocks' tolerance); None when a relaunch may act now."""
+    due = pending_relaunch_due(job)
+    if due is not None and now < due - timedelta(seconds=EARLY_TOLERANCE_SECONDS):
+        return due
+    return None
+
+
+def due_after(at: str, seconds: float) -> str:
+    return iso(parse_iso(at) + timedelta(seconds=seconds))
+
+
+def with_retry_due(job: Job, at: str, delay_seconds: int) -> Job:
+    """The job whose latest (failed) attempt says its retry is due `delay_seconds` after `at`."""
+    attempt = job.attempt
+    if attempt is None:
+        return job
+    return job.with_attempt(replace(attempt, relaunch_due_at=due_after(at, delay_seconds)))
+
+
+def record_deferral(
+    job: Job, number: int, seen_deferrals: int, *, at: str, delay_seconds: int, note: str | None = None
+) -> Job | None:
+    """Attempt `number`, DISPATCHING without a task, put back on the queue once more: its deferral
+    count goes up by one, its launch is due `delay_seconds` after `at`, and `updated_at` moves (the
+    sweep measures a lost launch from it). `note` says why, for ops ("waiting: 5/5 running").
+
+    Only while the attempt still has the count `seen_deferrals` its launch was decided on: of two
+    deliveries deferring the same launch at once, one writes and sends the relaunch, so two chains of
+    relaunch messages never grow from one attempt. None when there is nothing to write."""
+    attempt = job.attempt
+    if (
+        job.status is not JobStatus.DISPATCHING
+        or attempt is None
+        or attempt.number != number
+        or attempt.task_arn is not None
+        or attempt.deferrals != seen_deferrals
+    ):
+        return None
+    deferred = replace(
+        attempt, deferrals=seen_deferrals + 1, relaunch_due_at=due_after(at, delay_seconds), note=note
+    )
+    return job.with_attempt(deferred).moved_to(JobStatus.DISPATCHING, at)

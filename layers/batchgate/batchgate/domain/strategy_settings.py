@@ -76,11 +76,16 @@ class StrategySettings:
     fargate_launch_burst: float = 100.0
     fargate_launch_per_second: float = 20.0
     run_task_calls_per_second: float = 20.0
+    # ECS's other actions batchgate calls (ListTasks, DescribeTasks, StopTask), shared by the dispatch
+    # containers and the sweep.
+    ecs_api_calls_per_second: float = 20.0
     # How long a dispatch thread may wait for a launch token before the record goes back to the queue.
     governor_max_wait_seconds: float = 2.0
     # Back-off of a throttled record: base * 2**(receive count - 1), capped, with full jitter.
     backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 300.0
+    # The longest delay of a launch waiting for its batch's `max_running` slot (same growth as above).
+    max_running_wait_seconds: float = 60.0
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> StrategySettings:

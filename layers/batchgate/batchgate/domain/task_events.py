@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from batchgate.adapters.ecs import LogPointer
 from batchgate.domain.jobs import Attempt, Job, JobStatus, is_job_id, iso, parse_iso, stored_text
+from batchgate.domain.relaunch import with_retry_due
 from batchgate.domain.retry_policy import Retry, attempts_never_run, decide
 
 if TYPE_CHECKING:
@@ -332,4 +333,5 @@ def apply_task_event(
         reason = decision.reason
         if isinstance(decision, Retry):
             status = JobStatus.RETRYING
+            job = with_retry_due(job, job.updated_at, decision.delay_seconds)
     return job.moved_to(status, job.updated_at, reason)

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from batchgate.domain.jobs import Job, JobStatus
+from batchgate.domain.relaunch import with_retry_due
 from batchgate.domain.retry_policy import TIMEOUT_REASON_PREFIX, Retry, decide
 
 if TYPE_CHECKING:
@@ -49,4 +50,7 @@ def time_out_attempt(job: Job, number: int, reason: str, at: str, spec: BatchSpe
         return None
     decision = decide(latest, spec, job_id=job.job_id, failure=reason, timed_out=True)
     status = JobStatus.RETRYING if isinstance(decision, Retry) else JobStatus.TIMED_OUT
-    return job.with_attempt(replace(latest, note=reason)).moved_to(status, at, decision.reason)
+    timed_out = job.with_attempt(replace(latest, note=reason))
+    if isinstance(decision, Retry):
+        timed_out = with_retry_due(timed_out, at, decision.delay_seconds)
+    return timed_out.moved_to(status, at, decision.reason)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from batchgate.domain.batch_slots import is_waiting_note
 from batchgate.domain.jobs import Attempt, Job, JobStatus, iso, parse_iso
 from batchgate.domain.latency_sketch import start_seconds_of
 from batchgate.domain.masking import masked_environment, masked_message
@@ -344,7 +345,7 @@ def outcome(job: Job, attempt: Attempt | None = None) -> Outcome:
     if attempt.error and not explain_reason(attempt.error):
         explanations.append(f"Dispatch error: {attempt.error}")
     if attempt.note:
-        explanations.append(f"Sweep: {attempt.note}")
+        explanations.append(_note_meaning(attempt.note))
     label = job.status.value if is_current else f"attempt {attempt.number}"
     return Outcome(
         headline=_headline(label, _attempt_summary(attempt)),
@@ -377,6 +378,12 @@ def retry_cause(job: Job, attempt: Attempt, policy: RetryPolicy) -> str | None:
     return f"{found.source} rule {found.rule.describe()} ({seen})"
 
 
+def _note_meaning(note: str) -> str:
+    if is_waiting_note(note):
+        return f"The batch runs its max_running jobs already: this launch waits ({note})."
+    return f"Sweep: {note}"
+
+
 def _headline(label: str, detail: str | None) -> str:
     return f"{label}: {detail}" if detail else label
 
@@ -393,6 +400,8 @@ def _attempt_summary(attempt: Attempt) -> str | None:
         parts.append(attempt.container_reason)
     elif attempt.error and not attempt.task_arn:
         parts.append(attempt.error)
+    elif attempt.note and not attempt.task_arn and is_waiting_note(attempt.note):
+        parts.append(attempt.note)
     return "; ".join(parts) if parts else None
 
 
@@ -460,8 +469,16 @@ def job_row(job: Job, now: datetime | None = None) -> dict[str, Any]:
         "start_latency_seconds": start_latency(attempt, job.submitted_at),
         "run_time_seconds": run_time(attempt, now),
         "exit_code": attempt.exit_code if attempt else None,
-        "reason": job.reason,
+        "reason": waiting if (waiting := _waiting(job)) else job.reason,
     }
+
+
+def _waiting(job: Job) -> str | None:
+    """The note "waiting: 5/5 running" while the job's launch waits for a slot of its batch's max_running."""
+    attempt = job.attempt
+    if job.status is JobStatus.DISPATCHING and attempt is not None and attempt.task_arn is None:
+        return attempt.note if attempt.note and is_waiting_note(attempt.note) else None
+    return None
 
 
 def warm_document(

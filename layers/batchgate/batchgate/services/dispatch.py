@@ -23,12 +23,15 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batchgate.adapters.aws_clients import dynamodb_client, ecs_client
+from batchgate.adapters.batch_slots import BatchSlotTable, SlotsChanged
 from batchgate.adapters.ecs import EcsTasks, LaunchOutcome, PermanentLaunchError, RetryableLaunchError
 from batchgate.adapters.history_table import HistoryTable
 from batchgate.adapters.job_table import JobTable
 from batchgate.adapters.jobs_queue import JobsQueue
 from batchgate.adapters.pool_queues import PoolQueues, UnknownPoolQueue
 from batchgate.adapters.telemetry import count, logger
+from batchgate.adapters.write_conflicts import tries_after_conflicts
+from batchgate.domain.batch_slots import waiting_note
 from batchgate.domain.catalog import BatchSpec, Catalog, load_catalog
 from batchgate.domain.corrections import corrected, is_message_of, replaces_rejection
 from batchgate.domain.described_tasks import task_attempt
@@ -51,7 +54,7 @@ from batchgate.domain.launch_chain import advance_try, has_next_try, note_try_fa
 from batchgate.domain.masking import masked_message
 from batchgate.domain.messages import RejectedMessage, SubmitMessage, parse_submit_message, printable
 from batchgate.domain.pools import WarmSlots
-from batchgate.domain.relaunch import Relaunch, awaited_attempt
+from batchgate.domain.relaunch import Relaunch, awaited_attempt, early_relaunch_due
 from batchgate.domain.strategy import plan_launch
 from batchgate.domain.strategy_settings import DEFAULT_STRATEGY_SETTINGS, EC2, StrategySettings
 from batchgate.domain.warm import (
@@ -74,6 +77,8 @@ if TYPE_CHECKING:
 # What is kept of a rejected message for ops to read, environment values masked (domain.masking).
 RAW_MESSAGE_LIMIT = 2048
 BATCH_ATTRIBUTE_LIMIT = 64
+# Reads and conditional writes of a batch's slots before the launch is put back on the queue instead.
+SLOT_TRIES = 4
 UNKNOWN_BATCH = "-"
 
 
@@ -94,10 +99,21 @@ class RetryLater(Exception):
     dispatcher puts it back on the queue as this relaunch message instead, delayed by a back-off of at
     least `delay_seconds`, when it has a jobs queue (`Dispatcher.deferral`)."""
 
-    def __init__(self, reason: str, *, resume: Relaunch | None = None, delay_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        resume: Relaunch | None = None,
+        delay_seconds: float = 0.0,
+        max_delay_seconds: float | None = None,
+        note: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.resume = resume
         self.delay_seconds = delay_seconds
+        # The back-off's cap when not the throttling one, and what the attempt shows ops meanwhile.
+        self.max_delay_seconds = max_delay_seconds
+        self.note = note
 
     @property
     def throttled(self) -> bool:
@@ -128,6 +144,8 @@ class Dispatcher:
     strategy_settings: StrategySettings = DEFAULT_STRATEGY_SETTINGS
     # Where a throttled launch is put back (the jobs queue); without it the record itself goes back.
     deferral: LaunchDeferral | None = None
+    # The slots of batches with a `max_running`; without them no batch is limited here.
+    slots: BatchSlotTable | None = None
     # The warm lane: the pools' free slots, their work queues, and the jobs queue for the offers'
     # checks. Without all three no job is planned WARM.
     warm_advice: WarmAdvice | None = None
@@ -140,6 +158,7 @@ class Dispatcher:
         # One of each, shared by the adapters and by the dispatch threads.
         threads = settings.dispatch_concurrency
         dynamodb, ecs = dynamodb_client(threads), ecs_client(threads)
+        governor = LaunchGovernor.for_settings(tuning, settings.dispatch_max_concurrency)
         jobs_queue = JobsQueue(queue) if (queue := settings.jobs_queue_url) else None
         capacity = warm_advice = None
         if settings.ec2_capacity_provider:
@@ -159,7 +178,7 @@ class Dispatcher:
         return cls(
             catalog=load_catalog(settings.catalog_path),
             table=JobTable(settings.table_name, dynamodb),
-            ecs=EcsTasks(settings.cluster, ecs),
+            ecs=EcsTasks(settings.cluster, ecs, pace=governor.pace),
             settings=settings,
             history=(
                 HistoryTable(
@@ -169,9 +188,10 @@ class Dispatcher:
                 else None
             ),
             capacity=capacity,
-            governor=LaunchGovernor.for_settings(tuning, settings.dispatch_max_concurrency),
+            governor=governor,
             strategy_settings=tuning,
             deferral=LaunchDeferral(jobs_queue, tuning) if jobs_queue is not None else None,
+            slots=BatchSlotTable(settings.table_name, dynamodb),
             warm_advice=warm_advice,
             pool_queues=PoolQueues(settings.pool_queue_urls) if settings.pool_queue_urls else None,
             jobs_queue=jobs_queue,
@@ -212,7 +232,7 @@ class Dispatcher:
 
         if job.status is JobStatus.SUBMITTED and _deadline_passed(job, now):
             return self._reject_late(job, now)
-        return self._launching(job, spec, now, deferrals=0)
+        return self._launching(job, spec, now)
 
     def _correct(self, rejected: Job, submitted: Job) -> Job | None:
         """The REJECTED job made anew by a valid message with its key (batchgate.domain.corrections);
@@ -231,20 +251,30 @@ class Dispatcher:
 
     def relaunch(self, body: str) -> DispatchResult:
         """Handle an internal relaunch message (batchgate.domain.relaunch): start the job's next attempt
-        after a retryable failure, or resume a launch that was lost. Acts only while the job still waits for
-        exactly that attempt, so duplicates and late or forged messages change nothing. Raises
-        InvalidRelaunchMessage for a body batchgate did not write (the record ends in the DLQ)."""
+        after a retryable failure, or resume a launch that was lost or put back. Acts only while the job
+        still waits for exactly that attempt and its launch is due (`relaunch_due_at`), so duplicates,
+        late, early or forged messages change nothing; the deferral count is the attempt's, never the
+        message's. Raises InvalidRelaunchMessage for a body batchgate did not write (the record ends in
+        the DLQ)."""
         now = self.clock()
         relaunch = Relaunch.parse(body)
-        logger.thread_safe_append_keys(
-            job_id=relaunch.job_id, attempt=relaunch.attempt, deferrals=relaunch.deferrals
-        )
+        logger.thread_safe_append_keys(job_id=relaunch.job_id, attempt=relaunch.attempt)
         job = self.table.get(relaunch.job_id)
         if job is None or awaited_attempt(job) != relaunch.attempt:
             status = job.status if job else None
             logger.info("relaunch not awaited: nothing to do", extra={"status": status})
             return DispatchResult.DUPLICATE
-        return self._resume(job, now, deferrals=relaunch.deferrals)
+        due = early_relaunch_due(job, now)
+        if due is not None:
+            # A forged message, or a duplicate of one sent before the latest deferral: the relaunch
+            # sent for this due time comes later.
+            logger.warning(
+                "relaunch before its launch is due: ignored",
+                extra={"due": iso(due), "message_deferrals": relaunch.deferrals},
+            )
+            count("RelaunchesEarly")
+            return DispatchResult.DUPLICATE
+        return self._resume(job, now)
 
     def check_warm(self, body: str) -> DispatchResult:
         """Handle dispatch's own check of a warm offer (batchgate-kind=warm-check, body WorkOffer): an
@@ -276,7 +306,7 @@ class Dispatcher:
                 "warm offer claimed, or the job moved on: nothing to do", extra={"status": after.status}
             )
             return DispatchResult.DUPLICATE
-        return self._resume(after, now, deferrals=0)
+        return self._resume(after, now)
 
     def _not_picked_up_reason(self, job: Job, number: int) -> str:
         attempt = job.attempt_by_number(number)
@@ -286,7 +316,7 @@ class Dispatcher:
         within = f" within {pool.offer_seconds} s" if pool is not None else ""
         return f"not picked up by warm pool {name}{within}"
 
-    def _resume(self, job: Job, now: datetime, *, deferrals: int) -> DispatchResult:
+    def _resume(self, job: Job, now: datetime) -> DispatchResult:
         """Launch the attempt `job` awaits (checked by the caller)."""
         spec = self.catalog.get(job.batch)
         if spec is None:
@@ -294,7 +324,7 @@ class Dispatcher:
             self.table.mutate(job.job_id, lambda j: j.moved_to(JobStatus.FAILED, iso(now), reason))
             count("JobsFailed")
             return DispatchResult.FAILED
-        return self._launching(job, spec, now, deferrals=deferrals)
+        return self._launching(job, spec, now)
 
     def _reject_late(self, job: Job, now: datetime) -> DispatchResult:
         """A SUBMITTED job whose deadline passed before its launch began ends REJECTED. Only while it is
@@ -314,22 +344,34 @@ class Dispatcher:
         count("JobsRejected")
         return DispatchResult.REJECTED
 
-    def _launching(self, job: Job, spec: BatchSpec, now: datetime, *, deferrals: int) -> DispatchResult:
-        """`_launch`, with a throttled launch put back on the queue (its `deferrals`-th time so far)."""
+    def _launching(self, job: Job, spec: BatchSpec, now: datetime) -> DispatchResult:
+        """`_launch`, with a launch that must wait put back on the queue, its deferral recorded on the
+        attempt (counted from what `job` says of the attempt it awaits)."""
+        awaited = awaited_attempt(job)
+        current = job.attempt_by_number(awaited) if awaited is not None else None
+        seen = current.deferrals if current is not None else 0
         try:
             return self._launch(job, spec, now)
         except RetryLater as retry:
-            if (
-                retry.resume is None
-                or self.deferral is None
-                or self.deferral.defer(retry.resume, deferrals, at_least=retry.delay_seconds) is None
-            ):
+            if retry.resume is None or self.deferral is None:
                 raise  # the record itself goes back to the queue
-            return DispatchResult.DEFERRED
+            deferral = self.deferral.defer(
+                self.table,
+                retry.resume,
+                seen,
+                now,
+                at_least=retry.delay_seconds,
+                cap=retry.max_delay_seconds,
+                note=retry.note,
+            )
+            if deferral is None:
+                raise
+            return DispatchResult.DEFERRED if deferral.sent else DispatchResult.DUPLICATE
 
     def _launch(self, job: Job, spec: BatchSpec, now: datetime) -> DispatchResult:
         attempt = job.attempt
-        if attempt is None or job.status in (JobStatus.SUBMITTED, JobStatus.RETRYING):
+        resumed = attempt is not None and job.status not in (JobStatus.SUBMITTED, JobStatus.RETRYING)
+        if attempt is None or not resumed:
             # A retry is planned knowing the previous attempt (a Spot interruption moves it on-demand).
             plan = plan_launch(
                 spec,
@@ -354,14 +396,19 @@ class Dispatcher:
                 logger.info("another delivery began this attempt", extra={"status": stored.status})
                 return DispatchResult.DUPLICATE
             job, attempt = stored, began
-        elif attempt.strategy != WARM:  # a WARM attempt has no task of its own to look for
+        # Every attempt launched holds one of its batch's `max_running` slots, a WARM one too.
+        self._hold_slot(job, spec, attempt)
+        if resumed and attempt.strategy != WARM:  # a WARM attempt has no task of its own to look for
             # A resumed launch: an earlier delivery may have started the task and crashed before
             # recording it. Find it by startedBy (and its BATCHGATE_ATTEMPT) instead of relying on
-            # RunTask's clientToken alone, which ECS only honours for a while.
+            # RunTask's clientToken alone, which ECS only honours for a while. Admitted by the
+            # governor first: a launch it puts back costs no ECS call.
+            self._admit(attempt, Relaunch(job.job_id, attempt.number))
             found = self._started_task(job, attempt)
             if found is not None:
                 logger.info("found the task of a resumed launch", extra={"task_arn": found})
                 return self._record_outcome(job, attempt, LaunchOutcome(task_arn=found), now)
+            return self._run_task(job, spec, attempt, now, admitted=True)
         # A resumed attempt reuses its stored plan: RunTask with the same clientToken and other
         # parameters would be refused as a conflict.
         if attempt.strategy == WARM:
@@ -429,12 +476,16 @@ class Dispatcher:
         count("LaunchFallbacks")
         return self._run_task(stored, spec, current, now)
 
-    def _run_task(self, job: Job, spec: BatchSpec, attempt: Attempt, now: datetime) -> DispatchResult:
-        """One RunTask try of the attempt (its current strategy and token), behind the governor."""
+    def _run_task(
+        self, job: Job, spec: BatchSpec, attempt: Attempt, now: datetime, *, admitted: bool = False
+    ) -> DispatchResult:
+        """One RunTask try of the attempt (its current strategy and token), behind the governor (unless
+        the caller was `admitted` already)."""
         if attempt.strategy == WARM:  # the pool's name is no capacity provider
             raise AssertionError(f"RunTask for the WARM try of {job.job_id} attempt {attempt.number}")
         resume = Relaunch(job.job_id, attempt.number)
-        self._admit(attempt, resume)
+        if not admitted:
+            self._admit(attempt, resume)
         request = run_task_request(job, spec, attempt, self.settings)
         try:
             outcome = self.ecs.run_task(request)
@@ -448,6 +499,40 @@ class Dispatcher:
             count("JobsFailed")
             return DispatchResult.FAILED
         return self._record_outcome(job, attempt, outcome, now)
+
+    def _hold_slot(self, job: Job, spec: BatchSpec, attempt: Attempt) -> None:
+        """Take a slot of the batch's `max_running` for the attempt (batchgate.domain.batch_slots), freeing
+        those of jobs no longer running when it is full; raises RetryLater (the launch waits, put back on
+        the queue) when every slot is held."""
+        limit = spec.max_running
+        if limit is None or self.slots is None:
+            return
+        resume = Relaunch(job.job_id, attempt.number)
+        for _ in tries_after_conflicts(SLOT_TRIES):
+            slots = self.slots.get(spec.name)
+            taken = slots.taken_by(job.job_id, attempt.number, limit)
+            if taken is None:
+                holders = {held.job_id: held for held in self.table.get_many(list(slots.holders))}
+                slots = slots.freed(holders)
+                taken = slots.taken_by(job.job_id, attempt.number, limit)
+            if taken is None:
+                note = waiting_note(len(slots.holders), limit)
+                count("LaunchesWaiting")
+                logger.info("batch at its max_running: the launch waits", extra={"note": note})
+                raise RetryLater(
+                    note,
+                    resume=resume,
+                    note=note,
+                    max_delay_seconds=self.strategy_settings.max_running_wait_seconds,
+                )
+            if taken is slots:
+                return  # held already (a resumed launch)
+            try:
+                self.slots.save(taken)
+                return
+            except SlotsChanged:
+                continue
+        raise RetryLater(f"the slots of batch {spec.name} kept changing", resume=resume)
 
     def _admit(self, attempt: Attempt, resume: Relaunch) -> None:
         if self.governor is None:
@@ -677,7 +762,8 @@ def record_task(job: Job, number: int, task_arn: str, outcome: LaunchOutcome, at
     attempt = job.attempt_by_number(number)
     if attempt is None or attempt.task_arn not in (None, task_arn):
         return None  # never replaces the task another delivery recorded (dispatch stops this one)
-    updated = replace(attempt, task_arn=task_arn, launch_failures=outcome.failures, error=None)
+    # A note (waiting for a slot, a lost launch) described a state that is over.
+    updated = replace(attempt, task_arn=task_arn, launch_failures=outcome.failures, error=None, note=None)
     # Task events may have moved the job past DISPATCHED already; moved_to never goes back.
     return job.with_attempt(updated).moved_to(JobStatus.DISPATCHED, at)
 

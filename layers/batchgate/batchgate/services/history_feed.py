@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchgate.adapters.aws_clients import dynamodb_client
+from batchgate.adapters.batch_slots import is_slots_key
 from batchgate.adapters.history_table import HistoryTable
-from batchgate.adapters.job_table import from_attributes
+from batchgate.adapters.job_table import KEY_ATTRIBUTE, from_attributes
 from batchgate.adapters.telemetry import count, logger
 from batchgate.domain.jobs import Attempt, Job
 from batchgate.domain.latency_sketch import AttemptObservation, observation_of
@@ -65,6 +66,9 @@ class JobChange:
         """From a record as Lambda delivers it (`dynamodb.OldImage`/`NewImage` in attribute values)."""
         stream = record.get("dynamodb") or {}
         sequence_number = str(stream.get("SequenceNumber") or "")
+        key = ((stream.get("Keys") or {}).get(KEY_ATTRIBUTE) or {}).get("S")
+        if isinstance(key, str) and is_slots_key(key):
+            return cls(sequence_number=sequence_number, before=None, after=None)  # a batch's slots
         try:
             return cls(
                 sequence_number=sequence_number,

@@ -7,6 +7,11 @@ takes its share: the limits divided by that number. Within a container, the disp
 governor (thread-safe). A launch that would wait longer than `max_wait` is not made: it is put back on the
 queue with a growing delay (batchgate.services.launch_deferral), so no job is lost and nothing loops hot.
 
+ECS's other actions batchgate calls (ListTasks and DescribeTasks when a resumed launch looks for its
+task, the sweep's DescribeTasks and StopTask) are paced by a third bucket, `ecs_api_calls_per_second`
+shared by the dispatch containers and the sweep (each takes 1/(N+1)): `pace` waits for a token without
+a limit, as those callers can wait, and a launch the governor puts back makes none of them.
+
 Pure apart from the clock and sleep it is given.
 """
 
@@ -72,6 +77,7 @@ class LaunchGovernor:
         fargate_per_second: float,
         fargate_burst: float,
         max_wait: float,
+        api_calls_per_second: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -79,6 +85,11 @@ class LaunchGovernor:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._calls = TokenBucket(calls_per_second, max(calls_per_second, 1.0), clock)
+        self._api_calls = (
+            TokenBucket(api_calls_per_second, max(api_calls_per_second, 1.0), clock)
+            if api_calls_per_second
+            else None
+        )
         self._fargate = {
             name: TokenBucket(fargate_per_second, fargate_burst, clock) for name in ("FARGATE", FARGATE_SPOT)
         }
@@ -99,6 +110,8 @@ class LaunchGovernor:
             fargate_per_second=settings.fargate_launch_per_second * share,
             fargate_burst=max(settings.fargate_launch_burst * share, 1.0),
             max_wait=settings.governor_max_wait_seconds,
+            # The dispatch containers and the sweep.
+            api_calls_per_second=settings.ecs_api_calls_per_second / (max(containers, 1) + 1),
             clock=clock,
             sleep=sleep,
         )
@@ -117,3 +130,15 @@ class LaunchGovernor:
         if wait > 0:
             self._sleep(wait)
         return Admission(admitted=True, waited=wait)
+
+    def pace(self) -> float:
+        """Wait for one call of ECS's other actions (ListTasks, DescribeTasks, StopTask), as long as it
+        takes; returns the wait. Without an ECS call rate, no wait."""
+        if self._api_calls is None:
+            return 0.0
+        with self._lock:
+            wait = self._api_calls.wait_time()
+            self._api_calls.take()
+        if wait > 0:
+            self._sleep(wait)
+        return wait

@@ -18,7 +18,10 @@ For each:
   the events (a STOPPED it missed ends the job or gives it its next attempt);
 - lost launches: a job SUBMITTED or DISPATCHING without a task for too long, or RETRYING long after its
   back-off, gets a relaunch message (dispatch resumes the same attempt with the same clientToken, after
-  looking for its task by startedBy);
+  looking for its task by startedBy). A job whose next launch has a due time (`relaunch_due_at`: a
+  retry's back-off, a launch put back on the queue by the governor, throttling or `max_running`) has
+  its relaunch message on the way: it is left alone until that time is well past (the grace after it),
+  so a long deferral never gets a second chain of relaunch messages;
 - stuck jobs: a task PROVISIONING or PENDING far beyond the expected start gets a note ops can read
   ("PENDING for 6 min: image pull not finished") and counts in the StuckJobs metric.
 
@@ -29,7 +32,9 @@ a grace, and the next attempt relaunched; a claimed attempt whose pool task's he
 stale or no longer lists it fails `WarmTaskStopped` (retried); a WARM attempt past its timeout ends the
 job TIMED_OUT, and the worker stops the job's process when it sees that.
 
-Every change goes through `JobTable.mutate`, so the sweep and track never overwrite each other.
+Every change goes through `JobTable.mutate`, so the sweep and track never overwrite each other. Its ECS
+calls (DescribeTasks, StopTask) go through its share of the launch-rate governor's ECS call rate
+(batchgate.services.launch_governor), with dispatch's.
 """
 
 from __future__ import annotations
@@ -53,12 +58,14 @@ from batchgate.domain.catalog import BatchSpec, Catalog, load_catalog
 from batchgate.domain.described_tasks import change_from_task
 from batchgate.domain.jobs import Attempt, Job, JobStatus, iso, parse_iso, utc_now
 from batchgate.domain.pools import STALE_AFTER_SECONDS
-from batchgate.domain.relaunch import Relaunch, awaited_attempt, next_attempt_relaunch
+from batchgate.domain.relaunch import Relaunch, awaited_attempt, next_attempt_relaunch, pending_relaunch_due
 from batchgate.domain.retry_policy import Retry, decide
+from batchgate.domain.strategy_settings import StrategySettings
 from batchgate.domain.task_events import InvalidTaskEvent, apply_task_event
 from batchgate.domain.timeouts import TRACKED_STATUSES, time_out_attempt, timeout_reason
 from batchgate.domain.timeouts import may_time_out as _may_time_out
 from batchgate.domain.warm import OFFERED, WARM, expire_warm_offer, heartbeat_loss, is_warm, pool_task_lost
+from batchgate.services.launch_governor import LaunchGovernor
 from batchgate.services.settings import Settings
 
 # The statuses of jobs that have not ended, in the order the sweep reads them.
@@ -146,10 +153,13 @@ class Sweeper:
     def from_settings(cls, settings: Settings) -> Sweeper:
         # One DynamoDB client for both tables: a second one costs milliseconds of every cold start.
         dynamodb = dynamodb_client()
+        governor = LaunchGovernor.for_settings(
+            StrategySettings.from_environment(), settings.dispatch_max_concurrency
+        )
         return cls(
             catalog=load_catalog(settings.catalog_path),
             table=JobTable(settings.table_name, dynamodb),
-            ecs=EcsTasks(settings.cluster),
+            ecs=EcsTasks(settings.cluster, pace=governor.pace),
             jobs_queue=JobsQueue(settings.jobs_queue_url) if settings.jobs_queue_url else None,
             pools=PoolTable(settings.pool_table_name, dynamodb) if settings.pool_table_name else None,
         )
@@ -218,14 +228,25 @@ class Sweeper:
         spec = self.catalog.get(job.batch)
         idle = _seconds(now, job.updated_at)
         if job.status in (JobStatus.SUBMITTED, JobStatus.DISPATCHING):
-            if awaited_attempt(job) is not None and idle > self.settings.launch_grace_seconds:
+            grace = self.settings.launch_grace_seconds
+            if (
+                awaited_attempt(job) is not None
+                and idle > grace
+                and not self._relaunch_pending(job, now, grace)
+            ):
                 self._relaunch(
                     job, now, report, f"{job.status.value} for {_minutes(idle)}: launch did not finish"
                 )
             return None
         if job.status is JobStatus.RETRYING:
-            overdue = MAX_DELAY_SECONDS + self.settings.retry_grace_seconds
-            if idle > overdue:
+            grace = self.settings.retry_grace_seconds
+            # Without a recorded due time (items written before it was kept): the longest back-off.
+            lost = (
+                not self._relaunch_pending(job, now, grace)
+                if pending_relaunch_due(job) is not None
+                else idle > MAX_DELAY_SECONDS + grace
+            )
+            if lost:
                 self._relaunch(job, now, report, f"RETRYING for {_minutes(idle)}: retry message lost")
             return None
         attempt = job.attempt
@@ -242,6 +263,13 @@ class Sweeper:
         if idle > self.settings.event_grace_seconds and attempt.task_arn is not None:
             return Comparison.STALE
         return None
+
+    @staticmethod
+    def _relaunch_pending(job: Job, now: datetime, grace: float) -> bool:
+        """The launch `job` waits for has a relaunch message on the way: its due time (plus `grace`
+        for a busy queue) is not past."""
+        due = pending_relaunch_due(job)
+        return due is not None and (now - due).total_seconds() <= grace
 
     def _past_timeout(self, job: Job, spec: BatchSpec, attempt: Attempt, now: datetime) -> bool:
         started = attempt.timeline.get("started")
