@@ -68,6 +68,10 @@ class LambdaContextStub:
     memory_limit_in_mb: int = 256
     invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:batchgate-test"
     aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+    remaining_millis: int = 120_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_millis
 
 
 @dataclass(frozen=True)

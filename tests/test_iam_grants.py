@@ -67,6 +67,9 @@ ADAPTER_GRANTS: dict[tuple[str, str], set[str]] = {
     ("HistoryTable", "dynamodb:GetItem"): {"HistoryTable"},
     ("HistoryTable", "dynamodb:PutItem"): {"HistoryTable"},
     ("HistoryTable", "dynamodb:Query"): {"HistoryTable"},
+    # A batch's max_running slots: one item of the job table per limited batch (`slots#<batch>`).
+    ("BatchSlotTable", "dynamodb:GetItem"): {"JobTable"},
+    ("BatchSlotTable", "dynamodb:PutItem"): {"JobTable"},
     ("PoolTable", "dynamodb:GetItem"): {"PoolTable"},
     ("PoolTable", "dynamodb:Query"): {"PoolTable"},
     ("PoolTable", "dynamodb:PutItem"): {"PoolTable"},

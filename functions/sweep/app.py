@@ -1,7 +1,8 @@
 """Sweep Lambda (scheduled): timeouts, stuck jobs, missed task events and lost launches.
 
 Thin: the domain is batchgate.services.sweep. Emits the StuckJobs metric on every run (0 included), which the
-StuckJobsAlarm watches.
+StuckJobsAlarm watches. A run is bounded by the invocation's remaining time (less a margin): what it does
+not reach is left for the next run (SweepDeferred).
 """
 
 from __future__ import annotations
@@ -23,4 +24,4 @@ sweeper = Sweeper.from_settings(Settings.from_environment())
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return sweeper.sweep().to_dict()
+    return sweeper.sweep(remaining_seconds=context.get_remaining_time_in_millis() / 1000).to_dict()

@@ -539,7 +539,7 @@ def test_a_status_holding_more_than_the_sweep_reads_is_read_oldest_first_and_cou
     tally.add("sweep: timeouts")
 
 
-def test_jobs_past_their_timeout_are_described_with_the_stale_ones_100_a_call(
+def test_jobs_past_their_timeout_and_stale_ones_are_described_100_a_call_in_their_own_passes(
     stack: Stack, sqs: RecordingSqs, tally: Tally
 ) -> None:
     overdue = [running_since(stack, f"overdue-{n}", 600) for n in range(60)]

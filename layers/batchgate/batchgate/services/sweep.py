@@ -6,13 +6,21 @@ It reads candidates from the `jobs-by-status` index (never a scan), each active 
 Only jobs created long enough ago to need anything are read (`quiet_seconds`: every moment the sweep
 measures from, a job's last change, its attempt's dispatch or its task's start, comes after its
 creation), so a sweep reads by key the jobs that have been around for a while, not every young one.
-For each:
+
+A run goes in passes: the timeouts first (every job past its timeout, before anything is reconciled),
+then the rest. Each pass handles its jobs `concurrency` at a time on a thread pool sharing the clients
+(a job from read to write on one thread), and starts work only before the run's deadline (`run_seconds`,
+or the invocation's remaining time less `deadline_margin_seconds`): the jobs not reached are left for
+the next run and counted (`deferred`, SweepDeferred). README, "How a sweep run is bounded".
+
+For each job:
 - timeout: a task running longer than its batch's `timeout_seconds` (or never started long after that)
-  is first compared with ECS (with the stale jobs below): a task ECS reports stopped ends the job by its
-  own result. One still running, unknown to ECS, or whose DescribeTasks failed is stopped with the
-  reason "batchgate: exceeded timeout of N s"; the job ends TIMED_OUT unless the batch's retry policy
-  retries timeouts. An attempt whose container has already stopped (`execution_stopped` in its
-  timeline: the task is deprovisioning) is never timed out: its STOPPED decides;
+  is first compared with ECS (DescribeTasks, 100 tasks a call, in the first pass): a task ECS reports
+  stopped ends the job by its own result. One still running, unknown to ECS, or whose DescribeTasks
+  failed is stopped with the reason "batchgate: exceeded timeout of N s"; the job ends TIMED_OUT unless
+  the batch's retry policy retries timeouts. An attempt whose container has already stopped
+  (`execution_stopped` in its timeline: the task is deprovisioning) is never timed out: its STOPPED
+  decides;
 - missed events: a job whose state has not moved for a while is compared with ECS (DescribeTasks, 100
   tasks a call); what ECS knows and the job does not is applied through the same `apply_task_event` as
   the events (a STOPPED it missed ends the job or gives it its next attempt);
@@ -39,7 +47,10 @@ calls (DescribeTasks, StopTask) go through its share of the launch-rate governor
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import Enum
@@ -47,7 +58,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from batchgate.adapters.aws_clients import dynamodb_client
+from batchgate.adapters.aws_clients import dynamodb_client, ecs_client
 from batchgate.adapters.ecs import EcsTasks
 from batchgate.adapters.job_table import JobTable, JobWrite
 from batchgate.adapters.jobs_queue import JobsQueue
@@ -66,6 +77,7 @@ from batchgate.domain.timeouts import TRACKED_STATUSES, time_out_attempt, timeou
 from batchgate.domain.timeouts import may_time_out as _may_time_out
 from batchgate.domain.warm import OFFERED, WARM, expire_warm_offer, heartbeat_loss, is_warm, pool_task_lost
 from batchgate.services.launch_governor import LaunchGovernor
+from batchgate.services.run_budget import Deadline, each_before
 from batchgate.services.settings import Settings
 
 # The statuses of jobs that have not ended, in the order the sweep reads them.
@@ -87,7 +99,6 @@ class Comparison(Enum):
     """Why a job is compared with ECS."""
 
     STALE = "stale"  # its state has not moved for a while: an event may have been missed
-    OVERDUE = "overdue"  # past its timeout: timed out unless ECS reports its task stopped
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,16 @@ class SweepSettings:
     # A warm offer neither claimed nor checked this long after its pool's offer_seconds: its check
     # message was lost; the sweep expires it and relaunches the next attempt.
     warm_offer_grace_seconds: int = 30
+    # The longest a run starts work for: what is not reached by then waits for the next run (counted in
+    # SweepDeferred). Under the template's schedule (1 minute), so that runs do not overlap; the
+    # invocation's own remaining time, less the margin, bounds it too.
+    run_seconds: float = 50.0
+    # Kept back from the invocation's remaining time: work started before the deadline finishes in it.
+    deadline_margin_seconds: float = 10.0
+    # Jobs (and DescribeTasks calls) handled at once: threads sharing the sweep's clients, each client
+    # with as many connections (batchgate.adapters.aws_clients). Each job waits on AWS ~20-40 ms per
+    # call for ~2-3 ms of CPU: 16 keep a vCPU busy (bench/sweep_scale.py).
+    concurrency: int = 16
 
 
 @dataclass
@@ -124,7 +145,27 @@ class SweepReport:
     errors: int = 0
     # Statuses holding more jobs than the sweep reads per status.
     capped: int = 0
+    # Jobs not reached before the run's deadline: left for the next run.
+    deferred: int = 0
     notes: list[str] = field(default_factory=list)
+    # Metrics counted while handling jobs, published once the run is done (from one thread).
+    counted: Counter[str] = field(default_factory=Counter)
+
+    def count(self, metric: str) -> None:
+        self.counted[metric] += 1
+
+    def add(self, other: SweepReport) -> None:
+        """Another report's counts (one job's, handled on its own thread) added to this one."""
+        self.examined += other.examined
+        self.timed_out += other.timed_out
+        self.reconciled += other.reconciled
+        self.relaunched += other.relaunched
+        self.stuck += other.stuck
+        self.errors += other.errors
+        self.capped += other.capped
+        self.deferred += other.deferred
+        self.notes.extend(other.notes)
+        self.counted.update(other.counted)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,7 +176,18 @@ class SweepReport:
             "stuck": self.stuck,
             "errors": self.errors,
             "capped": self.capped,
+            "deferred": self.deferred,
         }
+
+
+@dataclass
+class Described:
+    """What one pass's DescribeTasks calls said: the tasks ECS knows, by ARN; the ARNs asked about
+    (a call made before the deadline); those whose call failed."""
+
+    tasks: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    asked: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -148,59 +200,197 @@ class Sweeper:
     clock: Callable[[], datetime] = utc_now
     # The pools' heartbeats (POOL_TABLE_NAME); without them claimed WARM attempts are only timed out.
     pools: PoolTable | None = None
+    # The run's deadline is measured on this clock (`clock` is the jobs' time).
+    monotonic: Callable[[], float] = time.monotonic
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Sweeper:
-        # One DynamoDB client for both tables: a second one costs milliseconds of every cold start.
-        dynamodb = dynamodb_client()
+        threads = SweepSettings().concurrency
+        # One DynamoDB client for both tables (the job table's and the pools' heartbeats'): a second
+        # one costs milliseconds of every cold start.
+        dynamodb = dynamodb_client(threads)
         governor = LaunchGovernor.for_settings(
             StrategySettings.from_environment(), settings.dispatch_max_concurrency
         )
         return cls(
             catalog=load_catalog(settings.catalog_path),
             table=JobTable(settings.table_name, dynamodb),
-            ecs=EcsTasks(settings.cluster, pace=governor.pace),
+            ecs=EcsTasks(settings.cluster, ecs_client(threads), pace=governor.pace),
             jobs_queue=JobsQueue(settings.jobs_queue_url) if settings.jobs_queue_url else None,
             pools=PoolTable(settings.pool_table_name, dynamodb) if settings.pool_table_name else None,
         )
 
-    def sweep(self) -> SweepReport:
+    def sweep(self, remaining_seconds: float | None = None) -> SweepReport:
+        """One run: read the candidates, then the timeouts pass, then the rest (reconciliation, lost
+        launches, the warm lane), until the run's deadline (`remaining_seconds`: what the invocation
+        has left, Lambda's context says). What is not reached by then is left for the next run and
+        counted (`deferred`)."""
         now = self.clock()
+        deadline = Deadline.within(self.budget_seconds(remaining_seconds), self.monotonic)
         report = SweepReport()
-        to_compare: list[tuple[Job, Comparison]] = []
-        limit = self.settings.max_jobs_per_status
-        for status in ACTIVE_STATUSES:
-            created_by = iso(now - timedelta(seconds=self.quiet_seconds(status)))
-            for index, job in enumerate(
-                self.table.iterate(status=status.value, until=created_by, limit=100, oldest_first=True)
-            ):
-                if index >= limit:
-                    report.capped += 1
-                    logger.warning(
-                        "more jobs in a status than the sweep reads: newer ones wait for later runs",
-                        extra={"status": status.value, "read": limit},
-                    )
-                    break
-                report.examined += 1
-                try:
-                    comparison = self._examine(job, now, report)
-                    if comparison is not None:
-                        to_compare.append((job, comparison))
-                except Exception as error:  # one bad job must not stop the sweep of the others
-                    report.errors += 1
-                    logger.exception(
-                        "sweep of a job failed", extra={"job_id": job.job_id, "error": str(error)}
-                    )
-        self._reconcile(to_compare, now, report)
+        with ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="sweep") as pool:
+            candidates = self._read_candidates(pool, now, report)
+            report.examined = len(candidates)
+            overdue = self._overdue_jobs(candidates, now, report)
+            self._timeouts_pass(pool, overdue, now, deadline, report)
+            ended_first = {job.job_id for job in overdue}
+            rest = [job for job in candidates if job.job_id not in ended_first]
+            self._reconcile_pass(pool, rest, now, deadline, report)
+        if report.deferred:
+            logger.warning(
+                "the sweep's time ran out: the jobs not reached wait for the next run",
+                extra={"deferred": report.deferred},
+            )
+        for name, value in report.counted.items():
+            count(name, value)
         count("StuckJobs", report.stuck)
         count("SweepTimedOut", report.timed_out)
         count("SweepReconciled", report.reconciled)
         count("SweepRelaunched", report.relaunched)
         count("SweepCapped", report.capped)
+        count("SweepDeferred", report.deferred)
         if report.errors:
             count("SweepErrors", report.errors)
         logger.info("sweep done", extra=report.to_dict())
         return report
+
+    def budget_seconds(self, remaining_seconds: float | None) -> float:
+        """How long this run starts work for: `run_seconds`, less when the invocation has less left
+        than that and the margin."""
+        budget = self.settings.run_seconds
+        if remaining_seconds is not None:
+            budget = min(budget, remaining_seconds - self.settings.deadline_margin_seconds)
+        return max(budget, 0.0)
+
+    # The passes.
+
+    def _read_candidates(self, pool: Executor, now: datetime, report: SweepReport) -> list[Job]:
+        """The jobs old enough to need anything, each status oldest first, the statuses read at once;
+        bounded by `max_jobs_per_status`, not by the deadline."""
+        candidates: list[Job] = []
+        read = pool.map(lambda status: self._read_status(status, now), ACTIVE_STATUSES)
+        for status, (jobs, capped) in zip(ACTIVE_STATUSES, read, strict=True):
+            candidates.extend(jobs)
+            if capped:
+                report.capped += 1
+                logger.warning(
+                    "more jobs in a status than the sweep reads: newer ones wait for later runs",
+                    extra={"status": status.value, "read": self.settings.max_jobs_per_status},
+                )
+        return candidates
+
+    def _read_status(self, status: JobStatus, now: datetime) -> tuple[list[Job], bool]:
+        """Up to `max_jobs_per_status` jobs of `status`, oldest first; whether it holds more."""
+        created_by = iso(now - timedelta(seconds=self.quiet_seconds(status)))
+        jobs: list[Job] = []
+        for job in self.table.iterate(status=status.value, until=created_by, limit=100, oldest_first=True):
+            if len(jobs) >= self.settings.max_jobs_per_status:
+                return jobs, True
+            jobs.append(job)
+        return jobs, False
+
+    def _overdue_jobs(self, candidates: list[Job], now: datetime, report: SweepReport) -> list[Job]:
+        overdue = []
+        for job in candidates:
+            try:
+                if self._past_its_timeout(job, now):
+                    overdue.append(job)
+            except Exception as error:  # one bad job must not stop the sweep of the others
+                report.errors += 1
+                logger.exception("sweep of a job failed", extra={"job_id": job.job_id, "error": str(error)})
+        return overdue
+
+    def _timeouts_pass(
+        self, pool: Executor, overdue: list[Job], now: datetime, deadline: Deadline, report: SweepReport
+    ) -> None:
+        """First: every job past its timeout, before anything else is reconciled. An ECS task is
+        described first (a task that stopped in time ends the job by its own result), 100 a call."""
+        compared = [job for job in overdue if _compared_with_ecs(job)]
+        described = self._describe(pool, compared, deadline, report)
+        reached = [job for job in overdue if not _compared_with_ecs(job) or _task_arn(job) in described.asked]
+        report.deferred += len(overdue) - len(reached)
+
+        def enforce(job: Job, report: SweepReport) -> None:
+            spec, attempt = self.catalog.get(job.batch), job.attempt
+            if spec is None or attempt is None:
+                return
+            if _compared_with_ecs(job):
+                self._overdue(job, described.tasks.get(_task_arn(job)), now, report)
+            else:
+                self._time_out(job, spec, attempt, now, report)
+
+        self._each_job(pool, reached, enforce, deadline, report)
+
+    def _reconcile_pass(
+        self, pool: Executor, jobs: list[Job], now: datetime, deadline: Deadline, report: SweepReport
+    ) -> None:
+        """Then the rest: what needs no ECS call (lost launches and retries, the warm lane), then the
+        jobs whose state has not moved for a while, compared with ECS."""
+        examined = self._each_job(
+            pool, jobs, lambda job, report: self._examine(job, now, report), deadline, report
+        )
+        stale = [job for job, comparison in examined if comparison is Comparison.STALE]
+        described = self._describe(pool, stale, deadline, report)
+        answered = [job for job in stale if _task_arn(job) in described.asked]
+        report.deferred += len(stale) - len(answered)
+        reconciled = [job for job in answered if _task_arn(job) not in described.failed]
+
+        def reconcile(job: Job, report: SweepReport) -> None:
+            self._reconcile_job(job, described.tasks.get(_task_arn(job)), now, report)
+
+        self._each_job(pool, reconciled, reconcile, deadline, report)
+
+    def _each_job[ResultT](
+        self,
+        pool: Executor,
+        jobs: list[Job],
+        work: Callable[[Job, SweepReport], ResultT],
+        deadline: Deadline,
+        report: SweepReport,
+    ) -> list[tuple[Job, ResultT | None]]:
+        """`work` for each job at once (bounded by the pool), each with its own report, added to
+        `report` here, on one thread; a job not started before the deadline is counted deferred."""
+
+        def guarded(job: Job) -> tuple[ResultT | None, SweepReport]:
+            own = SweepReport()
+            try:
+                return work(job, own), own
+            except Exception as error:  # one bad job must not stop the sweep of the others
+                own.errors += 1
+                logger.exception("sweep of a job failed", extra={"job_id": job.job_id, "error": str(error)})
+                return None, own
+
+        done = each_before(pool, jobs, guarded, deadline)
+        report.deferred += len(done.not_started)
+        for _, (_, own) in done.ran:
+            report.add(own)
+        return [(job, result) for job, (result, _) in done.ran]
+
+    def _describe(
+        self, pool: Executor, jobs: list[Job], deadline: Deadline, report: SweepReport
+    ) -> Described:
+        """DescribeTasks of the jobs' tasks, 100 a call, the calls at once, each before the deadline."""
+        arns = list(dict.fromkeys(_task_arn(job) for job in jobs))
+        chunks = [arns[start : start + DESCRIBE_BATCH] for start in range(0, len(arns), DESCRIBE_BATCH)]
+
+        def describe(chunk: list[str]) -> list[dict[str, Any]] | None:
+            try:
+                return self.ecs.describe_tasks(chunk)
+            except (ClientError, BotoCoreError) as error:
+                logger.warning("DescribeTasks failed; next sweep tries again", extra={"error": str(error)})
+                return None
+
+        described = Described()
+        for chunk, tasks in each_before(pool, chunks, describe, deadline).ran:
+            described.asked.update(chunk)
+            if tasks is None:
+                # Jobs past their timeout end all the same: no job runs forever because ECS could
+                # not be read.
+                report.errors += 1
+                described.failed.update(chunk)
+            else:
+                described.tasks.update((task["taskArn"], task) for task in tasks)
+        return described
 
     def quiet_seconds(self, status: JobStatus) -> int:
         """How long after its creation a job in `status` surely needs nothing from the sweep: the
@@ -255,11 +445,6 @@ class Sweeper:
         if is_warm(job):
             self._examine_warm(job, spec, attempt, now, report)
             return None
-        if _may_time_out(job, attempt.number) and self._past_timeout(job, spec, attempt, now):
-            if attempt.task_arn is None:
-                self._time_out(job, spec, attempt, now, report)
-                return None
-            return Comparison.OVERDUE
         if idle > self.settings.event_grace_seconds and attempt.task_arn is not None:
             return Comparison.STALE
         return None
@@ -270,6 +455,16 @@ class Sweeper:
         for a busy queue) is not past."""
         due = pending_relaunch_due(job)
         return due is not None and (now - due).total_seconds() <= grace
+
+    def _past_its_timeout(self, job: Job, now: datetime) -> bool:
+        """The job's attempt may be timed out and is past its batch's timeout: the first pass ends it.
+        A warm offer no worker claimed is not: the warm lane expires it (`_expire_lost_offer`)."""
+        spec, attempt = self.catalog.get(job.batch), job.attempt
+        if spec is None or attempt is None or job.status not in TRACKED_STATUSES:
+            return False
+        if is_warm(job) and attempt.task_arn is None:
+            return False
+        return _may_time_out(job, attempt.number) and self._past_timeout(job, spec, attempt, now)
 
     def _past_timeout(self, job: Job, spec: BatchSpec, attempt: Attempt, now: datetime) -> bool:
         started = attempt.timeline.get("started")
@@ -299,8 +494,9 @@ class Sweeper:
         at = iso(now)
 
         # None when it moved on meanwhile (container stopped, ended, cancelled, next attempt).
+        # `job` was just read (by key, or as written): a stale one only costs a failed conditional write.
         write = self.table.apply(
-            job.job_id, lambda current: time_out_attempt(current, number, reason, at, spec)
+            job.job_id, lambda current: time_out_attempt(current, number, reason, at, spec), read=job
         )
         if write is None or not write.written or write.after.status is not status:
             return  # moved on, or another sweep timed it out: counted there
@@ -312,17 +508,16 @@ class Sweeper:
         if isinstance(decision, Retry):
             self._send(Relaunch(job.job_id, decision.number), decision.delay_seconds)
         else:
-            count("JobsTimedOut")
+            report.count("JobsTimedOut")
 
     # WARM attempts.
 
     def _examine_warm(
         self, job: Job, spec: BatchSpec, attempt: Attempt, now: datetime, report: SweepReport
     ) -> None:
+        # Past its timeout, a claimed attempt was ended by the first pass.
         if attempt.task_arn is None:
             self._expire_lost_offer(job, spec, attempt, now, report)
-        elif _may_time_out(job, attempt.number) and self._past_timeout(job, spec, attempt, now):
-            self._time_out(job, spec, attempt, now, report)
         else:
             self._check_heartbeat(job, spec, attempt, now, report)
 
@@ -340,11 +535,11 @@ class Sweeper:
         )
         number = attempt.number
         write = self.table.apply(
-            job.job_id, lambda current: expire_warm_offer(current, number, iso(now), reason)
+            job.job_id, lambda current: expire_warm_offer(current, number, iso(now), reason), read=job
         )
         if write is None or not write.written:
             return
-        count("WarmNotPickedUp")
+        report.count("WarmNotPickedUp")
         report.relaunched += 1
         report.notes.append(f"{job.job_id}: {reason}")
         logger.warning("warm offer never checked: expired", extra={"job_id": job.job_id, "reason": reason})
@@ -365,10 +560,11 @@ class Sweeper:
         write = self.table.apply(
             job.job_id,
             lambda current: pool_task_lost(current, number, task_arn, reason=reason, at=iso(now), spec=spec),
+            read=job,
         )
         if write is None or not write.written:
             return
-        count("WarmTaskStopped")
+        report.count("WarmTaskStopped")
         report.reconciled += 1
         report.notes.append(f"{job.job_id}: {reason}")
         logger.warning("warm attempt lost its pool task", extra={"job_id": job.job_id, "reason": reason})
@@ -388,36 +584,6 @@ class Sweeper:
         self._send(Relaunch(job.job_id, number), 0)
 
     # Comparing with ECS.
-
-    def _reconcile(self, jobs: list[tuple[Job, Comparison]], now: datetime, report: SweepReport) -> None:
-        by_arn = {
-            job.attempt.task_arn: (job, comparison)
-            for job, comparison in jobs
-            if job.attempt and job.attempt.task_arn
-        }
-        arns = list(by_arn)
-        for start in range(0, len(arns), DESCRIBE_BATCH):
-            chunk = arns[start : start + DESCRIBE_BATCH]
-            described: dict[str, Mapping[str, Any]] | None
-            try:
-                described = {task["taskArn"]: task for task in self.ecs.describe_tasks(chunk)}
-            except (ClientError, BotoCoreError) as error:
-                # Jobs past their timeout end now all the same: no job runs forever because ECS
-                # could not be read.
-                report.errors += 1
-                logger.warning("DescribeTasks failed; next sweep tries again", extra={"error": str(error)})
-                described = None
-            for arn in chunk:
-                job, comparison = by_arn[arn]
-                task = described.get(arn) if described is not None else None
-                try:
-                    if comparison is Comparison.OVERDUE:
-                        self._overdue(job, task, now, report)
-                    elif described is not None:
-                        self._reconcile_job(job, task, now, report)
-                except Exception as error:
-                    report.errors += 1
-                    logger.exception("reconcile failed", extra={"job_id": job.job_id, "error": str(error)})
 
     def _overdue(self, job: Job, task: Mapping[str, Any] | None, now: datetime, report: SweepReport) -> None:
         """A job past its timeout: what ECS says of its task first, so that a task that stopped in
@@ -489,7 +655,9 @@ class Sweeper:
             logger.warning("unreadable DescribeTasks output", extra={"error": str(error)})
             return None
         return self.table.apply(
-            job.job_id, lambda current: apply_task_event(current, change, spec.container, None, spec)
+            job.job_id,
+            lambda current: apply_task_event(current, change, spec.container, None, spec),
+            read=job,
         )
 
     def _vanished(self, job: Job, attempt: Attempt, now: datetime, report: SweepReport) -> None:
@@ -506,11 +674,11 @@ class Sweeper:
             noted = current.with_attempt(replace(attempt, note=reason))
             return noted.moved_to(JobStatus.FAILED, iso(now), reason)
 
-        write = self.table.apply(job.job_id, change)
+        write = self.table.apply(job.job_id, change, read=job)
         if write is not None and write.written:
             report.reconciled += 1
             report.notes.append(f"{job.job_id}: {reason}")
-            count("JobsFailed")
+            report.count("JobsFailed")
 
     # Writes.
 
@@ -526,7 +694,7 @@ class Sweeper:
                 return None
             return current.with_attempt(replace(latest, note=note))
 
-        self.table.mutate(job.job_id, change)
+        self.table.mutate(job.job_id, change, read=job)
 
     def _send(self, relaunch: Relaunch, delay: int) -> None:
         if self.jobs_queue is None:
@@ -562,3 +730,13 @@ def _minutes(seconds: float) -> str:
     if seconds < 120:
         return f"{int(seconds)} s"
     return f"{int(seconds // 60)} min"
+
+
+def _compared_with_ecs(job: Job) -> bool:
+    """A job whose task ECS describes: an ECS attempt with a task (a pool task says nothing of one
+    WARM attempt)."""
+    return job.attempt is not None and job.attempt.task_arn is not None and not is_warm(job)
+
+
+def _task_arn(job: Job) -> str:
+    return job.attempt.task_arn or "" if job.attempt is not None else ""
