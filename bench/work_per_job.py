@@ -1,14 +1,14 @@
 """Work per job: every AWS call and DynamoDB write unit of a job's whole life, counted on the real
 handlers' clients.
 
-One job goes submit -> SUCCEEDED in process: the sample's first submit message (events/) as an SQS
-event through the dispatch handler, then the sample task state change events (PROVISIONING, PENDING,
-RUNNING, STOPPED exit 0), rewritten for the task dispatch started, through the track handler, then the
-job table's stream records of those writes through the history handler, delivered by the local stack's
-stream poller as the template's event source mapping would (its filter included; the poller's own
-stream reads are Lambda's, not the function's, and are not counted). Each function is a container with
-its own counted session. A first job meets cold caches (history, task
-definition); a second job in the same containers shows the steady state.
+One job goes submit -> SUCCEEDED in process: the sample's first submit message (events/), given a tenant
+(the dearer case: the tenant index's one write), as an SQS event through the dispatch handler, then the
+sample task state change events (PROVISIONING, PENDING, RUNNING, STOPPED exit 0), rewritten for the task
+dispatch started, through the track handler, then the job table's stream records of those writes through
+the history handler, delivered by the local stack's stream poller as the template's event source mapping
+would (its filter included; the poller's own stream reads are Lambda's, not the function's, and are not
+counted). Each function is a container with its own counted session. A first job meets cold caches
+(history, task definition); a second job in the same containers shows the steady state.
 
 Write units are counted, not read from DynamoDB (the product does not ask for ReturnConsumedCapacity):
 each write call of the request log, and ceil(item size / 1 KB) per PutItem, the item's size computed as
@@ -55,6 +55,8 @@ MAX_HISTORY_WRITES_PER_ATTEMPT = 1
 # Write units of a one-attempt job's whole life, its table's indexes included (54 when both indexes
 # projected every attribute).
 MAX_WRITE_UNITS_PER_JOB = 30
+# The job's tenant: its entry in jobs-by-tenant is written once (a job without a tenant has none).
+TENANT = "acme"
 # The stream poller without its pauses: the benchmark drains the stream after each job.
 NO_PAUSES = StreamPacing.without_pauses()
 
@@ -99,6 +101,7 @@ def _one_job(stack: InProcessStack, label: str, key: str, containers: Containers
     modules, counters = containers.modules, containers.counters
     message = json.loads(sample_event("sqs-submit-batch.json")["Records"][0]["body"])
     message["idempotency_key"] = f"work-per-job-{key}"
+    message["tenant"] = TENANT
     for counter in counters.values():
         counter.clear()
     response = invoke(modules[DISPATCH], sqs_event([json.dumps(message)], key))
@@ -256,7 +259,8 @@ def report(jobs: list[JobWork], tables: dict[str, str], keys: dict[str, TableKey
         "## Work per job (`bench/work_per_job.py`)",
         "",
         "One job's whole life, submit -> SUCCEEDED, through the real dispatch, track and history "
-        "handlers in process (in-process moto): the sample's first submit message, then the sample task "
+        "handlers in process (in-process moto): the sample's first submit message with a tenant (its "
+        "entry in jobs-by-tenant is written once; a job without a tenant has none), then the sample task "
         "events PROVISIONING, PENDING, RUNNING, STOPPED (exit 0) rewritten for the task dispatch started, "
         "then the job table's stream records of the job's writes, delivered to the history handler as "
         "the template's event source mapping delivers them (MODIFY only). Every call counted on the "

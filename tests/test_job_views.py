@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -251,10 +252,11 @@ def test_format_duration(seconds: float | None, text: str) -> None:
 
 
 def test_job_row_has_the_listing_columns() -> None:
-    row = job_views.job_row(job_with(attempt(exit_code=1), status=JobStatus.FAILED))
+    row = job_views.job_row(replace(job_with(attempt(exit_code=1), status=JobStatus.FAILED), tenant="acme"))
     assert row == {
         "job_id": make_job().job_id,
         "batch": "payroll-calculation",
+        "tenant": "acme",
         "status": "FAILED",
         "strategy": "FARGATE",
         "queued": "2026-11-28T10:00:00.000Z",

@@ -175,7 +175,7 @@ def test_query_by_status_and_batch_reads_only_that_batchs_jobs_by_key(stack: Sta
 
 
 def test_indexes_hold_only_their_projection_and_queries_give_whole_jobs(stack: Stack) -> None:
-    stored = stack.table.create(make_job(idempotency_key="payroll-2026-11", reason="why"))
+    stored = stack.table.create(make_job(idempotency_key="payroll-2026-11", reason="why", tenant="acme"))
     assert stored is not None
     client = boto3.client("dynamodb", region_name="us-east-1")
     for index, (hash_name, _) in INDEXES.items():
@@ -190,6 +190,7 @@ def test_indexes_hold_only_their_projection_and_queries_give_whole_jobs(stack: S
         assert "updated_at" not in entry and "revision" not in entry
     assert stack.table.query(status="SUBMITTED").jobs == [stored]
     assert stack.table.query(batch=stored.batch).jobs == [stored]
+    assert stack.table.query(tenant="acme").jobs == [stored]
 
 
 class MovesAfterTheIndexRead(CountingClient):

@@ -100,6 +100,7 @@ REFERENCED_RESOURCE_TYPES = {
     "TrackDeadLetterQueue": "queue",
     "HistoryDeadLetterQueue": "queue",
     "JobEventsDeadLetterQueue": "queue",
+    "JobEventsTapQueue": "queue",
     "PoolTable": "table",
     "ScheduleTable": "table",
     "ScheduleDeadLetterQueue": "queue",

@@ -287,6 +287,8 @@ def test_the_demo_passes() -> None:
     summary = result.stdout[result.stdout.index("demo jobs") :]
     assert "2x: 1 job" in summary
     assert "unknown batch 'payroll-calc'" in summary
+    # The failing job's notification, as the template's rule sent it to the local topic.
+    assert "payroll-calculation (tenant acme) ended FAILED after attempt 1" in " ".join(result.stdout.split())
 
 
 def processes_of(job_id: str) -> list[int]:

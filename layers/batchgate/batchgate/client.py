@@ -173,6 +173,7 @@ class BatchClient:
         priority: int = 0,
         deadline: datetime | None = None,
         strategy: str | None = None,
+        tenant: str | None = None,
         delay_seconds: int = 0,
     ) -> SubmitReceipt:
         """Send one job. Raises RejectedMessage (nothing sent) when the message would be rejected."""
@@ -185,6 +186,7 @@ class BatchClient:
             priority=priority,
             deadline=deadline,
             strategy=strategy,
+            tenant=tenant,
         )
         body = self.checked_body(message)
         response = self.sqs.send_message(

@@ -6,12 +6,15 @@ Key schema (template.yaml declares the same; a test checks they agree):
   first); projects `batch`, `strategy`, `attempt` and `exit_code` only
 - index `jobs-by-batch`: hash `batch`, range `created_at` (query newest first); projects
   `idempotency_key` only
+- index `jobs-by-tenant`: hash `tenant`, range `created_at` (query newest first); projects `batch`
+  only. Sparse: a job without a tenant has no `tenant` attribute and no entry (costs it nothing)
 - TTL attribute `expires_at` (epoch seconds)
 
 The indexes hold only attributes that change with a job's status or never: `updated_at`, `revision`,
 the timeline and the attempts stay out of them, so a write that changes no status costs them nothing,
-and `jobs-by-batch` is written once per job. A query reads the index's keys, then the jobs themselves
-by key (BatchGetItem, strongly consistent), so every caller gets whole jobs.
+and `jobs-by-batch` (and `jobs-by-tenant`, for a job with a tenant) is written once per job. A query
+reads the index's keys, then the jobs themselves by key (BatchGetItem, strongly consistent), so every
+caller gets whole jobs.
 """
 
 from __future__ import annotations
@@ -38,15 +41,19 @@ TTL_ATTRIBUTE = "expires_at"
 # former `by-status` and `by-batch` projected ALL; see the README's job table section).
 STATUS_INDEX = "jobs-by-status"
 BATCH_INDEX = "jobs-by-batch"
+TENANT_INDEX = "jobs-by-tenant"
 INDEXES: dict[str, tuple[str, str]] = {
     STATUS_INDEX: ("status", SORT_ATTRIBUTE),
     BATCH_INDEX: ("batch", SORT_ATTRIBUTE),
+    TENANT_INDEX: ("tenant", SORT_ATTRIBUTE),
 }
 # The non-key attributes each index holds (INCLUDE projection): what a listing shows that changes only
 # together with the index key (the status) or never. Keys of the table and of the index come along.
 PROJECTIONS: dict[str, tuple[str, ...]] = {
     STATUS_INDEX: ("batch", "strategy", "attempt", "exit_code"),
     BATCH_INDEX: ("idempotency_key",),
+    # `batch`, for `--tenant` with `--batch`: the other batches' jobs are never read by key.
+    TENANT_INDEX: ("batch",),
 }
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem
 UNPROCESSED_TRIES = 8  # BatchGetItem calls for one chunk, while DynamoDB leaves keys unprocessed
@@ -205,6 +212,7 @@ class JobTable:
         *,
         status: str | None = None,
         batch: str | None = None,
+        tenant: str | None = None,
         since: str | None = None,
         until: str | None = None,
         limit: int = 50,
@@ -212,22 +220,30 @@ class JobTable:
         oldest_first: bool = False,
     ) -> JobPage:
         """One page of jobs, newest first (oldest first with `oldest_first`), from the status index
-        (of one batch only, with `batch` too) or the batch index; never a scan.
+        (of one batch only, with `batch` too), the tenant index (likewise) or the batch index; never a
+        scan. `status` and `tenant` together are refused: each has its own index.
 
         The index gives the keys; the jobs are then read by key, strongly consistent. A job that left
         `status` since the index was written (the index is eventually consistent) or that is gone is
         left out of the page: it shows under its new status. A page can hold fewer than `limit` jobs
         while `next_token` says there are more."""
-        if status is None and batch is None:
-            raise ValueError("query by status, by batch, or by both")
-        index = STATUS_INDEX if status is not None else BATCH_INDEX
+        if status is None and batch is None and tenant is None:
+            raise ValueError("query by status, by batch, by tenant, or by batch and one of the others")
+        if status is not None and tenant is not None:
+            raise ValueError("query by status or by tenant, not both")
+        if status is not None:
+            index, key_value = STATUS_INDEX, status
+        elif tenant is not None:
+            index, key_value = TENANT_INDEX, tenant
+        else:
+            index, key_value = BATCH_INDEX, str(batch)
         hash_name, range_name = INDEXES[index]
         condition = "#h = :h"
         names = {"#h": hash_name}
-        values: dict[str, Any] = {":h": {"S": status if status is not None else batch}}
+        values: dict[str, Any] = {":h": {"S": key_value}}
         filters: dict[str, Any] = {}
-        if status is not None and batch is not None:
-            # `batch` is projected into the status index: the other batches' jobs are never read.
+        if index != BATCH_INDEX and batch is not None:
+            # `batch` is projected into the status and tenant indexes: other batches' jobs are never read.
             names["#b"] = "batch"
             values[":b"] = {"S": batch}
             filters["FilterExpression"] = "#b = :b"
@@ -259,7 +275,9 @@ class JobTable:
         jobs = [
             job
             for job in self.get_many(keys)
-            if (status is None or job.status.value == status) and (batch is None or job.batch == batch)
+            if (status is None or job.status.value == status)
+            and (batch is None or job.batch == batch)
+            and (tenant is None or job.tenant == tenant)
         ]
         return JobPage(jobs=jobs, next_token=response.get("LastEvaluatedKey"))
 

@@ -67,8 +67,8 @@ def job_state_change(before: Job | None, after: Job | None, region: str) -> JobS
         "event_id": event_id_of(after),
         "job_id": after.job_id,
         "batch": after.batch,
-        # Tenants do not exist yet: the field is there so that consumers need not change when they do.
-        "tenant": None,
+        # The submit message's tenant (the application's customer), null for a job without one.
+        "tenant": after.tenant,
         "status": after.status.value,
         "previous_status": before.status.value if before else None,
         "revision": after.revision,

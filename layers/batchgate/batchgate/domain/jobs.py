@@ -312,6 +312,9 @@ class Job:
     # When the application sent the submit message (its SQS SentTimestamp), before `created_at`, when
     # dispatch received it; None for items stored before it was kept.
     submitted_at: str | None = None
+    # The application's customer the job is for (the submit message's `tenant`); None without one, and
+    # then the item has no `tenant` attribute, so it stays out of the sparse jobs-by-tenant index.
+    tenant: str | None = None
     # The job's earlier messages that were rejected, oldest first, before a valid one made it anew.
     rejections: tuple[Rejection, ...] = ()
     # A schedule's slot (docs/schedules.md): the schedule and the slot's time.
@@ -375,6 +378,7 @@ class Job:
             "raw_message": self.raw_message,
             "plan": self.plan.to_item() if self.plan else None,
             "submitted_at": self.submitted_at,
+            "tenant": self.tenant,
             "rejections": [rejection.to_item() for rejection in self.rejections] or None,
             "schedule": self.schedule,
             "scheduled_time": self.scheduled_time,
@@ -419,6 +423,7 @@ class Job:
             attempts=tuple(Attempt.from_item(attempt) for attempt in item.get("attempts", ())),
             revision=int(item.get("revision", 0)),
             submitted_at=item.get("submitted_at"),
+            tenant=item.get("tenant"),
             rejections=tuple(Rejection.from_item(rejection) for rejection in item.get("rejections", ())),
             schedule=item.get("schedule"),
             scheduled_time=item.get("scheduled_time"),

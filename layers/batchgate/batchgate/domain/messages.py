@@ -49,6 +49,9 @@ def _load_schema() -> dict[str, Any]:
 
 SUBMIT_MESSAGE_SCHEMA: Final = _load_schema()
 SCHEMA_FIELDS: Final = frozenset(SUBMIT_MESSAGE_SCHEMA["properties"])
+# The application's customer a job is for (the schema's `tenant`): also a DynamoDB index key and an
+# event field, so one pattern everywhere.
+TENANT_PATTERN: Final[str] = SUBMIT_MESSAGE_SCHEMA["properties"]["tenant"]["pattern"]
 
 
 @functools.cache
@@ -74,11 +77,14 @@ class RejectedMessage(Exception):
         batch: str | None = None,
         idempotency_key: str | None = None,
         arguments: tuple[str, ...] = (),
+        tenant: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.batch = batch
         self.idempotency_key = idempotency_key
+        # Only a tenant that matches TENANT_PATTERN: the REJECTED job is found under it too.
+        self.tenant = tenant
         # What the message's arguments were, as far as they could be read: ops see them on the job.
         self.arguments = arguments
 
@@ -134,7 +140,11 @@ def parse_submit_message(body: str, catalog: Catalog) -> SubmitMessage:
     problem = catalog_problem(message, catalog)
     if problem is not None:
         raise RejectedMessage(
-            problem, batch=message.batch, idempotency_key=message.idempotency_key, arguments=message.arguments
+            problem,
+            batch=message.batch,
+            idempotency_key=message.idempotency_key,
+            arguments=message.arguments,
+            tenant=message.tenant,
         )
     return message
 
@@ -202,6 +212,7 @@ def _read_message(body: str) -> SubmitMessage:
             batch=printable(batch) if batch is not None else None,
             idempotency_key=printable(idempotency_key) if idempotency_key is not None else None,
             arguments=_arguments_shown(document),
+            tenant=_tenant_of(document),
         )
     try:
         _check_version(document)
@@ -209,7 +220,11 @@ def _read_message(body: str) -> SubmitMessage:
         return _message_from(document)
     except _Invalid as invalid:
         raise RejectedMessage(
-            str(invalid), batch=batch, idempotency_key=idempotency_key, arguments=_arguments_shown(document)
+            str(invalid),
+            batch=batch,
+            idempotency_key=idempotency_key,
+            arguments=_arguments_shown(document),
+            tenant=_tenant_of(document),
         ) from None
 
 
@@ -293,6 +308,12 @@ def _identity(document: Mapping[str, Any]) -> tuple[str | None, str | None]:
     batch = document.get("batch")
     key = document.get("idempotency_key")
     return (batch if isinstance(batch, str) else None, key if isinstance(key, str) else None)
+
+
+def _tenant_of(document: Mapping[str, Any]) -> str | None:
+    """The message's tenant when it is a valid one, even if the rest of the message is not."""
+    tenant = document.get("tenant")
+    return tenant if isinstance(tenant, str) and re.fullmatch(TENANT_PATTERN, tenant) else None
 
 
 def _check_version(document: Mapping[str, Any]) -> None:

@@ -4,7 +4,9 @@ The table answers one status or one batch per query. A search over several statu
 them, when no filter is given) queries each status's partition of the `jobs-by-status` index and merges
 the results newest first; a search by batch *and* status reads those statuses' partitions and keeps the
 batch's jobs there (the index holds each job's batch, so the other batches' jobs are never read by key);
-a search by batch alone reads the `jobs-by-batch` index. The table is never scanned.
+a search by batch alone reads the `jobs-by-batch` index. A search by tenant reads the tenant's partition
+of the `jobs-by-tenant` index (of one batch only with a batch too: the index holds each job's batch),
+and keeps the jobs of the statuses asked for, if any. The table is never scanned.
 
 A page's continuation token is opaque to the caller: it holds, for every partition still holding jobs,
 the index key of the last job taken from it (a DynamoDB ExclusiveStartKey), and the filter it belongs to.
@@ -28,9 +30,10 @@ from batchgate.adapters.job_table import (
     KEY_ATTRIBUTE,
     SORT_ATTRIBUTE,
     STATUS_INDEX,
+    TENANT_INDEX,
     JobTable,
 )
-from batchgate.domain.jobs import Job, JobStatus
+from batchgate.domain.jobs import Job, JobStatus, parse_iso
 
 # 2: a batch + status search continues per status partition (1 continued in the batch's partition).
 TOKEN_VERSION = 2
@@ -48,6 +51,7 @@ class JobFilter:
     batch: str | None = None
     since: str | None = None  # ISO 8601 UTC, compared with created_at
     until: str | None = None
+    tenant: str | None = None
 
     def __post_init__(self) -> None:
         # A status named twice ("failed" and "FAILED") is one partition: read it once.
@@ -56,7 +60,9 @@ class JobFilter:
     def fingerprint(self) -> list[Any]:
         """What a continuation token must match. The time window is not part of it: the token carries
         the window of its first page, so that "--since 2h" means the same on every page."""
-        return [sorted(status.value for status in self.statuses), self.batch]
+        fingerprint: list[Any] = [sorted(status.value for status in self.statuses), self.batch]
+        # Only with a tenant: tokens of searches without one stay valid.
+        return [*fingerprint, self.tenant] if self.tenant is not None else fingerprint
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class _Criteria(TypedDict, total=False):
 
     status: str
     batch: str
+    tenant: str
 
 
 @dataclass(frozen=True)
@@ -80,11 +87,13 @@ class _Partition:
     key: str
     index: str
     value: str
-    batch: str | None = None  # only this batch's jobs of a status partition
+    batch: str | None = None  # only this batch's jobs of a status or tenant partition
 
     def criteria(self) -> _Criteria:
         if self.index == BATCH_INDEX:
             return {"batch": self.value}
+        if self.index == TENANT_INDEX:
+            return {"tenant": self.value, "batch": self.batch} if self.batch else {"tenant": self.value}
         if self.batch is not None:
             return {"status": self.value, "batch": self.batch}
         return {"status": self.value}
@@ -100,6 +109,9 @@ class _Partition:
 
 def partitions_for(job_filter: JobFilter) -> list[_Partition]:
     statuses = job_filter.statuses
+    if job_filter.tenant is not None:
+        # One partition whatever the statuses: they are kept as the jobs are read (_Stream).
+        return [_Partition(f"tenant:{job_filter.tenant}", TENANT_INDEX, job_filter.tenant, job_filter.batch)]
     if job_filter.batch is not None and not statuses:
         return [_Partition(f"batch:{job_filter.batch}", BATCH_INDEX, job_filter.batch)]
     chosen = statuses or tuple(JobStatus)
@@ -135,10 +147,13 @@ class _Stream:
                 limit=page_size,
                 next_token=self._next_query,
             )
-            self._buffer.extend(page.jobs)
+            kept = page.jobs
+            if self.partition.index == TENANT_INDEX and self.job_filter.statuses:
+                kept = [job for job in page.jobs if job.status in self.job_filter.statuses]
+            self._buffer.extend(kept)
             self._next_query = page.next_token
             self._exhausted = page.next_token is None
-            if not page.jobs and page.next_token is not None:
+            if not kept and page.next_token is not None:
                 # Every entry read was left out (another batch's job, or one that left the status):
                 # a token continues after them, not at the last job taken before them.
                 self.cursor = page.next_token
@@ -223,9 +238,12 @@ class JobSearch:
 
     def _kept(self, partition: _Partition, job_filter: JobFilter, page_size: int) -> Iterator[Job]:
         """The partition's jobs, newest first."""
-        yield from self.table.iterate(
+        statuses = job_filter.statuses if partition.index == TENANT_INDEX else ()
+        for job in self.table.iterate(
             **partition.criteria(), since=job_filter.since, until=job_filter.until, limit=page_size
-        )
+        ):
+            if not statuses or job.status in statuses:
+                yield job
 
     def newest(self, job_filter: JobFilter, max_jobs: int) -> tuple[list[Job], str | None]:
         """The newest `max_jobs` jobs of the filter (of every status), and, when older ones were left
@@ -281,3 +299,18 @@ def _decode(token: str, job_filter: JobFilter) -> tuple[dict[str, dict[str, Any]
             raise InvalidToken(damaged)
         starts[key] = None if position is None else partition.start_key_at(str(position[0]), str(position[1]))
     return starts, replace(job_filter, since=window[0], until=window[1])
+
+
+def nearest_of_tenant(table: JobTable, tenant: str, batch: str, at: str) -> Job | None:
+    """The job of `tenant` and `batch` queued nearest to `at` (ISO UTC), before or after it (the earlier
+    one on a tie); None when the tenant has no job of the batch. Two reads of the tenant's partition of
+    `jobs-by-tenant`, one each way from `at`, filtered by the batch the index holds."""
+    criteria: dict[str, Any] = {"tenant": tenant, "batch": batch, "limit": 25}
+    before = next(table.iterate(**criteria, until=at), None)
+    after = next(table.iterate(**criteria, since=at, oldest_first=True), None)
+    if before is None or after is None:
+        return before or after
+    moment = parse_iso(at)
+    gap_before = (moment - parse_iso(before.created_at)).total_seconds()
+    gap_after = (parse_iso(after.created_at) - moment).total_seconds()
+    return before if gap_before <= gap_after else after

@@ -461,6 +461,7 @@ def job_row(job: Job, now: datetime | None = None) -> dict[str, Any]:
     return {
         "job_id": job.job_id,
         "batch": job.batch,
+        "tenant": job.tenant,
         "status": job.status.value,
         "strategy": attempt.strategy if attempt else (job.plan.strategy if job.plan else None),
         "queued": job.created_at,
@@ -587,6 +588,7 @@ def job_document(
     return {
         "job_id": job.job_id,
         "batch": job.batch,
+        "tenant": job.tenant,
         "status": job.status.value,
         "status_meaning": status_meaning(job.status),
         "reason": job.reason,

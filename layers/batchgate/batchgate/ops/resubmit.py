@@ -1,9 +1,10 @@
 """Resubmitting a finished job by hand (`batchgate retry`): the same work again as a new, linked job.
 
-The new job gets the original's batch, arguments, environment, priority and strategy preference, and an
-idempotency key that names the original (`retry-of:<job id>:<n>`), so the link is visible in the job
-table and repeating the same resubmission before it is dispatched still gives one job. This is ops'
-manual retry; the automatic retry of a failed attempt is `batchgate.domain.retry_policy`.
+The new job gets the original's batch, arguments, environment, priority, strategy preference and
+tenant, and an idempotency key that names the original (`retry-of:<job id>:<n>`), so the link is
+visible in the job table and repeating the same resubmission before it is dispatched still gives one
+job. This is ops' manual retry; the automatic retry of a failed attempt is
+`batchgate.domain.retry_policy`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class RetryPlan:
             "idempotency_key": self.idempotency_key,
             "priority": job.priority,
             "strategy": job.strategy_preference,
+            "tenant": job.tenant,
         }
 
 

@@ -55,6 +55,8 @@ OUTPUTS: dict[str, str] = {
     "PoolTableName": "pool_table_name",
     "PoolQueueUrls": "pool_queue_urls",
     "PoolDeadLetterQueueUrls": "pool_dlq_urls",
+    # Every job state change event (template parameter JobEventsTap), for `batchgate events`.
+    "JobEventsTapQueueUrl": "events_queue_url",
 }
 # What each resource is called in messages, and which option gives it directly.
 RESOURCE_HINTS: dict[str, tuple[str, str]] = {
@@ -69,6 +71,11 @@ RESOURCE_HINTS: dict[str, tuple[str, str]] = {
     "pool_table_name": ("the pool table", "--pool-table"),
     "pool_queue_urls": ("the pool work queues", "--pool-queue-urls"),
     "pool_dlq_urls": ("the warm pools' work dead-letter queues", "--pool-dlq-urls"),
+    "events_queue_url": (
+        "the job events tap queue (deploy with JobEventsTap=true; output JobEventsTapQueueUrl)",
+        "--events-queue-url",
+    ),
+    "notification_queue_url": ("the local notification topic's queue (local stack only)", "--local"),
 }
 
 CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 5})
@@ -119,6 +126,10 @@ class LocalState:
     pool_dlq_urls: str | None = None
     # The local queue the track function's host reads its events from (the stack's EventBridge target).
     track_event_queue_url: str | None = None
+    # The job events tap (template parameter JobEventsTap) and the queue subscribed to the local
+    # notification topic (JobNotificationTopicArn).
+    events_queue_url: str | None = None
+    notification_queue_url: str | None = None
 
     @classmethod
     def load(cls, path: Path | None = None) -> LocalState:
@@ -176,6 +187,8 @@ class LocalState:
             pool_queue_urls=data.get("pool_queue_urls"),
             pool_dlq_urls=data.get("pool_dlq_urls"),
             track_event_queue_url=_first(events, "track") if isinstance(events, Mapping) else None,
+            events_queue_url=data.get("events_queue_url"),
+            notification_queue_url=data.get("notification_queue_url"),
         )
 
     def resources(self) -> dict[str, str]:
@@ -192,6 +205,8 @@ class LocalState:
             "pool_queue_urls": self.pool_queue_urls,
             "pool_dlq_urls": self.pool_dlq_urls,
             "track_event_queue_url": self.track_event_queue_url,
+            "events_queue_url": self.events_queue_url,
+            "notification_queue_url": self.notification_queue_url,
         }
         return {key: value for key, value in values.items() if value}
 

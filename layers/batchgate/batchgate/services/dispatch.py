@@ -671,6 +671,7 @@ class Dispatcher:
             submitted_at=submitted_at,
             schedule=message.schedule.name if message.schedule else None,
             scheduled_time=iso(message.schedule.scheduled_time) if message.schedule else None,
+            tenant=message.tenant,
         )
 
     def _reject(
@@ -697,6 +698,7 @@ class Dispatcher:
             reason=stored_text(rejected.reason),
             raw_message=printable(masked_message(body)[:RAW_MESSAGE_LIMIT]),
             submitted_at=submitted_at,
+            tenant=rejected.tenant,
         )
         stored = self.table.create(job)
         if stored is None and rejected.idempotency_key:

@@ -12,6 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from batchgate.ops.cli.context import app, silence_stdout
 from batchgate.ops.cli.dlq import dlq
+from batchgate.ops.cli.events import events
 from batchgate.ops.cli.exits import AwsFailure, ConfigError, ExitCode, Failure
 from batchgate.ops.cli.jobs import jobs, show
 from batchgate.ops.cli.logs import logs
@@ -114,7 +115,7 @@ def cli(ctx: click.Context) -> None:
     app(ctx)
 
 
-for _command in (submit, jobs, show, logs, stats, whatif, cancel, retry, dlq, pools, schedules):
+for _command in (submit, jobs, show, logs, stats, whatif, cancel, retry, dlq, pools, schedules, events):
     cli.add_command(_command)
 
 

@@ -21,6 +21,7 @@ from batchgate.ops.cli.options import (
     reveal_environment_option,
     select_job,
     status_values,
+    tenant_option,
 )
 from batchgate.ops.cli.render.jobs import job_page_document, render_job, render_job_page
 from batchgate.ops.cli.render.text import print_json
@@ -39,6 +40,7 @@ from batchgate.ops.pool_status import warm_heartbeats
     help="Only these statuses (repeatable, or a comma list; not-ok: FAILED, TIMED_OUT, REJECTED, CANCELLED).",
 )
 @click.option("--batch", callback=batch_value, help="Only this batch.")
+@tenant_option
 @click.option("--since", help="Queued at or after: 2h, 30m, 7d, or an ISO date/time (UTC).")
 @click.option("--until", help="Queued at or before: same forms as --since.")
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=DEFAULT_LIMIT, show_default=True)
@@ -54,6 +56,7 @@ def jobs(
     *,
     statuses: tuple[JobStatus, ...],
     batch: str | None,
+    tenant: str | None,
     since: str | None,
     until: str | None,
     limit: int,
@@ -61,7 +64,8 @@ def jobs(
     every_page: bool,
     as_json: bool,
 ) -> None:
-    """List jobs newest first, by status, batch and time (read from the table's indexes, never a scan)."""
+    """List jobs newest first, by status, batch, tenant and time (read from the table's indexes, never a
+    scan)."""
     known_batch(ctx, batch)
     state = app(ctx)
     job_filter = JobFilter(
@@ -69,6 +73,7 @@ def jobs(
         batch=batch,
         since=parse_time(ctx, "--since", since),
         until=parse_time(ctx, "--until", until),
+        tenant=tenant,
     )
     search = JobSearch(state.table())
     page = search.page(job_filter, limit=limit, token=next_token)

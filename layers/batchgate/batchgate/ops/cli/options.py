@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast, overload
 
@@ -32,6 +33,7 @@ STATUS_GROUPS: dict[str, tuple[JobStatus, ...]] = {
 DEFAULT_WITHIN = "1d"
 DEFAULT_WITHIN_SECONDS = 86400.0
 WITHIN_META = "batchgate.within_seconds"
+TENANT_META = "batchgate.tenant"
 # Every job id fits ECS's startedBy (128 characters); anything longer names no job.
 MAX_JOB_ID_LENGTH = 128
 
@@ -127,6 +129,25 @@ def batch_value(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value
 
 
+def tenant_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A --tenant option, refused before any AWS call unless it matches the submit message's pattern
+    (no job can have another tenant: a typo would otherwise answer "no jobs found")."""
+    from batchgate.domain.messages import TENANT_PATTERN
+
+    if value is not None and not re.fullmatch(TENANT_PATTERN, value):
+        raise click.BadParameter(
+            f"{value!r} is not a tenant: tenants match {TENANT_PATTERN}", ctx=ctx, param=param
+        )
+    return value
+
+
+def tenant_option[F: Callable[..., Any]](function: F) -> F:
+    """`--tenant NAME`: only the jobs of this tenant (the command gets `tenant`)."""
+    return click.option(
+        "--tenant", callback=tenant_value, help="Only this tenant's jobs (the submit message's tenant)."
+    )(function)
+
+
 def known_batch(ctx: click.Context, batch: str | None, catalog: Catalog | None = None) -> None:
     """A --batch the catalog does not list is a usage error naming the nearest batch it does: a typo
     would otherwise answer "no jobs found", which reads as "it did not run". `catalog`: the command's
@@ -172,6 +193,12 @@ def job_selector[F: Callable[..., Any]](function: F) -> F:
             help="With --batch: the latest job queued at or before this time (default: now).",
         ),
         click.option(
+            "--tenant",
+            expose_value=False,
+            callback=_remember_tenant,
+            help="With --batch and --at: the job of this tenant queued nearest that time (before or after).",
+        ),
+        click.option(
             "--within",
             default=DEFAULT_WITHIN,
             show_default=True,
@@ -183,6 +210,11 @@ def job_selector[F: Callable[..., Any]](function: F) -> F:
     for decorator in reversed(decorators):
         function = decorator(function)
     return function
+
+
+def _remember_tenant(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """--tenant, in ctx.meta, for select_job."""
+    ctx.meta[TENANT_META] = tenant_value(ctx, param, value)
 
 
 def _remember_within(ctx: click.Context, param: click.Parameter, value: str) -> None:
@@ -210,8 +242,15 @@ def select_job(
             raise JobNotFound(job_id)
         return job
     if batch is None:
+        if ctx.meta.get(TENANT_META) is not None:
+            raise click.UsageError("give --tenant with --batch NAME (and --at TIME)", ctx=ctx)
         raise click.UsageError("give a JOB id, or --batch NAME with --key KEY or --at TIME", ctx=ctx)
     known_batch(ctx, batch)
+    tenant = ctx.meta.get(TENANT_META)
+    if tenant is not None:
+        if idempotency_key is not None:
+            raise click.UsageError("give --tenant with --at, not with --key (a key names one job)", ctx=ctx)
+        return _tenant_job(ctx, tenant, batch, at)
     if idempotency_key is not None:
         if at is not None:
             raise click.UsageError("give --key or --at, not both", ctx=ctx)
@@ -238,6 +277,34 @@ def select_job(
         terminal_text(
             f"{job.job_id}: the latest job of batch {batch} at or before {until}, queued "
             f"{job_views.format_duration(gap)} before it"
+        ),
+        err=True,
+    )
+    return job
+
+
+def _tenant_job(ctx: click.Context, tenant: str, batch: str, at: str | None) -> Job:
+    """`--tenant T --batch B --at TIME`: the job of T and B queued nearest TIME, within --within."""
+    from batchgate.ops.job_search import nearest_of_tenant
+
+    moment = parse_time(ctx, "--at", at or "now")
+    assert moment is not None
+    job = nearest_of_tenant(app(ctx).table(), tenant, batch, moment)
+    if job is None:
+        raise Failure(f"no job of tenant {tenant} and batch {batch}")
+    gap = (parse_iso(job.created_at) - parse_iso(moment)).total_seconds()
+    side = "after" if gap > 0 else "before"
+    within = ctx.meta.get(WITHIN_META, DEFAULT_WITHIN_SECONDS)
+    if within is not None and abs(gap) > within:
+        raise Failure(
+            f"the job of tenant {tenant} and batch {batch} nearest {moment} is {job.job_id}, queued "
+            f"{job_views.format_duration(abs(gap))} {side} it, more than --within "
+            f"{job_views.format_duration(within)}: give a wider --within (or --within any) to see it"
+        )
+    click.echo(
+        terminal_text(
+            f"{job.job_id}: the job of tenant {tenant} and batch {batch} nearest {moment}, queued "
+            f"{job_views.format_duration(abs(gap))} {side} it"
         ),
         err=True,
     )

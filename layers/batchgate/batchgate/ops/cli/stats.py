@@ -7,7 +7,14 @@ import click
 from batchgate.domain.pricing import price_is_listed
 from batchgate.ops.cli.context import app
 from batchgate.ops.cli.exits import ConfigError
-from batchgate.ops.cli.options import CONTEXT_SETTINGS, batch_value, json_option, known_batch, parse_time
+from batchgate.ops.cli.options import (
+    CONTEXT_SETTINGS,
+    batch_value,
+    json_option,
+    known_batch,
+    parse_time,
+    tenant_option,
+)
 from batchgate.ops.cli.render.stats import render_stats, stats_document
 from batchgate.ops.cli.render.text import print_json
 from batchgate.ops.cli.target import target_options
@@ -17,6 +24,7 @@ from batchgate.ops.stats import catalog_sizes, summarize
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--batch", callback=batch_value, help="Only this batch.")
+@tenant_option
 @click.option("--since", default="7d", show_default=True, help="Queued at or after (2h, 7d, ISO).")
 @click.option("--until", help="Queued at or before.")
 @click.option(
@@ -33,6 +41,7 @@ def stats(
     ctx: click.Context,
     *,
     batch: str | None,
+    tenant: str | None,
     since: str,
     until: str | None,
     catalog_path: str | None,
@@ -54,7 +63,10 @@ def stats(
         raise ConfigError(str(error)) from error
     known_batch(ctx, batch, catalog)
     job_filter = JobFilter(
-        batch=batch, since=parse_time(ctx, "--since", since), until=parse_time(ctx, "--until", until)
+        batch=batch,
+        since=parse_time(ctx, "--since", since),
+        until=parse_time(ctx, "--until", until),
+        tenant=tenant,
     )
     region = state.session.region
     selected, left_out = JobSearch(state.table()).newest(job_filter, max_jobs)

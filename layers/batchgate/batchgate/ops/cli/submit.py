@@ -38,6 +38,7 @@ from batchgate.ops.stack_outputs import AwsSession
 @click.option(
     "--strategy", type=click.Choice(["EC2", "FARGATE", "FARGATE_SPOT"]), help="Capacity preference."
 )
+@click.option("--tenant", help="The application's customer the job is for (e.g. acme).")
 @click.option(
     "--catalog",
     "catalog_path",
@@ -58,6 +59,7 @@ def submit(
     priority: int,
     deadline: str | None,
     strategy: str | None,
+    tenant: str | None,
     catalog_path: str | None,
     no_catalog_check: bool,
     as_json: bool,
@@ -90,6 +92,7 @@ def submit(
             priority=priority,
             deadline=deadline_at,
             strategy=strategy,
+            tenant=tenant,
         )
     except RejectedMessage as rejected:
         raise click.UsageError(f"dispatch would reject this job: {rejected.reason}", ctx=ctx) from rejected

@@ -262,6 +262,7 @@ def _print_ready(console: Console, stack: LocalStack, state_path: Path, seconds:
         "\nThe CLI reads the state file:\n"
         f"  batchgate {local} submit payroll-calculation 2026-11\n"
         f"  batchgate {local} jobs\n"
+        f"  batchgate {local} events --follow\n"
         "An application (any AWS SDK) points at the endpoint:\n"
         f"  {export_line(endpoint, state['region'])}\n"
         f"  BatchClient({queue!r}).submit('payroll-calculation', ['2026-11'])\n"

@@ -1,14 +1,16 @@
 """The demo workload of `batchgate local demo` (and `make run`): a few jobs of each kind through the whole
 product, each with the end it must reach.
 
-Successes on each launch class and on the warm pool (attendance-import in run mode preload, and a
-copy of it in run mode command), a batch that exits non-zero, an import that fails once with a
-retryable exit code and succeeds on its second attempt, two messages dispatch must reject, a message
-delivered twice, and an export that runs past its timeout and is stopped: by the sweep (TIMED_OUT) when
-the template schedules it, else by the local watchdog (FAILED, stop code UserInitiated). Then a
-scheduled job and a missed scheduled run (batchgate.ops.local.schedule_demo). The catalog is
-the packaged one with report-export's timeout lowered to a few seconds and a retry rule for
-attendance-import's exit code 75 with a one-second back-off, so that both show within the demo's minute.
+Successes on each launch class and on the warm pool (attendance-import in run mode preload, and a copy
+of it in run mode command), a batch that exits non-zero, an import that fails once with a retryable exit
+code and succeeds on its second attempt, two messages dispatch must reject, a message delivered twice,
+and an export that runs past its timeout and is stopped: by the sweep (TIMED_OUT) when the template
+schedules it, else by the local watchdog (FAILED, stop code UserInitiated). The catalog is the packaged
+one with report-export's timeout lowered to a few seconds and a retry rule for attendance-import's exit
+code 75 with a one-second back-off, so that both show within the demo's minute. The payroll jobs (the
+duplicate and the failing one) are tenant acme's. The failing batch's job events on the local bus and
+its notification are shown (demo_notifications), then a scheduled job and a missed scheduled run
+(batchgate.ops.local.schedule_demo).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from batchgate.adapters.history_table import HistoryTable
 from batchgate.domain.jobs import Job, JobStatus, job_id_for, parse_iso
 from batchgate.domain.messages import SubmitMessage
 from batchgate.ops.local.schedule_demo import DEMO_MISSED_AFTER_SECONDS, DEMO_SCHEDULES, run_schedule_demo
+from batchgate.ops.local.demo_notifications import show_failed_job_notification
 from batchgate.ops.local.stack import LocalStack, StackOptions
 from batchgate.services.history_feed import FINISHED_STATUSES
 
@@ -47,6 +50,7 @@ DEMO_RETRY = {"rules": [{"action": "RETRY", "exit_codes": [75]}], "base_delay_se
 # both run modes side by side (attendance-import itself is preload in the packaged catalog).
 DEMO_COMMAND_BATCH = "attendance-check"
 WAIT_SECONDS = 45.0
+FAILING_LABEL = "payroll failing"  # the job whose events and notification the demo shows
 HISTORY_WAIT_SECONDS = 15.0  # the history function reads the job table's stream a moment later
 POLL_SECONDS = 0.3
 
@@ -69,6 +73,7 @@ class DemoJob:
     copies: int = 1  # sent this many times: a duplicate delivery
     key: str = field(default="")
     swept: Expectation | None = None  # the end instead when the template's sweep runs
+    tenant: str | None = None
 
     def expectation(self, stack: LocalStack) -> Expectation:
         return self.swept if self.swept is not None and stack.runs_schedules else self.expect
@@ -84,7 +89,9 @@ class DemoJob:
     def message_body(self) -> str:
         if self.body is not None:
             return self.body
-        return SubmitMessage(self.batch, self.arguments, idempotency_key=self.idempotency_key).to_json()
+        return SubmitMessage(
+            self.batch, self.arguments, idempotency_key=self.idempotency_key, tenant=self.tenant
+        ).to_json()
 
 
 def _exit_code(expected: int) -> Callable[[Job, LocalStack], str | None]:
@@ -167,6 +174,7 @@ DEMO_JOBS = (
         ("2026-11", "acme"),
         Expectation(JobStatus.SUCCEEDED, _all(_exit_code(0), _has_logs, _one_task)),
         copies=2,  # delivered twice: one job, one task
+        tenant="acme",
     ),
     DemoJob(
         "attendance",
@@ -190,7 +198,11 @@ DEMO_JOBS = (
         "headcount export", "report-export", ("headcount", "2026-11", "csv"), Expectation(JobStatus.SUCCEEDED)
     ),
     DemoJob(
-        "payroll failing", "payroll-calculation", ("fail",), Expectation(JobStatus.FAILED, _exit_code(3))
+        FAILING_LABEL,
+        "payroll-calculation",
+        ("fail",),
+        Expectation(JobStatus.FAILED, _exit_code(3)),
+        tenant="acme",
     ),
     DemoJob(
         "unknown batch",
@@ -476,6 +488,7 @@ def run_demo(options: StackOptions, console: Console) -> int:
                 )
             else:
                 problems.append(f"history holds {dict(held)}, expected {dict(expected_history)}")
+            problems += show_failed_job_notification(stack, console, found.get(FAILING_LABEL))
             problems += run_schedule_demo(stack, console)
             console.print("stopping the local stack", highlight=False)
     finally:

@@ -152,12 +152,15 @@ class LocalAws:
         client: DynamoDBClient = self._client("dynamodb")
         return client
 
-    # No type stubs are installed for these two.
+    # No type stubs are installed for these.
     def cloudwatch(self) -> Any:
         return self._client("cloudwatch")
 
     def ec2(self) -> Any:
         return self._client("ec2")
+
+    def sns(self) -> Any:
+        return self._client("sns")
 
     def environment(self) -> dict[str, str]:
         """What a child process needs to reach the local endpoint with the SDK's defaults."""

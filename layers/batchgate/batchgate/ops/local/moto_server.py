@@ -6,6 +6,8 @@ moto's server, with two ECS behaviours that batchgate relies on and moto 5.2.5 d
   "a message delivered twice never starts two tasks" rests on it.
 - A task stays RUNNING until it stops: moto would walk it to STOPPED one step per DescribeTasks; here
   only the executor (the process ended) or a StopTask stop it.
+And one EventBridge behaviour: a rule delivers to an SNS topic target (the job notification rule's),
+which moto fails (`sns_targets`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from moto.ecs.exceptions import ECSException
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.moto_api import state_manager
 from moto.server import main as moto_main
+
+from batchgate.ops.local.sns_targets import patch_moto_rules
 
 CLIENT_TOKEN_SECONDS = 24 * 3600
 RunTask = Callable[[EC2ContainerServiceResponse], ActionResult]
@@ -68,6 +72,7 @@ def main() -> None:
         EC2ContainerServiceResponse.run_task
     )
     state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
+    patch_moto_rules()
     moto_main()
 
 

@@ -23,6 +23,7 @@ from batchgate.ops.local.endpoint import LocalAws, MotoEndpoint, sdk_environment
 from batchgate.ops.local.errors import StackFailure
 from batchgate.ops.local.executor import LocalExecutor, StartDelays, TaskEnvironment
 from batchgate.ops.local.hosts import FunctionHosts, HostOptions
+from batchgate.ops.local.notifications import TOPIC_PARAMETER, LocalTopic, create_topic, event_parameters
 from batchgate.ops.local.pools import LocalPools, pool_settings_from
 from batchgate.ops.local.resources import (
     ResourceBuilder,
@@ -94,6 +95,7 @@ class LocalStack:
         self.resources: StackResources | None = None
         self.docker: DockerEngine | None = None
         self.scheduler: LocalScheduler | None = None
+        self.topic: LocalTopic | None = None  # the notification topic the stack made (none given)
 
     # --- what other parts read -------------------------------------------------------------------------
 
@@ -134,6 +136,10 @@ class LocalStack:
             # Where the track function's host reads its events (EventBridge's target here): `dlq
             # redrive` sends the track DLQ's events there, as the stack serves no Lambda Invoke.
             "event_queues": {"track": self._event_queue_of(outputs.get("track_function"))},
+            # Job events and notifications (`batchgate --local events [--notifications]`).
+            "events_queue_url": outputs.get("events_queue_url"),
+            "notification_topic_arn": self.topic.topic_arn if self.topic else None,
+            "notification_queue_url": self.topic.queue_url if self.topic else None,
             "pid": os.getpid(),
             "sam_env_file": str(self.sam_env_path) if self._state_written else None,
         }
@@ -219,11 +225,16 @@ class LocalStack:
         self.docker = self._docker_engine()
         self.aws = aws = LocalAws(self.endpoint.start(), options.region)
         self.cluster = create_cluster(aws, options.stack_name, self.catalog, options.images)
+        if TOPIC_PARAMETER not in options.parameters:
+            self.topic = create_topic(aws, options.stack_name)
         preloading.join()
         template_path = options.root / TEMPLATE
-        parameters = parameter_values(
-            load_template(template_path), {**self.cluster.template_parameters(), **options.parameters}
-        )
+        given = {
+            **self.cluster.template_parameters(),
+            **event_parameters(options.parameters, self.topic),
+            **options.parameters,
+        }
+        parameters = parameter_values(load_template(template_path), given)
         translated = translate(template_path, parameters, options.region)
         self.resources = resources = ResourceBuilder(aws, options.root, options.stack_name).build(
             translated, parameters

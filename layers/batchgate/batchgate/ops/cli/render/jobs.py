@@ -110,6 +110,8 @@ def render_job(
     console.print(header)
     facts = _Facts()
     facts.add_row("batch", plain(job.batch))
+    if job.tenant:
+        facts.add_row("tenant", plain(job.tenant))
     facts.add_row("arguments", plain(" ".join(job.arguments) if job.arguments else None))
     if job.environment:
         environment = job_views.shown_environment(job, reveal_environment=reveal_environment)

@@ -29,6 +29,7 @@ def stats_document(
     return {
         "since": job_filter.since,
         "until": job_filter.until,
+        "tenant": job_filter.tenant,
         "region": region,
         "jobs": jobs,
         "truncated": truncated,

@@ -58,6 +58,8 @@ def filter_words(job_filter: JobFilter) -> str:
         words.append("with status " + " or ".join(status.value for status in job_filter.statuses))
     if job_filter.batch:
         words.append(f"of batch {job_filter.batch}")
+    if job_filter.tenant:
+        words.append(f"of tenant {job_filter.tenant}")
     if job_filter.since:
         words.append(f"queued since {job_filter.since}")
     if job_filter.until:
