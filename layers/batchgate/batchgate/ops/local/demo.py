@@ -34,8 +34,8 @@ from rich.text import Text
 from batchgate.adapters.history_table import HistoryTable
 from batchgate.domain.jobs import Job, JobStatus, job_id_for, parse_iso
 from batchgate.domain.messages import SubmitMessage
-from batchgate.ops.local.schedule_demo import DEMO_MISSED_AFTER_SECONDS, DEMO_SCHEDULES, run_schedule_demo
 from batchgate.ops.local.demo_notifications import show_failed_job_notification
+from batchgate.ops.local.schedule_demo import DEMO_MISSED_AFTER_SECONDS, DEMO_SCHEDULES, run_schedule_demo
 from batchgate.ops.local.stack import LocalStack, StackOptions
 from batchgate.services.history_feed import FINISHED_STATUSES
 
