@@ -146,6 +146,7 @@ def warm_catalog(**batches: dict[str, Any]) -> Catalog:
         ),
         **batches,
     }
+    document.pop("schedules", None)  # the packaged schedules name batches this catalog replaces
     return parse_catalog(document)
 
 
