@@ -56,6 +56,8 @@ class PermanentLaunchError(LaunchError):
 
 @dataclass(frozen=True)
 class LaunchOutcome:
+    """What RunTask answered: the task it started, or ECS's failures."""
+
     task_arn: str | None
     failures: tuple[dict[str, str], ...] = ()
 
@@ -78,6 +80,8 @@ class LaunchOutcome:
 
 @dataclass(frozen=True)
 class LogPointer:
+    """Where a container's output goes: its CloudWatch Logs group and stream."""
+
     group: str
     stream: str
     region: str | None = None

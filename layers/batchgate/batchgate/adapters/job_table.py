@@ -106,6 +106,8 @@ class JobWrite:
 
 @dataclass(frozen=True)
 class JobPage:
+    """One page of a listing, and the token of the next one."""
+
     jobs: list[Job]
     next_token: dict[str, Any] | None
 

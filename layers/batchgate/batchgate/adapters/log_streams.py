@@ -28,6 +28,8 @@ MAX_EVENT_BYTES = 262_144 - EVENT_OVERHEAD_BYTES
 
 @dataclass(frozen=True)
 class LogLine:
+    """One line of a job's CloudWatch Logs."""
+
     timestamp: int  # epoch milliseconds
     message: str
 

@@ -17,6 +17,8 @@ MAX_MESSAGES_PER_RECEIVE = 10
 
 @dataclass(frozen=True)
 class WorkMessage:
+    """A work offer received from a pool's queue, with what deleting it needs."""
+
     body: str
     receipt_handle: str
     receive_count: int

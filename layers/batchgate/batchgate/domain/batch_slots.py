@@ -24,6 +24,8 @@ from batchgate.domain.jobs import Job, JobStatus
 
 @dataclass(frozen=True)
 class BatchSlots:
+    """A batch's running slots (max_running), as last read: who holds them, at which version."""
+
     batch: str
     # Job id -> the attempt number holding its slot.
     holders: Mapping[str, int] = field(default_factory=dict)

@@ -278,6 +278,8 @@ class PoolSpec:
 
 @dataclass(frozen=True)
 class Catalog:
+    """The batches that may run, their launch classes, pools and schedules."""
+
     batches: Mapping[str, BatchSpec]
     launch_classes: Mapping[str, LaunchClass]
     pools: Mapping[str, PoolSpec] = MappingProxyType({})

@@ -91,6 +91,8 @@ class RejectedMessage(Exception):
 
 @dataclass(frozen=True)
 class SubmitMessage:
+    """A valid submit message: what the application asked to run."""
+
     batch: str
     arguments: tuple[str, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)

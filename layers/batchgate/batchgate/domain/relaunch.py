@@ -44,6 +44,8 @@ class InvalidRelaunchMessage(ValueError):
 
 @dataclass(frozen=True)
 class Relaunch:
+    """A message that resumes one attempt of one job (a retry, or a put-back launch)."""
+
     job_id: str
     attempt: int
     # Which deferral of this attempt the message was sent for (batchgate.services.launch_deferral): for

@@ -78,6 +78,8 @@ class RetryRule:
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """A batch's retry rules, checked in order, and its back-off."""
+
     rules: tuple[RetryRule, ...] = ()
     base_delay_seconds: int = DEFAULT_BASE_DELAY_SECONDS
     max_delay_seconds: int = MAX_DELAY_SECONDS
@@ -124,6 +126,8 @@ class Retry:
 
 @dataclass(frozen=True)
 class Fail:
+    """The decision that an attempt's failure ends the job."""
+
     reason: str
 
 

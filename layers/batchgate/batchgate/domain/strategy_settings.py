@@ -39,6 +39,8 @@ OBJECTIVES = frozenset({LATENCY, BALANCED, COST})
 
 @dataclass(frozen=True)
 class StrategySettings:
+    """The launch strategy engine's thresholds, limits and prices."""
+
     # A batch whose p95 run time is above this never runs on EC2: long batches must not hold instances.
     ec2_max_run_seconds: float = 900.0
     # "balanced" classes use EC2 only for batches whose p95 run time is below this.

@@ -51,6 +51,8 @@ class InvalidTaskEvent(ValueError):
 
 @dataclass(frozen=True)
 class ContainerState:
+    """A container of a task, as a task state change event reports it."""
+
     name: str
     last_status: str | None
     exit_code: int | None
@@ -59,6 +61,8 @@ class ContainerState:
 
 @dataclass(frozen=True)
 class TaskStateChange:
+    """An ECS Task State Change event, read and checked."""
+
     task_arn: str
     cluster_arn: str
     started_by: str | None

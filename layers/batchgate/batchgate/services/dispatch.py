@@ -130,6 +130,8 @@ def is_throttling(reason: str) -> bool:
 
 @dataclass(frozen=True)
 class Dispatcher:
+    """Turns the jobs queue's messages into jobs and their launches."""
+
     catalog: Catalog
     table: JobTable
     ecs: EcsTasks

@@ -38,6 +38,8 @@ class EventNotPublished(RuntimeError):
 
 @dataclass(frozen=True, eq=False)  # by identity: two deliveries of one record are two entries
 class PendingChange:
+    """A stream record's job status change, waiting to be put on the bus."""
+
     sequence_number: str
     job_id: str
     change: JobStateChange | None  # None: the write changed no status, or the record is unreadable

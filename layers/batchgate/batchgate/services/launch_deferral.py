@@ -39,6 +39,8 @@ from batchgate.domain.strategy_settings import StrategySettings
 
 @dataclass(frozen=True)
 class Deferral:
+    """A launch put back on the queue: its delay, and whether this delivery sent it."""
+
     delay_seconds: int
     # False: another delivery deferred this launch first, and sent its relaunch itself.
     sent: bool

@@ -62,6 +62,8 @@ class TokenBucket:
 
 @dataclass(frozen=True)
 class Admission:
+    """The governor's answer to a call: go, after waiting, or come back later."""
+
     admitted: bool
     waited: float = 0.0
     retry_after: float = 0.0

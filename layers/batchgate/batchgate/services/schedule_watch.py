@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ScheduleWatchSettings:
+    """How far back the sweep looks at schedules' slots, and when a slot is missed."""
+
     # A slot with no job this long after its time is missed (Scheduler retries its delivery before).
     missed_after_seconds: int = MISSED_AFTER_SECONDS
     # Slots older than this are not read again (their reports, if any, were made then).
@@ -46,6 +48,8 @@ class ScheduleWatchSettings:
 
 @dataclass
 class ScheduleWatchReport:
+    """What one check of the schedules found."""
+
     schedules: int = 0
     slots: int = 0
     missed: int = 0
@@ -55,6 +59,8 @@ class ScheduleWatchReport:
 
 @dataclass(frozen=True)
 class ScheduleWatch:
+    """Finds the schedules' missed runs and late starts, each reported once."""
+
     catalog: Catalog
     table: JobTable
     reports: ScheduleReports

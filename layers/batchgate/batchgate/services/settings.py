@@ -11,6 +11,8 @@ from batchgate.domain.schedules import MISSED_AFTER_SECONDS
 
 @dataclass(frozen=True)
 class Settings:
+    """The deployment's settings, from the function's environment."""
+
     table_name: str
     cluster: str
     subnets: tuple[str, ...] = ()

@@ -104,6 +104,8 @@ class Comparison(Enum):
 
 @dataclass(frozen=True)
 class SweepSettings:
+    """When the sweep takes a job for lost, stuck or past its time, and how long a run lasts."""
+
     # SUBMITTED or DISPATCHING without a task this long: the launch was lost (longer than the jobs
     # queue's visibility timeout, so that SQS's own redelivery goes first).
     launch_grace_seconds: int = 600
@@ -138,6 +140,8 @@ class SweepSettings:
 
 @dataclass
 class SweepReport:
+    """What one sweep run did, counted."""
+
     examined: int = 0
     timed_out: int = 0
     reconciled: int = 0
@@ -193,6 +197,8 @@ class Described:
 
 @dataclass(frozen=True)
 class Sweeper:
+    """Enforces timeouts and recovers what events and messages missed."""
+
     catalog: Catalog
     table: JobTable
     ecs: EcsTasks

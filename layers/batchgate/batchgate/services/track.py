@@ -44,6 +44,8 @@ class JobNotFound(LookupError):
 
 @dataclass(frozen=True)
 class Tracker:
+    """Applies ECS task state change events to the jobs they belong to."""
+
     catalog: Catalog
     table: JobTable
     ecs: EcsTasks

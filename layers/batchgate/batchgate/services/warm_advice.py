@@ -25,6 +25,8 @@ DEFAULT_CACHE_SECONDS = 1.0
 
 @dataclass
 class _PoolRead:
+    """A pool's heartbeats as last read, and the offers sent since."""
+
     read_at: float
     tasks: list[PoolTask]
     offers_since: int = 0
