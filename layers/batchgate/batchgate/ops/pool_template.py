@@ -565,17 +565,34 @@ def rewrite(
     return text
 
 
-def stale_sections(template_text: str, catalog: Catalog) -> list[str]:
+def stale_sections(
+    template_text: str,
+    catalog: Catalog,
+    sections: Sequence[Section] = SECTIONS,
+    *,
+    markers: tuple[str, str, str] = (BEGIN, END, WRITE_COMMAND),
+) -> list[str]:
     """The names of the marked sections that differ from what the catalog renders."""
     return [
-        section.name for section in SECTIONS if rewrite(template_text, catalog, (section,)) != template_text
+        section.name
+        for section in sections
+        if rewrite(template_text, catalog, (section,), markers=markers) != template_text
     ]
 
 
-def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) -> int:
+def generate(
+    argv: Sequence[str] | None,
+    out: Callable[[str], None],
+    *,
+    prog: str,
+    subject: str,
+    sections: Sequence[Section],
+    markers: tuple[str, str, str],
+) -> int:
+    """The command line of a generator of template.yaml's marked sections (the pools', the schedules'):
+    check the sections against the catalog (exit 1 when out of date), or `--write` them."""
     parser = argparse.ArgumentParser(
-        prog="python -m batchgate.ops.pool_template",
-        description="Render the catalog's warm pools into template.yaml's generated sections.",
+        prog=prog, description=f"Render the catalog's {subject} into template.yaml's generated sections."
     )
     parser.add_argument("--catalog", help="catalog file (default: $BATCHGATE_CATALOG, else the packaged)")
     parser.add_argument(
@@ -586,16 +603,28 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
     path = Path(arguments.template)
     catalog = load_catalog(arguments.catalog)
     text = path.read_text()
-    rendered = rewrite(text, catalog)
+    rendered = rewrite(text, catalog, sections, markers=markers)
     if rendered == text:
-        out(f"{path}: the pools' sections match the catalog")
+        out(f"{path}: the {subject}' sections match the catalog")
         return 0
+    stale = ", ".join(stale_sections(text, catalog, sections, markers=markers))
     if arguments.write:
         path.write_text(rendered)
-        out(f"{path}: rewrote the sections {', '.join(stale_sections(text, catalog))}")
+        out(f"{path}: rewrote the sections {stale}")
         return 0
-    out(f"{path}: out of date in {', '.join(stale_sections(text, catalog))}: run {WRITE_COMMAND}")
+    out(f"{path}: out of date in {stale}: run {markers[2]}")
     return 1
+
+
+def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) -> int:
+    return generate(
+        argv,
+        out,
+        prog="python -m batchgate.ops.pool_template",
+        subject="pools",
+        sections=SECTIONS,
+        markers=(BEGIN, END, WRITE_COMMAND),
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

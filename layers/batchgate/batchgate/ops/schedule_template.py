@@ -14,16 +14,15 @@ Without --write it prints the sections that differ and exits 1 when the template
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-from batchgate.domain.catalog import Catalog, load_catalog
+from batchgate.domain.catalog import Catalog
 from batchgate.domain.schedules import DELIVERY_RETRY_ATTEMPTS, DELIVERY_RETRY_SECONDS, ScheduleSpec
-from batchgate.ops.pool_template import PoolTemplateError, Section, logical_name
+from batchgate.ops.pool_template import PoolTemplateError, Section, generate, logical_name
 from batchgate.ops.pool_template import rewrite as rewrite_sections
+from batchgate.ops.pool_template import stale_sections as stale_generated_sections
 
 WRITE_COMMAND = "python -m batchgate.ops.schedule_template --write"
 BEGIN = "# >>> generated from the catalog's schedules: {section} ({command})"
@@ -100,35 +99,18 @@ def rewrite(template_text: str, catalog: Catalog, sections: Sequence[Section] = 
 
 
 def stale_sections(template_text: str, catalog: Catalog) -> list[str]:
-    return [
-        section.name for section in SECTIONS if rewrite(template_text, catalog, (section,)) != template_text
-    ]
+    return stale_generated_sections(template_text, catalog, SECTIONS, markers=MARKERS)
 
 
 def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) -> int:
-    parser = argparse.ArgumentParser(
+    return generate(
+        argv,
+        out,
         prog="python -m batchgate.ops.schedule_template",
-        description="Render the catalog's schedules into template.yaml's generated sections.",
+        subject="schedules",
+        sections=SECTIONS,
+        markers=MARKERS,
     )
-    parser.add_argument("--catalog", help="catalog file (default: $BATCHGATE_CATALOG, else the packaged)")
-    parser.add_argument(
-        "--template", default="template.yaml", help="the SAM template (default: ./template.yaml)"
-    )
-    parser.add_argument("--write", action="store_true", help="write the template (else only check it)")
-    arguments = parser.parse_args(argv)
-    path = Path(arguments.template)
-    catalog = load_catalog(arguments.catalog)
-    text = path.read_text()
-    rendered = rewrite(text, catalog)
-    if rendered == text:
-        out(f"{path}: the schedules' sections match the catalog")
-        return 0
-    if arguments.write:
-        path.write_text(rendered)
-        out(f"{path}: rewrote the sections {', '.join(stale_sections(text, catalog))}")
-        return 0
-    out(f"{path}: out of date in {', '.join(stale_sections(text, catalog))}: run {WRITE_COMMAND}")
-    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
