@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from batchgate.domain.catalog import load_catalog, parse_catalog
 from batchgate.domain.messages import parse_submit_message
-from batchgate.domain.scheduled_runs import SlotReport
+from batchgate.domain.scheduled_runs import SlotReport, slot_report
 from batchgate.domain.schedules import SCHEDULED_TIME_ATTRIBUTE
 from batchgate.ops import schedule_template
 from batchgate.ops.local.filters import matches, parse_patterns
@@ -21,6 +22,8 @@ from batchgate.ops.template import load_template as load_rendered
 
 from tests.test_pool_template import packaged_document
 from tests.test_template import CATALOG, TEMPLATE, load_template, properties
+
+REGION = "eu-west-1"
 
 
 @pytest.fixture(scope="module")
@@ -134,17 +137,48 @@ def report_event(kind: str) -> dict[str, Any]:
     }
 
 
-def test_the_notification_rule_takes_missed_runs_not_late_starts(template: dict[str, Any]) -> None:
-    [pattern] = parse_patterns([json.dumps(properties(template, "JobNotificationRule")["EventPattern"])])
-    assert matches(report_event("MISSED"), pattern)
-    assert not matches(report_event("LATE"), pattern)
-    # The input transformer's paths are all in a missed run's detail.
-    paths = properties(template, "JobNotificationRule")["Targets"][0]["InputTransformer"]["InputPathsMap"]
-    detail = report_event("MISSED")["detail"]
-    for path in paths.values():
-        value: Any = detail
-        for part in path.removeprefix("$.detail.").split("."):
-            value = value[part]
+def test_missed_runs_have_their_own_notification_rule_and_late_starts_none(template: dict[str, Any]) -> None:
+    missed_rule = properties(template, "ScheduledRunNotificationRule")
+    assert template["Resources"]["ScheduledRunNotificationRule"]["Condition"] == "HasJobNotificationTopic"
+    assert missed_rule["Targets"][0]["Arn"] == properties(template, "JobNotificationRule")["Targets"][0]["Arn"]
+    [missed] = parse_patterns([json.dumps(missed_rule["EventPattern"])])
+    [jobs] = parse_patterns([json.dumps(properties(template, "JobNotificationRule")["EventPattern"])])
+    assert matches(report_event("MISSED"), missed)
+    assert not matches(report_event("LATE"), missed)
+    assert not matches(report_event("MISSED"), jobs)  # one message per missed run, not two
+
+
+def test_a_missed_runs_notification_is_readable_text_naming_the_slot_and_the_commands(
+    template: dict[str, Any], aws: None
+) -> None:
+    """Through moto's EventBridge: the rule's pattern and input transformer, the topic replaced by a queue."""
+    found = properties(template, "ScheduledRunNotificationRule")
+    events = boto3.client("events", region_name=REGION)
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="notifications")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="missed", EventPattern=json.dumps(found["EventPattern"]))
+    transformer = found["Targets"][0]["InputTransformer"]
+    events.put_targets(Rule="missed", Targets=[{"Id": "topic", "Arn": arn, "InputTransformer": transformer}])
+    schedule = load_catalog(CATALOG).schedules["payroll-month-close"]
+    slot = datetime(2026, 11, 30, 13, tzinfo=UTC)
+    for report in (
+        slot_report(schedule, slot, None, slot + timedelta(hours=1), 900),
+        SlotReport(kind="LATE", schedule=schedule, slot=slot, job_id=schedule.job_id(slot), reason="late"),
+    ):
+        assert report is not None
+        response = events.put_events(Entries=[report.entry("default", slot)])  # type: ignore[list-item]
+        assert response["FailedEntryCount"] == 0
+
+    [message] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    text = json.loads(message["Body"])
+    assert text.startswith(
+        f"batchgate: scheduled run payroll-month-close of batch {schedule.batch} (tenant "
+    )
+    assert f"for 2026-11-30T13:00:00Z did not start (no job {schedule.job_id(slot)})." in text
+    assert "batchgate schedules run payroll-month-close --slot 2026-11-30T13:00:00Z" in text
+    assert text.endswith("Details: batchgate schedules --schedule payroll-month-close")
+    assert "{" not in text and "\n" not in text
 
 
 def test_a_rate_is_rendered_as_its_cron_and_a_catalog_without_schedules_renders_none(tmp_path: Path) -> None:

@@ -51,9 +51,6 @@ class SlotReport:
             "scheduled_time": scheduled_time_text(self.slot),
             "started_at": self.started_at,
             "reason": self.reason,
-            # The job notification rule's input paths: no attempt ran, no log to point at.
-            "attempt": 0,
-            "log": {"console_url": "-"},
         }
 
     def entry(self, bus_name: str, now: datetime) -> dict[str, Any]:
