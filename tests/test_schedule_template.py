@@ -139,10 +139,11 @@ def report_event(kind: str) -> dict[str, Any]:
 
 def test_missed_runs_have_their_own_notification_rule_and_late_starts_none(template: dict[str, Any]) -> None:
     missed_rule = properties(template, "ScheduledRunNotificationRule")
+    job_rule = properties(template, "JobNotificationRule")
     assert template["Resources"]["ScheduledRunNotificationRule"]["Condition"] == "HasJobNotificationTopic"
-    assert missed_rule["Targets"][0]["Arn"] == properties(template, "JobNotificationRule")["Targets"][0]["Arn"]
+    assert missed_rule["Targets"][0]["Arn"] == job_rule["Targets"][0]["Arn"]
     [missed] = parse_patterns([json.dumps(missed_rule["EventPattern"])])
-    [jobs] = parse_patterns([json.dumps(properties(template, "JobNotificationRule")["EventPattern"])])
+    [jobs] = parse_patterns([json.dumps(job_rule["EventPattern"])])
     assert matches(report_event("MISSED"), missed)
     assert not matches(report_event("LATE"), missed)
     assert not matches(report_event("MISSED"), jobs)  # one message per missed run, not two
