@@ -173,9 +173,7 @@ def test_a_missed_runs_notification_is_readable_text_naming_the_slot_and_the_com
 
     [message] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     text = json.loads(message["Body"])
-    assert text.startswith(
-        f"batchgate: scheduled run payroll-month-close of batch {schedule.batch} (tenant "
-    )
+    assert text.startswith(f"batchgate: scheduled run payroll-month-close of batch {schedule.batch} (tenant ")
     assert f"for 2026-11-30T13:00:00Z did not start (no job {schedule.job_id(slot)})." in text
     assert "batchgate schedules run payroll-month-close --slot 2026-11-30T13:00:00Z" in text
     assert text.endswith("Details: batchgate schedules --schedule payroll-month-close")
