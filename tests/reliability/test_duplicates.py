@@ -27,7 +27,7 @@ from tests.reliability.test_events_and_retries import retargeted, tracker
 BATCH_SIZE = 10
 MOST_COPIES = 4
 # Jobs of the default run, and of the full one (`make test-reliability`).
-JOBS = (12, 320)
+JOBS = (12, 480)
 ARGUMENTS = {
     "payroll-calculation": ["2026-11"],
     "report-export": ["payslips", "2026-11"],
