@@ -259,8 +259,9 @@ def render_load_run(tally: Tally) -> list[str]:
         "",
         "| measured | value |",
         "|---|---:|",
-        f"| jobs ended as expected (status, exit code, one attempt) | {jobs:,} of {jobs:,} |",
-        "| tasks per job | 1 |",
+        "| jobs ended as expected (status, exit code, one attempt) | "
+        f"{tally.tried.get('load: as expected', 0):,} of {jobs:,} |",
+        f"| jobs with exactly one task | {tally.tried.get('load: one task', 0):,} of {jobs:,} |",
         f"| messages in the {tally.tried.get('load: DLQs checked', 0)} dead-letter queues | "
         f"{tally.tried.get('load: DLQ messages', 0):,} |",
         f"| time to drain (first send to last job ended) | {figures['load: drain seconds']:.0f} s |",
