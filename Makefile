@@ -20,7 +20,7 @@ PIP_REQUIREMENT := pip==26.3 \
 UV_REQUIREMENT := uv==0.13.8
 LOCK_TOOLS := .lock-tools
 
-.PHONY: install test test-fast lint format build validate invoke run bench lock clean
+.PHONY: install test test-reliability test-fast lint format build validate invoke run bench lock clean
 
 install: $(STAMP)
 
@@ -40,9 +40,15 @@ run: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -n 2 -q
 
+## The reliability run: every test of tests/reliability with the large counts and the local stack's
+## load run (marked reliability_full, which `make test` leaves out). One process: its tally becomes
+## docs/reliability.md when BATCHGATE_WRITE_RELIABILITY=1.
+test-reliability: $(STAMP)
+	$(BIN)/python -m pytest -q -m "" tests/reliability
+
 ## Unit tests only (in-process moto), for a quick loop.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not integration"
+	$(BIN)/python -m pytest -q -m "not integration and not reliability_full"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

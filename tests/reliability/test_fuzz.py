@@ -57,10 +57,18 @@ def fuzz_stack() -> Any:
         yield create_stack_resources(table_name="batchgate-fuzz-jobs")
 
 
+# Every Unicode general category: letters, marks, numbers, punctuation, symbols, separators and "C"
+# (Cc control characters, Cf format, Cs surrogates, Co private use, Cn unassigned). JSON-encoded with
+# ensure_ascii, a lone surrogate becomes an escape such as "\ud83d" and a control character "\u001b".
+ANY_CHARACTER = st.characters(categories=("L", "M", "N", "P", "S", "Z", "C"))
+any_text = st.text(ANY_CHARACTER, max_size=40)
+# Text as SQS can carry it in a body (no lone surrogate can cross it unescaped).
+SQS_CHARACTER = st.characters(categories=("L", "M", "N", "P", "S", "Z", "Cc", "Cf", "Co", "Cn"))
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,
     lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(ANY_CHARACTER, max_size=12), children, max_size=4)
     ),
     max_leaves=12,
 )
@@ -70,29 +78,58 @@ mutations = st.fixed_dictionaries(
         "schema_version": json_values,
         "batch": st.sampled_from(["payroll-calculation", "attendance-import", "nope", "", "PAYROLL"])
         | json_values,
-        "arguments": st.lists(st.text(max_size=80), max_size=5) | json_values,
-        "environment": st.dictionaries(st.text(max_size=20), st.text(max_size=20), max_size=3) | json_values,
-        "idempotency_key": st.text(max_size=300) | json_values,
+        "arguments": st.lists(st.text(ANY_CHARACTER, max_size=80), max_size=5) | json_values,
+        "environment": st.dictionaries(
+            st.text(ANY_CHARACTER, max_size=20), st.text(ANY_CHARACTER, max_size=20), max_size=3
+        )
+        | json_values,
+        "idempotency_key": st.text(ANY_CHARACTER, max_size=300) | json_values,
         "priority": st.integers(-1000, 1000) | json_values,
         "deadline": st.sampled_from(["2020-01-01T00:00:00Z", "2999-01-01T00:00:00Z", "yesterday"])
         | json_values,
         "strategy": st.sampled_from(["FARGATE", "FARGATE_SPOT", "EC2", "MOON"]) | json_values,
-        "image": st.text(max_size=20),
-        "task_definition": st.text(max_size=20),
+        "image": any_text,
+        "task_definition": any_text,
     },
 )
 bodies = st.one_of(
-    st.text(max_size=300),
+    st.text(SQS_CHARACTER, max_size=300),
     st.binary(max_size=200).map(lambda raw: raw.decode("utf-8", "replace")),
     json_values.map(json.dumps),
     mutations.map(lambda changes: json.dumps({**VALID, **changes})),
+    # Unescaped: every character but a lone surrogate as it is in the body.
+    mutations.map(lambda changes: json.dumps({**VALID, **changes}, ensure_ascii=False)).filter(
+        lambda body: not _has_lone_surrogate(body)
+    ),
     st.integers(8000, 12000).map(lambda n: json.dumps({**VALID, "arguments": ["x" * n]})),
 )
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
-@given(body=bodies)
-def test_any_submit_message_ends_visible_and_never_crashes(fuzz_stack: Stack, body: str) -> None:
+def _has_lone_surrogate(text: str) -> bool:
+    return any(0xD800 <= ord(char) <= 0xDFFF for char in text)
+
+
+# The default run's counts, and the full run's (`make test-reliability`).
+SUBMIT_EXAMPLES = (1000, 5000)
+TASK_EVENT_EXAMPLES = (300, 1000)
+
+
+def examples(counts: tuple[int, int]) -> list[Any]:
+    default, full = counts
+    return [default, pytest.param(full, marks=pytest.mark.reliability_full, id="full")]
+
+
+@pytest.mark.parametrize("count", examples(SUBMIT_EXAMPLES))
+def test_any_submit_message_ends_visible_and_never_crashes(fuzz_stack: Stack, count: int) -> None:
+    @settings(max_examples=count, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(body=bodies)
+    def check(body: str) -> None:
+        submit_body_ends_visible(fuzz_stack, body)
+
+    check()
+
+
+def submit_body_ends_visible(fuzz_stack: Stack, body: str) -> None:
     ecs = NoEcs()
     dispatcher = Dispatcher(
         catalog=fuzz_stack.catalog, table=fuzz_stack.table, ecs=ecs, settings=fuzz_stack.settings
@@ -172,27 +209,36 @@ def test_forged_and_stale_relaunches_launch_nothing(stack: Stack) -> None:
     assert ecs.launched == 0
 
 
-@settings(max_examples=600, deadline=None)
-@given(
-    changes=st.dictionaries(
-        st.sampled_from(
-            [
-                "taskArn",
-                "lastStatus",
-                "version",
-                "containers",
-                "overrides",
-                "startedBy",
-                "detail-type",
-                "createdAt",
-                "stopCode",
-            ]
-        ),
-        json_values,
-        max_size=4,
-    )
+@pytest.mark.parametrize("count", examples(TASK_EVENT_EXAMPLES))
+def test_a_malformed_task_event_is_refused_clearly_or_read(count: int) -> None:
+    @settings(max_examples=count, deadline=None)
+    @given(changes=task_event_changes)
+    def check(changes: dict[str, Any]) -> None:
+        task_event_is_refused_clearly_or_read(changes)
+
+    check()
+
+
+task_event_changes = st.dictionaries(
+    st.sampled_from(
+        [
+            "taskArn",
+            "lastStatus",
+            "version",
+            "containers",
+            "overrides",
+            "startedBy",
+            "detail-type",
+            "createdAt",
+            "stopCode",
+        ]
+    ),
+    json_values,
+    max_size=4,
 )
-def test_a_malformed_task_event_is_refused_clearly_or_read(changes: dict[str, Any]) -> None:
+
+
+def task_event_is_refused_clearly_or_read(changes: dict[str, Any]) -> None:
     event = event_fixture("task-stopped-exit-1.json")
     for key, value in changes.items():
         if key == "detail-type":

@@ -174,12 +174,20 @@ def _unpaced() -> None:
     return None
 
 
+def is_transient(error: Exception) -> bool:
+    """A throttled, unavailable (5xx) or timed-out call: the same call may well succeed later."""
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return code in RETRYABLE_ERROR_CODES or status >= 500
+    return isinstance(error, BotoCoreError)
+
+
 def _launch_error(error: ClientError) -> LaunchError:
     details = error.response.get("Error", {})
     code = details.get("Code", "Unknown")
     message = details.get("Message", str(error))
-    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     reason = f"RunTask {code}: {message}"
-    if code in RETRYABLE_ERROR_CODES or status >= 500:
+    if is_transient(error):
         return RetryableLaunchError(reason)
     return PermanentLaunchError(reason)

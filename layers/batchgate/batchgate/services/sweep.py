@@ -59,7 +59,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batchgate.adapters.aws_clients import dynamodb_client, ecs_client
-from batchgate.adapters.ecs import EcsTasks
+from batchgate.adapters.ecs import EcsTasks, is_transient
 from batchgate.adapters.job_table import JobTable, JobWrite
 from batchgate.adapters.jobs_queue import JobsQueue
 from batchgate.adapters.pool_table import PoolTable
@@ -503,6 +503,15 @@ class Sweeper:
             try:
                 self.ecs.stop_task(attempt.task_arn, reason)
             except Exception as error:  # the task may be gone already; the job must still end
+                if is_transient(error):
+                    # Throttled or unavailable: the task still runs. The job is left as it is, so that
+                    # the next sweep stops the task (ended now, nothing would ever stop it).
+                    logger.warning(
+                        "StopTask failed; the next sweep tries again",
+                        extra={"task_arn": attempt.task_arn, "error": str(error)},
+                    )
+                    report.errors += 1
+                    return
                 logger.warning("StopTask failed", extra={"task_arn": attempt.task_arn, "error": str(error)})
         decision = decide(attempt, spec, job_id=job.job_id, failure=reason, timed_out=True)
         status = JobStatus.RETRYING if isinstance(decision, Retry) else JobStatus.TIMED_OUT
