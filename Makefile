@@ -38,7 +38,7 @@ run: $(STAMP)
 
 ## The full check: lint, types, and every test (unit, integration, template validate and build).
 test: lint
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 ## The reliability run: every test of tests/reliability with the large counts and the local stack's
 ## load run (marked reliability_full, which `make test` leaves out). One process: its tally becomes

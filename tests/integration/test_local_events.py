@@ -5,23 +5,20 @@ notification rule sends its readable message to the local topic (`events --notif
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 from batchgate.client import BatchClient
 from batchgate.domain.jobs import JobStatus
 
-from tests.integration.local_stack import BATCHGATE, ROOT, Stack, running_stack, short_timeout_catalog
+from tests.integration.conftest import LOCAL_STACK_GROUP
+from tests.integration.local_stack import BATCHGATE, ROOT, Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, LOCAL_STACK_GROUP]
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory = tmp_path_factory.mktemp("local-events")
-    arguments = ["--catalog", str(short_timeout_catalog(directory)), "--pool-tasks", "0", "--no-docker"]
-    with running_stack(directory, arguments) as stack:
-        yield stack
+@pytest.fixture
+def stack(closed_pool_stack: Stack) -> Stack:
+    return closed_pool_stack
 
 
 def cli(stack: Stack, *arguments: str) -> str:

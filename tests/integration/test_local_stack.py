@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +20,16 @@ import pytest
 from batchgate.adapters.history_table import HistoryTable
 from batchgate.domain.jobs import JobStatus, job_id_for
 
+from tests.integration.conftest import LOCAL_STACK_GROUP
 from tests.integration.local_stack import (
     BATCHGATE,
     JOB_SECONDS,
     ROOT,
     TIMEOUT_SECONDS,
     Stack,
-    running_stack,
-    short_timeout_catalog,
 )
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory = tmp_path_factory.mktemp("local-stack")
-    arguments = ["--catalog", str(short_timeout_catalog(directory)), "--schedule-seconds", "1"]
-    with running_stack(directory, arguments) as stack:
-        yield stack
+pytestmark = [pytest.mark.integration, LOCAL_STACK_GROUP]
 
 
 def test_a_batch_runs_and_succeeds(stack: Stack) -> None:

@@ -8,26 +8,18 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from batchgate.domain.jobs import JobStatus
 from batchgate.domain.warm import POOL_TASK_STOPPED, WARM
 
-from tests.integration.local_stack import BATCHGATE, ROOT, Stack, running_stack, short_timeout_catalog
+from tests.integration.conftest import LOCAL_STACK_GROUP
+from tests.integration.local_stack import BATCHGATE, ROOT, Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, LOCAL_STACK_GROUP]
 
 WARM_BATCH = "attendance-import"
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory = tmp_path_factory.mktemp("local-warm")
-    arguments = ["--catalog", str(short_timeout_catalog(directory)), "--schedule-seconds", "1"]
-    with running_stack(directory, arguments) as stack:
-        yield stack
 
 
 def cli(stack: Stack, *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -90,11 +82,9 @@ def test_a_pool_task_killed_under_a_job_fails_its_attempt_at_once_and_ecs_runs_t
     assert stack.wait_for(job_id).status is JobStatus.CANCELLED
 
 
-def test_a_closed_pool_sends_warm_jobs_to_ecs_at_once(tmp_path: Path) -> None:
-    arguments = ["--catalog", str(short_timeout_catalog(tmp_path)), "--pool-tasks", "0"]
-    with running_stack(tmp_path, arguments) as closed:
-        job_id = closed.submit(WARM_BATCH, ["uploads/warm/night.csv"], "warm-night")
-        job = closed.wait_for(job_id)
+def test_a_closed_pool_sends_warm_jobs_to_ecs_at_once(closed_pool_stack: Stack) -> None:
+    job_id = closed_pool_stack.submit(WARM_BATCH, ["uploads/warm/night.csv"], "warm-night")
+    job = closed_pool_stack.wait_for(job_id)
     assert job.status is JobStatus.SUCCEEDED, job.reason
     assert [attempt.strategy for attempt in job.attempts] == ["FARGATE"]
     assert job.plan is not None and "no free slot" in job.plan.reason
