@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,10 +27,10 @@ OPS_ONLY = (
     "yaml",
     "moto",
 )
-LIST_MODULES = "import json, sys; import app; print(json.dumps(sorted(sys.modules)))"
-# The boto3 clients a handler makes at import, by service.
-COUNT_CLIENTS = """
-import collections, json, boto3
+# What a cold start loaded and the boto3 clients it made, by service: one fresh interpreter per function
+# and environment, shared by the tests that read it (the module is one xdist group).
+PROBE = """
+import collections, json, sys, boto3
 made = collections.Counter()
 make = boto3.client
 def counted(service, *args, **kwargs):
@@ -36,15 +38,34 @@ def counted(service, *args, **kwargs):
     return make(service, *args, **kwargs)
 boto3.client = counted
 import app
-print(json.dumps(made))
+print(json.dumps({"modules": sorted(sys.modules), "clients": made}))
 """
+pytestmark = pytest.mark.xdist_group("handler-imports")
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """What importing a function's handler loaded (`modules`) and made (`clients`)."""
+
+    modules: list[str]
+    clients: dict[str, int]
+
+
+@functools.cache
+def _cold_start(function: str, variables: tuple[tuple[str, str], ...]) -> ColdStart:
+    found = json.loads(run_in_handler_process(function, PROBE, **dict(variables)))
+    return ColdStart(modules=found["modules"], clients=found["clients"])
+
+
+def cold_start(function: str, **variables: str) -> ColdStart:
+    """A fresh interpreter's import of the function's handler, in Lambda's environment (stand-in
+    credentials: clients are made, nothing is called); `variables` change it."""
+    return _cold_start(function, tuple(sorted(variables.items())))
 
 
 def modules_after_import(function: str, **variables: str) -> list[str]:
-    """sys.modules after a fresh interpreter imports the function's handler, in Lambda's environment
-    (stand-in credentials: clients are made, nothing is called); `variables` change it."""
-    modules: list[str] = json.loads(run_in_handler_process(function, LIST_MODULES, **variables))
-    return modules
+    """sys.modules after a fresh interpreter imports the function's handler."""
+    return cold_start(function, **variables).modules
 
 
 def run_in_handler_process(function: str, statement: str, **variables: str) -> str:
@@ -115,6 +136,6 @@ def test_dispatch_loads_the_capacity_and_warm_adapters_only_when_configured() ->
 def test_a_cold_start_makes_one_client_per_service(function: str) -> None:
     # Every adapter of a handler shares its service's client: each extra one is model loading paid by
     # every cold start. With the pools configured, track and the sweep have two tables to share one.
-    made = json.loads(run_in_handler_process(function, COUNT_CLIENTS, POOL_TABLE_NAME="batchgate-pools"))
+    made = cold_start(function, POOL_TABLE_NAME="batchgate-pools").clients
     assert made  # the handler did make its clients at init
     assert {service: count for service, count in made.items() if count != 1} == {}
