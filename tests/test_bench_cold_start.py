@@ -34,17 +34,25 @@ def by_name() -> dict[str, Subject]:
 
 def modules_after(subject: Subject, environment_of: Subject | None = None) -> set[str]:
     """sys.modules after a fresh interpreter runs the subject's statement, in its (or another
-    subject's) Lambda environment."""
+    subject's) Lambda environment; one interpreter per pair, read by every test that asks (the module
+    is one xdist group)."""
     environment = environment_of or subject
-    completed = subprocess.run(
-        [*python_command(None), "-c", subject.statement + LIST_MODULES],
-        cwd=environment.folder,
-        env=environment.environment,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return set(json.loads(completed.stdout))
+    key = (subject.name, environment.name)
+    if key not in _MODULES_AFTER:
+        completed = subprocess.run(
+            [*python_command(None), "-c", subject.statement + LIST_MODULES],
+            cwd=environment.folder,
+            env=environment.environment,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        _MODULES_AFTER[key] = frozenset(json.loads(completed.stdout))
+    return set(_MODULES_AFTER[key])
+
+
+_MODULES_AFTER: dict[tuple[str, str], frozenset[str]] = {}
+pytestmark = pytest.mark.xdist_group("cold-start-subjects")
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
