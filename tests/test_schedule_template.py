@@ -18,6 +18,7 @@ from batchgate.domain.scheduled_runs import SlotReport, slot_report
 from batchgate.domain.schedules import SCHEDULED_TIME_ATTRIBUTE
 from batchgate.ops import schedule_template
 from batchgate.ops.local.filters import matches, parse_patterns
+from batchgate.ops.pool_template import PoolTemplateError
 from batchgate.ops.template import load_template as load_rendered
 
 from tests.test_pool_template import packaged_document
@@ -200,3 +201,13 @@ def test_a_rate_is_rendered_as_its_cron_and_a_catalog_without_schedules_renders_
     kinds = [resource["Type"] for resource in load_rendered(path)["Resources"].values()]
     assert "AWS::Scheduler::Schedule" not in kinds
     assert "AWS::Scheduler::ScheduleGroup" in kinds
+
+
+def test_schedules_whose_logical_ids_collide_are_refused() -> None:
+    document = copy.deepcopy(packaged_document())
+    schedule = {"batch": "report-export", "expression": "rate(1 hour)", "timezone": "UTC", "arguments": ["x"]}
+    document["schedules"] = {"day-1": schedule, "day1": schedule}
+    with pytest.raises(
+        PoolTemplateError, match="schedules 'day-1' and 'day1' have the same logical id ScheduleDay1"
+    ):
+        schedule_template.rewrite(TEMPLATE.read_text(), parse_catalog(document))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,16 +77,23 @@ class Section:
     render: Callable[[Catalog], str]
 
 
-def _pools(catalog: Catalog) -> list[PoolSpec]:
-    pools = [catalog.pools[name] for name in sorted(catalog.pools)]
-    names: dict[str, str] = {}
-    for pool in pools:
-        other = names.setdefault(logical_name(pool.name), pool.name)
-        if other != pool.name:
+def in_logical_id_order[ItemT](
+    items: Mapping[str, ItemT], logical_id: Callable[[str], str], kind: str
+) -> list[ItemT]:
+    """The catalog's `items` (pools, schedules) by name; refused when two names give the same logical id
+    (e.g. "day-1" and "day1"), which CloudFormation would take for one resource."""
+    seen: dict[str, str] = {}
+    for name in sorted(items):
+        other = seen.setdefault(logical_id(name), name)
+        if other != name:
             raise PoolTemplateError(
-                f"pools {other!r} and {pool.name!r} have the same logical id Pool{logical_name(pool.name)}"
+                f"{kind} {other!r} and {name!r} have the same logical id {logical_id(name)}"
             )
-    return pools
+    return [items[name] for name in sorted(items)]
+
+
+def _pools(catalog: Catalog) -> list[PoolSpec]:
+    return in_logical_id_order(catalog.pools, lambda name: f"Pool{logical_name(name)}", "pools")
 
 
 def render_parameters(catalog: Catalog) -> str:

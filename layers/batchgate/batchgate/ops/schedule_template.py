@@ -20,7 +20,12 @@ from collections.abc import Callable, Sequence
 
 from batchgate.domain.catalog import Catalog
 from batchgate.domain.schedules import DELIVERY_RETRY_ATTEMPTS, DELIVERY_RETRY_SECONDS, ScheduleSpec
-from batchgate.ops.pool_template import PoolTemplateError, Section, generate, logical_name
+from batchgate.ops.pool_template import (
+    Section,
+    generate,
+    in_logical_id_order,
+    logical_name,
+)
 from batchgate.ops.pool_template import rewrite as rewrite_sections
 from batchgate.ops.pool_template import stale_sections as stale_generated_sections
 
@@ -36,16 +41,7 @@ def schedule_logical_id(name: str) -> str:
 
 
 def _schedules(catalog: Catalog) -> list[ScheduleSpec]:
-    schedules = [catalog.schedules[name] for name in sorted(catalog.schedules)]
-    names: dict[str, str] = {}
-    for schedule in schedules:
-        other = names.setdefault(schedule_logical_id(schedule.name), schedule.name)
-        if other != schedule.name:
-            raise PoolTemplateError(
-                f"schedules {other!r} and {schedule.name!r} have the same logical id "
-                f"{schedule_logical_id(schedule.name)}"
-            )
-    return schedules
+    return in_logical_id_order(catalog.schedules, schedule_logical_id, "schedules")
 
 
 def render_resources(catalog: Catalog) -> str:
