@@ -140,6 +140,46 @@ def test_a_record_that_keeps_losing_gives_up_after_its_tries(stack: Stack) -> No
     assert (stored.observed, stored.successes) == (4, 0)
 
 
+class RetriedPutClient:
+    """The history table's client, whose first PutItem lands but whose response is lost: it is sent again,
+    as the SDK retries a request that timed out, and the repeat fails its condition on the version."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.puts = 0
+
+    def put_item(self, **request: Any) -> Any:
+        self.puts += 1
+        if self.puts == 1:
+            self._client.put_item(**request)
+        return self._client.put_item(**request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize(("fold_key", "observed"), [("bg-payroll-1#1", 1), (None, 2)])
+def test_a_write_retried_after_it_landed_folds_the_attempt_once(
+    stack: Stack, fold_key: str | None, observed: int
+) -> None:
+    """With its fold key, the attempt is found as the item's last fold after the retry's conflict; without
+    one (what the key is for), the retry's conflict read folds it a second time."""
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    create_history_table(client, HISTORY_TABLE)
+    retried = RetriedPutClient(client)
+    history = HistoryTable(HISTORY_TABLE, retried, pause=lambda _: None)  # type: ignore[arg-type]
+
+    history.record("payroll-calculation", AttemptObservation("FARGATE", succeeded=True), fold_key=fold_key)
+
+    stored, version = stored_history()
+    assert (stored.observed, version) == (observed, observed)
+    # Another attempt of the pair is folded as usual after it.
+    history.record(
+        "payroll-calculation", AttemptObservation("FARGATE", succeeded=True), fold_key="bg-payroll-2#1"
+    )
+    assert stored_history()[0].observed == observed + 1
+
+
 def test_summaries_are_cached_per_batch(stack: Stack) -> None:
     client = boto3.client("dynamodb", region_name="us-east-1")
     create_history_table(client, HISTORY_TABLE)

@@ -201,6 +201,23 @@ def test_records_after_a_failed_one_fail_unfolded_and_the_retry_folds_each_once(
     assert (stored.observed, version) == (3, 3)
 
 
+def test_an_invocation_retried_whole_folds_its_last_attempt_once(stack: Stack, history: HistoryTable) -> None:
+    """An invocation that crashed after folding is retried with the same records: the attempt it folded
+    last is the item's last fold, and is not folded again (one folded before it, by then not the last
+    fold of its pair, would be)."""
+    running, stopped = stopped_job(stack)
+    feed = HistoryFeed(history)
+    record = stop_record(21, running, stopped, "bg-job-21")
+
+    assert feed.in_order()(record) == 1
+    assert feed.in_order()(record) == 1  # the retry: the attempt is reported, not folded again
+
+    stored, version = history.get("payroll-calculation", "FARGATE")
+    assert (stored.observed, version) == (1, 1)
+    assert feed.in_order()(stop_record(22, running, stopped, "bg-job-22")) == 1
+    assert history.get("payroll-calculation", "FARGATE")[0].observed == 2
+
+
 def test_a_time_stored_unreadable_fails_no_record_and_holds_back_no_other_job(
     stack: Stack, history: HistoryTable
 ) -> None:

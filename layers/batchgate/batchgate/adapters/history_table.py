@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 HASH_ATTRIBUTE = "batch"
 RANGE_ATTRIBUTE = "strategy"
 VERSION_ATTRIBUTE = "version"
+# The last attempt folded into the item (`record`'s fold key): a write whose response was lost is
+# retried, fails its condition on the version it wrote, and finds its own key here instead of folding
+# the attempt again.
+LAST_FOLD_ATTRIBUTE = "last_fold"
 DEFAULT_CACHE_SECONDS = 60.0
 
 
@@ -72,6 +76,11 @@ class HistoryTable:
 
     def get(self, batch: str, strategy: str) -> tuple[StrategyHistory, int]:
         """The stored history and its version (0 when there is none yet)."""
+        history, version, _ = self._read(batch, strategy)
+        return history, version
+
+    def _read(self, batch: str, strategy: str) -> tuple[StrategyHistory, int, str | None]:
+        """The stored history, its version and its last fold key."""
         response = self._client.get_item(
             TableName=self.table_name,
             Key={HASH_ATTRIBUTE: {"S": batch}, RANGE_ATTRIBUTE: {"S": strategy}},
@@ -79,17 +88,29 @@ class HistoryTable:
         )
         item = response.get("Item")
         if not item:
-            return StrategyHistory(batch=batch, strategy=strategy), 0
+            return StrategyHistory(batch=batch, strategy=strategy), 0, None
         plain = from_attributes(item)
-        return StrategyHistory.from_item(plain), int(plain.get(VERSION_ATTRIBUTE, 0))
+        last_fold = plain.get(LAST_FOLD_ATTRIBUTE)
+        return (
+            StrategyHistory.from_item(plain),
+            int(plain.get(VERSION_ATTRIBUTE, 0)),
+            str(last_fold) if last_fold is not None else None,
+        )
 
-    def record(self, batch: str, observation: AttemptObservation, tries: int = 8) -> StrategyHistory:
+    def record(
+        self, batch: str, observation: AttemptObservation, tries: int = 8, *, fold_key: str | None = None
+    ) -> StrategyHistory:
         """Add one finished attempt: read, fold in, write conditionally on the version read; after a
-        lost write, pause (`batchgate.adapters.write_conflicts`) and read again."""
+        lost write, pause (`batchgate.adapters.write_conflicts`) and read again. With a `fold_key` (the
+        attempt's identity), an attempt that is already the item's last fold is not folded again."""
         for _ in tries_after_conflicts(tries, self._pause):
-            current, version = self.get(batch, observation.strategy)
+            current, version, last_fold = self._read(batch, observation.strategy)
+            if fold_key is not None and last_fold == fold_key:
+                return current
             updated = current.observe(observation, self._wall_clock(), self.half_life_seconds)
             item = {**updated.to_item(), VERSION_ATTRIBUTE: version + 1}
+            if fold_key is not None:
+                item[LAST_FOLD_ATTRIBUTE] = fold_key
             if version == 0:
                 condition = "attribute_not_exists(#version)"
                 values: dict[str, Any] = {}

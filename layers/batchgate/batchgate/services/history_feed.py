@@ -9,9 +9,13 @@ A batch's records are folded in stream order, and after a record fails the later
 Lambda resumes the shard at the first failed record, so a retry folds nothing twice. A failure that no
 retry can mend would hold every later job's history back until the retries run out, so what a record's
 own data gets wrong never fails it: a timeline time that cannot be read (stored before task events were
-checked) leaves the phases it bounds unmeasured, and the rest of the attempt is folded. One case stays at
-least once: an invocation that crashes (timeout, out of memory) is retried whole, and what it had folded
-counts again.
+checked) leaves the phases it bounds unmeasured, and the rest of the attempt is folded.
+
+Each fold writes the attempt's identity (`fold_key`) into the history item, so a write the SDK sends again
+after its response was lost, or an invocation that crashed (timeout, out of memory) and is retried whole,
+finds its attempt already folded and does not count it twice. One case stays at least once: an attempt of
+the crashed invocation that is no longer its pair's last fold (another attempt of the same batch and
+strategy was folded since) counts again.
 """
 
 from __future__ import annotations
@@ -90,6 +94,11 @@ def _job(image: Mapping[str, Any] | None) -> Job | None:
     return Job.from_item(from_attributes(dict(image))) if image else None
 
 
+def fold_key(job: Job, attempt: Attempt) -> str:
+    """An attempt's identity in the history: its job and number."""
+    return f"{job.job_id}#{attempt.number}"
+
+
 class HistoryFeed:
     """Folds the finished attempts of job table writes into the history table."""
 
@@ -109,13 +118,13 @@ class HistoryFeed:
             return []
         # An attempt that never ran (a warm offer no worker claimed) says nothing of its strategy's
         # start or run: counted by the WarmNotPickedUp metric, not folded.
-        observations = [
-            observation_of(attempt, job.submitted_at)
-            for attempt in change.finished
-            if attempt.stop_code not in NEVER_RAN_STOP_CODES
-        ]
-        for observation in observations:
-            self.history.record(job.batch, observation)
+        observations: list[AttemptObservation] = []
+        for attempt in change.finished:
+            if attempt.stop_code in NEVER_RAN_STOP_CODES:
+                continue
+            observation = observation_of(attempt, job.submitted_at)
+            self.history.record(job.batch, observation, fold_key=fold_key(job, attempt))
+            observations.append(observation)
             logger.info(
                 "finished attempt folded into the history",
                 extra={

@@ -12,6 +12,11 @@ And one speed-up: moto's SQS reads the clock through datetime arithmetic for eve
 every send, receive and attribute read; under a burst (the load run's 1,000 jobs put thousands of task
 events on the track function's queue) that was most of the server's time. The same epoch milliseconds
 come from time.time().
+And one DynamoDB guarantee: a write is atomic with its stream record. moto's server runs requests in
+threads and numbers a stream record by the stream's length before appending it, so two writes at once
+could share a sequence number, and a reader resuming after it read one of them again (a finished attempt
+folded twice into the history); a conditional write could also pass its check alongside another. DynamoDB
+requests run one at a time here.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 import moto.sqs.models as sqs_models
 from moto.core.responses import ActionResult
 from moto.core.utils import unix_time_millis
+from moto.dynamodb.responses import DynamoHandler
 from moto.ecs.exceptions import ECSException
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.moto_api import state_manager
@@ -78,6 +84,17 @@ def now_millis(dt: datetime.datetime | None = None) -> float:
     return time.time() * 1000.0 if dt is None else unix_time_millis(dt)
 
 
+def one_at_a_time(call_action: Callable[[DynamoHandler], Any]) -> Callable[[DynamoHandler], Any]:
+    """`call_action` under one lock for every DynamoDB request of the server."""
+    lock = threading.Lock()
+
+    def serialized(handler: DynamoHandler) -> Any:
+        with lock:
+            return call_action(handler)
+
+    return serialized
+
+
 def main() -> None:
     # A patch of the pinned moto's response class, in this server process only.
     EC2ContainerServiceResponse.run_task = ClientTokens().wrap(  # type: ignore[method-assign, assignment]
@@ -86,6 +103,7 @@ def main() -> None:
     state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
     patch_moto_rules()
     sqs_models.unix_time_millis = now_millis  # type: ignore[attr-defined]
+    DynamoHandler.call_action = one_at_a_time(DynamoHandler.call_action)  # type: ignore[method-assign]
     moto_main()
 
 
