@@ -46,6 +46,24 @@ TABLE = "batchgate-test-jobs"
 MOTO = MotoWorld(REGION)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Under `--dist loadgroup`, every test of an `xdist_group` must carry its group in its id (pytest-xdist
+    adds it): else the group's tests are spread over the workers, and each starts the shared local stacks
+    the group exists to start once."""
+    if not session.config.getvalue("loadgroup"):
+        return
+    ungrouped = [
+        item.nodeid
+        for item in session.items
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid
+    ]
+    if ungrouped:
+        raise pytest.UsageError(
+            f"pytest-xdist did not group {len(ungrouped)} tests (e.g. {ungrouped[0]}): "
+            "this pytest and pytest-xdist do not work together (see requirements.in)"
+        )
+
+
 @functools.cache
 def _template() -> dict[str, Any]:
     return load_template(ROOT / "template.yaml")
