@@ -23,6 +23,7 @@ from moto.core.base_backend import BackendDict
 from moto.core.custom_responses_mock import reset_responses_mock
 from moto.core.model_instances import reset_model_data
 from moto.core.models import MockAWS, responses_mock
+from moto.dynamodb.models import dynamodb_backends
 from moto.ec2.models import ec2_backends
 
 ACCOUNT = "123456789012"
@@ -63,6 +64,17 @@ class MotoWorld:
                 _clear_services()
                 reset_responses_mock(responses_mock)
                 reset_model_data()
+
+    def stored_item(self, table_name: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        """A DynamoDB item as moto holds it, in the wire format GetItem returns it in (`key` too), read
+        without a GetItem: moto's request parsing and response serialization are most of a GetItem's
+        cost, and a test that reads an item after every one of thousands of examples pays them each time.
+        """
+        item = dynamodb_backends[ACCOUNT][self.region].get_item(table_name, key)
+        if item is None:
+            return None
+        attributes: dict[str, Any] = item.to_json()["Attributes"]
+        return attributes
 
     def _attach(self) -> None:
         if self._ec2 is None:

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 from batchgate.adapters.ecs import EcsTasks, LaunchOutcome
-from batchgate.domain.jobs import JobStatus, job_id_for
+from batchgate.adapters.job_table import KEY_ATTRIBUTE, from_attributes
+from batchgate.domain.jobs import Job, JobStatus, job_id_for
 from batchgate.domain.messages import RejectedMessage, parse_submit_message
 from batchgate.domain.relaunch import MAX_DEFERRALS, InvalidRelaunchMessage, Relaunch
 from batchgate.domain.task_events import InvalidTaskEvent, TaskStateChange
@@ -146,21 +147,56 @@ def submit_body_ends_visible(fuzz_stack: Stack, body: str) -> None:
             batch, key = "-", message_id  # a passed deadline: rejected after parsing
         except RejectedMessage as rejected:
             batch, key = (rejected.batch or "-")[:64], rejected.idempotency_key or message_id
-        job = fuzz_stack.table.get(job_id_for(batch, key))
+        job = stored_job(fuzz_stack, job_id_for(batch, key))
         if job is None:  # valid but past its deadline: the job of the message itself
             document = json.loads(body)
-            job = fuzz_stack.table.get(
-                job_id_for(document["batch"], document.get("idempotency_key") or message_id)
+            job = stored_job(
+                fuzz_stack, job_id_for(document["batch"], document.get("idempotency_key") or message_id)
             )
         if job is not None and job.message_id != message_id:
             # Its idempotency key names another message's job: that job stays as it is and the
             # refusal is recorded under this message's own id.
-            job = fuzz_stack.table.get(job_id_for(batch, message_id))
+            job = stored_job(fuzz_stack, job_id_for(batch, message_id))
             TALLY.outcome("submit fuzz", "REJECTED (idempotency key already used by another job)")
         found = job is not None and job.status is JobStatus.REJECTED and bool(job.reason)
         TALLY.check("job visible", found)
         assert found, "a rejected message left no job with a reason"
     assert ecs.launched <= 1
+
+
+def stored_job(fuzz_stack: Stack, job_id: str) -> Job | None:
+    """The job as the table holds it, read the way JobTable.get reads it (the item in DynamoDB's wire
+    format, turned into a Job) without the GetItem round trip through moto: that round trip is most of
+    an example's cost, and the dispatcher's own reads still make it."""
+    item = MOTO.stored_item(fuzz_stack.settings.table_name, {KEY_ATTRIBUTE: {"S": job_id}})
+    return Job.from_item(from_attributes(item)) if item is not None else None
+
+
+def test_a_stored_job_is_the_job_get_item_reads(fuzz_stack: Stack) -> None:
+    """What the fuzz test reads instead of a GetItem is what a GetItem reads, for jobs whose items
+    hold lists, maps, numbers and escapes."""
+    dispatcher = Dispatcher(
+        catalog=fuzz_stack.catalog, table=fuzz_stack.table, ecs=NoEcs(), settings=fuzz_stack.settings
+    )
+    messages = {
+        "stored-1": json.dumps({**VALID, "idempotency_key": "stored", "priority": "high"}),
+        "stored-2": json.dumps({**VALID, "idempotency_key": "stored", "arguments": [1, {"a": [None]}]}),
+        "stored-3": json.dumps({**VALID, "idempotency_key": "stored-valid"}),
+        "stored-4": "\u001b{not json\ud83d",
+    }
+    job_ids = [
+        job_id_for("payroll-calculation", "stored"),
+        job_id_for("payroll-calculation", "stored-2"),
+        job_id_for("payroll-calculation", "stored-valid"),
+        job_id_for("-", "stored-4"),
+    ]
+    for message_id, body in messages.items():
+        dispatcher.dispatch(message_id, body)
+    for job_id in job_ids:
+        job = fuzz_stack.table.get(job_id)
+        assert job is not None
+        assert stored_job(fuzz_stack, job_id) == job
+    assert stored_job(fuzz_stack, job_id_for("payroll-calculation", "never-sent")) is None
 
 
 @settings(max_examples=1000, deadline=None)

@@ -10,6 +10,7 @@ import importlib.util
 import os
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -55,6 +56,23 @@ def history_app() -> Iterator[ModuleType]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@pytest.fixture(scope="module")
+def history_client() -> Iterator[Any]:
+    """One moto account and client for every example: each example makes its own history table."""
+    with MOTO.mocked():
+        yield boto3.client("dynamodb", region_name="us-east-1")
+
+
+@contextmanager
+def history_table(client: Any) -> Iterator[None]:
+    """The history table, empty, for one example; deleted after it (however it ends)."""
+    create_history_table(client, HISTORY_TABLE)
+    try:
+        yield
+    finally:
+        client.delete_table(TableName=HISTORY_TABLE)
 
 
 def job_stream(jobs: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -111,13 +129,12 @@ def deliver(app: ModuleType, records: list[dict[str, Any]], batch_size: int) -> 
     rate=st.sampled_from([0.1, 0.3, 0.5]),
 )
 def test_every_finished_attempt_is_folded_once_whatever_fails(
-    history_app: ModuleType, seed: int, jobs: int, batch_size: int, rate: float
+    history_app: ModuleType, history_client: Any, seed: int, jobs: int, batch_size: int, rate: float
 ) -> None:
     rng = random.Random(seed)
     records = job_stream(jobs, rng)
-    with MOTO.mocked():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_history_table(client, HISTORY_TABLE)
+    client = history_client
+    with history_table(client):
         faulty = _RandomFaults(client, rng, rate, ("get_item", "put_item"))
         history = HistoryTable(HISTORY_TABLE, faulty, pause=lambda _lost: None)  # type: ignore[arg-type]
         history_app.feed = HistoryFeed(history)  # type: ignore[attr-defined]
