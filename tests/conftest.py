@@ -49,8 +49,9 @@ MOTO = MotoWorld(REGION)
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Under `--dist loadgroup`, every test of an `xdist_group` must carry its group in its id (pytest-xdist
     adds it): else the group's tests are spread over the workers, and each starts the shared local stacks
-    the group exists to start once."""
-    if not session.config.getvalue("loadgroup"):
+    the group exists to start once. pytest-xdist sets the option on its workers only: a run without
+    -n has none."""
+    if not getattr(session.config.option, "loadgroup", False):
         return
     ungrouped = [
         item.nodeid
