@@ -34,14 +34,12 @@ class CliHarness:
     jobs_dlq_url: str
     track_dlq_url: str
     history_dlq_url: str
+    # The client that made the queues: the test's own reads and writes share it.
+    sqs: Any
     track_function: str = "batchgate-test-track"
     history_function: str = "batchgate-test-history"
     now: datetime = NOW
     extra: list[str] = field(default_factory=list)
-
-    @functools.cached_property
-    def sqs(self) -> Any:
-        return boto3.client("sqs", region_name=REGION)
 
     @functools.cached_property
     def logs(self) -> Any:
@@ -229,4 +227,5 @@ def harness(stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Cli
         jobs_dlq_url=jobs_dlq,
         track_dlq_url=track_dlq,
         history_dlq_url=history_dlq,
+        sqs=sqs,
     )

@@ -4,7 +4,7 @@ imported something its handler does not would make batchgate's own code look che
 from __future__ import annotations
 
 import json
-import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from bench.cold_start import (
     python_command,
     subjects,
 )
+from tests.import_probe import ImportProbe
 
 LIST_MODULES = "; import json, sys; print(json.dumps(sorted(sys.modules)))"
 
@@ -32,33 +33,41 @@ def by_name() -> dict[str, Subject]:
     return {subject.name: subject for subject in subjects(None)}
 
 
-def modules_after(subject: Subject, environment_of: Subject | None = None) -> set[str]:
-    """sys.modules after a fresh interpreter runs the subject's statement, in its (or another
-    subject's) Lambda environment; one interpreter per pair, read by every test that asks (the module
-    is one xdist group)."""
-    environment = environment_of or subject
-    key = (subject.name, environment.name)
-    if key not in _MODULES_AFTER:
-        completed = subprocess.run(
-            [*python_command(None), "-c", subject.statement + LIST_MODULES],
-            cwd=environment.folder,
-            env=environment.environment,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        _MODULES_AFTER[key] = frozenset(json.loads(completed.stdout))
-    return set(_MODULES_AFTER[key])
+class ModulesAfter:
+    """sys.modules after the subject's statement runs in its (or another subject's) Lambda environment,
+    as in a fresh interpreter: a child of `probe` per pair (tests/import_probe.py), read by every test
+    that asks (the module is one xdist group)."""
+
+    def __init__(self, probe: ImportProbe) -> None:
+        self._probe = probe
+        self._found: dict[tuple[str, str], frozenset[str]] = {}
+
+    def of(self, subject: Subject, environment_of: Subject | None = None) -> set[str]:
+        environment = environment_of or subject
+        key = (subject.name, environment.name)
+        if key not in self._found:
+            printed = self._probe.run(
+                subject.statement + LIST_MODULES, environment.folder, environment.environment
+            )
+            self._found[key] = frozenset(json.loads(printed))
+        return set(self._found[key])
 
 
-_MODULES_AFTER: dict[tuple[str, str], frozenset[str]] = {}
+@pytest.fixture(scope="module")
+def modules_after() -> Iterator[ModulesAfter]:
+    with ImportProbe(python_command(None)) as probe:
+        yield ModulesAfter(probe)
+
+
 pytestmark = pytest.mark.xdist_group("cold-start-subjects")
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_each_floor_imports_only_what_its_handler_imports(by_name: dict[str, Subject], function: str) -> None:
-    handler = modules_after(by_name[function])
-    floor = modules_after(by_name[FLOORS[function]], environment_of=by_name[function])
+def test_each_floor_imports_only_what_its_handler_imports(
+    by_name: dict[str, Subject], modules_after: ModulesAfter, function: str
+) -> None:
+    handler = modules_after.of(by_name[function])
+    floor = modules_after.of(by_name[FLOORS[function]], environment_of=by_name[function])
 
     assert floor < handler
     # The floor is the handler's Powertools, X-Ray SDK included, and none of batchgate's domain.
@@ -73,23 +82,27 @@ def test_each_floor_imports_only_what_its_handler_imports(by_name: dict[str, Sub
     assert f"batchgate.services.{service}" in handler - floor
 
 
-def test_only_the_batch_processing_functions_pay_for_the_batch_utility(by_name: dict[str, Subject]) -> None:
+def test_only_the_batch_processing_functions_pay_for_the_batch_utility(
+    by_name: dict[str, Subject], modules_after: ModulesAfter
+) -> None:
     batch = "aws_lambda_powertools.utilities.batch"
     assert set(FLOORS) == set(FUNCTIONS)
     assert [function for function in FUNCTIONS if FLOORS[function] == WITH_BATCH] == ["DispatchFunction"]
     assert [function for function in FUNCTIONS if FLOORS[function] == WITH_STREAM_BATCH] == [
         "HistoryFunction"
     ]
-    assert batch in modules_after(by_name["DispatchFunction"])
-    assert batch in modules_after(by_name["HistoryFunction"])
-    assert batch not in modules_after(by_name["TrackFunction"])
-    assert batch not in modules_after(by_name[BASELINE])
+    assert batch in modules_after.of(by_name["DispatchFunction"])
+    assert batch in modules_after.of(by_name["HistoryFunction"])
+    assert batch not in modules_after.of(by_name["TrackFunction"])
+    assert batch not in modules_after.of(by_name[BASELINE])
 
 
-def test_the_history_floor_makes_only_the_dynamodb_client(by_name: dict[str, Subject]) -> None:
-    floor = modules_after(by_name[WITH_STREAM_BATCH], environment_of=by_name["HistoryFunction"])
+def test_the_history_floor_makes_only_the_dynamodb_client(
+    by_name: dict[str, Subject], modules_after: ModulesAfter
+) -> None:
+    floor = modules_after.of(by_name[WITH_STREAM_BATCH], environment_of=by_name["HistoryFunction"])
     assert "aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event" in floor
-    assert "batchgate.adapters.ecs" not in modules_after(by_name["HistoryFunction"])
+    assert "batchgate.adapters.ecs" not in modules_after.of(by_name["HistoryFunction"])
 
 
 def measured(seconds: dict[str, list[float]]) -> Measurement:

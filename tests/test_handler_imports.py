@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import subprocess
 import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.import_probe import ImportProbe
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ("dispatch", "track", "history", "sweep")
@@ -27,8 +28,8 @@ OPS_ONLY = (
     "yaml",
     "moto",
 )
-# What a cold start loaded and the boto3 clients it made, by service: one fresh interpreter per function
-# and environment, shared by the tests that read it (the module is one xdist group).
+# What a cold start loaded and the boto3 clients it made, by service: one run per function and
+# environment, shared by the tests that read it (the module is one xdist group).
 PROBE = """
 import collections, json, sys, boto3
 made = collections.Counter()
@@ -51,27 +52,31 @@ class ColdStart:
     clients: dict[str, int]
 
 
-@functools.cache
-def _cold_start(function: str, variables: tuple[tuple[str, str], ...]) -> ColdStart:
-    found = json.loads(run_in_handler_process(function, PROBE, **dict(variables)))
-    return ColdStart(modules=found["modules"], clients=found["clients"])
+class ColdStarts:
+    """Each function's cold start in Lambda's environment (stand-in credentials: clients are made,
+    nothing is called), read once per function and environment: a child of `probe` per import, as a
+    fresh interpreter would load it (tests/import_probe.py)."""
+
+    def __init__(self, probe: ImportProbe) -> None:
+        self._probe = probe
+        self._found: dict[tuple[str, tuple[tuple[str, str], ...]], ColdStart] = {}
+
+    def of(self, function: str, **variables: str) -> ColdStart:
+        """The import of the function's handler; `variables` change its environment."""
+        key = (function, tuple(sorted(variables.items())))
+        if key not in self._found:
+            found = json.loads(
+                self._probe.run(
+                    PROBE, ROOT / "functions" / function, handler_environment(function, variables)
+                )
+            )
+            self._found[key] = ColdStart(modules=found["modules"], clients=found["clients"])
+        return self._found[key]
 
 
-def cold_start(function: str, **variables: str) -> ColdStart:
-    """A fresh interpreter's import of the function's handler, in Lambda's environment (stand-in
-    credentials: clients are made, nothing is called); `variables` change it."""
-    return _cold_start(function, tuple(sorted(variables.items())))
-
-
-def modules_after_import(function: str, **variables: str) -> list[str]:
-    """sys.modules after a fresh interpreter imports the function's handler."""
-    return cold_start(function, **variables).modules
-
-
-def run_in_handler_process(function: str, statement: str, **variables: str) -> str:
-    """What `statement` prints in a fresh interpreter beside the function's handler, in Lambda's
-    environment; `variables` change it."""
-    environment = {
+def handler_environment(function: str, variables: Mapping[str, str]) -> dict[str, str]:
+    """Lambda's environment for the function's handler, changed by `variables`."""
+    return {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": os.pathsep.join(
             [str(ROOT / "functions" / function), str(ROOT / "layers" / "batchgate")]
@@ -88,20 +93,17 @@ def run_in_handler_process(function: str, statement: str, **variables: str) -> s
         "JOBS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/batchgate-jobs",
         **variables,
     }
-    completed = subprocess.run(
-        [sys.executable, "-c", statement],
-        cwd=ROOT / "functions" / function,
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return completed.stdout
+
+
+@pytest.fixture(scope="module")
+def cold_starts() -> Iterator[ColdStarts]:
+    with ImportProbe([sys.executable]) as probe:
+        yield ColdStarts(probe)
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_a_cold_start_imports_none_of_the_ops_tooling(function: str) -> None:
-    modules = modules_after_import(function)
+def test_a_cold_start_imports_none_of_the_ops_tooling(cold_starts: ColdStarts, function: str) -> None:
+    modules = cold_starts.of(function).modules
     assert "batchgate.adapters.telemetry" in modules  # the handler did import its own code
     imported = [name for name in modules if name.split(".")[0] in OPS_ONLY or name.startswith(OPS_ONLY)]
     assert imported == []
@@ -117,15 +119,17 @@ WHEN_CONFIGURED = (
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_a_cold_start_loads_neither_the_schema_compiler_nor_the_context_type(function: str) -> None:
-    modules = modules_after_import(function)
+def test_a_cold_start_loads_neither_the_schema_compiler_nor_the_context_type(
+    cold_starts: ColdStarts, function: str
+) -> None:
+    modules = cold_starts.of(function).modules
     assert "batchgate.adapters.telemetry" in modules
     assert [name for name in modules if name.startswith(FIRST_USE)] == []
 
 
-def test_dispatch_loads_the_capacity_and_warm_adapters_only_when_configured() -> None:
-    bare = modules_after_import("dispatch", EC2_CAPACITY_PROVIDER="")
-    configured = modules_after_import("dispatch", POOL_TABLE_NAME="batchgate-pools")
+def test_dispatch_loads_the_capacity_and_warm_adapters_only_when_configured(cold_starts: ColdStarts) -> None:
+    bare = cold_starts.of("dispatch", EC2_CAPACITY_PROVIDER="").modules
+    configured = cold_starts.of("dispatch", POOL_TABLE_NAME="batchgate-pools").modules
 
     assert "batchgate.services.dispatch" in bare
     assert [name for name in WHEN_CONFIGURED if name in bare] == []
@@ -133,9 +137,9 @@ def test_dispatch_loads_the_capacity_and_warm_adapters_only_when_configured() ->
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_a_cold_start_makes_one_client_per_service(function: str) -> None:
+def test_a_cold_start_makes_one_client_per_service(cold_starts: ColdStarts, function: str) -> None:
     # Every adapter of a handler shares its service's client: each extra one is model loading paid by
     # every cold start. With the pools configured, track and the sweep have two tables to share one.
-    made = cold_start(function, POOL_TABLE_NAME="batchgate-pools").clients
+    made = cold_starts.of(function, POOL_TABLE_NAME="batchgate-pools").clients
     assert made  # the handler did make its clients at init
     assert {service: count for service, count in made.items() if count != 1} == {}
