@@ -50,7 +50,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Under `--dist loadgroup`, every test of an `xdist_group` must carry its group in its id (pytest-xdist
     adds it): else the group's tests are spread over the workers, and each starts the shared local stacks
     the group exists to start once."""
-    if not session.config.getvalue("loadgroup"):
+    # pytest-xdist sets `loadgroup` in its workers only: a run without `-n` has no such option.
+    if not getattr(session.config.option, "loadgroup", False):
         return
     ungrouped = [
         item.nodeid
