@@ -722,6 +722,34 @@ def test_the_loop_never_receives_more_messages_than_free_slots() -> None:
     assert queue.bodies == []
 
 
+class WatchedSlots(Slots[str]):
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.waiting = threading.Event()
+
+    def wait_for_free(self, timeout: float, stopping: threading.Event | None = None) -> bool:
+        self.waiting.set()
+        return super().wait_for_free(timeout, stopping)
+
+
+def test_a_full_task_leaves_its_wait_for_a_free_slot_at_once_when_stopping() -> None:
+    slots = WatchedSlots(1)
+    slots.assign(0, "running")
+    queue = RecordingQueue(slots, [])
+    stopping = threading.Event()
+    loop = SlotLoop(queue, slots, None, lambda claimed, slot: None, receive_wait_seconds=20)  # type: ignore[arg-type]
+    serving = threading.Thread(target=loop.run, args=(stopping,), daemon=True)
+    serving.start()
+    assert slots.waiting.wait(5)  # the loop waits for a free slot
+    stopped = time.monotonic()
+    stopping.set()
+    slots.wake()
+    serving.join(5)
+    assert not serving.is_alive()
+    assert time.monotonic() - stopped < 1  # not the 20 s wait
+    assert queue.asked == []  # it never received: no slot was free
+
+
 def test_a_stale_image_is_not_advertised_and_its_offers_are_refused(pool: Pool) -> None:
     ecs = pool.clients.ecs
     ecs.register_task_definition(
