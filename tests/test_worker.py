@@ -4,6 +4,7 @@ ECS task definitions) with real child processes: small Python one-liners."""
 from __future__ import annotations
 
 import copy
+import functools
 import http.server
 import json
 import os
@@ -346,16 +347,27 @@ class RunningWorker:
             self.stop()
 
 
+@functools.cache
+def account_clients() -> WorkerClients:
+    """The clients of the moto account, made once per process (first inside a test's moto): each
+    test's account starts empty but answers the same clients, and making a client costs milliseconds."""
+    return WorkerClients(
+        dynamodb=boto3.client("dynamodb", region_name=REGION),
+        sqs=boto3.client("sqs", region_name=REGION),
+        logs=boto3.client("logs", region_name=REGION),
+        ecs=boto3.client("ecs", region_name=REGION),
+        cloudwatch=boto3.client("cloudwatch", region_name=REGION),
+    )
+
+
 def create_account(tmp: Path, catalog: Catalog) -> Pool:
-    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    clients = account_clients()
+    dynamodb, sqs, logs, ecs = clients.dynamodb, clients.sqs, clients.logs, clients.ecs
     dynamodb.create_table(TableName="jobs", **template_table())
     create_pool_table(dynamodb, "pools")
-    sqs = boto3.client("sqs", region_name=REGION)
     queue_url = sqs.create_queue(QueueName="pool-attendance")["QueueUrl"]
     jobs_queue_url = sqs.create_queue(QueueName="jobs")["QueueUrl"]
-    logs = boto3.client("logs", region_name=REGION)
     logs.create_log_group(logGroupName=LOG_GROUP)
-    ecs = boto3.client("ecs", region_name=REGION)
     ecs.register_task_definition(
         family="batchgate-attendance",
         containerDefinitions=[{"name": "attendance", "image": IMAGE, "memory": 2048}],
@@ -368,13 +380,7 @@ def create_account(tmp: Path, catalog: Catalog) -> Pool:
         jobs_queue_url=jobs_queue_url,
         sqs=sqs,
         logs=logs,
-        clients=WorkerClients(
-            dynamodb=dynamodb,
-            sqs=sqs,
-            logs=logs,
-            ecs=ecs,
-            cloudwatch=boto3.client("cloudwatch", region_name=REGION),
-        ),
+        clients=clients,
         tmp=tmp,
     )
 
