@@ -3,7 +3,8 @@ and `image inspect` (for the images it is given), runs a container's command as 
 the variables `--env` names (`--init` and `--volume` change nothing for a host process), and stops it on
 `docker stop` (SIGTERM, SIGKILL after `--time`) or `docker kill` (SIGKILL). A container is a process
 group of its own, which ends with its main process, as a container's processes do (its PID namespace
-goes with its PID 1). Every call is logged, so a test can read what the local executor asked the engine
+goes with its PID 1); `run` forwards SIGTERM and SIGINT to it and exits with its status, as the `docker
+run` client does. Every call is logged, so a test can read what the local executor asked the engine
 to do."""
 
 from __future__ import annotations
@@ -50,7 +51,19 @@ if args[:1] == ["run"]:
             env[value] = os.environ[value]
         elif flag == "--entrypoint":
             entry = [value]
+    started = []
+
+    def forward(number, frame):
+        # As `docker run` does (--sig-proxy): a signal to the client goes to the container.
+        try:
+            os.kill(started[0].pid, number)
+        except (IndexError, ProcessLookupError):
+            pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
     child = subprocess.Popen([*entry, *rest[1:]], env=env, start_new_session=True)
+    started.append(child)
     (here / (name + ".pid")).write_text(str(child.pid))
     code = child.wait()
     end_container(child.pid)
