@@ -1,8 +1,11 @@
 """A stand-in `docker` command line for tests on machines without a Docker engine: it answers `version`
 and `image inspect` (for the images it is given), runs a container's command as a host process with only
 the variables `--env` names (`--init` and `--volume` change nothing for a host process), and stops it on
-`docker stop` (SIGTERM, SIGKILL after `--time`) or `docker kill` (SIGKILL). Every call is logged, so a
-test can read what the local executor asked the engine to do."""
+`docker stop` (SIGTERM, SIGKILL after `--time`) or `docker kill` (SIGKILL). A container is a process
+group of its own, which ends with its main process, as a container's processes do (its PID namespace
+goes with its PID 1); `run` forwards SIGTERM and SIGINT to it and exits with its status, as the `docker
+run` client does. Every call is logged, so a test can read what the local executor asked the engine
+to do."""
 
 from __future__ import annotations
 
@@ -16,6 +19,16 @@ from pathlib import Path
 
 here = Path(__file__).resolve().parent
 args = sys.argv[1:]
+
+
+def end_container(pid):
+    # What is left of the container's processes goes with its main process.
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 with (here / "calls.jsonl").open("a") as calls:
     calls.write(json.dumps(args) + "\\n")
 if args[:1] == ["version"]:
@@ -38,9 +51,22 @@ if args[:1] == ["run"]:
             env[value] = os.environ[value]
         elif flag == "--entrypoint":
             entry = [value]
-    child = subprocess.Popen([*entry, *rest[1:]], env=env)
+    started = []
+
+    def forward(number, frame):
+        # As `docker run` does (--sig-proxy): a signal to the client goes to the container.
+        try:
+            os.kill(started[0].pid, number)
+        except (IndexError, ProcessLookupError):
+            pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    child = subprocess.Popen([*entry, *rest[1:]], env=env, start_new_session=True)
+    started.append(child)
     (here / (name + ".pid")).write_text(str(child.pid))
     code = child.wait()
+    end_container(child.pid)
     sys.exit(128 - code if code < 0 else code)
 if args[:1] == ["stop"]:
     pid = int((here / (args[-1] + ".pid")).read_text())
@@ -53,13 +79,11 @@ if args[:1] == ["stop"]:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    end_container(pid)
     print(args[-1])
     sys.exit(0)
 if args[:1] == ["kill"]:
-    try:
-        os.kill(int((here / (args[-1] + ".pid")).read_text()), signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    end_container(int((here / (args[-1] + ".pid")).read_text()))
     print(args[-1])
     sys.exit(0)
 print("stand-in docker: unsupported call " + " ".join(args), file=sys.stderr)

@@ -4,6 +4,7 @@ ECS task definitions) with real child processes: small Python one-liners."""
 from __future__ import annotations
 
 import copy
+import functools
 import http.server
 import json
 import os
@@ -47,7 +48,6 @@ from batchgate.domain.warm import (
     offer_warm,
 )
 from batchgate.ops.logs import LogLocation, TaskLogs
-from batchgate.ops.template import load_template, table_definition
 from batchgate.worker.__main__ import serve_until_stopped
 from batchgate.worker.child_process import ChildLauncher, ChildProcess, ChildStopper
 from batchgate.worker.claims import Claimed, Refused
@@ -58,7 +58,7 @@ from batchgate.worker.slot_loop import SlotLoop
 from batchgate.worker.slots import Slots
 from batchgate.worker.worker import Worker, WorkerClients, memory_limit_bytes, preload_modules
 
-from tests.conftest import create_pool_table
+from tests.conftest import create_pool_table, template_table
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -68,11 +68,12 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/attendance:7"
 DIGEST = "sha256:" + "a" * 64
 LOG_GROUP = "/batchgate/pools/attendance"
 PYTHON = sys.executable
+MIB = 1024 * 1024
 FAST = WorkerTiming(
     heartbeat_seconds=0.3,
     receive_wait_seconds=1,
     tick_seconds=0.05,
-    kill_grace_seconds=0.5,
+    kill_grace_seconds=0.2,
     stop_timeout_seconds=6.0,
     stop_margin_seconds=1.0,
     flush_seconds=0.2,
@@ -112,6 +113,17 @@ def batch(command: list[str], **fields: Any) -> dict[str, Any]:
     }
 
 
+def waiting_batch(go: Path) -> dict[str, Any]:
+    """A batch whose child waits for the file `go`, then prints `done` and exits 0."""
+    return batch(
+        [
+            PYTHON,
+            "-c",
+            f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.01)\nprint('done')",
+        ]
+    )
+
+
 def warm_catalog(**batches: dict[str, Any]) -> Catalog:
     document = json.loads((ROOT / "layers/batchgate/batchgate/catalog.json").read_text())
     document = copy.deepcopy(document)
@@ -136,11 +148,13 @@ def warm_catalog(**batches: dict[str, Any]) -> Catalog:
         "warm-env": batch(
             [PYTHON, "-c", "import os; [print(k, '=', v) for k, v in sorted(os.environ.items())]"]
         ),
+        # Its run is marked once its SIGTERM handler is installed.
         "warm-stubborn": batch(
             [
                 PYTHON,
                 "-c",
-                "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "open(os.environ['RUN_MARKS'], 'a').write(f'{os.getpid()}\\n'); "
                 "print('ignoring', flush=True); time.sleep(30)",
             ]
         ),
@@ -238,11 +252,17 @@ class Pool:
             attributes["ApproximateNumberOfMessagesNotVisible"]
         )
 
-    def relaunches(self, wait_seconds: int = 0) -> list[Relaunch]:
-        messages = self.sqs.receive_message(
-            QueueUrl=self.jobs_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
-        ).get("Messages", [])
-        return [Relaunch.parse(message["Body"]) for message in messages]
+    def relaunches(self, wait_seconds: float = 0) -> list[Relaunch]:
+        """The relaunches on the jobs queue, waiting up to `wait_seconds` for the first (a retry's
+        shows once its back-off has passed; moto's long poll would only notice it a second later)."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.jobs_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            ).get("Messages", [])
+            if messages or time.monotonic() >= deadline:
+                return [Relaunch.parse(message["Body"]) for message in messages]
+            time.sleep(0.05)
 
     def settings(self, timing: WorkerTiming = FAST) -> WorkerSettings:
         return WorkerSettings(
@@ -261,8 +281,11 @@ class Pool:
         timing: WorkerTiming = FAST,
         identity: TaskIdentity | None = None,
         environment: Mapping[str, str] | None = None,
+        queue: Callable[[Worker], PoolWorkQueue] | None = None,
         **options: Any,
     ) -> RunningWorker:
+        """A worker serving; it reads the pool's queue through `queue(worker)`, a PromptQueue unless
+        given."""
         worker = Worker(
             self.settings(timing),
             self.catalog,
@@ -271,7 +294,31 @@ class Pool:
             environment=environment if environment is not None else {"PATH": os.environ.get("PATH", "")},
             **options,
         )
+        worker.loop.queue = (queue or self.prompt_queue)(worker)
         return RunningWorker(worker)
+
+    def prompt_queue(self, worker: Worker) -> PoolWorkQueue:
+        return PromptQueue(self.queue_url, self.sqs, worker._stopping)
+
+
+class PromptQueue(PoolWorkQueue):
+    """The pool's work queue, its long poll ended early when the worker stops. SQS's (and moto's) long
+    poll cannot be cut short: an idle worker exits at the end of the one in flight, and every test
+    would wait one out when it stops its worker."""
+
+    POLL_SECONDS = 0.2
+
+    def __init__(self, queue_url: str, client: Any, stopping: threading.Event) -> None:
+        super().__init__(queue_url, client)
+        self.stopping = stopping
+
+    def receive(self, max_messages: int, wait_seconds: int) -> list[WorkMessage]:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            messages = super().receive(max_messages, 0)
+            if messages or self.stopping.is_set() or time.monotonic() >= deadline:
+                return messages
+            self.stopping.wait(self.POLL_SECONDS)
 
 
 class RunningWorker:
@@ -300,16 +347,27 @@ class RunningWorker:
             self.stop()
 
 
+@functools.cache
+def account_clients() -> WorkerClients:
+    """The clients of the moto account, made once per process (first inside a test's moto): each
+    test's account starts empty but answers the same clients, and making a client costs milliseconds."""
+    return WorkerClients(
+        dynamodb=boto3.client("dynamodb", region_name=REGION),
+        sqs=boto3.client("sqs", region_name=REGION),
+        logs=boto3.client("logs", region_name=REGION),
+        ecs=boto3.client("ecs", region_name=REGION),
+        cloudwatch=boto3.client("cloudwatch", region_name=REGION),
+    )
+
+
 def create_account(tmp: Path, catalog: Catalog) -> Pool:
-    dynamodb = boto3.client("dynamodb", region_name=REGION)
-    dynamodb.create_table(TableName="jobs", **table_definition(load_template(ROOT / "template.yaml")))
+    clients = account_clients()
+    dynamodb, sqs, logs, ecs = clients.dynamodb, clients.sqs, clients.logs, clients.ecs
+    dynamodb.create_table(TableName="jobs", **template_table())
     create_pool_table(dynamodb, "pools")
-    sqs = boto3.client("sqs", region_name=REGION)
     queue_url = sqs.create_queue(QueueName="pool-attendance")["QueueUrl"]
     jobs_queue_url = sqs.create_queue(QueueName="jobs")["QueueUrl"]
-    logs = boto3.client("logs", region_name=REGION)
     logs.create_log_group(logGroupName=LOG_GROUP)
-    ecs = boto3.client("ecs", region_name=REGION)
     ecs.register_task_definition(
         family="batchgate-attendance",
         containerDefinitions=[{"name": "attendance", "image": IMAGE, "memory": 2048}],
@@ -322,13 +380,7 @@ def create_account(tmp: Path, catalog: Catalog) -> Pool:
         jobs_queue_url=jobs_queue_url,
         sqs=sqs,
         logs=logs,
-        clients=WorkerClients(
-            dynamodb=dynamodb,
-            sqs=sqs,
-            logs=logs,
-            ecs=ecs,
-            cloudwatch=boto3.client("cloudwatch", region_name=REGION),
-        ),
+        clients=clients,
         tmp=tmp,
     )
 
@@ -439,7 +491,9 @@ def test_a_duplicate_work_message_runs_the_job_once(pool: Pool) -> None:
     pool.send(job.job_id, 1)
     with pool.worker():
         ended = pool.wait_until_ended(job.job_id)
-        time.sleep(0.5)  # the duplicate is received and refused meanwhile
+        deadline = time.monotonic() + 10
+        while pool.queue_depth() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the duplicate is received and refused meanwhile
     assert ended.status is JobStatus.SUCCEEDED
     assert len(pool.runs_of(job.job_id)) == 1
     assert pool.queue_depth() == 0  # both deleted once decided
@@ -491,10 +545,13 @@ def test_a_claim_losing_to_the_offer_check_runs_nothing(pool: Pool) -> None:
     assert after.attempt.task_arn is None
 
 
-def test_an_unreadable_work_message_is_left_for_the_dlq(pool: Pool) -> None:
+def test_an_unreadable_work_message_is_left_for_the_dlq(pool: Pool, caplog: pytest.LogCaptureFixture) -> None:
     pool.sqs.send_message(QueueUrl=pool.queue_url, MessageBody="not an offer")
     with pool.worker() as worker:
-        time.sleep(1.5)
+        deadline = time.monotonic() + 10
+        while not any(record.message.startswith("unreadable work message") for record in caplog.records):
+            assert time.monotonic() < deadline, "the worker never read the message"
+            time.sleep(0.05)
         worker.stop()
     assert pool.queue_depth() == 1  # received, never deleted: the redrive policy moves it to the DLQ
 
@@ -518,32 +575,20 @@ def test_a_cancel_while_running_stops_the_child_and_the_job_stays_cancelled(pool
 
 
 def test_a_child_ignoring_sigterm_is_killed(pool: Pool) -> None:
-    job = pool.submit("warm-stubborn", marks=False)
+    job = pool.submit("warm-stubborn")
     with pool.worker():
-        pool.wait_for(job.job_id, lambda current: current.status is JobStatus.RUNNING)
-        time.sleep(0.5)  # its SIGTERM handler is installed
+        pid = wait_for_run(pool, job.job_id)  # its SIGTERM handler is installed
         cancel(pool, job.job_id)
         stopped = pool.wait_for(job.job_id, lambda current: current.attempt.last_status == "STOPPED")  # type: ignore[union-attr]
     assert stopped.attempt is not None and stopped.attempt.exit_code == 128 + signal.SIGKILL
+    assert not is_alive(pid)
 
 
 def test_a_cancel_racing_the_end_leaves_the_job_cancelled_with_the_exit_recorded(
     pool: Pool, tmp_path: Path
 ) -> None:
     go = tmp_path / "go"
-    catalog = warm_catalog(
-        **{
-            "warm-wait": batch(
-                [
-                    PYTHON,
-                    "-c",
-                    f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.01)\n"
-                    "print('done')",
-                ]
-            )
-        }
-    )
-    pool.catalog = catalog
+    pool.catalog = warm_catalog(**{"warm-wait": waiting_batch(go)})
     job = pool.submit("warm-wait", marks=False)
     # Heartbeats far apart: the child's own end, not a heartbeat, meets the cancel.
     with pool.worker(replace(FAST, heartbeat_seconds=60)):
@@ -596,8 +641,10 @@ def wait_for_run(pool: Pool, job_id: str, timeout: float = 10.0) -> int:
 # SIGTERM.
 
 
-def test_sigterm_lets_a_running_job_finish_within_the_stop_timeout(pool: Pool) -> None:
-    job = pool.submit("warm-echo", ["finishing", "0", "1.5"])
+def test_sigterm_lets_a_running_job_finish_within_the_stop_timeout(pool: Pool, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    pool.catalog = warm_catalog(**{"warm-wait": waiting_batch(go)})
+    job = pool.submit("warm-wait", marks=False)
     running = pool.worker()
     pool.wait_for(job.job_id, lambda current: current.status is JobStatus.RUNNING)
     running.worker.request_stop("SIGTERM")
@@ -607,6 +654,7 @@ def test_sigterm_lets_a_running_job_finish_within_the_stop_timeout(pool: Pool) -
         time.sleep(0.05)
         heartbeat = pool.pool_table.get(POOL, TASK_ARN)
     assert heartbeat is not None and heartbeat.stopping and heartbeat.free_slots == 0
+    go.touch()  # the job ends during the drain
     assert running.stop() == 0
     assert pool.job(job.job_id).status is JobStatus.SUCCEEDED
     assert pool.pool_table.get(POOL, TASK_ARN) is None
@@ -614,7 +662,7 @@ def test_sigterm_lets_a_running_job_finish_within_the_stop_timeout(pool: Pool) -
 
 def test_sigterm_stops_a_job_that_cannot_finish_as_warm_task_stopped_and_relaunches_it(pool: Pool) -> None:
     job = pool.submit("warm-echo", ["long", "0", "30"])
-    running = pool.worker(replace(FAST, stop_timeout_seconds=1.5, stop_margin_seconds=1.0))
+    running = pool.worker(replace(FAST, stop_timeout_seconds=1.1, stop_margin_seconds=1.0))
     pool.wait_for(job.job_id, lambda current: current.status is JobStatus.RUNNING)
     assert running.stop() == 0
     ended = pool.job(job.job_id)
@@ -631,7 +679,9 @@ def test_a_message_received_while_stopping_is_handed_back(pool: Pool) -> None:
     class StoppingQueue(PoolWorkQueue):
         """The SIGTERM arrives while this receive is in flight."""
 
-        worker: Worker
+        def __init__(self, worker: Worker) -> None:
+            super().__init__(pool.queue_url, pool.sqs)
+            self.worker = worker
 
         def receive(self, max_messages: int, wait_seconds: int) -> list[WorkMessage]:
             received = super().receive(max_messages, wait_seconds)
@@ -639,10 +689,7 @@ def test_a_message_received_while_stopping_is_handed_back(pool: Pool) -> None:
                 self.worker.request_stop("SIGTERM")
             return received
 
-    running = pool.worker()
-    queue = StoppingQueue(pool.queue_url, pool.sqs)
-    queue.worker = running.worker
-    running.worker.loop.queue = queue
+    running = pool.worker(queue=StoppingQueue)
     pool.send(job.job_id, 1)
     running._thread.join(10)
     assert pool.runs_of(job.job_id) == []
@@ -658,8 +705,11 @@ def test_heartbeat_items_list_the_running_jobs_and_are_deleted_on_exit(pool: Poo
     with pool.worker() as worker:
         for job in (first, second):
             pool.wait_for(job.job_id, lambda current: current.status is JobStatus.RUNNING)
-        time.sleep(FAST.heartbeat_seconds * 2)
+        deadline = time.monotonic() + 10
         heartbeat = pool.pool_table.get(POOL, TASK_ARN)
+        while (heartbeat is None or len(heartbeat.running) < 2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            heartbeat = pool.pool_table.get(POOL, TASK_ARN)
         worker.worker.settings = replace(
             worker.worker.settings, timing=replace(FAST, stop_timeout_seconds=1.2)
         )
@@ -720,6 +770,34 @@ def test_the_loop_never_receives_more_messages_than_free_slots() -> None:
     assert queue.asked[0] == (3, 3)
     assert all(asked <= free for asked, free in queue.asked)
     assert queue.bodies == []
+
+
+class WatchedSlots(Slots[str]):
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.waiting = threading.Event()
+
+    def wait_for_free(self, timeout: float, stopping: threading.Event | None = None) -> bool:
+        self.waiting.set()
+        return super().wait_for_free(timeout, stopping)
+
+
+def test_a_full_task_leaves_its_wait_for_a_free_slot_at_once_when_stopping() -> None:
+    slots = WatchedSlots(1)
+    slots.assign(0, "running")
+    queue = RecordingQueue(slots, [])
+    stopping = threading.Event()
+    loop = SlotLoop(queue, slots, None, lambda claimed, slot: None, receive_wait_seconds=20)  # type: ignore[arg-type]
+    serving = threading.Thread(target=loop.run, args=(stopping,), daemon=True)
+    serving.start()
+    assert slots.waiting.wait(5)  # the loop waits for a free slot
+    stopped = time.monotonic()
+    stopping.set()
+    slots.wake()
+    serving.join(5)
+    assert not serving.is_alive()
+    assert time.monotonic() - stopped < 1  # not the 20 s wait
+    assert queue.asked == []  # it never received: no slot was free
 
 
 def test_a_stale_image_is_not_advertised_and_its_offers_are_refused(pool: Pool) -> None:
@@ -785,7 +863,8 @@ class AgentStandIn(http.server.BaseHTTPRequestHandler):
 def agent() -> Iterator[str]:
     AgentStandIn.requests = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AgentStandIn)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for serve_forever's next look at it (every 0.5 s by default).
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/api/agent"
     server.shutdown()
@@ -800,9 +879,12 @@ def test_the_task_is_protected_from_scale_in_while_a_slot_is_busy(pool: Pool, ag
         pool.clients,
         environment={"PATH": os.environ.get("PATH", "")},
     )
+    running.loop.queue = pool.prompt_queue(running)
     with RunningWorker(running) as worker:
         pool.wait_until_ended(job.job_id)
-        time.sleep(0.2)
+        deadline = time.monotonic() + 10
+        while len(AgentStandIn.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the slot's release drops the protection
         worker.stop()
     states = [request["ProtectionEnabled"] for request in AgentStandIn.requests]
     assert states == [True, False]
@@ -896,19 +978,25 @@ def test_a_command_child_gets_its_memory_share_as_rlimit_data(tmp_path: Path) ->
                 [
                     PYTHON,
                     "-c",
-                    "import resource, time; time.sleep(0.3); "
+                    # The limit is set from outside once the child has started: it waits for it
+                    # (ten seconds at most), then prints what it has.
+                    "import resource, time\n"
+                    "deadline = time.monotonic() + 10\n"
+                    f"while resource.getrlimit(resource.RLIMIT_DATA)[0] != {512 * MIB}:\n"
+                    "    if time.monotonic() > deadline: break\n"
+                    "    time.sleep(0.01)\n"
                     "print(resource.getrlimit(resource.RLIMIT_DATA)[0])",
                 ]
             )
         }
     ).get("warm-limit")
     assert spec is not None
-    child = ChildLauncher(memory_limit_bytes=512 * 1024 * 1024).start(
+    child = ChildLauncher(memory_limit_bytes=512 * MIB).start(
         spec, (), {"PATH": os.environ["PATH"]}, write_fd
     )
     os.close(write_fd)
     with os.fdopen(read_fd) as output:
-        assert output.read().strip() == str(512 * 1024 * 1024)
+        assert output.read().strip() == str(512 * MIB)
     assert child.poll() is not None or subprocess.Popen.wait(child) == 0  # type: ignore[arg-type]
 
 
@@ -955,8 +1043,15 @@ def test_the_timeout_rule_ends_the_attempt_once() -> None:
 
 
 def test_the_worker_never_loads_powertools() -> None:
+    # One interpreter: `python -m batchgate.worker --help` (run as -m runs it), then what it loaded.
     code = (
-        "import sys, batchgate.worker.__main__, batchgate.worker.worker; "
+        "import runpy, sys\n"
+        "sys.argv = ['-m', '--help']\n"
+        "try:\n"
+        "    runpy.run_module('batchgate.worker', run_name='__main__', alter_sys=True)\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "import batchgate.worker.worker\n"
         "print(sorted(m for m in sys.modules if m.startswith('aws_lambda_powertools')))"
     )
     completed = subprocess.run(
@@ -966,25 +1061,20 @@ def test_the_worker_never_loads_powertools() -> None:
         text=True,
         check=True,
     )
-    assert completed.stdout.strip() == "[]"
-    help_text = subprocess.run(
-        [PYTHON, "-m", "batchgate.worker", "--help"],
-        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT / "layers" / "batchgate")},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "BATCHGATE_POOL" in help_text.stdout
+    *help_text, loaded = completed.stdout.strip().splitlines()
+    assert loaded == "[]"
+    assert "BATCHGATE_POOL" in "\n".join(help_text)
 
 
 class StopWaiter:
-    """Serves until asked to stop, as Worker does."""
+    """Serves until asked to stop, as Worker does; the SIGTERM arrives while it serves."""
 
     def __init__(self) -> None:
         self.stopped = threading.Event()
         self.why: str | None = None
 
     def run(self) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
         assert self.stopped.wait(10)
         return 0
 
@@ -997,7 +1087,6 @@ def test_sigterm_to_the_process_asks_the_worker_to_drain() -> None:
     waiter = StopWaiter()
     previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
     try:
-        threading.Timer(0.2, os.kill, [os.getpid(), signal.SIGTERM]).start()
         assert serve_until_stopped(waiter) == 0  # type: ignore[arg-type]
     finally:
         for number, handler in previous.items():
@@ -1050,7 +1139,7 @@ class MetadataStandIn(http.server.BaseHTTPRequestHandler):
 
 def test_the_task_names_itself_from_the_metadata_endpoint() -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), MetadataStandIn)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     try:
         identity = read_task_identity(f"http://127.0.0.1:{server.server_address[1]}/v4/abc")
     finally:

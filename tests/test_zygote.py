@@ -276,7 +276,7 @@ def test_a_dead_zygote_fails_spawn_and_its_running_children(application: Path) -
 def test_a_sample_application_boots_once_per_zygote_not_once_per_job(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    boot_seconds = 1.0
+    boot_seconds = 0.5
     monkeypatch.chdir(SAMPLES)
     monkeypatch.setenv("BATCHGATE_SAMPLE_BOOT_SECONDS", str(boot_seconds))
     began = time.monotonic()

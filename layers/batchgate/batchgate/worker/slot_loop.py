@@ -41,7 +41,7 @@ class SlotLoop:
         while not stopping.is_set():
             free = self.slots.free
             if free == 0:
-                self.slots.wait_for_free(timeout=self._wait)
+                self.slots.wait_for_free(timeout=self._wait, stopping=stopping)
                 continue
             try:
                 messages = self.queue.receive(free, self._wait)

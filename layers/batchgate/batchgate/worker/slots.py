@@ -53,9 +53,18 @@ class Slots[RunT]:
             self._lock.notify_all()
         self._on_change(busy)
 
-    def wait_for_free(self, timeout: float) -> bool:
+    def wait_for_free(self, timeout: float, stopping: threading.Event | None = None) -> bool:
+        """Until a slot is free, or `stopping` is set and `wake` called, at most `timeout` seconds."""
         with self._lock:
-            return self._lock.wait_for(lambda: len(self._runs) < self.count, timeout)
+            return self._lock.wait_for(
+                lambda: len(self._runs) < self.count or (stopping is not None and stopping.is_set()),
+                timeout,
+            )
+
+    def wake(self) -> None:
+        """Have the waiters look again at what they wait for (the task is stopping)."""
+        with self._lock:
+            self._lock.notify_all()
 
     def wait_until_idle(self, timeout: float) -> bool:
         with self._lock:

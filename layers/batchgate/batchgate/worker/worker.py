@@ -173,7 +173,8 @@ class Worker:
         return 0
 
     def request_stop(self, why: str = "SIGTERM") -> None:
-        """Stop receiving and drain (safe from a signal handler: it only sets flags)."""
+        """Stop receiving and drain (safe from a signal handler: it sets flags and wakes waiters, with
+        locks held only for that, and serve_until_stopped's main thread holds none of them)."""
         with self._stop_lock:
             if self._stop_at is not None:
                 return
@@ -181,6 +182,8 @@ class Worker:
             self._stop_why = why
         self.heartbeat.stopping = True
         self._stopping.set()
+        # A receive loop waiting for a free slot leaves at once (an SQS long poll cannot be cut short).
+        self.slots.wake()
         self.heartbeat.poke()
 
     def _drain(self) -> None:
