@@ -50,7 +50,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Under `--dist loadgroup`, every test of an `xdist_group` must carry its group in its id (pytest-xdist
     adds it): else the group's tests are spread over the workers, and each starts the shared local stacks
     the group exists to start once."""
-    if not session.config.getvalue("loadgroup"):
+    if session.config.getoption("dist", None) != "loadgroup":
         return
     ungrouped = [
         item.nodeid
