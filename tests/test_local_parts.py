@@ -5,17 +5,28 @@ code must read exactly as it reads the real ones in events/)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import boto3
 import pytest
 from batchgate.domain.task_events import TaskStateChange
+from batchgate.ops.local import poller as poller_module
 from batchgate.ops.local.endpoint import LocalAws, export_line
 from batchgate.ops.local.executor import ContainerDefinition, StartDelays
 from batchgate.ops.local.intrinsics import Intrinsics, TemplateError, dependencies
-from batchgate.ops.local.poller import PollResult, SqsPoller, failed_message_ids, lambda_record
+from batchgate.ops.local.poller import (
+    PollResult,
+    SqsPoller,
+    StopRequest,
+    failed_message_ids,
+    lambda_record,
+)
 from batchgate.ops.local.resources import (
     ResourceBuilder,
     SqsEventSource,
@@ -295,6 +306,57 @@ def test_a_raising_handler_leaves_the_whole_batch(aws: None) -> None:
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
     )
     assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+
+
+@pytest.fixture
+def stop_on_sigusr1() -> Iterator[StopRequest]:
+    """A host's stop request, with SIGUSR1 standing in for the SIGTERM the stack sends a host."""
+    stop = StopRequest()
+    previous = signal.signal(signal.SIGUSR1, stop.request)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def test_a_stop_request_ends_a_hosts_wait_for_messages_at_once(
+    aws: None, stop_on_sigusr1: StopRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(poller_module, "LONG_POLL_SECONDS", 20)
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="jobs")["QueueUrl"]
+    poller = SqsPoller(sqs, replace(SOURCE, queue_url=url), lambda event: None, "us-east-1")
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+    started = time.monotonic()
+
+    poller.run(stop_on_sigusr1)
+
+    assert stop_on_sigusr1.is_set()
+    assert time.monotonic() - started < 10  # not the rest of the 20 s long poll
+
+
+def test_a_stop_request_during_an_invocation_lets_it_finish(aws: None, stop_on_sigusr1: StopRequest) -> None:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="jobs")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="one")
+    finished: list[list[str]] = []
+
+    def invoke(event: dict[str, Any]) -> None:
+        os.kill(os.getpid(), signal.SIGUSR1)  # the stop arrives while the handler runs
+        time.sleep(0.1)
+        finished.append([record["body"] for record in event["Records"]])
+
+    SqsPoller(sqs, replace(SOURCE, queue_url=url), invoke, "us-east-1").run(stop_on_sigusr1)
+
+    assert finished == [["one"]]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (
+        attributes["ApproximateNumberOfMessages"],
+        attributes["ApproximateNumberOfMessagesNotVisible"],
+    ) == (
+        "0",
+        "0",
+    )  # deleted, as an invocation that succeeded
 
 
 class InProcessAws(LocalAws):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
-from batchgate.ops.local.processes import die_with_parent, stop_process
+from batchgate.ops.local.processes import die_with_parent, kill_process
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -34,7 +34,6 @@ ACCOUNT_ID = "123456789012"
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 STARTUP_SECONDS = 30.0
 PORT_ATTEMPTS = 3
-STOP_GRACE_SECONDS = 5.0
 CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3})
 
 
@@ -73,8 +72,10 @@ class MotoEndpoint:
         return self._process.pid if self._process is not None else None
 
     def stop(self) -> None:
+        """Killed at once: the server keeps nothing beyond its memory, and the stack stops it last, when
+        nothing reads it any more (a polite stop waited up to seconds for werkzeug's shutdown)."""
         if self._process is not None:
-            stop_process(self._process, STOP_GRACE_SECONDS)
+            kill_process(self._process)
             self._process = None
 
     def _launch(self, port: int) -> bool:

@@ -45,6 +45,14 @@ def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str], grace
     return exit_status(process.returncode)
 
 
+def kill_process(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> int:
+    """SIGKILL to the process group (or the process) and wait: for a process with nothing to finish.
+    Returns the exit status as a shell reports it."""
+    if process.poll() is None:
+        _signal(process, signal.SIGKILL)
+    return exit_status(process.wait())
+
+
 def terminate(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
     """SIGTERM, without waiting: lets several processes wind down at once."""
     if process.poll() is None:
