@@ -11,14 +11,16 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from batchgate.domain.task_events import TaskStateChange
 from batchgate.ops.local import poller as poller_module
+from batchgate.ops.local.cloudwatch import LogShipper
 from batchgate.ops.local.endpoint import LocalAws, export_line
-from batchgate.ops.local.executor import ContainerDefinition, StartDelays
+from batchgate.ops.local.executor import ContainerDefinition, ContainerProcess, StartDelays
 from batchgate.ops.local.intrinsics import Intrinsics, TemplateError, dependencies
 from batchgate.ops.local.poller import (
     PollResult,
@@ -306,6 +308,28 @@ def test_a_raising_handler_leaves_the_whole_batch(aws: None) -> None:
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
     )
     assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+
+
+def test_a_commands_background_job_ends_with_it(aws: None, tmp_path: Path) -> None:
+    """A container ends with its main process: what the command left running goes too, and its output
+    is complete at once (the background job held it open, and the task's end waited for the reader's
+    timeout)."""
+    logs = boto3.client("logs", region_name="us-east-1")
+    shipper = LogShipper(logs, "/ecs/shell", "batch/shell/1")
+    shipper.open()
+    command = ["sh", "-c", "sleep 30 & echo $! > background; echo started"]
+    process = ContainerProcess(command, {"PATH": os.environ["PATH"]}, tmp_path, shipper)
+
+    assert process.wait(30) == 0
+    assert process.stop(grace_seconds=2) == 0
+    process.close()
+    shipper.flush()
+
+    assert not process._reader.is_alive()  # the output ended with the task
+    background = int((tmp_path / "background").read_text())
+    assert not Path(f"/proc/{background}").exists() or " Z " in Path(f"/proc/{background}/stat").read_text()
+    events = logs.get_log_events(logGroupName="/ecs/shell", logStreamName="batch/shell/1")["events"]
+    assert [event["message"] for event in events] == ["started"]
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ then firmly."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -51,6 +52,14 @@ def kill_process(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> in
     if process.poll() is None:
         _signal(process, signal.SIGKILL)
     return exit_status(process.wait())
+
+
+def end_group(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    """SIGKILL what is left of the process group that `process` led (started with start_new_session),
+    once it has ended: a container ends with its main process, a shell's background job with it."""
+    if process.poll() is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # nothing left in the group
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def terminate(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
