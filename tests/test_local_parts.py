@@ -21,6 +21,7 @@ from batchgate.ops.local import poller as poller_module
 from batchgate.ops.local.cloudwatch import LogShipper
 from batchgate.ops.local.endpoint import LocalAws, export_line
 from batchgate.ops.local.executor import ContainerDefinition, ContainerProcess, StartDelays
+from batchgate.ops.local.functions import INTERPRETER_VARIABLES, WaitingRuntimes
 from batchgate.ops.local.intrinsics import Intrinsics, TemplateError, dependencies
 from batchgate.ops.local.poller import (
     PollResult,
@@ -310,6 +311,19 @@ def test_a_raising_handler_leaves_the_whole_batch(aws: None) -> None:
     assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
 
 
+def ended(pid: int, seconds: float = 10.0) -> bool:
+    """The process is gone or a zombie within `seconds` (a SIGKILL takes effect when it is next scheduled)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_a_commands_background_job_ends_with_it(aws: None, tmp_path: Path) -> None:
     """A container ends with its main process: what the command left running goes too, and its output
     is complete at once (the background job held it open, and the task's end waited for the reader's
@@ -326,10 +340,24 @@ def test_a_commands_background_job_ends_with_it(aws: None, tmp_path: Path) -> No
     shipper.flush()
 
     assert not process._reader.is_alive()  # the output ended with the task
-    background = int((tmp_path / "background").read_text())
-    assert not Path(f"/proc/{background}").exists() or " Z " in Path(f"/proc/{background}/stat").read_text()
+    assert ended(int((tmp_path / "background").read_text()))
     events = logs.get_log_events(logGroupName="/ecs/shell", logStreamName="batch/shell/1")["events"]
     assert [event["message"] for event in events] == ["started"]
+
+
+def test_a_waiting_runtime_is_not_given_a_function_with_interpreter_variables_of_its_own() -> None:
+    """PYTHON* variables count only as the interpreter starts: such a function gets a new process. A
+    runtime no host took ends with the stack's start."""
+    waiting = WaitingRuntimes({"PATH": os.environ["PATH"]})
+    waiting.start(1)
+    [runtime] = waiting._waiting
+
+    assert waiting.take({**INTERPRETER_VARIABLES, "PYTHONPATH": "/opt/lib"}) is None
+    assert waiting.take({"PYTHONUNBUFFERED": "1"}) is None
+    assert runtime.poll() is None  # still waiting
+    waiting.close()
+
+    assert runtime.poll() is not None
 
 
 @pytest.fixture

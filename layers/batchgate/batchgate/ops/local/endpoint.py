@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -34,7 +35,14 @@ ACCOUNT_ID = "123456789012"
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 STARTUP_SECONDS = 30.0
 PORT_ATTEMPTS = 3
-CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3})
+# One client per service serves every thread of the stack (task runs, log shippers, pools, watchdog):
+# enough connections that none waits for one or is discarded.
+CLIENT_CONFIG = Config(
+    connect_timeout=5,
+    read_timeout=30,
+    retries={"mode": "standard", "max_attempts": 3},
+    max_pool_connections=50,
+)
 
 
 class EndpointError(RuntimeError):
@@ -114,8 +122,9 @@ class MotoEndpoint:
 
 
 class LocalAws:
-    """boto3 clients for the local endpoint, with fake credentials. Clients are thread-safe; each
-    component makes its own in the thread that owns it."""
+    """boto3 clients for the local endpoint, with fake credentials: one per service, shared by every
+    component and thread (a client is thread-safe; making one reads its service model and costs ~15 ms,
+    and the stack asked for about fifty)."""
 
     def __init__(self, endpoint_url: str, region: str) -> None:
         self.endpoint_url = endpoint_url
@@ -125,6 +134,8 @@ class LocalAws:
             aws_access_key_id=FAKE_CREDENTIALS["aws_access_key_id"],
             aws_secret_access_key=FAKE_CREDENTIALS["aws_secret_access_key"],
         )
+        self._clients: dict[str, Any] = {}
+        self._making = threading.Lock()  # a session is not thread-safe: clients are made one at a time
 
     def _client(self, service: str) -> Any:
         return self._session.client(
@@ -133,35 +144,41 @@ class LocalAws:
             config=CLIENT_CONFIG,
         )
 
+    def _shared(self, service: str) -> Any:
+        with self._making:
+            if service not in self._clients:
+                self._clients[service] = self._client(service)
+            return self._clients[service]
+
     def sqs(self) -> SQSClient:
-        client: SQSClient = self._client("sqs")
+        client: SQSClient = self._shared("sqs")
         return client
 
     def ecs(self) -> ECSClient:
-        client: ECSClient = self._client("ecs")
+        client: ECSClient = self._shared("ecs")
         return client
 
     def events(self) -> EventBridgeClient:
-        client: EventBridgeClient = self._client("events")
+        client: EventBridgeClient = self._shared("events")
         return client
 
     def logs(self) -> CloudWatchLogsClient:
-        client: CloudWatchLogsClient = self._client("logs")
+        client: CloudWatchLogsClient = self._shared("logs")
         return client
 
     def dynamodb(self) -> DynamoDBClient:
-        client: DynamoDBClient = self._client("dynamodb")
+        client: DynamoDBClient = self._shared("dynamodb")
         return client
 
     # No type stubs are installed for these.
     def cloudwatch(self) -> Any:
-        return self._client("cloudwatch")
+        return self._shared("cloudwatch")
 
     def ec2(self) -> Any:
-        return self._client("ec2")
+        return self._shared("ec2")
 
     def sns(self) -> Any:
-        return self._client("sns")
+        return self._shared("sns")
 
     def environment(self) -> dict[str, str]:
         """What a child process needs to reach the local endpoint with the SDK's defaults."""
