@@ -119,20 +119,21 @@ class FunctionProcess:
             "AWS_LAMBDA_LOG_STREAM_NAME": self._shipper.stream,
             HOST_CONFIG_VARIABLE: self.config.to_json(),
         }
-        runtime = waiting.take(environment) if waiting is not None else None
-        self._process = runtime or subprocess.Popen(
-            [sys.executable, *RUNTIME_COMMAND],
-            env=environment,
-            cwd=self.config.function.code_path,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            # Its own session: Ctrl-C reaches only the stack, which stops the hosts after the tasks.
-            start_new_session=True,
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - it only sets the parent-death signal
-        )
+        self._process = waiting.take(environment) if waiting is not None else None
+        if self._process is None:
+            self._process = subprocess.Popen(
+                [sys.executable, *RUNTIME_COMMAND],
+                env=environment,
+                cwd=self.config.function.code_path,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                # Its own session: Ctrl-C reaches only the stack, which stops the hosts after the tasks.
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - it only sets the parent-death signal
+            )
         self._threads = [
             threading.Thread(target=self._read, name=f"{self.name}-output", daemon=True),
             threading.Thread(target=self._flush, name=f"{self.name}-logs", daemon=True),
