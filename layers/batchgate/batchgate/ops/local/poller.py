@@ -90,8 +90,8 @@ def failed_message_ids(response: Any, message_ids: Sequence[str], report_item_fa
 
 
 class WaitInterrupted(BaseException):
-    """A stop request that ended a wait for messages. A BaseException, as KeyboardInterrupt is: the SDK's
-    retries and a handler's `except Exception` let it through."""
+    """A stop request that ended a wait for messages. A BaseException, as KeyboardInterrupt is: the SDK,
+    which catches Exception to retry a request, lets it through."""
 
 
 class StopRequest(threading.Event):
