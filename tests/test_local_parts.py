@@ -5,17 +5,31 @@ code must read exactly as it reads the real ones in events/)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from batchgate.domain.task_events import TaskStateChange
+from batchgate.ops.local import poller as poller_module
+from batchgate.ops.local.cloudwatch import LogShipper
 from batchgate.ops.local.endpoint import LocalAws, export_line
-from batchgate.ops.local.executor import ContainerDefinition, StartDelays
+from batchgate.ops.local.executor import ContainerDefinition, ContainerProcess, StartDelays
+from batchgate.ops.local.functions import INTERPRETER_VARIABLES, WaitingRuntimes
 from batchgate.ops.local.intrinsics import Intrinsics, TemplateError, dependencies
-from batchgate.ops.local.poller import PollResult, SqsPoller, failed_message_ids, lambda_record
+from batchgate.ops.local.poller import (
+    PollResult,
+    SqsPoller,
+    StopRequest,
+    failed_message_ids,
+    lambda_record,
+)
 from batchgate.ops.local.resources import (
     ResourceBuilder,
     SqsEventSource,
@@ -295,6 +309,106 @@ def test_a_raising_handler_leaves_the_whole_batch(aws: None) -> None:
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
     )
     assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+
+
+def ended(pid: int, seconds: float = 10.0) -> bool:
+    """The process is gone or a zombie within `seconds` (a SIGKILL takes effect when it is next scheduled)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_commands_background_job_ends_with_it(aws: None, tmp_path: Path) -> None:
+    """A container ends with its main process: what the command left running goes too, and its output
+    is complete at once (the background job held it open, and the task's end waited for the reader's
+    timeout)."""
+    logs = boto3.client("logs", region_name="us-east-1")
+    shipper = LogShipper(logs, "/ecs/shell", "batch/shell/1")
+    shipper.open()
+    command = ["sh", "-c", "sleep 30 & echo $! > background; echo started"]
+    process = ContainerProcess(command, {"PATH": os.environ["PATH"]}, tmp_path, shipper)
+
+    assert process.wait(30) == 0
+    assert process.stop(grace_seconds=2) == 0
+    process.close()
+    shipper.flush()
+
+    assert not process._reader.is_alive()  # the output ended with the task
+    assert ended(int((tmp_path / "background").read_text()))
+    events = logs.get_log_events(logGroupName="/ecs/shell", logStreamName="batch/shell/1")["events"]
+    assert [event["message"] for event in events] == ["started"]
+
+
+def test_a_waiting_runtime_is_not_given_a_function_with_interpreter_variables_of_its_own() -> None:
+    """PYTHON* variables count only as the interpreter starts: such a function gets a new process. A
+    runtime no host took ends with the stack's start."""
+    waiting = WaitingRuntimes({"PATH": os.environ["PATH"]})
+    waiting.start(1)
+    [runtime] = waiting._waiting
+
+    assert waiting.take({**INTERPRETER_VARIABLES, "PYTHONPATH": "/opt/lib"}) is None
+    assert waiting.take({"PYTHONUNBUFFERED": "1"}) is None
+    assert runtime.poll() is None  # still waiting
+    waiting.close()
+
+    assert runtime.poll() is not None
+
+
+@pytest.fixture
+def stop_on_sigusr1() -> Iterator[StopRequest]:
+    """A host's stop request, with SIGUSR1 standing in for the SIGTERM the stack sends a host."""
+    stop = StopRequest()
+    previous = signal.signal(signal.SIGUSR1, stop.request)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def test_a_stop_request_ends_a_hosts_wait_for_messages_at_once(
+    aws: None, stop_on_sigusr1: StopRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(poller_module, "LONG_POLL_SECONDS", 20)
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="jobs")["QueueUrl"]
+    poller = SqsPoller(sqs, replace(SOURCE, queue_url=url), lambda event: None, "us-east-1")
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+    started = time.monotonic()
+
+    poller.run(stop_on_sigusr1)
+
+    assert stop_on_sigusr1.is_set()
+    assert time.monotonic() - started < 10  # not the rest of the 20 s long poll
+
+
+def test_a_stop_request_during_an_invocation_lets_it_finish(aws: None, stop_on_sigusr1: StopRequest) -> None:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="jobs")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="one")
+    finished: list[list[str]] = []
+
+    def invoke(event: dict[str, Any]) -> None:
+        os.kill(os.getpid(), signal.SIGUSR1)  # the stop arrives while the handler runs
+        time.sleep(0.1)
+        finished.append([record["body"] for record in event["Records"]])
+
+    SqsPoller(sqs, replace(SOURCE, queue_url=url), invoke, "us-east-1").run(stop_on_sigusr1)
+
+    assert finished == [["one"]]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (
+        attributes["ApproximateNumberOfMessages"],
+        attributes["ApproximateNumberOfMessagesNotVisible"],
+    ) == (
+        "0",
+        "0",
+    )  # deleted, as an invocation that succeeded
 
 
 class InProcessAws(LocalAws):

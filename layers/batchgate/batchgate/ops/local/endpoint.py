@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
-from batchgate.ops.local.processes import die_with_parent, stop_process
+from batchgate.ops.local.processes import die_with_parent, kill_process
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -34,8 +35,14 @@ ACCOUNT_ID = "123456789012"
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 STARTUP_SECONDS = 30.0
 PORT_ATTEMPTS = 3
-STOP_GRACE_SECONDS = 5.0
-CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3})
+# One client per service serves every thread of the stack (task runs, log shippers, pools, watchdog):
+# enough connections that none waits for one or is discarded.
+CLIENT_CONFIG = Config(
+    connect_timeout=5,
+    read_timeout=30,
+    retries={"mode": "standard", "max_attempts": 3},
+    max_pool_connections=50,
+)
 
 
 class EndpointError(RuntimeError):
@@ -73,8 +80,10 @@ class MotoEndpoint:
         return self._process.pid if self._process is not None else None
 
     def stop(self) -> None:
+        """Killed at once: the server keeps nothing beyond its memory, and the stack stops it last, when
+        nothing reads it any more (a polite stop waited up to seconds for werkzeug's shutdown)."""
         if self._process is not None:
-            stop_process(self._process, STOP_GRACE_SECONDS)
+            kill_process(self._process)
             self._process = None
 
     def _launch(self, port: int) -> bool:
@@ -113,8 +122,9 @@ class MotoEndpoint:
 
 
 class LocalAws:
-    """boto3 clients for the local endpoint, with fake credentials. Clients are thread-safe; each
-    component makes its own in the thread that owns it."""
+    """boto3 clients for the local endpoint, with fake credentials: one per service, shared by every
+    component and thread (a client is thread-safe; making one reads its service model and costs ~15 ms,
+    and the stack asked for about fifty)."""
 
     def __init__(self, endpoint_url: str, region: str) -> None:
         self.endpoint_url = endpoint_url
@@ -124,6 +134,8 @@ class LocalAws:
             aws_access_key_id=FAKE_CREDENTIALS["aws_access_key_id"],
             aws_secret_access_key=FAKE_CREDENTIALS["aws_secret_access_key"],
         )
+        self._clients: dict[str, Any] = {}
+        self._making = threading.Lock()  # a session is not thread-safe: clients are made one at a time
 
     def _client(self, service: str) -> Any:
         return self._session.client(
@@ -132,35 +144,41 @@ class LocalAws:
             config=CLIENT_CONFIG,
         )
 
+    def _shared(self, service: str) -> Any:
+        with self._making:
+            if service not in self._clients:
+                self._clients[service] = self._client(service)
+            return self._clients[service]
+
     def sqs(self) -> SQSClient:
-        client: SQSClient = self._client("sqs")
+        client: SQSClient = self._shared("sqs")
         return client
 
     def ecs(self) -> ECSClient:
-        client: ECSClient = self._client("ecs")
+        client: ECSClient = self._shared("ecs")
         return client
 
     def events(self) -> EventBridgeClient:
-        client: EventBridgeClient = self._client("events")
+        client: EventBridgeClient = self._shared("events")
         return client
 
     def logs(self) -> CloudWatchLogsClient:
-        client: CloudWatchLogsClient = self._client("logs")
+        client: CloudWatchLogsClient = self._shared("logs")
         return client
 
     def dynamodb(self) -> DynamoDBClient:
-        client: DynamoDBClient = self._client("dynamodb")
+        client: DynamoDBClient = self._shared("dynamodb")
         return client
 
     # No type stubs are installed for these.
     def cloudwatch(self) -> Any:
-        return self._client("cloudwatch")
+        return self._shared("cloudwatch")
 
     def ec2(self) -> Any:
-        return self._client("ec2")
+        return self._shared("ec2")
 
     def sns(self) -> Any:
-        return self._client("sns")
+        return self._shared("sns")
 
     def environment(self) -> dict[str, str]:
         """What a child process needs to reach the local endpoint with the SDK's defaults."""

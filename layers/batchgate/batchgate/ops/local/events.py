@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from batchgate.domain.jobs import iso, utc_now
-from batchgate.ops.local.poller import poll_until_stopped
+from batchgate.ops.local.poller import poll_until_stopped, waiting_for_messages
 from batchgate.ops.local.resources import AsyncInvokeConfig, RuleTarget, ScheduleTarget
 
 if TYPE_CHECKING:
@@ -125,17 +125,20 @@ class EventQueueReader:
         self._sqs = sqs
         self._queue_url = queue_url
         self._invoker = invoker
+        self._stop = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
+        self._stop = stop
         poll_until_stopped(self.poll_once, stop, type(self).__name__)
 
     def poll_once(self) -> int:
-        response = self._sqs.receive_message(
-            QueueUrl=self._queue_url,
-            MaxNumberOfMessages=RECEIVE_LIMIT,
-            WaitTimeSeconds=LONG_POLL_SECONDS,
-            MessageSystemAttributeNames=["SentTimestamp"],
-        )
+        with waiting_for_messages(self._stop):
+            response = self._sqs.receive_message(
+                QueueUrl=self._queue_url,
+                MaxNumberOfMessages=RECEIVE_LIMIT,
+                WaitTimeSeconds=LONG_POLL_SECONDS,
+                MessageSystemAttributeNames=["SentTimestamp"],
+            )
         messages = response.get("Messages", [])
         for message in messages:
             sent = int((message.get("Attributes") or {}).get("SentTimestamp", "0")) / 1000

@@ -25,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from batchgate.ops.local.cloudwatch import LogShipper
 from batchgate.ops.local.docker import DOCKER_CLIENT_VARIABLES, DockerEngine, container_name
 from batchgate.ops.local.endpoint import LocalAws
-from batchgate.ops.local.processes import die_with_parent, exit_status, inherited, stop_process
+from batchgate.ops.local.processes import die_with_parent, end_group, exit_status, inherited, stop_process
 from batchgate.ops.local.task_state import (
     ESSENTIAL_CONTAINER_EXITED,
     EXITED_REASON,
@@ -157,7 +157,11 @@ class ContainerProcess:
             return None
 
     def stop(self, grace_seconds: float) -> int:
-        return stop_process(self._process, grace_seconds)
+        status = stop_process(self._process, grace_seconds)
+        # What the command left running (a shell's background job) ends with it, as in a container; it
+        # would otherwise hold the output open, and the task's end waited for the reader's timeout.
+        end_group(self._process)
+        return status
 
     def close(self) -> None:
         self._reader.join(timeout=5)

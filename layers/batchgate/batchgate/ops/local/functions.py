@@ -4,6 +4,7 @@ output in the function's CloudWatch log group, as in Lambda."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -34,6 +35,9 @@ READY_MARKER = "batchgate-local: function ready"
 FLUSH_SECONDS = 1.0
 TAIL_LINES = 40
 STOP_GRACE_SECONDS = 5.0
+RUNTIME_COMMAND = ("-m", "batchgate.ops.local.runtime")
+# Read by the interpreter as it starts: a waiting runtime (WaitingRuntimes) starts with these values.
+INTERPRETER_VARIABLES = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,9 @@ class FunctionProcess:
     def name(self) -> str:
         return self.config.function.name
 
-    def start(self) -> None:
+    def start(self, waiting: WaitingRuntimes | None = None) -> None:
+        """Start the host: in a runtime of `waiting` when it has one that suits the function, else in
+        a new process."""
         self._shipper.open()
         environment = {
             **self._environment,
@@ -113,19 +119,21 @@ class FunctionProcess:
             "AWS_LAMBDA_LOG_STREAM_NAME": self._shipper.stream,
             HOST_CONFIG_VARIABLE: self.config.to_json(),
         }
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "batchgate.ops.local.runtime"],
-            env=environment,
-            cwd=self.config.function.code_path,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            # Its own session: Ctrl-C reaches only the stack, which stops the hosts after the tasks.
-            start_new_session=True,
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - it only sets the parent-death signal
-        )
+        self._process = waiting.take(environment) if waiting is not None else None
+        if self._process is None:
+            self._process = subprocess.Popen(
+                [sys.executable, *RUNTIME_COMMAND],
+                env=environment,
+                cwd=self.config.function.code_path,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                # Its own session: Ctrl-C reaches only the stack, which stops the hosts after the tasks.
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - it only sets the parent-death signal
+            )
         self._threads = [
             threading.Thread(target=self._read, name=f"{self.name}-output", daemon=True),
             threading.Thread(target=self._flush, name=f"{self.name}-logs", daemon=True),
@@ -171,3 +179,63 @@ class FunctionProcess:
         while not self._ended.wait(FLUSH_SECONDS):
             self._shipper.flush()
         self._shipper.flush()
+
+
+class WaitingRuntimes:
+    """Runtime processes started before the stack knows their functions: each imports what every host
+    needs (the SDK and the runtime's modules, about two thirds of a cold start), then waits on stdin for
+    its function's environment. The stack starts them while it creates the resources, which keeps
+    about one core busy; a host then takes one instead of starting an interpreter. The handler is
+    imported only once the function's environment is set, as Lambda imports it.
+
+    Started with the inherited variables and INTERPRETER_VARIABLES only; a function whose environment
+    sets other interpreter (PYTHON*) variables gets a new process, as they count only at start."""
+
+    def __init__(self, inherited: Mapping[str, str]) -> None:
+        self._environment = {**inherited, **INTERPRETER_VARIABLES}
+        self._waiting: list[subprocess.Popen[str]] = []
+
+    def start(self, count: int) -> None:
+        for _ in range(count):
+            self._waiting.append(
+                subprocess.Popen(
+                    # -P: no working folder on sys.path; the host puts its function's folder first.
+                    [sys.executable, "-P", *RUNTIME_COMMAND],
+                    env=self._environment,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    errors="replace",
+                    start_new_session=True,
+                    preexec_fn=die_with_parent,  # noqa: PLW1509 - it only sets the parent-death signal
+                )
+            )
+
+    def take(self, environment: Mapping[str, str]) -> subprocess.Popen[str] | None:
+        """A waiting runtime given `environment` (the function's, as a host process would have it);
+        None when none is left or the function sets interpreter variables of its own."""
+        interpreter = {name: value for name, value in environment.items() if name.startswith("PYTHON")}
+        if interpreter != INTERPRETER_VARIABLES:
+            return None
+        while self._waiting:
+            process = self._waiting.pop(0)
+            assert process.stdin is not None
+            try:
+                process.stdin.write(json.dumps(dict(environment)) + "\n")
+                process.stdin.close()
+            except OSError:  # it ended while waiting: the next one
+                stop_process(process, STOP_GRACE_SECONDS)
+                continue
+            return process
+        return None
+
+    def close(self) -> None:
+        """End the runtimes no host took (one still waiting has nothing to finish: SIGTERM ends it)."""
+        waiting, self._waiting = self._waiting, []
+        for process in waiting:
+            stop_process(process, STOP_GRACE_SECONDS)
+            for stream in (process.stdin, process.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()

@@ -5,19 +5,26 @@ environment as Lambda would set it, pointed at the local endpoint."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from batchgate.ops.local.endpoint import LocalAws
 from batchgate.ops.local.errors import StackFailure
 from batchgate.ops.local.events import route_to_queue
-from batchgate.ops.local.functions import FunctionProcess, HostConfig
+from batchgate.ops.local.functions import (
+    INTERPRETER_VARIABLES,
+    FunctionProcess,
+    HostConfig,
+    WaitingRuntimes,
+)
+from batchgate.ops.local.processes import inherited
 from batchgate.ops.local.resources import FunctionSpec, StackResources
 
 READY_SECONDS = 60.0
 INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
 
 
 @dataclass(frozen=True)
@@ -30,23 +37,47 @@ class HostOptions:
     echo: Callable[[str], None] | None = None
 
 
+def waiting_runtimes(template: Mapping[str, Any]) -> WaitingRuntimes:
+    """One runtime per function of the (SAM) template, started now: most functions have one host (a
+    function with more takes new processes for the others; one with none leaves its runtime unused)."""
+    functions = [
+        resource
+        for resource in (template.get("Resources") or {}).values()
+        if resource.get("Type") in FUNCTION_TYPES
+    ]
+    waiting = WaitingRuntimes(inherited(INHERITED_VARIABLES))
+    waiting.start(len(functions))
+    return waiting
+
+
 class FunctionHosts:
-    def __init__(self, resources: StackResources, aws: LocalAws, options: HostOptions) -> None:
+    def __init__(
+        self,
+        resources: StackResources,
+        aws: LocalAws,
+        options: HostOptions,
+        waiting: WaitingRuntimes | None = None,
+    ) -> None:
+        """`waiting`: runtimes started ahead, which hosts take before starting new processes."""
         self._resources = resources
         self._aws = aws
         self._options = options
+        self._waiting = waiting
         self.processes: list[FunctionProcess] = []
         # function logical id -> the local queue its EventBridge rule delivers to (what its host reads)
         self.event_queue_urls: dict[str, str] = {}
 
     def start(self) -> None:
+        """Start every host, without waiting for their cold starts (`wait_ready`)."""
         logs = self._aws.logs()
         for config in self._configs():
             for _ in range(self._copies(config)):
                 host = FunctionProcess(config, self.environment(config.function), logs, self._options.echo)
-                host.start()
+                host.start(self._waiting)
                 self.processes.append(host)
-        # Started all at once: the cold starts (imports) overlap.
+
+    def wait_ready(self) -> None:
+        """Until every host has imported its handler (started all at once, their cold starts overlap)."""
         for host in self.processes:
             if not host.wait_ready(READY_SECONDS):
                 raise StackFailure(
@@ -76,9 +107,8 @@ class FunctionHosts:
 
     def environment(self, function: FunctionSpec) -> dict[str, str]:
         """The template's variables for the function, then what Lambda sets, then the local endpoint."""
-        inherited = {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
         environment = {
-            **inherited,
+            **inherited(INHERITED_VARIABLES),
             **function.environment,
             **self._aws.environment(),
             "AWS_LAMBDA_FUNCTION_NAME": function.name,
@@ -87,8 +117,7 @@ class FunctionHosts:
             "LAMBDA_TASK_ROOT": str(function.code_path),
             # No X-Ray daemon here; metrics and logs stay on and go to the function's log group.
             "POWERTOOLS_TRACE_DISABLED": "true",
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
+            **INTERPRETER_VARIABLES,
         }
         if self._options.catalog_path is not None:
             environment["BATCHGATE_CATALOG"] = str(self._options.catalog_path.resolve())

@@ -11,11 +11,13 @@ does.
 from __future__ import annotations
 
 import base64
+import contextlib
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import DeleteMessageBatchRequestEntryTypeDef, MessageTypeDef
 
 SQS_RECEIVE_LIMIT = 10
-LONG_POLL_SECONDS = 1  # bounded, so that a stop is noticed within a second
+LONG_POLL_SECONDS = 1  # bounded: a stop that does not interrupt the wait (StopRequest) waits that long
 GATHER_PAUSE_SECONDS = 0.05
 
 ERROR_PAUSE_SECONDS = 1.0
@@ -87,12 +89,54 @@ def failed_message_ids(response: Any, message_ids: Sequence[str], report_item_fa
     return named
 
 
+class WaitInterrupted(BaseException):
+    """A stop request that ended a wait for messages. A BaseException, as KeyboardInterrupt is: the SDK,
+    which catches Exception to retry a request, lets it through."""
+
+
+class StopRequest(threading.Event):
+    """A host process's stop, set by its SIGTERM handler (`request`). A host waiting for a first message
+    stops at once: the handler raises WaitInterrupted into the wait, which nothing depends on (a message
+    the long poll was about to return comes back after its visibility timeout, as from any poller that
+    stops). In an invocation the request is only noted; the loop ends once the invocation is over.
+
+    Signal handlers run in the main thread, so only a loop running there may wait interruptibly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiting = False
+
+    def request(self, signum: int, frame: FrameType | None) -> None:
+        self.set()
+        if self._waiting:
+            self._waiting = False
+            raise WaitInterrupted
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """The block is a wait that a stop request ends by raising WaitInterrupted."""
+        if self.is_set():
+            raise WaitInterrupted
+        self._waiting = True
+        try:
+            yield
+        finally:
+            self._waiting = False
+
+
+def waiting_for_messages(stop: threading.Event) -> contextlib.AbstractContextManager[None]:
+    """A long poll: interruptible when `stop` is the host's StopRequest, an ordinary call otherwise."""
+    return stop.interruptible() if isinstance(stop, StopRequest) else contextlib.nullcontext()
+
+
 def poll_until_stopped(poll_once: Callable[[], object], stop: threading.Event, name: str) -> None:
-    """Poll until `stop` is set; an endpoint error pauses the loop instead of ending it, as
-    Lambda's own pollers keep polling."""
+    """Poll until `stop` is set (or a stop request interrupts a wait for messages); an endpoint error
+    pauses the loop instead of ending it, as Lambda's own pollers keep polling."""
     while not stop.is_set():
         try:
             poll_once()
+        except WaitInterrupted:
+            return
         except (ClientError, BotoCoreError) as error:
             print(terminal_text(f"batchgate local: {name}: {error}"), file=sys.stderr, flush=True)
             stop.wait(ERROR_PAUSE_SECONDS)
@@ -104,8 +148,10 @@ class SqsPoller:
         self._source = source
         self._invoke = invoke
         self._region = region
+        self._stop = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
+        self._stop = stop
         poll_until_stopped(self.poll_once, stop, type(self).__name__)
 
     def poll_once(self) -> PollResult:
@@ -129,13 +175,15 @@ class SqsPoller:
         while len(batch) < self._source.batch_size:
             if window_ends is not None and time.monotonic() >= window_ends:
                 break
-            response = self._sqs.receive_message(
-                QueueUrl=self._source.queue_url,
-                MaxNumberOfMessages=min(SQS_RECEIVE_LIMIT, self._source.batch_size - len(batch)),
-                WaitTimeSeconds=0 if batch else LONG_POLL_SECONDS,
-                MessageSystemAttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            )
+            # Only the wait for a first message is interruptible: a batch being gathered is invoked.
+            with contextlib.nullcontext() if batch else waiting_for_messages(self._stop):
+                response = self._sqs.receive_message(
+                    QueueUrl=self._source.queue_url,
+                    MaxNumberOfMessages=min(SQS_RECEIVE_LIMIT, self._source.batch_size - len(batch)),
+                    WaitTimeSeconds=0 if batch else LONG_POLL_SECONDS,
+                    MessageSystemAttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                )
             received = response.get("Messages", [])
             if not batch and not received:
                 return batch

@@ -3,6 +3,7 @@ then firmly."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -43,6 +44,22 @@ def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str], grace
             _signal(process, signal.SIGKILL)
             process.wait(timeout=grace_seconds)
     return exit_status(process.returncode)
+
+
+def kill_process(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> int:
+    """SIGKILL to the process group (or the process) and wait: for a process with nothing to finish.
+    Returns the exit status as a shell reports it."""
+    if process.poll() is None:
+        _signal(process, signal.SIGKILL)
+    return exit_status(process.wait())
+
+
+def end_group(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    """SIGKILL what is left of the process group that `process` led (started with start_new_session),
+    once it has ended: a container ends with its main process, a shell's background job with it."""
+    if process.poll() is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # nothing left in the group
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def terminate(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:

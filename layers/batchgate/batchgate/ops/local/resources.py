@@ -14,6 +14,7 @@ scaling) is listed as skipped, with the reason.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import re
@@ -215,14 +216,15 @@ def preload_translator() -> None:
         importlib.import_module(name)
 
 
-def translate(template_path: Path, parameters: Mapping[str, Any], region: str) -> dict[str, Any]:
-    """The SAM template as CloudFormation, translated offline. Local code paths become S3 URIs first
-    (as `sam package` does); the function hosts map them back to the working tree."""
+def translate(source: Path | Mapping[str, Any], parameters: Mapping[str, Any], region: str) -> dict[str, Any]:
+    """The SAM template (its file, or the document already read from it, which is left as it is) as
+    CloudFormation, translated offline. Local code paths become S3 URIs first (as `sam package` does);
+    the function hosts map them back to the working tree."""
     # Imported by name: the SAM translator ships no type information.
     parser: Any = importlib.import_module("samtranslator.parser.parser")
     translator_module: Any = importlib.import_module("samtranslator.translator.translator")
     metrics_module: Any = importlib.import_module("samtranslator.metrics.metrics")
-    template = load_template(template_path)
+    template = load_template(source) if isinstance(source, Path) else copy.deepcopy(dict(source))
     sections = [
         *(resource.get("Properties") or {} for resource in template.get("Resources", {}).values()),
         *(section for section in (template.get("Globals") or {}).values() if isinstance(section, dict)),

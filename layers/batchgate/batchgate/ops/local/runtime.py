@@ -2,14 +2,18 @@
 `python -m batchgate.ops.local.runtime`.
 
 Started by `batchgate.ops.local.functions.FunctionProcess` with the function's environment variables and
-its configuration in $BATCHGATE_LOCAL_HOST. Imports the real handler file (functions/<name>/app.py)
-the way the Lambda runtime does, then feeds it from its event source until SIGTERM. Writes what
-Lambda writes around each invocation (START, END, REPORT) so that the function's log reads the same.
+its configuration in $BATCHGATE_LOCAL_HOST, or started ahead of its function (`WaitingRuntimes`, which
+import the SDK meanwhile) and given them as one JSON line on stdin. Imports the real handler file
+(functions/<name>/app.py) the way the Lambda runtime does, then feeds it from its event source until
+SIGTERM. Writes what Lambda writes around each invocation (START, END, REPORT) so that the function's log
+reads the same.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib.util
+import json
 import os
 import resource
 import signal
@@ -20,14 +24,13 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 import boto3
 
 from batchgate.ops.local.events import AsyncInvoker, EventQueueReader, ScheduleLoop
 from batchgate.ops.local.functions import HOST_CONFIG_VARIABLE, READY_MARKER, HostConfig
-from batchgate.ops.local.poller import SqsPoller
+from batchgate.ops.local.poller import SqsPoller, StopRequest
 from batchgate.ops.local.resources import AsyncInvokeConfig, FunctionSpec
 from batchgate.ops.local.stream_poller import StreamPoller
 
@@ -128,15 +131,21 @@ def serve(config: HostConfig, stop: threading.Event) -> None:
 
 
 def main() -> None:
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
+    if HOST_CONFIG_VARIABLE not in os.environ:
+        # Started ahead of its function (functions.WaitingRuntimes): the environment comes on stdin.
+        line = sys.stdin.readline()
+        if not line:
+            return  # no function for it after all
+        os.environ.update(json.loads(line))
+        os.chdir(HostConfig.from_json(os.environ[HOST_CONFIG_VARIABLE]).function.code_path)
+    stop = StopRequest()  # serve's loop runs in this, the main thread: its waits are interruptible
+    signal.signal(signal.SIGTERM, stop.request)
     # The stack stops its hosts itself, after the tasks: a Ctrl-C in the terminal is not for us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(HostConfig.from_json(os.environ[HOST_CONFIG_VARIABLE]), stop)
+    # The interpreter's last garbage collection at exit walks every object the SDK and the handler
+    # loaded (most of a second); they need no collecting, as the process ends. Exit handlers still run.
+    gc.freeze()
 
 
 if __name__ == "__main__":

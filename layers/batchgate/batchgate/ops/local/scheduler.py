@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -90,4 +89,4 @@ class LocalScheduler:
                 self.fire_due()
             except Exception as error:  # the endpoint going away at stop: the next tick tries again
                 self.errors.append(str(error))
-            time.sleep(TICK_SECONDS)
+            self._stopping.wait(TICK_SECONDS)  # a stop ends the wait at once

@@ -8,8 +8,8 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ from batchgate.ops.local.docker import DockerEngine, DockerUnavailable
 from batchgate.ops.local.endpoint import LocalAws, MotoEndpoint, sdk_environment
 from batchgate.ops.local.errors import StackFailure
 from batchgate.ops.local.executor import LocalExecutor, StartDelays, TaskEnvironment
-from batchgate.ops.local.hosts import FunctionHosts, HostOptions
+from batchgate.ops.local.functions import WaitingRuntimes
+from batchgate.ops.local.hosts import FunctionHosts, HostOptions, waiting_runtimes
 from batchgate.ops.local.notifications import TOPIC_PARAMETER, LocalTopic, create_topic, event_parameters
 from batchgate.ops.local.pools import LocalPools, pool_settings_from
 from batchgate.ops.local.resources import (
@@ -39,6 +40,12 @@ from batchgate.ops.template import load_template
 
 TEMPLATE = "template.yaml"
 SAMPLES = "samples"
+
+
+def read_template(path: Path) -> dict[str, Any]:
+    """template.yaml, read once, with the SAM translator imported for what follows."""
+    preload_translator()
+    return load_template(path)
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -86,6 +93,7 @@ class LocalStack:
         self.endpoint = MotoEndpoint(log_path=self._workdir / "endpoint.log")
         self.catalog: Catalog = load_catalog(options.catalog_path)
         self._hosts: FunctionHosts | None = None
+        self._waiting: WaitingRuntimes | None = None
         self._executor: LocalExecutor | None = None
         self._watchdog: TimeoutWatchdog | None = None
         self.pools: LocalPools | None = None
@@ -219,23 +227,27 @@ class LocalStack:
 
     def _start(self) -> None:
         options = self.options
-        # The SAM translator takes most of a second to import: meanwhile the endpoint starts.
-        preloading = threading.Thread(target=preload_translator, name="preload-translator", daemon=True)
-        preloading.start()
         self.docker = self._docker_engine()
-        self.aws = aws = LocalAws(self.endpoint.start(), options.region)
+        # The SAM translator takes most of a second to import: meanwhile the endpoint starts (its server
+        # imports moto in a process of its own).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-template") as reading:
+            read = reading.submit(read_template, options.root / TEMPLATE)
+            self.aws = aws = LocalAws(self.endpoint.start(), options.region)
+            template = read.result()
+        # The function hosts' runtimes import the SDK while the resources are created (which waits on the
+        # endpoint more than it computes): their handlers' imports are all that is left when they start.
+        # Started from the stack's own thread: a parent-death signal follows the thread that started it.
+        self._waiting = waiting_runtimes(template)
         self.cluster = create_cluster(aws, options.stack_name, self.catalog, options.images)
         if TOPIC_PARAMETER not in options.parameters:
             self.topic = create_topic(aws, options.stack_name)
-        preloading.join()
-        template_path = options.root / TEMPLATE
         given = {
             **self.cluster.template_parameters(),
             **event_parameters(options.parameters, self.topic),
             **options.parameters,
         }
-        parameters = parameter_values(load_template(template_path), given)
-        translated = translate(template_path, parameters, options.region)
+        parameters = parameter_values(template, given)
+        translated = translate(template, parameters, options.region)
         self.resources = resources = ResourceBuilder(aws, options.root, options.stack_name).build(
             translated, parameters
         )
@@ -261,9 +273,13 @@ class LocalStack:
                 log_level=options.log_level,
                 echo=options.echo,
             ),
+            self._waiting,
         )
         self._hosts.start()
+        self._waiting.close()  # what no host took
+        # The pools' workers start while the function hosts import their handlers.
         self.pools = self._start_pools(aws)
+        self._hosts.wait_ready()
         if self.catalog.schedules and options.schedule_speed > 0:
             queue = JobsQueue(self._resource("queue_url"), aws.sqs())
             self.scheduler = LocalScheduler(self.catalog, queue, speed=options.schedule_speed)
@@ -370,6 +386,9 @@ class LocalStack:
         if self._hosts is not None:
             self._hosts.stop()
             self._hosts = None
+        if self._waiting is not None:
+            self._waiting.close()
+            self._waiting = None
         self.endpoint.stop()
         self._remove_state()
         shutil.rmtree(self._workdir, ignore_errors=True)
