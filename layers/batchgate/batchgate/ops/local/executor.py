@@ -25,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from batchgate.ops.local.cloudwatch import LogShipper
 from batchgate.ops.local.docker import DOCKER_CLIENT_VARIABLES, DockerEngine, container_name
 from batchgate.ops.local.endpoint import LocalAws
-from batchgate.ops.local.processes import die_with_parent, end_group, exit_status, inherited, stop_process
+from batchgate.ops.local.processes import end_group, exit_status, inherited, start_child, stop_process
 from batchgate.ops.local.task_state import (
     ESSENTIAL_CONTAINER_EXITED,
     EXITED_REASON,
@@ -128,18 +128,8 @@ class ContainerProcess:
         self, argv: list[str], environment: dict[str, str], workdir: Path, shipper: LogShipper
     ) -> None:
         self._shipper = shipper
-        self._process = subprocess.Popen(
-            argv,
-            cwd=workdir,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,  # awslogs captures both streams
-            text=True,
-            errors="replace",
-            start_new_session=True,
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - it only sets the parent-death signal
-        )
+        # One output stream: awslogs captures both.
+        self._process = start_child(argv, environment, cwd=workdir)
         self._reader = threading.Thread(target=self._pump, name=f"output-{self._process.pid}", daemon=True)
         self._reader.start()
 

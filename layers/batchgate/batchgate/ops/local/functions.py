@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchgate.ops.local.cloudwatch import LogShipper
-from batchgate.ops.local.processes import die_with_parent, stop_process, terminate
+from batchgate.ops.local.processes import start_child, stop_process, terminate
 from batchgate.ops.local.resources import (
     AsyncInvokeConfig,
     FunctionSpec,
@@ -121,18 +121,8 @@ class FunctionProcess:
         }
         self._process = waiting.take(environment) if waiting is not None else None
         if self._process is None:
-            self._process = subprocess.Popen(
-                [sys.executable, *RUNTIME_COMMAND],
-                env=environment,
-                cwd=self.config.function.code_path,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                errors="replace",
-                # Its own session: Ctrl-C reaches only the stack, which stops the hosts after the tasks.
-                start_new_session=True,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - it only sets the parent-death signal
+            self._process = start_child(
+                [sys.executable, *RUNTIME_COMMAND], environment, cwd=self.config.function.code_path
             )
         self._threads = [
             threading.Thread(target=self._read, name=f"{self.name}-output", daemon=True),
@@ -197,20 +187,9 @@ class WaitingRuntimes:
 
     def start(self, count: int) -> None:
         for _ in range(count):
-            self._waiting.append(
-                subprocess.Popen(
-                    # -P: no working folder on sys.path; the host puts its function's folder first.
-                    [sys.executable, "-P", *RUNTIME_COMMAND],
-                    env=self._environment,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                    errors="replace",
-                    start_new_session=True,
-                    preexec_fn=die_with_parent,  # noqa: PLW1509 - it only sets the parent-death signal
-                )
-            )
+            # -P: no working folder on sys.path; the host puts its function's folder first.
+            argv = [sys.executable, "-P", *RUNTIME_COMMAND]
+            self._waiting.append(start_child(argv, self._environment, stdin=subprocess.PIPE))
 
     def take(self, environment: Mapping[str, str]) -> subprocess.Popen[str] | None:
         """A waiting runtime given `environment` (the function's, as a host process would have it);

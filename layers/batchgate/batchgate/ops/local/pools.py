@@ -39,7 +39,7 @@ from batchgate.ops.local.docker import (
 )
 from batchgate.ops.local.endpoint import LocalAws
 from batchgate.ops.local.errors import StackFailure
-from batchgate.ops.local.processes import die_with_parent, inherited, stop_process
+from batchgate.ops.local.processes import inherited, start_child, stop_process
 from batchgate.ops.local.task_state import ESSENTIAL_CONTAINER_EXITED, EXITED_REASON, TaskState
 
 # What a worker inherits from the host (a local process), or its `docker` client.
@@ -158,18 +158,8 @@ class PoolWorker:
         self._reader: threading.Thread | None = None
 
     def start(self, echo: Callable[[str], None] | None) -> None:
-        self.process = subprocess.Popen(
-            self.argv,
-            env=self._environment,
-            cwd=self._cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,  # Ctrl-C reaches the stack, which stops the workers in order
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - it only sets the parent-death signal
-        )
+        # Ctrl-C reaches the stack, which stops the workers in order.
+        self.process = start_child(self.argv, self._environment, cwd=self._cwd)
         self._reader = threading.Thread(
             target=self._read, args=(echo,), name=f"pool-{self.pool.name}", daemon=True
         )

@@ -10,6 +10,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
@@ -31,6 +33,29 @@ def die_with_parent() -> None:
     elsewhere the normal shutdown path is the only cleanup)."""
     if _PRCTL is not None:
         _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def start_child(
+    argv: list[str],
+    environment: Mapping[str, str],
+    cwd: Path | None = None,
+    stdin: int = subprocess.DEVNULL,
+) -> subprocess.Popen[str]:
+    """A child of the stack whose output (stdout and stderr as one text stream) the stack reads: in its
+    own session, so that a Ctrl-C reaches only the stack, which stops its children in order, and ended
+    with the stack (`die_with_parent`)."""
+    return subprocess.Popen(
+        argv,
+        env=dict(environment),
+        cwd=cwd,
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - it only sets the parent-death signal
+    )
 
 
 def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str], grace_seconds: float) -> int:
