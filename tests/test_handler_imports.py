@@ -132,6 +132,44 @@ def test_dispatch_loads_the_capacity_and_warm_adapters_only_when_configured() ->
     assert [name for name in WHEN_CONFIGURED if name not in configured] == []
 
 
+# What a function never needs at its cold start, by function: the history function reads no catalog (its
+# schedules and their time zones, retry policies) and takes no batch's slots; dispatch cancels a task
+# and looks for the task of a resumed launch, and track applies a pool task's stop, on rare paths that
+# import what they need. No function reads its package's files through importlib.resources' readers.
+NOT_AT_INIT = {
+    "dispatch": (
+        "batchgate.services.cancel",
+        "batchgate.domain.described_tasks",
+        "importlib.resources.readers",
+    ),
+    "track": ("batchgate.domain.warm", "importlib.resources.readers"),
+    "history": (
+        "batchgate.domain.catalog",
+        "batchgate.domain.schedules",
+        "batchgate.domain.schedule_expressions",
+        "zoneinfo",
+        "batchgate.domain.retry_policy",
+        "batchgate.domain.batch_slots",
+    ),
+}
+
+
+@pytest.mark.parametrize("function", sorted(NOT_AT_INIT))
+def test_a_cold_start_loads_only_what_its_function_uses(function: str) -> None:
+    modules = modules_after_import(function)
+    assert "batchgate.adapters.telemetry" in modules
+    assert [name for name in modules if name.startswith(NOT_AT_INIT[function])] == []
+
+
+def test_a_dispatch_cold_start_compiles_no_pattern_for_refused_messages() -> None:
+    statement = (
+        "import app\n"
+        "from batchgate.domain import masking\n"
+        "print(masking._environment_key.cache_info().currsize)"
+    )
+    assert run_in_handler_process("dispatch", statement).strip() == "0"
+
+
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_a_cold_start_makes_one_client_per_service(function: str) -> None:
     # Every adapter of a handler shares its service's client: each extra one is model loading paid by

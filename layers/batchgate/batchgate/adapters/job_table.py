@@ -56,6 +56,9 @@ PROJECTIONS: dict[str, tuple[str, ...]] = {
     TENANT_INDEX: ("batch",),
 }
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem
+# The items of batches' slots (batchgate.adapters.batch_slots) share the table under `slots#<batch>`,
+# never a job id: the table's stream consumers skip them.
+SLOTS_KEY_PREFIX = "slots#"
 UNPROCESSED_TRIES = 8  # BatchGetItem calls for one chunk, while DynamoDB leaves keys unprocessed
 
 _serializer = TypeSerializer()
@@ -68,6 +71,10 @@ class ConcurrentUpdateError(RuntimeError):
 
 class UnreadJobsError(RuntimeError):
     """DynamoDB kept leaving keys of a BatchGetItem unprocessed (throttled); try again later."""
+
+
+def is_slots_key(key: str) -> bool:
+    return key.startswith(SLOTS_KEY_PREFIX)
 
 
 def to_attributes(item: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from importlib import resources
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
@@ -31,6 +30,9 @@ from batchgate.domain.schedules import (
 )
 
 CATALOG_PATH_VARIABLE = "BATCHGATE_CATALOG"
+# The package's own files (catalog.json, schemas/) lie beside its modules, on disk in a layer or a
+# checkout: read as files, without importlib.resources' readers (modules a cold start would load).
+PACKAGE_FILES = Path(__file__).parent.parent
 CATALOG_VERSION = 1
 STRATEGIES = frozenset({"EC2", "FARGATE", "FARGATE_SPOT"})
 MAX_ATTEMPTS_LIMIT = 10
@@ -306,7 +308,7 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     chosen = path if path is not None else os.environ.get(CATALOG_PATH_VARIABLE) or None
     if chosen is None:
         origin = "packaged catalog.json"
-        text = resources.files("batchgate").joinpath("catalog.json").read_text(encoding="utf-8")
+        text = (PACKAGE_FILES / "catalog.json").read_text(encoding="utf-8")
     else:
         origin = f"catalog {chosen}"
         try:
@@ -422,9 +424,7 @@ def _schedule_tenant(section: _Section) -> str | None:
 
 
 def _tenant_pattern() -> re.Pattern[str]:
-    text = (
-        resources.files("batchgate").joinpath("schemas", "submit-message-v1.json").read_text(encoding="utf-8")
-    )
+    text = (PACKAGE_FILES / "schemas" / "submit-message-v1.json").read_text(encoding="utf-8")
     return re.compile(json.loads(text)["properties"]["tenant"]["pattern"])
 
 

@@ -151,6 +151,12 @@ class LaunchPlan:
         )
 
 
+# Stop codes of attempts that never ran the batch (a warm offer no worker claimed,
+# batchgate.domain.warm.NOT_PICKED_UP): they do not use up the batch's max_attempts
+# (batchgate.domain.retry_policy), and the history does not measure them.
+NEVER_RAN_STOP_CODES = frozenset({"WarmNotPickedUp"})
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One RunTask of a job: its task, where it ran, its timeline and how it ended."""

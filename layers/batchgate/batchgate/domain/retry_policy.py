@@ -21,7 +21,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from batchgate.domain.backoff import MAX_DELAY_SECONDS, retry_delay_seconds
-from batchgate.domain.jobs import Attempt
+from batchgate.domain.jobs import NEVER_RAN_STOP_CODES, Attempt
 
 if TYPE_CHECKING:
     from batchgate.domain.catalog import BatchSpec
@@ -106,12 +106,10 @@ DEFAULT_RULES: tuple[RetryRule, ...] = (
     RetryRule(RETRY, reason="*Timeout waiting for network interface*"),
 )
 DEFAULT_POLICY = RetryPolicy()
-# Attempts that never ran the batch (a warm offer no worker claimed, batchgate.domain.warm.NOT_PICKED_UP):
-# they do not use up the batch's max_attempts.
-NEVER_RAN_STOP_CODES = frozenset({"WarmNotPickedUp"})
 
 
 def attempts_never_run(attempts: Iterable[Attempt]) -> int:
+    """Attempts that never ran the batch (NEVER_RAN_STOP_CODES): they do not use up its max_attempts."""
     return sum(1 for attempt in attempts if attempt.stop_code in NEVER_RAN_STOP_CODES)
 
 

@@ -180,11 +180,3 @@ class ScheduledSlot:
     @property
     def key(self) -> str:
         return slot_key(self.name, scheduled_time_text(self.scheduled_time))
-
-
-# Scheduler's retry policy for every slot: delivery is retried this long, then the slot's message goes to
-# the schedules' dead-letter queue (alarmed).
-DELIVERY_RETRY_SECONDS = 600
-DELIVERY_RETRY_ATTEMPTS = 20
-# A slot without a job this long after its time is a missed run: longer than Scheduler's own retries.
-MISSED_AFTER_SECONDS = DELIVERY_RETRY_SECONDS + 300

@@ -34,7 +34,6 @@ from batchgate.adapters.write_conflicts import tries_after_conflicts
 from batchgate.domain.batch_slots import waiting_note
 from batchgate.domain.catalog import BatchSpec, Catalog, load_catalog
 from batchgate.domain.corrections import corrected, is_message_of, replaces_rejection
-from batchgate.domain.described_tasks import task_attempt
 from batchgate.domain.jobs import (
     Attempt,
     Job,
@@ -64,7 +63,6 @@ from batchgate.domain.warm import (
     expire_warm_offer,
     offer_warm,
 )
-from batchgate.services.cancel import stop_cancelled_task
 from batchgate.services.launch_deferral import LaunchDeferral
 from batchgate.services.launch_governor import LaunchGovernor
 from batchgate.services.settings import Settings
@@ -610,6 +608,9 @@ class Dispatcher:
             if kept is not None and kept != task_arn:
                 return self._stop_second_task(job, attempt, task_arn, kept)
             if recorded is not None and recorded.status is JobStatus.CANCELLED:
+                # Cancelled while it launched: rare, so its module is not loaded at init.
+                from batchgate.services.cancel import stop_cancelled_task
+
                 stop_cancelled_task(self.ecs, recorded, task_arn)
             logger.info("task started", extra={"task_arn": task_arn, "strategy": attempt.strategy})
             count("JobsDispatched")
@@ -642,6 +643,9 @@ class Dispatcher:
         return DispatchResult.DUPLICATE
 
     def _started_task(self, job: Job, attempt: Attempt) -> str | None:
+        # Only a resumed launch looks for its task: rare, so its module is not loaded at init.
+        from batchgate.domain.described_tasks import task_attempt
+
         try:
             tasks = self.ecs.tasks_started_by(job.job_id)
         except (ClientError, BotoCoreError) as error:

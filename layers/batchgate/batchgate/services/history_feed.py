@@ -25,13 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchgate.adapters.aws_clients import dynamodb_client
-from batchgate.adapters.batch_slots import is_slots_key
 from batchgate.adapters.history_table import HistoryTable
-from batchgate.adapters.job_table import KEY_ATTRIBUTE, from_attributes
+from batchgate.adapters.job_table import KEY_ATTRIBUTE, from_attributes, is_slots_key
 from batchgate.adapters.telemetry import count, logger
-from batchgate.domain.jobs import Attempt, Job
+from batchgate.domain.jobs import NEVER_RAN_STOP_CODES, Attempt, Job
 from batchgate.domain.latency_sketch import AttemptObservation, observation_of
-from batchgate.domain.retry_policy import NEVER_RAN_STOP_CODES
 from batchgate.services.settings import Settings
 
 FINISHED_STATUSES = ("STOPPED", "DELETED")

@@ -24,8 +24,9 @@ from batchgate.adapters.schedule_table import ScheduleReports
 from batchgate.adapters.telemetry import count, logger
 from batchgate.domain.catalog import Catalog
 from batchgate.domain.jobs import iso, parse_iso, utc_now
+from batchgate.domain.schedule_delivery import MISSED_AFTER_SECONDS
 from batchgate.domain.scheduled_runs import MISSED, SlotReport, slot_report
-from batchgate.domain.schedules import MISSED_AFTER_SECONDS, ScheduleSpec
+from batchgate.domain.schedules import ScheduleSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

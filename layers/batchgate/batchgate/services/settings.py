@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from batchgate.domain.schedules import MISSED_AFTER_SECONDS
+from batchgate.domain.schedule_delivery import MISSED_AFTER_SECONDS
 
 
 @dataclass(frozen=True)

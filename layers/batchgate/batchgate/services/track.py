@@ -27,7 +27,6 @@ from batchgate.domain.catalog import BatchSpec, Catalog, load_catalog
 from batchgate.domain.jobs import Job, JobStatus, iso, parse_iso, utc_now
 from batchgate.domain.relaunch import next_attempt_relaunch
 from batchgate.domain.task_events import TaskStateChange, apply_task_event
-from batchgate.domain.warm import pool_task_lost
 from batchgate.services.settings import Settings
 
 
@@ -147,6 +146,9 @@ class Tracker:
         before = self.table.get(job_id)
         if before is None:
             return 0
+        # A warm pool's task stopped under a job: rare, so the warm lane's rules are not loaded at init.
+        from batchgate.domain.warm import pool_task_lost
+
         spec = self.catalog.get(before.batch)
         task_arn = change.task_arn
         write = self.table.apply(
