@@ -27,10 +27,11 @@ OPS_ONLY = (
     "yaml",
     "moto",
 )
-# What a cold start loaded and the boto3 clients it made, by service: one fresh interpreter per function
-# and environment, shared by the tests that read it (the module is one xdist group).
+# What a cold start loaded, the boto3 clients it made, by service, and the dataclasses of batchgate's
+# modules it made: one fresh interpreter per function and environment, shared by the tests that read it
+# (the module is one xdist group).
 PROBE = """
-import collections, json, sys, boto3
+import collections, dataclasses, json, sys, boto3
 made = collections.Counter()
 make = boto3.client
 def counted(service, *args, **kwargs):
@@ -38,23 +39,30 @@ def counted(service, *args, **kwargs):
     return make(service, *args, **kwargs)
 boto3.client = counted
 import app
-print(json.dumps({"modules": sorted(sys.modules), "clients": made}))
+classes = sorted(
+    f"{value.__module__}.{value.__qualname__}"
+    for name, module in list(sys.modules.items()) if name.startswith("batchgate")
+    for value in vars(module).values()
+    if isinstance(value, type) and dataclasses.is_dataclass(value) and value.__module__ == name
+)
+print(json.dumps({"modules": sorted(sys.modules), "clients": made, "dataclasses": classes}))
 """
 pytestmark = pytest.mark.xdist_group("handler-imports")
 
 
 @dataclass(frozen=True)
 class ColdStart:
-    """What importing a function's handler loaded (`modules`) and made (`clients`)."""
+    """What importing a function's handler loaded (`modules`) and made (`clients`, `dataclasses`)."""
 
     modules: list[str]
     clients: dict[str, int]
+    dataclasses: list[str]
 
 
 @functools.cache
 def _cold_start(function: str, variables: tuple[tuple[str, str], ...]) -> ColdStart:
     found = json.loads(run_in_handler_process(function, PROBE, **dict(variables)))
-    return ColdStart(modules=found["modules"], clients=found["clients"])
+    return ColdStart(modules=found["modules"], clients=found["clients"], dataclasses=found["dataclasses"])
 
 
 def cold_start(function: str, **variables: str) -> ColdStart:
@@ -159,6 +167,26 @@ def test_a_cold_start_loads_only_what_its_function_uses(function: str) -> None:
     modules = modules_after_import(function)
     assert "batchgate.adapters.telemetry" in modules
     assert [name for name in modules if name.startswith(NOT_AT_INIT[function])] == []
+
+
+# The only dataclasses a cold start makes, by function. A dataclass generates and compiles its methods
+# when its module is imported (a frozen one six of them, about a millisecond on Python 3.12): records
+# are NamedTuples, wiring a dataclass without eq or repr (docs/contracts-internal.md, Cold start).
+DATACLASSES_AT_INIT = {
+    "dispatch": [
+        "batchgate.domain.latency_sketch.HistorySummary",
+        "batchgate.domain.messages.SubmitMessage",
+        "batchgate.services.dispatch.Dispatcher",
+    ],
+    "track": ["batchgate.services.track.Tracker"],
+    "history": ["batchgate.domain.latency_sketch.HistorySummary"],
+    "sweep": ["batchgate.services.schedule_watch.ScheduleWatch", "batchgate.services.sweep.Sweeper"],
+}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_a_cold_start_makes_only_the_dataclasses_it_must(function: str) -> None:
+    assert cold_start(function).dataclasses == DATACLASSES_AT_INIT[function]
 
 
 def test_a_dispatch_cold_start_compiles_no_pattern_for_refused_messages() -> None:

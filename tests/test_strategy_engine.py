@@ -23,7 +23,7 @@ STRATEGIES = ("EC2", "FARGATE", "FARGATE_SPOT")
 def spec(batch: str, **changes: Any) -> BatchSpec:
     found = CATALOG.get(batch)
     assert found is not None
-    return replace(found, **changes) if changes else found
+    return found._replace(**changes) if changes else found
 
 
 def free(*instances: tuple[int, int]) -> CapacitySnapshot:
@@ -202,9 +202,9 @@ def test_settings_move_the_thresholds() -> None:
         spec("payroll-calculation"), ec2_capacity_provider=CP, capacity=ROOMY, settings=generous
     )
     assert plan.strategy == "EC2"
-    assert StrategySettings.from_environment({"BATCHGATE_STRATEGY_SHORT_RUN_SECONDS": "600"}) == replace(
-        DEFAULT_STRATEGY_SETTINGS, short_run_seconds=600.0
-    )
+    assert StrategySettings.from_environment(
+        {"BATCHGATE_STRATEGY_SHORT_RUN_SECONDS": "600"}
+    ) == DEFAULT_STRATEGY_SETTINGS._replace(short_run_seconds=600.0)
     with pytest.raises(ValueError, match="HIGH_PRIORITY"):
         StrategySettings.from_environment({"BATCHGATE_STRATEGY_HIGH_PRIORITY": "high"})
 

@@ -20,9 +20,8 @@ caller gets whole jobs.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -96,8 +95,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class JobWrite:
+class JobWrite(NamedTuple):
     """What one `JobTable.apply` did. `before` is the job the change was last applied to (as stored
     just before the write, when there was one), `after` the job as stored afterwards; when the change
     had nothing to write, both are the job as read."""
@@ -111,8 +109,7 @@ class JobWrite:
         return self.after.revision != self.before.revision
 
 
-@dataclass(frozen=True)
-class JobPage:
+class JobPage(NamedTuple):
     """One page of a listing, and the token of the next one."""
 
     jobs: list[Job]
@@ -134,7 +131,7 @@ class JobTable:
     def create(self, job: Job) -> Job | None:
         """Write a new job and return it as stored; None when a job with this id exists already
         (a redelivered message)."""
-        stored = replace(job, revision=1)
+        stored = job._replace(revision=1)
         try:
             self._client.put_item(
                 TableName=self.table_name,
@@ -157,7 +154,7 @@ class JobTable:
 
     def save(self, job: Job) -> Job:
         """Replace the item if nobody wrote it since `job` was read; raises ConcurrentUpdateError if not."""
-        saved = replace(job, revision=job.revision + 1)
+        saved = job._replace(revision=job.revision + 1)
         try:
             self._client.put_item(
                 TableName=self.table_name,

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from batchgate.domain.jobs import Attempt, parse_iso
 from batchgate.domain.strategy_settings import WARM
@@ -49,11 +50,10 @@ def bucket_value(index: int) -> float:
     return float(MIN_SECONDS * GROWTH ** (index + 0.5))
 
 
-@dataclass(frozen=True)
-class LatencySketch:
+class LatencySketch(NamedTuple):
     """Decayed weights per log-spaced bucket."""
 
-    buckets: Mapping[int, float] = field(default_factory=dict)
+    buckets: Mapping[int, float] = MappingProxyType({})
 
     @property
     def weight(self) -> float:
@@ -101,8 +101,7 @@ class LatencySketch:
         return cls({int(index): float(weight) for index, weight in item.items()})
 
 
-@dataclass(frozen=True)
-class AttemptObservation:
+class AttemptObservation(NamedTuple):
     """One finished attempt, as the track Lambda saw it stop. Durations are None when the task did not
     reach that phase (a task that failed to start has no run time)."""
 
@@ -183,8 +182,7 @@ def _rounded(value: float | None, scale: float = 1.0) -> int | None:
     return None if value is None else round(value * scale)
 
 
-@dataclass(frozen=True)
-class StrategyHistory:
+class StrategyHistory(NamedTuple):
     """The history item of one (batch, strategy). `decayed_at` is when the weights were last decayed
     (epoch seconds); `observed` counts every attempt ever recorded, undecayed."""
 
@@ -195,7 +193,7 @@ class StrategyHistory:
     successes: float = 0.0
     interruptions: float = 0.0
     observed: int = 0
-    sketches: Mapping[str, LatencySketch] = field(default_factory=dict)
+    sketches: Mapping[str, LatencySketch] = MappingProxyType({})
 
     def sketch(self, name: str) -> LatencySketch:
         return self.sketches.get(name) or LatencySketch()

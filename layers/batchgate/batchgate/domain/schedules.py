@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from batchgate.domain.jobs import job_id_for
@@ -44,8 +43,7 @@ class ArgumentTemplateError(ValueError):
     """An argument's placeholder is not one this module resolves."""
 
 
-@dataclass(frozen=True)
-class ScheduleSpec:
+class ScheduleSpec(NamedTuple):
     """One schedule of the catalog."""
 
     name: str
@@ -162,8 +160,7 @@ def _resolve(template: str, position: int, slot: datetime, zone: ZoneInfo) -> st
     return resolved
 
 
-@dataclass(frozen=True)
-class ScheduledSlot:
+class ScheduledSlot(NamedTuple):
     """The `schedule` field of a submit message: which schedule, which slot, read in which zone."""
 
     name: str

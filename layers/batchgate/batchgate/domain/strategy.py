@@ -31,8 +31,7 @@ without AWS. The policy is in docs/strategy.md; in short:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from batchgate.domain.catalog import BatchSpec
 from batchgate.domain.jobs import LaunchPlan
@@ -59,8 +58,7 @@ ON_DEMAND = FARGATE
 SHORT_NAMES = {EC2: "EC2", FARGATE: "Fargate", FARGATE_SPOT: "Spot", WARM: "warm"}
 
 
-@dataclass(frozen=True)
-class _Figures:
+class _Figures(NamedTuple):
     """The numbers a decision rests on, each with where it came from."""
 
     run_p95: float

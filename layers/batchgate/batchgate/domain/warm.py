@@ -15,9 +15,8 @@ A WARM attempt is offered, then claimed or expired, exactly once:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from batchgate.adapters.ecs import LogPointer
 from batchgate.domain.jobs import Attempt, Job, JobStatus, parse_iso
@@ -44,8 +43,7 @@ class InvalidWorkOffer(ValueError):
     """A pool work message that batchgate did not write."""
 
 
-@dataclass(frozen=True)
-class WorkOffer:
+class WorkOffer(NamedTuple):
     """The pool work queue's message, and the dispatch check message's body: which attempt of which
     job. The worker reads everything else from the job item."""
 
@@ -61,8 +59,7 @@ class WorkOffer:
         return cls(job_id=job_id, attempt=attempt)
 
 
-@dataclass(frozen=True)
-class WorkerClaim:
+class WorkerClaim(NamedTuple):
     """Who claims an attempt: the pool task, its slot and image, where the attempt's output goes."""
 
     task_arn: str
@@ -83,7 +80,7 @@ def offer_warm(job: Job, number: int, at: str) -> Job | None:
     attempt = job.attempt_by_number(number)
     if attempt is None or attempt.strategy != WARM or attempt.last_status is not None:
         return None
-    offered = job.with_attempt(replace(attempt, timeline={**attempt.timeline, OFFERED: at}))
+    offered = job.with_attempt(attempt._replace(timeline={**attempt.timeline, OFFERED: at}))
     return offered.moved_to(JobStatus.DISPATCHED, at)
 
 
@@ -96,7 +93,7 @@ def claim_warm(job: Job, number: int, claim: WorkerClaim) -> Job | None:
         return None
     if attempt.strategy != WARM or attempt.task_arn is not None or attempt.last_status is not None:
         return None
-    claimed = job.with_attempt(replace(attempt, slot=claim.slot, image_digest=claim.image_digest))
+    claimed = job.with_attempt(attempt._replace(slot=claim.slot, image_digest=claim.image_digest))
     change = warm_change(
         claim.task_arn,
         job.job_id,
@@ -118,8 +115,7 @@ def expire_warm_offer(job: Job, number: int, at: str, reason: str) -> Job | None
         return None
     if attempt.strategy != WARM or attempt.task_arn is not None or attempt.last_status is not None:
         return None
-    expired = replace(
-        attempt,
+    expired = attempt._replace(
         last_status="STOPPED",
         event_version=CLAIM_VERSION,
         stop_code=NOT_PICKED_UP,

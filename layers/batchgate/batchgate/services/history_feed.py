@@ -21,8 +21,7 @@ strategy was folded since) counts again.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from batchgate.adapters.aws_clients import dynamodb_client
 from batchgate.adapters.history_table import HistoryTable
@@ -55,8 +54,7 @@ def stopped_attempts(before: Job | None, after: Job | None) -> list[Attempt]:
     return [a for a in after.attempts if a.last_status in FINISHED_STATUSES and a.number not in was_stopped]
 
 
-@dataclass(frozen=True)
-class JobChange:
+class JobChange(NamedTuple):
     """One record of the job table's stream: the job before and after one write."""
 
     sequence_number: str

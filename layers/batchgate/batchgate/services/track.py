@@ -11,7 +11,7 @@ other events change nothing: the worker reports its attempts itself."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -41,7 +41,9 @@ class JobNotFound(LookupError):
     track dead-letter queue instead of vanishing."""
 
 
-@dataclass(frozen=True)
+# Wiring, made once per container: neither frozen, compared nor printed, so that making the class
+# generates one method (__init__), not six (docs/contracts-internal.md, Cold start).
+@dataclass(eq=False, repr=False)
 class Tracker:
     """Applies ECS task state change events to the jobs they belong to."""
 
@@ -158,7 +160,7 @@ class Tracker:
         )
         if write is None:
             return 0
-        attempt_change = replace(change, started_by=job_id, attempt=number)
+        attempt_change = change._replace(started_by=job_id, attempt=number)
         if spec is not None:
             self._send_retry(
                 write.after, attempt_change, spec, first=write.before.status is not JobStatus.RETRYING
