@@ -140,17 +140,19 @@ def test_dispatch_loads_the_capacity_and_warm_adapters_only_when_configured() ->
     assert [name for name in WHEN_CONFIGURED if name not in configured] == []
 
 
-# What a function never needs at its cold start, by function: the history function reads no catalog (its
-# schedules and their time zones, retry policies) and takes no batch's slots; dispatch cancels a task
-# and looks for the task of a resumed launch, and track applies a pool task's stop, on rare paths that
-# import what they need. No function reads its package's files through importlib.resources' readers.
+# What a function never needs at its cold start (the warm lane configured), by function: the history
+# function reads no catalog (its schedules and their time zones, retry policies) and takes no batch's
+# slots; dispatch cancels a task, looks for the task of a resumed launch and applies no task event, and
+# track applies a pool task's stop (with its heartbeat), on rare paths that import what they need. No
+# function reads its package's files through importlib.resources' readers.
 NOT_AT_INIT = {
     "dispatch": (
         "batchgate.services.cancel",
         "batchgate.domain.described_tasks",
+        "batchgate.domain.task_events",
         "importlib.resources.readers",
     ),
-    "track": ("batchgate.domain.warm", "importlib.resources.readers"),
+    "track": ("batchgate.domain.warm", "batchgate.domain.pools", "importlib.resources.readers"),
     "history": (
         "batchgate.domain.catalog",
         "batchgate.domain.schedules",
@@ -164,7 +166,7 @@ NOT_AT_INIT = {
 
 @pytest.mark.parametrize("function", sorted(NOT_AT_INIT))
 def test_a_cold_start_loads_only_what_its_function_uses(function: str) -> None:
-    modules = modules_after_import(function)
+    modules = modules_after_import(function, POOL_TABLE_NAME="batchgate-pools")
     assert "batchgate.adapters.telemetry" in modules
     assert [name for name in modules if name.startswith(NOT_AT_INIT[function])] == []
 

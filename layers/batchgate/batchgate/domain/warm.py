@@ -22,10 +22,14 @@ from batchgate.adapters.ecs import LogPointer
 from batchgate.domain.jobs import Attempt, Job, JobStatus, parse_iso
 from batchgate.domain.pools import HEARTBEAT_SECONDS, PoolTask
 from batchgate.domain.relaunch import read_attempt_message
-from batchgate.domain.task_events import ContainerState, TaskStateChange, apply_task_event
 
 if TYPE_CHECKING:
     from batchgate.domain.catalog import BatchSpec
+    from batchgate.domain.task_events import TaskStateChange
+
+# Task events (batchgate.domain.task_events) are imported by the functions that apply them: the worker's
+# claim and reports, a lost pool task. Dispatch, which only offers and expires warm attempts, does not
+# load them at its cold start.
 
 WARM = "WARM"
 # Stop codes of WARM attempts that ended before the batch ran to its own end. plan_launch plans the
@@ -93,6 +97,8 @@ def claim_warm(job: Job, number: int, claim: WorkerClaim) -> Job | None:
         return None
     if attempt.strategy != WARM or attempt.task_arn is not None or attempt.last_status is not None:
         return None
+    from batchgate.domain.task_events import apply_task_event
+
     claimed = job.with_attempt(attempt._replace(slot=claim.slot, image_digest=claim.image_digest))
     change = warm_change(
         claim.task_arn,
@@ -138,6 +144,8 @@ def pool_task_lost(
         return None
     if attempt.last_status in ("STOPPED", "DELETED"):
         return None
+    from batchgate.domain.task_events import apply_task_event
+
     change = warm_change(
         task_arn,
         job.job_id,
@@ -186,6 +194,8 @@ def warm_change(
 ) -> TaskStateChange:
     """A worker's report on attempt N as the task state change `apply_task_event` reads: its pool task
     is the task, the attempt is named by number (never found by task ARN: one pool task runs many)."""
+    from batchgate.domain.task_events import ContainerState, TaskStateChange
+
     containers = (
         (ContainerState(name=container or "", last_status=last_status, exit_code=exit_code, reason=None),)
         if exit_code is not None
