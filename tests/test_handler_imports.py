@@ -175,13 +175,9 @@ def test_a_cold_start_loads_only_what_its_function_uses(function: str) -> None:
 # when its module is imported (a frozen one six of them, about a millisecond on Python 3.12): records
 # are NamedTuples, wiring a dataclass without eq or repr (docs/contracts-internal.md, Cold start).
 DATACLASSES_AT_INIT = {
-    "dispatch": [
-        "batchgate.domain.latency_sketch.HistorySummary",
-        "batchgate.domain.messages.SubmitMessage",
-        "batchgate.services.dispatch.Dispatcher",
-    ],
+    "dispatch": ["batchgate.domain.messages.SubmitMessage", "batchgate.services.dispatch.Dispatcher"],
     "track": ["batchgate.services.track.Tracker"],
-    "history": ["batchgate.domain.latency_sketch.HistorySummary"],
+    "history": [],
     "sweep": ["batchgate.services.schedule_watch.ScheduleWatch", "batchgate.services.sweep.Sweeper"],
 }
 

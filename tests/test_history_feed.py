@@ -234,7 +234,7 @@ def test_a_time_stored_unreadable_fails_no_record_and_holds_back_no_other_job(
     assert [fold(record) for record in records] == [1, 1]
 
     summary = history.get("payroll-calculation", "FARGATE")[0].summary()
-    assert round(summary.count) == 2 and summary.success_rate == 1.0
+    assert round(summary.attempts) == 2 and summary.success_rate == 1.0
     assert summary.run_p50 == pytest.approx(878.08, rel=TOLERANCE)  # both attempts' runs
     assert summary.start_p50 == pytest.approx(26.06, rel=TOLERANCE)  # the readable attempt's start
 

@@ -73,7 +73,7 @@ def test_a_warm_attempt_folds_into_the_warm_history_with_its_start_counted_from_
     assert observation.start_seconds == pytest.approx(0.8)
     assert observation.run_seconds == pytest.approx(14)
     summary = history.summaries("attendance-import")[WARM]
-    assert summary.count == 1 and summary.start_p50 is not None and 0 < summary.start_p50 < 2
+    assert summary.attempts == 1 and summary.start_p50 is not None and 0 < summary.start_p50 < 2
 
 
 def test_a_warm_start_counts_from_the_dispatch_when_the_claim_beat_the_offer_record() -> None:

@@ -286,7 +286,7 @@ def test_no_warm_slot_walks_to_the_ecs_chain_at_once(
 
 
 def test_a_measured_long_run_keeps_a_batch_off_the_pool() -> None:
-    history = {"FARGATE": HistorySummary(strategy="FARGATE", count=20, run_p95=120, start_p50=48)}
+    history = {"FARGATE": HistorySummary(strategy="FARGATE", attempts=20, run_p95=120, start_p50=48)}
     plan = plan_launch(pooled(), warm=FREE, history=history)
     assert plan.strategy != WARM
 

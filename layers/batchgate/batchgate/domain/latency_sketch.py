@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -122,12 +121,12 @@ class AttemptObservation(NamedTuple):
         }
 
 
-@dataclass(frozen=True)
-class HistorySummary:
+class HistorySummary(NamedTuple):
     """What `plan_launch` reads about one (batch, strategy): decayed counts and percentiles in seconds."""
 
     strategy: str
-    count: float = 0.0
+    # Decayed count of attempts (StrategyHistory.attempts).
+    attempts: float = 0.0
     success_rate: float | None = None
     interruption_rate: float | None = None
     start_p50: float | None = None
@@ -143,7 +142,7 @@ class HistorySummary:
         and read back as it was: the form kept in a plan's inputs."""
         return {
             "strategy": self.strategy,
-            "count": round(self.count),
+            "count": round(self.attempts),
             "observed": self.observed,
             "success_pct": _rounded(self.success_rate, 100),
             "interruption_pct": _rounded(self.interruption_rate, 100),
@@ -165,7 +164,7 @@ class HistorySummary:
 
         return cls(
             strategy=str(item["strategy"]),
-            count=float(item.get("count", 0)),
+            attempts=float(item.get("count", 0)),
             success_rate=number("success_pct", 100),
             interruption_rate=number("interruption_pct", 100),
             start_p50=number("start_p50"),
@@ -247,7 +246,7 @@ class StrategyHistory(NamedTuple):
         start, run = self.sketch("start"), self.sketch("run")
         return HistorySummary(
             strategy=self.strategy,
-            count=self.attempts,
+            attempts=self.attempts,
             success_rate=self.successes / self.attempts if self.attempts > 0 else None,
             interruption_rate=self.interruptions / self.attempts if self.attempts > 0 else None,
             start_p50=start.quantile(0.50),
