@@ -35,7 +35,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -247,7 +247,7 @@ def _job(aws: InMemoryAws, status: JobStatus, job_id: str, number: int, timeout:
         if status is JobStatus.SUBMITTED:
             return job
         attempt = Attempt(number=1, strategy="FARGATE", capacity_provider="FARGATE", dispatched_at=ago(120))
-        return replace(job, attempts=(attempt,))
+        return job._replace(attempts=(attempt,))
     task_arn = f"arn:aws:ecs:{REGION}:123456789012:task/{CLUSTER}/{status.value.lower()}-{number}"
     task = described(status, task_arn, job_id)
     started = ago(timeout + 600) if status is JobStatus.RUNNING else ago(600)
@@ -265,7 +265,7 @@ def _job(aws: InMemoryAws, status: JobStatus, job_id: str, number: int, timeout:
     )
     aws.tasks[task_arn] = task
     quiet = 30 if status is JobStatus.RUNNING else 400
-    return replace(job, updated_at=ago(quiet), attempts=(attempt,))
+    return job._replace(updated_at=ago(quiet), attempts=(attempt,))
 
 
 @dataclass

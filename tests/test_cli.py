@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -402,7 +401,7 @@ def test_show_json_has_the_full_job(harness: CliHarness) -> None:
 
 def test_show_jobs_and_stats_count_the_start_from_the_send(harness: CliHarness) -> None:
     listed = listed_job(1)  # received 11:59:00, task created +2 s, started +22 s
-    job = harness.add(replace(listed, submitted_at="2026-11-28T11:58:58.500Z"))
+    job = harness.add(listed._replace(submitted_at="2026-11-28T11:58:58.500Z"))
     document = harness.json("show", job.job_id)
     assert document["submitted_at"] == "2026-11-28T11:58:58.500Z"
     assert document["created_at"] == "2026-11-28T11:59:00.000Z"

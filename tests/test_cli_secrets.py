@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 from batchgate.domain.jobs import JobStatus
 from batchgate.services.dispatch import DispatchResult
@@ -19,7 +18,7 @@ SECRET = "s3cr3t-env-value"
 
 
 def test_show_masks_environment_values_unless_revealed(harness: CliHarness) -> None:
-    job = harness.add(replace(listed_job(1), environment={"API_TOKEN": SECRET, "LOG_LEVEL": "DEBUG"}))
+    job = harness.add(listed_job(1)._replace(environment={"API_TOKEN": SECRET, "LOG_LEVEL": "DEBUG"}))
     human = harness.ok("show", job.job_id).stdout
     assert "API_TOKEN=*** LOG_LEVEL=***" in human and SECRET not in human
     document = harness.json("show", job.job_id)
@@ -35,7 +34,7 @@ def test_a_raw_message_stored_with_environment_values_is_shown_masked(harness: C
     raw = json.dumps(
         {"schema_version": 1, "batch": "payroll-calculation", "environment": {"API_TOKEN": SECRET}}
     )
-    job = harness.add(replace(listed_job(2, JobStatus.REJECTED), reason="bad", raw_message=raw))
+    job = harness.add(listed_job(2, JobStatus.REJECTED)._replace(reason="bad", raw_message=raw))
     human = harness.run("show", job.job_id).stdout
     assert '"environment": {"API_TOKEN": "***"}' in human and SECRET not in human
     document = harness.json("show", job.job_id, exit_code=1)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-from dataclasses import replace
 
 import pytest
 from batchgate.domain.jobs import JobStatus, job_id_for
@@ -81,8 +80,7 @@ def test_a_rejected_messages_batch_key_and_reason_are_shown_escaped(harness: Cli
 
 def test_an_environment_value_and_a_reason_are_shown_escaped(harness: CliHarness) -> None:
     job = harness.add(
-        replace(
-            listed_job(1, JobStatus.FAILED),
+        listed_job(1, JobStatus.FAILED)._replace(
             environment={"LOG_LEVEL": f"{CSI_COLOUR}DEBUG"},
             reason=f"stopped{TITLE}",
         )
@@ -137,7 +135,7 @@ def test_the_consoles_escape_what_any_renderable_holds() -> None:
 
 def test_the_local_demos_summary_takes_a_reason_as_text(harness: CliHarness) -> None:
     demo = DEMO_JOBS[0]
-    job = replace(listed_job(1, JobStatus.FAILED), reason=f"[link=https://example.com]x[/link]{OSC_52}")
+    job = listed_job(1, JobStatus.FAILED)._replace(reason=f"[link=https://example.com]x[/link]{OSC_52}")
     written = io.StringIO()
     TerminalConsole(file=written, width=300).print(summary_table((demo,), {demo.label: job}))
     out = written.getvalue()

@@ -10,7 +10,6 @@ import logging
 import os
 import shlex
 import sys
-from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -68,9 +67,9 @@ def three_attempt_job() -> Job:
     """Attempt 1 failed to start, attempt 2 lost its Spot capacity, attempt 3 succeeded."""
     base = listed_job(1, JobStatus.SUCCEEDED)
     [done] = base.attempts
-    first = replace(done, number=1, exit_code=None, stop_code="TaskFailedToStart", stopped_reason="no ENI")
-    second = replace(done, number=2, strategy="FARGATE_SPOT", exit_code=143, stop_code="SpotInterruption")
-    return replace(base, attempts=(first, second, replace(done, number=3)))
+    first = done._replace(number=1, exit_code=None, stop_code="TaskFailedToStart", stopped_reason="no ENI")
+    second = done._replace(number=2, strategy="FARGATE_SPOT", exit_code=143, stop_code="SpotInterruption")
+    return base._replace(attempts=(first, second, done._replace(number=3)))
 
 
 def test_show_says_which_attempt_followed_and_the_rule_that_caused_it(harness: CliHarness) -> None:
@@ -136,8 +135,8 @@ def test_a_closed_pipe_is_not_an_error(
     harness: CliHarness, monkeypatch: pytest.MonkeyPatch, command: str
 ) -> None:
     job = harness.add(listed_job(1, JobStatus.FAILED))
-    attempt = replace(job.attempts[0], log_group=LOG_GROUP, log_stream="batch/payroll/1")
-    job = harness.add(replace(listed_job(2, JobStatus.SUCCEEDED), attempts=(attempt,)))
+    attempt = job.attempts[0]._replace(log_group=LOG_GROUP, log_stream="batch/payroll/1")
+    job = harness.add(listed_job(2, JobStatus.SUCCEEDED)._replace(attempts=(attempt,)))
     harness.write_logs("batch/payroll/1", "line 1", "line 2")
     code, stderr = run_into_closed_pipe(harness, monkeypatch, command, job.job_id)
     assert code == 0
@@ -165,8 +164,8 @@ def test_ctrl_c_while_following_logs_exits_130(harness: CliHarness, monkeypatch:
 
 @pytest.mark.parametrize("command", [["jobs"], ["stats"], ["dlq", "list"], ["show", "JOB"], ["logs", "JOB"]])
 def test_output_json_is_json_and_table_is_the_human_output(harness: CliHarness, command: list[str]) -> None:
-    attempt = replace(listed_job(1).attempts[0], log_group=LOG_GROUP, log_stream="batch/payroll/1")
-    job = harness.add(replace(listed_job(1), attempts=(attempt,)))
+    attempt = listed_job(1).attempts[0]._replace(log_group=LOG_GROUP, log_stream="batch/payroll/1")
+    job = harness.add(listed_job(1)._replace(attempts=(attempt,)))
     harness.write_logs("batch/payroll/1", "line 1")
     arguments = [job.job_id if word == "JOB" else word for word in command]
     with_json = harness.ok(*arguments, "--json")
@@ -251,7 +250,7 @@ def test_show_at_near_the_time_says_how_far_too(harness: CliHarness) -> None:
 
 def test_jobs_shows_a_shortened_reason(harness: CliHarness) -> None:
     reason = "exit code 137; EssentialContainerExited; Essential container in task exited (OutOfMemoryError)"
-    job = harness.add(replace(listed_job(1, JobStatus.FAILED), reason=reason))
+    job = harness.add(listed_job(1, JobStatus.FAILED)._replace(reason=reason))
     [row] = harness.json("jobs")["jobs"]
     assert row["reason"] == reason
     text = harness.ok("jobs").stdout
@@ -286,7 +285,7 @@ def test_stats_has_a_column_per_end_status_and_explains_the_no_strategy_row(harn
     harness.add(listed_job(1, JobStatus.SUCCEEDED))
     harness.add(listed_job(2, JobStatus.FAILED))
     harness.add(listed_job(3, JobStatus.TIMED_OUT))
-    harness.add(replace(listed_job(4, JobStatus.CANCELLED), attempts=(), plan=None))
+    harness.add(listed_job(4, JobStatus.CANCELLED)._replace(attempts=(), plan=None))
     harness.add(listed_job(5, JobStatus.REJECTED))
     document = harness.json("stats")
     names = ("jobs", "succeeded", "failed", "timed_out", "cancelled", "rejected")

@@ -4,7 +4,6 @@ notification text."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
@@ -111,9 +110,9 @@ def test_a_rule_delivers_to_its_sns_topic_on_the_endpoint(
         Rule="notify",
         Targets=[notification_target(template, topic), {"Id": "copy", "Arn": copy_arn}],  # type: ignore[list-item]
     )
-    before = dataclasses.replace(job(), tenant="acme")
-    quoted = dataclasses.replace(failed(before), reason='exit code 3: "timeout" reading the "export"')
-    for after in (dataclasses.replace(failed(before), status=JobStatus.SUCCEEDED), quoted):
+    before = job()._replace(tenant="acme")
+    quoted = failed(before)._replace(reason='exit code 3: "timeout" reading the "export"')
+    for after in (failed(before)._replace(status=JobStatus.SUCCEEDED), quoted):
         change = job_state_change(before, after, REGION)
         assert change is not None
         response = events.put_events(Entries=[change.entry("default")])  # type: ignore[list-item]
@@ -156,8 +155,8 @@ def tap(harness: CliHarness) -> str:
 def put_life(tenant: str | None, job_id: str) -> None:
     """A job's RUNNING and FAILED events on the default bus, the FAILED one twice (a redelivery)."""
     events = boto3.client("events", region_name=REGION)
-    running = dataclasses.replace(job(JobStatus.RUNNING, job_id=job_id), tenant=tenant)
-    pending = dataclasses.replace(running, status=JobStatus.PENDING, revision=3)
+    running = job(JobStatus.RUNNING, job_id=job_id)._replace(tenant=tenant)
+    pending = running._replace(status=JobStatus.PENDING, revision=3)
     for before, after in ((pending, running), (running, failed(running)), (running, failed(running))):
         change = job_state_change(before, after, REGION)
         assert change is not None
@@ -219,7 +218,7 @@ def test_event_filter_and_line() -> None:
 
 
 def test_the_demo_checks_what_the_notification_says(template: dict[str, Any]) -> None:
-    before = dataclasses.replace(job(), tenant="acme")
+    before = job()._replace(tenant="acme")
     ended = failed(before)
     text = render_input(
         notification_target(template, "arn:aws:sns:us-east-1:1:t"), event_of_job(before, ended)

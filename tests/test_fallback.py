@@ -97,7 +97,7 @@ def dispatcher(stack: Stack, script: list[Any], **changes: Any) -> tuple[Dispatc
         catalog=stack.catalog,
         table=stack.table,
         ecs=EcsTasks(stack.settings.cluster, client),  # type: ignore[arg-type]
-        settings=replace(stack.settings, ec2_capacity_provider=CP),
+        settings=stack.settings._replace(ec2_capacity_provider=CP),
     )
     return replace(base, **changes), client
 
@@ -179,7 +179,7 @@ def test_a_permanent_error_on_a_fallback_fails_the_job(stack: Stack) -> None:
 def test_a_plan_without_fallbacks_goes_straight_back_to_the_queue(stack: Stack) -> None:
     dispatch, ecs = dispatcher(stack, [[NO_MEMORY]])
     payroll = json.dumps({"schema_version": 1, "batch": "payroll-calculation", "arguments": ["2026-11"]})
-    dispatch = replace(dispatch, settings=replace(dispatch.settings, ec2_capacity_provider=None))
+    dispatch = replace(dispatch, settings=dispatch.settings._replace(ec2_capacity_provider=None))
     with pytest.raises(RetryLater):
         dispatch.dispatch("m-1", payroll)
     assert ecs.providers == ["FARGATE"]

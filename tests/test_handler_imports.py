@@ -28,10 +28,11 @@ OPS_ONLY = (
     "yaml",
     "moto",
 )
-# What a cold start loaded and the boto3 clients it made, by service: one run per function and
-# environment, shared by the tests that read it (the module is one xdist group).
+# What a cold start loaded, the boto3 clients it made, by service, and the dataclasses of batchgate's
+# modules it made: one run per function and environment, shared by the tests that read it (the module
+# is one xdist group).
 PROBE = """
-import collections, json, sys, boto3
+import collections, dataclasses, json, sys, boto3
 made = collections.Counter()
 make = boto3.client
 def counted(service, *args, **kwargs):
@@ -39,17 +40,24 @@ def counted(service, *args, **kwargs):
     return make(service, *args, **kwargs)
 boto3.client = counted
 import app
-print(json.dumps({"modules": sorted(sys.modules), "clients": made}))
+classes = sorted(
+    f"{value.__module__}.{value.__qualname__}"
+    for name, module in list(sys.modules.items()) if name.startswith("batchgate")
+    for value in vars(module).values()
+    if isinstance(value, type) and dataclasses.is_dataclass(value) and value.__module__ == name
+)
+print(json.dumps({"modules": sorted(sys.modules), "clients": made, "dataclasses": classes}))
 """
 pytestmark = pytest.mark.xdist_group("handler-imports")
 
 
 @dataclass(frozen=True)
 class ColdStart:
-    """What importing a function's handler loaded (`modules`) and made (`clients`)."""
+    """What importing a function's handler loaded (`modules`) and made (`clients`, `dataclasses`)."""
 
     modules: list[str]
     clients: dict[str, int]
+    dataclasses: list[str]
 
 
 class ColdStarts:
@@ -65,13 +73,15 @@ class ColdStarts:
         """The import of the function's handler; `variables` change its environment."""
         key = (function, tuple(sorted(variables.items())))
         if key not in self._found:
-            found = json.loads(
-                self._probe.run(
-                    PROBE, ROOT / "functions" / function, handler_environment(function, variables)
-                )
+            found = json.loads(self.printed(function, PROBE, **variables))
+            self._found[key] = ColdStart(
+                modules=found["modules"], clients=found["clients"], dataclasses=found["dataclasses"]
             )
-            self._found[key] = ColdStart(modules=found["modules"], clients=found["clients"])
         return self._found[key]
+
+    def printed(self, function: str, statement: str, **variables: str) -> str:
+        """What `statement` prints beside the function's handler, in a fresh interpreter's state."""
+        return self._probe.run(statement, ROOT / "functions" / function, handler_environment(function, variables))
 
 
 def handler_environment(function: str, variables: Mapping[str, str]) -> dict[str, str]:
@@ -134,6 +144,62 @@ def test_dispatch_loads_the_capacity_and_warm_adapters_only_when_configured(cold
     assert "batchgate.services.dispatch" in bare
     assert [name for name in WHEN_CONFIGURED if name in bare] == []
     assert [name for name in WHEN_CONFIGURED if name not in configured] == []
+
+
+# What a function never needs at its cold start (the warm lane configured), by function: the history
+# function reads no catalog (its schedules and their time zones, retry policies) and takes no batch's
+# slots; dispatch cancels a task, looks for the task of a resumed launch and applies no task event, and
+# track applies a pool task's stop (with its heartbeat), on rare paths that import what they need. No
+# function reads its package's files through importlib.resources' readers.
+NOT_AT_INIT = {
+    "dispatch": (
+        "batchgate.services.cancel",
+        "batchgate.domain.described_tasks",
+        "batchgate.domain.task_events",
+        "importlib.resources.readers",
+    ),
+    "track": ("batchgate.domain.warm", "batchgate.domain.pools", "importlib.resources.readers"),
+    "history": (
+        "batchgate.domain.catalog",
+        "batchgate.domain.schedules",
+        "batchgate.domain.schedule_expressions",
+        "zoneinfo",
+        "batchgate.domain.retry_policy",
+        "batchgate.domain.batch_slots",
+    ),
+}
+
+
+@pytest.mark.parametrize("function", sorted(NOT_AT_INIT))
+def test_a_cold_start_loads_only_what_its_function_uses(cold_starts: ColdStarts, function: str) -> None:
+    modules = cold_starts.of(function, POOL_TABLE_NAME="batchgate-pools").modules
+    assert "batchgate.adapters.telemetry" in modules
+    assert [name for name in modules if name.startswith(NOT_AT_INIT[function])] == []
+
+
+# The only dataclasses a cold start makes, by function. A dataclass generates and compiles its methods
+# when its module is imported (a frozen one six of them, about a millisecond on Python 3.12): records
+# are NamedTuples, wiring a dataclass without eq or repr (docs/contracts-internal.md, Cold start).
+DATACLASSES_AT_INIT = {
+    "dispatch": ["batchgate.domain.messages.SubmitMessage", "batchgate.services.dispatch.Dispatcher"],
+    "track": ["batchgate.services.track.Tracker"],
+    "history": [],
+    "sweep": ["batchgate.services.schedule_watch.ScheduleWatch", "batchgate.services.sweep.Sweeper"],
+}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_a_cold_start_makes_only_the_dataclasses_it_must(cold_starts: ColdStarts, function: str) -> None:
+    assert cold_starts.of(function).dataclasses == DATACLASSES_AT_INIT[function]
+
+
+def test_a_dispatch_cold_start_compiles_no_pattern_for_refused_messages(cold_starts: ColdStarts) -> None:
+    statement = (
+        "import app\n"
+        "from batchgate.domain import masking\n"
+        "print(masking._environment_key.cache_info().currsize)"
+    )
+    assert cold_starts.printed("dispatch", statement).strip() == "0"
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)

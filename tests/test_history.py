@@ -64,12 +64,13 @@ def test_sketch_stays_small_and_old_runs_fade() -> None:
     assert summary.run_p50 == pytest.approx(1000, rel=TOLERANCE)
     assert summary.success_rate is not None and summary.success_rate > 0.95
     assert len(history.sketch("run").buckets) <= 2
-    assert summary.count < 100  # decayed weight (about 20 a day over a 2-day half-life), not 600
+    assert summary.attempts < 100  # decayed weight (about 20 a day over a 2-day half-life), not 600
 
 
 def test_empty_history_has_no_percentiles() -> None:
     summary = StrategyHistory("b", "EC2").summary()
-    assert (summary.count, summary.success_rate, summary.run_p95, summary.start_p50) == (0, None, None, None)
+    figures = (summary.attempts, summary.success_rate, summary.run_p95, summary.start_p50)
+    assert figures == (0, None, None, None)
 
 
 # The history table, on the moto stack.

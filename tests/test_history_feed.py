@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -76,8 +75,8 @@ def stop_record(sequence: int, before: Job, after: Job, job_id: str) -> dict[str
         "dynamodb": {
             "Keys": {"job_id": {"S": job_id}},
             "SequenceNumber": str(sequence),
-            "OldImage": to_attributes(dataclasses.replace(before, job_id=job_id).to_item()),
-            "NewImage": to_attributes(dataclasses.replace(after, job_id=job_id).to_item()),
+            "OldImage": to_attributes(before._replace(job_id=job_id).to_item()),
+            "NewImage": to_attributes(after._replace(job_id=job_id).to_item()),
         },
     }
 
@@ -108,9 +107,7 @@ def test_an_attempt_finishes_in_the_write_that_stops_it(stack: Stack) -> None:
     assert stopped_attempts(stopped, stopped) == []  # a later write of the stopped job
     assert stopped_attempts(None, running) == []
     assert stopped_attempts(running, None) == []  # the job's item removed (TTL)
-    deleted = dataclasses.replace(
-        stopped, attempts=(dataclasses.replace(stopped.attempts[0], last_status="DELETED"),)
-    )
+    deleted = stopped._replace(attempts=(stopped.attempts[0]._replace(last_status="DELETED"),))
     assert len(stopped_attempts(running, deleted)) == 1
 
 
@@ -225,9 +222,8 @@ def test_a_time_stored_unreadable_fails_no_record_and_holds_back_no_other_job(
     the attempt still counts, and the records after it fold in the same invocation."""
     running, stopped = stopped_job(stack)
     attempt = stopped.attempts[0]
-    damaged = dataclasses.replace(
-        stopped,
-        attempts=(dataclasses.replace(attempt, timeline={**attempt.timeline, "created": "1764324001482"}),),
+    damaged = stopped._replace(
+        attempts=(attempt._replace(timeline={**attempt.timeline, "created": "1764324001482"}),),
     )
     records = [
         stop_record(21, running, damaged, "bg-job-21"),
@@ -238,7 +234,7 @@ def test_a_time_stored_unreadable_fails_no_record_and_holds_back_no_other_job(
     assert [fold(record) for record in records] == [1, 1]
 
     summary = history.get("payroll-calculation", "FARGATE")[0].summary()
-    assert round(summary.count) == 2 and summary.success_rate == 1.0
+    assert round(summary.attempts) == 2 and summary.success_rate == 1.0
     assert summary.run_p50 == pytest.approx(878.08, rel=TOLERANCE)  # both attempts' runs
     assert summary.start_p50 == pytest.approx(26.06, rel=TOLERANCE)  # the readable attempt's start
 

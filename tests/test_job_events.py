@@ -3,7 +3,6 @@ limits, refused entries put again and then reported, a job's events in stream or
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from types import ModuleType, SimpleNamespace
@@ -65,9 +64,8 @@ def job(
 
 
 def failed(before: Job) -> Job:
-    stopped = dataclasses.replace(before.attempts[0], last_status="STOPPED", exit_code=3)
-    return dataclasses.replace(
-        before,
+    stopped = before.attempts[0]._replace(last_status="STOPPED", exit_code=3)
+    return before._replace(
         status=JobStatus.FAILED,
         reason="exit code 3: payroll run failed",
         attempts=(stopped,),
@@ -141,7 +139,7 @@ def test_an_event_never_carries_environment_values_arguments_or_the_raw_message(
 
 
 def test_a_new_job_has_no_previous_status_and_no_attempt_yet() -> None:
-    submitted = dataclasses.replace(job(JobStatus.SUBMITTED, revision=1), attempts=())
+    submitted = job(JobStatus.SUBMITTED, revision=1)._replace(attempts=())
     change = job_state_change(None, submitted, REGION)
     assert change is not None
     assert change.detail["previous_status"] is None
@@ -156,7 +154,7 @@ def test_a_new_job_has_no_previous_status_and_no_attempt_yet() -> None:
 
 def test_writes_that_leave_the_status_publish_nothing() -> None:
     running = job()
-    noted = dataclasses.replace(running, revision=5, updated_at="2026-11-28T10:20:00.000Z")
+    noted = running._replace(revision=5, updated_at="2026-11-28T10:20:00.000Z")
     assert job_state_change(running, noted, REGION) is None
     assert job_state_change(running, None, REGION) is None  # the item expired (TTL)
 
@@ -176,7 +174,7 @@ def test_the_event_id_is_the_same_for_redeliveries_and_differs_per_change() -> N
 
 def test_a_long_reason_is_cut_so_the_event_always_fits() -> None:
     before = job()
-    after = dataclasses.replace(failed(before), reason="x" * 300_000)
+    after = failed(before)._replace(reason="x" * 300_000)
     change = job_state_change(before, after, REGION)
     assert change is not None and len(change.detail["reason"]) == REASON_LIMIT
     assert entry_size(change.entry("default")) < 8 * 1024
@@ -258,8 +256,7 @@ def test_events_are_put_ten_per_call_at_most() -> None:
 def test_calls_stay_within_256_kb(monkeypatch: pytest.MonkeyPatch) -> None:
     before = job()
     big = [
-        record(n, before, dataclasses.replace(failed(before), job_id=f"bg-x-{n}", reason="r" * 2000))
-        for n in range(10)
+        record(n, before, failed(before)._replace(job_id=f"bg-x-{n}", reason="r" * 2000)) for n in range(10)
     ]
     pending = publisher(FakeEventBridge())._pending
     items = [pending(r) for r in big]
@@ -336,7 +333,7 @@ def test_unchanged_statuses_and_removed_items_put_nothing() -> None:
     running = job()
     fake = FakeEventBridge()
     records = [
-        record(1, running, dataclasses.replace(running, revision=5)),
+        record(1, running, running._replace(revision=5)),
         record(2, running, None, event_name="REMOVE"),
     ]
     outcome = publisher(fake).publish(records)

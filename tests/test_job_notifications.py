@@ -3,7 +3,6 @@ and its input transformer turns each into readable text for the SNS topic; no co
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
@@ -34,9 +33,7 @@ def rule(template: dict[str, Any]) -> dict[str, Any]:
 def event_of(status: JobStatus, reason: str | None = "exit code 3: payroll run failed") -> dict[str, Any]:
     """The job event as a rule sees it (EventBridge's envelope around the detail we put)."""
     before = job(JobStatus.PENDING if status is JobStatus.RUNNING else JobStatus.RUNNING)
-    change = job_state_change(
-        before, dataclasses.replace(failed(before), status=status, reason=reason), REGION
-    )
+    change = job_state_change(before, failed(before)._replace(status=status, reason=reason), REGION)
     assert change is not None
     entry = change.entry("default")
     return {
@@ -89,7 +86,7 @@ def test_the_message_is_readable_text_with_the_show_command_and_the_log_link(
     events.put_targets(Rule="notify", Targets=[{"Id": "topic", "Arn": arn, "InputTransformer": transformer}])
     before = job()
     for status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-        change = job_state_change(before, dataclasses.replace(failed(before), status=status), REGION)
+        change = job_state_change(before, failed(before)._replace(status=status), REGION)
         assert change is not None
         response = events.put_events(Entries=[change.entry("default")])  # type: ignore[list-item]
         assert response["FailedEntryCount"] == 0

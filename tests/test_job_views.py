@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +23,7 @@ TIMELINE = {
 }
 
 
-def attempt(number: int = 1, **changes: object) -> Attempt:
+def attempt(number: int = 1, **changes: Any) -> Attempt:
     base = Attempt(
         number=number,
         strategy="FARGATE",
@@ -39,7 +38,7 @@ def attempt(number: int = 1, **changes: object) -> Attempt:
         log_group="/ecs/batchgate-payroll",
         log_stream="batch/payroll/1987b34b2286a9e1d97095b23427e387",
     )
-    return Attempt(**{**base.__dict__, **changes})
+    return base._replace(**changes)
 
 
 def job_with(*attempts: Attempt, status: JobStatus = JobStatus.SUCCEEDED, reason: str | None = None) -> Job:
@@ -252,7 +251,7 @@ def test_format_duration(seconds: float | None, text: str) -> None:
 
 
 def test_job_row_has_the_listing_columns() -> None:
-    row = job_views.job_row(replace(job_with(attempt(exit_code=1), status=JobStatus.FAILED), tenant="acme"))
+    row = job_views.job_row(job_with(attempt(exit_code=1), status=JobStatus.FAILED)._replace(tenant="acme"))
     assert row == {
         "job_id": make_job().job_id,
         "batch": "payroll-calculation",

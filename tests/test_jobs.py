@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from batchgate.domain.jobs import (
     BATCH_NAME_PATTERN,
@@ -15,7 +17,7 @@ from batchgate.domain.jobs import (
 )
 
 
-def make_job(**changes: object) -> Job:
+def make_job(**changes: Any) -> Job:
     base = Job(
         job_id=job_id_for("payroll-calculation", "key-1"),
         batch="payroll-calculation",
@@ -26,7 +28,7 @@ def make_job(**changes: object) -> Job:
         message_id="m-1",
         arguments=("2026-11",),
     )
-    return Job(**{**base.__dict__, **changes})
+    return base._replace(**changes)
 
 
 def test_job_id_is_deterministic_and_fits_ecs_limits() -> None:

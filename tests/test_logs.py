@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -54,7 +53,7 @@ def test_read_goes_on_past_empty_pages_to_the_end_of_the_stream() -> None:
 def test_follow_reads_an_ended_job_past_empty_pages() -> None:
     listed = listed_job(1, JobStatus.FAILED)
     assert listed.attempt is not None
-    job: Job = replace(listed, attempts=(replace(listed.attempt, log_group=LOG_GROUP, log_stream=STREAM),))
+    job: Job = listed._replace(attempts=(listed.attempt._replace(log_group=LOG_GROUP, log_stream=STREAM),))
     client, stubber = stubbed_logs()
     with stubber:
         followed = TaskLogs(client, sleep=lambda _seconds: None).follow(lambda: job)

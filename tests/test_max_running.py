@@ -46,8 +46,8 @@ def submit(key: str, batch: str = BATCH) -> str:
 
 def limited(stack: Stack, sqs: RecordingSqs, clock: Clock, max_running: int = 2) -> Dispatcher:
     """Dispatch with payroll limited to `max_running`, the slots in the job table, deferrals recorded."""
-    spec = replace(stack.catalog.batches[BATCH], max_running=max_running)
-    catalog = replace(stack.catalog, batches=MappingProxyType({**stack.catalog.batches, BATCH: spec}))
+    spec = stack.catalog.batches[BATCH]._replace(max_running=max_running)
+    catalog = stack.catalog._replace(batches=MappingProxyType({**stack.catalog.batches, BATCH: spec}))
     deferral = LaunchDeferral(JobsQueue("https://queue", sqs), DEFAULT_STRATEGY_SETTINGS, rand=lambda: 1.0)  # type: ignore[arg-type]
     return replace(
         stack.dispatcher(),
@@ -140,8 +140,8 @@ def test_a_slot_is_held_until_its_attempt_ends_warm_ones_too() -> None:
     )
     assert holds_slot(running, 1)
     assert not holds_slot(running, 2)  # held for an earlier attempt
-    assert not holds_slot(replace(running, status=JobStatus.RETRYING), 1)
-    assert not holds_slot(replace(running, status=JobStatus.CANCELLED), 1)
+    assert not holds_slot(running._replace(status=JobStatus.RETRYING), 1)
+    assert not holds_slot(running._replace(status=JobStatus.CANCELLED), 1)
     assert not holds_slot(None, 1)
     slots = BatchSlots(BATCH, {running.job_id: 1, "bg-gone": 1})
     assert slots.freed({running.job_id: running}).holders == {running.job_id: 1}

@@ -206,14 +206,14 @@ def test_only_a_rejected_job_is_made_anew_and_its_rejections_stay_few() -> None:
         reason="bad",
         revision=3,
     )
-    submitted = replace(rejected, status=JobStatus.SUBMITTED, message_id="m-1", reason=None, revision=1)
+    submitted = rejected._replace(status=JobStatus.SUBMITTED, message_id="m-1", reason=None, revision=1)
     # Stored before dispatch masked raw messages: the rejection kept is masked all the same.
-    rejected = replace(rejected, raw_message=json.dumps({"environment": {"A": SECRET}}))
+    rejected = rejected._replace(raw_message=json.dumps({"environment": {"A": SECRET}}))
     kept = corrected(rejected, submitted)
     assert kept is not None and kept.rejections[0].raw_message == '{"environment": {"A": "***"}}'
-    assert corrected(replace(rejected, status=JobStatus.SUBMITTED), submitted) is None
-    assert corrected(rejected, replace(submitted, message_id="m-0")) is None  # the same message
-    many = replace(rejected, rejections=corrected(rejected, submitted).rejections * 20)  # type: ignore[union-attr]
+    assert corrected(rejected._replace(status=JobStatus.SUBMITTED), submitted) is None
+    assert corrected(rejected, submitted._replace(message_id="m-0")) is None  # the same message
+    many = rejected._replace(rejections=corrected(rejected, submitted).rejections * 20)  # type: ignore[union-attr]
     made = corrected(many, submitted)
     assert made is not None and made.revision == 3 and made.status is JobStatus.SUBMITTED
     assert len(made.rejections) == MAX_REJECTIONS_KEPT

@@ -50,7 +50,7 @@ class Clock:
 
 def deferring_by_half_minutes(sqs: Any) -> LaunchDeferral:
     """Back-off 30 s * 2**(deferral - 1): each due time well beyond the clocks' tolerance."""
-    settings = replace(DEFAULT_STRATEGY_SETTINGS, backoff_base_seconds=30)
+    settings = DEFAULT_STRATEGY_SETTINGS._replace(backoff_base_seconds=30)
     return LaunchDeferral(JobsQueue(JOBS_QUEUE, sqs), settings, rand=lambda: 1.0)
 
 

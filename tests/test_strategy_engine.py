@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ STRATEGIES = ("EC2", "FARGATE", "FARGATE_SPOT")
 def spec(batch: str, **changes: Any) -> BatchSpec:
     found = CATALOG.get(batch)
     assert found is not None
-    return replace(found, **changes) if changes else found
+    return found._replace(**changes) if changes else found
 
 
 def free(*instances: tuple[int, int]) -> CapacitySnapshot:
@@ -33,7 +32,7 @@ def free(*instances: tuple[int, int]) -> CapacitySnapshot:
 def measured(
     strategy: str, *, run_p95: float, start_p50: float, count: float = 20, **more: float
 ) -> HistorySummary:
-    return HistorySummary(strategy=strategy, count=count, run_p95=run_p95, start_p50=start_p50, **more)  # type: ignore[arg-type]
+    return HistorySummary(strategy=strategy, attempts=count, run_p95=run_p95, start_p50=start_p50, **more)  # type: ignore[arg-type]
 
 
 FULL = free()  # the provider has no instance with room
@@ -155,7 +154,7 @@ CASES = [
     ),
     pytest.param(
         "payroll-calculation",
-        {"capacity": ROOMY, "history": {k: replace(v, count=1) for k, v in SHORT_HISTORY.items()}},
+        {"capacity": ROOMY, "history": {k: v._replace(attempts=1) for k, v in SHORT_HISTORY.items()}},
         ("FARGATE", "EC2"),
         ["(est.)"],
         id="thin history ignored",
@@ -202,9 +201,9 @@ def test_settings_move_the_thresholds() -> None:
         spec("payroll-calculation"), ec2_capacity_provider=CP, capacity=ROOMY, settings=generous
     )
     assert plan.strategy == "EC2"
-    assert StrategySettings.from_environment({"BATCHGATE_STRATEGY_SHORT_RUN_SECONDS": "600"}) == replace(
-        DEFAULT_STRATEGY_SETTINGS, short_run_seconds=600.0
-    )
+    assert StrategySettings.from_environment(
+        {"BATCHGATE_STRATEGY_SHORT_RUN_SECONDS": "600"}
+    ) == DEFAULT_STRATEGY_SETTINGS._replace(short_run_seconds=600.0)
     with pytest.raises(ValueError, match="HIGH_PRIORITY"):
         StrategySettings.from_environment({"BATCHGATE_STRATEGY_HIGH_PRIORITY": "high"})
 
@@ -234,10 +233,17 @@ def test_stored_inputs_replay_to_the_same_plan() -> None:
 summaries = st.builds(
     HistorySummary,
     strategy=st.sampled_from(STRATEGIES),
-    count=st.floats(0, 200),
+    attempts=st.floats(0, 200),
     interruption_rate=st.none() | st.floats(0, 1),
     start_p50=st.none() | st.floats(0.1, 600),
     run_p95=st.none() | st.floats(0.1, 86400),
+    # The other fields keep their defaults: for a NamedTuple, builds() would draw them too.
+    success_rate=st.none(),
+    start_p95=st.none(),
+    provisioning_p50=st.none(),
+    pull_p50=st.none(),
+    run_p50=st.none(),
+    observed=st.just(0),
 )
 
 

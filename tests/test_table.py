@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -23,7 +22,7 @@ def test_create_is_conditional(stack: Stack) -> None:
     job = make_job()
     stored = stack.table.create(job)
     assert stored is not None and stored.revision == 1
-    assert stack.table.create(replace(job, arguments=("other",))) is None
+    assert stack.table.create(job._replace(arguments=("other",))) is None
     fetched = stack.table.get(job.job_id)
     assert fetched == stored
 
@@ -43,13 +42,13 @@ def test_mutate_rereads_after_a_concurrent_write(stack: Stack) -> None:
     assert stored is not None
     calls: list[int] = []
 
-    def change(job: object) -> object:
+    def change(job: Job) -> Job:
         calls.append(1)
         if len(calls) == 1:  # another writer gets in between our read and our write
             stack.table.save(stored.moved_to(JobStatus.DISPATCHING, "t1"))
-        return replace(job, reason="mutated")  # type: ignore[type-var]
+        return job._replace(reason="mutated")
 
-    after = stack.table.mutate(stored.job_id, change)  # type: ignore[arg-type]
+    after = stack.table.mutate(stored.job_id, change)
     assert len(calls) == 2
     assert after is not None and after.status is JobStatus.DISPATCHING and after.reason == "mutated"
 
@@ -66,7 +65,7 @@ def test_apply_tells_the_job_it_changed_from_another_writers_change(stack: Stack
     lost = stack.table.apply(stored.job_id, to_dispatching, read=stored)
     assert lost is not None and not lost.written
     assert lost.before == lost.after == other
-    won = stack.table.apply(stored.job_id, lambda job: replace(job, reason="mutated"), read=stored)
+    won = stack.table.apply(stored.job_id, lambda job: job._replace(reason="mutated"), read=stored)
     assert won is not None and won.written
     assert won.before == other  # what the change was applied to, not the stale read
     assert won.after.reason == "mutated" and won.after.revision == other.revision + 1
@@ -85,8 +84,8 @@ def test_mutate_pauses_after_each_lost_write_but_the_last(stack: Stack) -> None:
         # Another writer gets in between every read and write of ours.
         other = stack.table.get(job.job_id)
         assert other is not None
-        stack.table.save(replace(other, reason=f"other {other.revision}"))
-        return replace(job, reason="mutated")
+        stack.table.save(other._replace(reason=f"other {other.revision}"))
+        return job._replace(reason="mutated")
 
     with pytest.raises(ConcurrentUpdateError):
         table.mutate(stored.job_id, change, tries=3)
@@ -265,6 +264,6 @@ def test_mutate_from_a_stale_read_rereads_and_keeps_the_other_write(stack: Stack
     stored = stack.table.create(make_job())
     assert stored is not None
     stack.table.save(stored.moved_to(JobStatus.DISPATCHING, "t1"))
-    after = stack.table.mutate(stored.job_id, lambda job: replace(job, reason="mutated"), read=stored)
+    after = stack.table.mutate(stored.job_id, lambda job: job._replace(reason="mutated"), read=stored)
     assert after is not None and after.status is JobStatus.DISPATCHING and after.reason == "mutated"
     assert after.revision == 3

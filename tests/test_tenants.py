@@ -105,7 +105,7 @@ def test_dispatch_stores_the_tenant_and_rejects_a_bad_one(stack: Stack) -> None:
 
 def test_the_tenant_index_is_sparse(stack: Stack) -> None:
     with_tenant = listed_job(1)
-    stack.table.create(dataclasses.replace(with_tenant, tenant="acme"))
+    stack.table.create(with_tenant._replace(tenant="acme"))
     stack.table.create(listed_job(2))
     entries = boto3.client("dynamodb", region_name="us-east-1").scan(
         TableName=stack.table.table_name, IndexName=TENANT_INDEX
@@ -131,19 +131,19 @@ def test_the_tenant_index_costs_one_write_per_job_with_a_tenant_and_none_without
     [tenant_index] = [index for index in keys.indexes if index.keys == ("tenant", "created_at")]
     only_tenant = {"jobs": dataclasses.replace(keys, indexes=(tenant_index,))}
     before = job(JobStatus.RUNNING)
-    life = [dataclasses.replace(before, status=JobStatus.SUBMITTED, attempts=()), before, failed(before)]
+    life = [before._replace(status=JobStatus.SUBMITTED, attempts=()), before, failed(before)]
     for tenant, expected in ((None, 0), ("acme", 1)):
         writes = [
             ApiCall("dynamodb", "PutItem", {"TableName": "jobs", "Item": to_attributes(step.to_item())})
-            for step in (dataclasses.replace(step, tenant=tenant) for step in life)
+            for step in (step._replace(tenant=tenant) for step in life)
         ]
         assert sum(index_write_units(writes, only_tenant)) == expected
 
 
 def test_a_tenant_search_with_a_batch_reads_only_that_batch_by_key(stack: Stack) -> None:
     for number, batch in enumerate(["payroll-calculation", "report-export", "payroll-calculation"], start=1):
-        stack.table.create(dataclasses.replace(listed_job(number, batch=batch), tenant="acme"))
-    stack.table.create(dataclasses.replace(listed_job(4), tenant="globex"))
+        stack.table.create(listed_job(number, batch=batch)._replace(tenant="acme"))
+    stack.table.create(listed_job(4)._replace(tenant="globex"))
     client = CountingClient(boto3.client("dynamodb", region_name="us-east-1"))
     table = JobTable(stack.table.table_name, client)  # type: ignore[arg-type]
     page = table.query(tenant="acme", batch="payroll-calculation")
@@ -159,7 +159,7 @@ def test_a_tenant_search_with_a_batch_reads_only_that_batch_by_key(stack: Stack)
 def test_a_tenant_search_keeps_the_statuses_asked_for(stack: Stack) -> None:
     statuses = [JobStatus.FAILED, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SUCCEEDED]
     for number, status in enumerate(statuses, start=1):
-        stack.table.create(dataclasses.replace(listed_job(number, status), tenant="acme"))
+        stack.table.create(listed_job(number, status)._replace(tenant="acme"))
     search = JobSearch(stack.table)
     failed_only = JobFilter(statuses=(JobStatus.FAILED,), tenant="acme")
     page = search.page(failed_only, limit=1)
@@ -177,9 +177,9 @@ def test_a_tenant_search_keeps_the_statuses_asked_for(stack: Stack) -> None:
 def test_the_nearest_job_of_a_tenant_and_batch_is_before_or_after_the_time(stack: Stack) -> None:
     # Queued 50, 30 and 10 minutes before 12:00; another tenant's job at 11:41, another batch's at 11:39.
     for minutes in (50, 30, 10):
-        stack.table.create(dataclasses.replace(listed_job(minutes), tenant="acme"))
-    stack.table.create(dataclasses.replace(listed_job(19), tenant="globex"))
-    stack.table.create(dataclasses.replace(listed_job(21, batch="report-export"), tenant="acme"))
+        stack.table.create(listed_job(minutes)._replace(tenant="acme"))
+    stack.table.create(listed_job(19)._replace(tenant="globex"))
+    stack.table.create(listed_job(21, batch="report-export")._replace(tenant="acme"))
 
     def nearest(at: str) -> str | None:
         found = nearest_of_tenant(stack.table, "acme", "payroll-calculation", at)
@@ -199,7 +199,7 @@ def test_the_nearest_job_of_a_tenant_and_batch_is_before_or_after_the_time(stack
 
 
 def test_job_events_carry_the_tenant() -> None:
-    before = dataclasses.replace(job(), tenant="acme")
+    before = job()._replace(tenant="acme")
     change = job_state_change(before, failed(before), "eu-west-1")
     assert change is not None and change.detail["tenant"] == "acme"
     plain = job_state_change(job(), failed(job()), "eu-west-1")
@@ -218,7 +218,7 @@ def test_notifications_name_the_tenant(aws: None) -> None:
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events.put_rule(Name="notify", EventPattern=json.dumps(rule["EventPattern"]))
     events.put_targets(Rule="notify", Targets=[{"Id": "topic", "Arn": arn, "InputTransformer": transformer}])
-    before = dataclasses.replace(job(), tenant="acme")
+    before = job()._replace(tenant="acme")
     change = job_state_change(before, failed(before), "eu-west-1")
     assert change is not None
     events.put_events(Entries=[change.entry("default")])  # type: ignore[list-item]
@@ -247,8 +247,8 @@ def test_the_client_sends_the_tenant_and_refuses_a_bad_one(aws: None) -> None:
 
 def test_jobs_lists_a_tenants_jobs_newest_first(harness: CliHarness) -> None:
     for number, batch in enumerate(["payroll-calculation", "report-export", "payroll-calculation"], start=1):
-        harness.add(dataclasses.replace(listed_job(number, batch=batch), tenant="acme"))
-    harness.add(dataclasses.replace(listed_job(4), tenant="globex"))
+        harness.add(listed_job(number, batch=batch)._replace(tenant="acme"))
+    harness.add(listed_job(4)._replace(tenant="globex"))
     harness.add(listed_job(5))
     document = harness.json("jobs", "--tenant", "acme")
     expected = [listed_job(1), listed_job(2, batch="report-export"), listed_job(3)]
@@ -264,8 +264,8 @@ def test_jobs_lists_a_tenants_jobs_newest_first(harness: CliHarness) -> None:
 
 def test_show_finds_the_job_of_a_tenant_and_batch_nearest_a_time(harness: CliHarness) -> None:
     for minutes in (50, 30, 10):
-        harness.add(dataclasses.replace(listed_job(minutes), tenant="acme"))
-    harness.add(dataclasses.replace(listed_job(12), tenant="globex"))
+        harness.add(listed_job(minutes)._replace(tenant="acme"))
+    harness.add(listed_job(12)._replace(tenant="globex"))
     arguments = ["show", "--tenant", "acme", "--batch", "payroll-calculation"]
     document = harness.json(*arguments, "--at", "2026-11-28T11:41:00Z")
     assert document["job_id"] == listed_job(10).job_id and document["tenant"] == "acme"
@@ -291,9 +291,9 @@ def test_show_finds_the_job_of_a_tenant_and_batch_nearest_a_time(harness: CliHar
 
 
 def test_stats_counts_one_tenants_jobs(harness: CliHarness) -> None:
-    harness.add(dataclasses.replace(listed_job(1, JobStatus.FAILED), tenant="acme"))
-    harness.add(dataclasses.replace(listed_job(2), tenant="acme"))
-    harness.add(dataclasses.replace(listed_job(3), tenant="globex"))
+    harness.add(listed_job(1, JobStatus.FAILED)._replace(tenant="acme"))
+    harness.add(listed_job(2)._replace(tenant="acme"))
+    harness.add(listed_job(3)._replace(tenant="globex"))
     harness.add(listed_job(4))
     document = harness.json("stats", "--tenant", "acme")
     [row] = document["rows"]
@@ -305,7 +305,7 @@ def test_stats_counts_one_tenants_jobs(harness: CliHarness) -> None:
 def test_a_retry_keeps_the_tenant(stack: Stack) -> None:
     from batchgate.ops.resubmit import plan_retry
 
-    original = stack.table.create(dataclasses.replace(listed_job(1, JobStatus.FAILED), tenant="acme"))
+    original = stack.table.create(listed_job(1, JobStatus.FAILED)._replace(tenant="acme"))
     assert original is not None
     assert plan_retry(stack.table, original.job_id).submit_arguments()["tenant"] == "acme"
 

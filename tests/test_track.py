@@ -98,7 +98,7 @@ def _retarget(job: Job, task_arn: str) -> Job:
     """The job with its attempt's task replaced (record_task never replaces a recorded task)."""
     attempt = job.attempt
     assert attempt is not None
-    return job.with_attempt(replace(attempt, task_arn=task_arn))
+    return job.with_attempt(attempt._replace(task_arn=task_arn))
 
 
 def test_task_not_started_by_batchgate_is_ignored(stack: Stack) -> None:
@@ -260,8 +260,8 @@ def test_reordered_events_through_the_table_give_the_same_item(stack: Stack) -> 
     expected = _replay(_dispatched_pure_job(), HAPPY_PATH)
     assert reordered.status is JobStatus.SUCCEEDED
     # Only when dispatch ran differs (the pure replay dispatches at a fixed time).
-    assert [replace(a, dispatched_at="") for a in reordered.attempts] == [
-        replace(a, dispatched_at="") for a in expected.attempts
+    assert [a._replace(dispatched_at="") for a in reordered.attempts] == [
+        a._replace(dispatched_at="") for a in expected.attempts
     ]
 
 
@@ -396,7 +396,7 @@ def test_an_event_that_beats_dispatch_is_taken_over_by_the_attempt_it_names() ->
     assert moved.attempt is not None and moved.attempt.task_arn == change.task_arn
     # A later attempt in flight does not take over the task of an earlier attempt number.
     retried = begin_attempt(
-        replace(_begun_pure_job(), status=JobStatus.RETRYING),
+        _begun_pure_job()._replace(status=JobStatus.RETRYING),
         LaunchPlan("FARGATE", "FARGATE", "retry"),
         "2026-11-28T10:01:00.000Z",
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import boto3
 import pytest
 from batchgate.adapters.history_table import HistoryTable
@@ -75,7 +73,7 @@ def test_a_warm_attempt_folds_into_the_warm_history_with_its_start_counted_from_
     assert observation.start_seconds == pytest.approx(0.8)
     assert observation.run_seconds == pytest.approx(14)
     summary = history.summaries("attendance-import")[WARM]
-    assert summary.count == 1 and summary.start_p50 is not None and 0 < summary.start_p50 < 2
+    assert summary.attempts == 1 and summary.start_p50 is not None and 0 < summary.start_p50 < 2
 
 
 def test_a_warm_start_counts_from_the_dispatch_when_the_claim_beat_the_offer_record() -> None:
@@ -90,7 +88,7 @@ def test_a_warm_start_counts_from_the_dispatch_when_the_claim_beat_the_offer_rec
     )
     assert observation_of(attempt).start_seconds == pytest.approx(1.2)
     # A worker clock a little behind dispatch's never gives a negative start.
-    skewed = replace(attempt, timeline={**attempt.timeline, OFFERED: "2026-12-01T00:00:01.300Z"})
+    skewed = attempt._replace(timeline={**attempt.timeline, OFFERED: "2026-12-01T00:00:01.300Z"})
     assert observation_of(skewed).start_seconds == 0.0
 
 
@@ -108,7 +106,7 @@ def test_a_first_attempt_starts_at_the_send_and_a_later_one_at_its_own_launch() 
     assert observation_of(warm, sent).start_seconds == pytest.approx(2.7)
     assert observation_of(warm).start_seconds == pytest.approx(1.1)
     # A later attempt was not sent by the application: its start counts from its own offer or task.
-    assert observation_of(replace(warm, number=2), sent).start_seconds == pytest.approx(1.1)
+    assert observation_of(warm._replace(number=2), sent).start_seconds == pytest.approx(1.1)
     ecs = Attempt(
         number=2,
         strategy="FARGATE",
@@ -117,7 +115,7 @@ def test_a_first_attempt_starts_at_the_send_and_a_later_one_at_its_own_launch() 
         timeline={"created": "2026-12-01T00:00:01.000Z", "started": "2026-12-01T00:00:41.000Z"},
     )
     assert observation_of(ecs, sent).start_seconds == pytest.approx(40)
-    assert observation_of(replace(ecs, number=1), sent).start_seconds == pytest.approx(42.5)
+    assert observation_of(ecs._replace(number=1), sent).start_seconds == pytest.approx(42.5)
 
 
 def test_the_history_feed_counts_a_first_attempt_from_the_send(ws: WarmStack) -> None:

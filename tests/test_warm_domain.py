@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -167,7 +166,7 @@ def test_an_offer_then_a_claim_make_the_job_running_on_the_pool_task() -> None:
     assert (attempt.log_group, attempt.log_stream) == (CLAIM.log_group, CLAIM.log_stream)
     assert attempt.timeline["started"] == CLAIM.at
     # A duplicate work message: the second claim changes nothing.
-    assert claim_warm(claimed, 1, replace(CLAIM, slot=2)) is None
+    assert claim_warm(claimed, 1, CLAIM._replace(slot=2)) is None
 
 
 def test_the_first_of_claim_and_check_wins() -> None:
@@ -189,7 +188,7 @@ def test_a_cancelled_or_superseded_attempt_is_never_claimed() -> None:
     assert claim_warm(cancelled, 1, CLAIM) is None
     job = warm_job(JobStatus.DISPATCHED)
     second = Attempt(number=2, strategy="FARGATE", capacity_provider="FARGATE", dispatched_at=iso(NOW))
-    superseded = replace(job, attempts=(*job.attempts, second))
+    superseded = job._replace(attempts=(*job.attempts, second))
     assert claim_warm(superseded, 1, CLAIM) is None
     assert expire_warm_offer(superseded, 1, iso(NOW), "late") is None
 
@@ -239,7 +238,7 @@ def test_free_slots_count_only_fresh_tasks_running_the_batch_image() -> None:
         heartbeat(running=1),
         heartbeat(running=0, age=60),  # stale
         heartbeat(running=0, batches=()),  # an older image than the batch's task definition
-        replace(heartbeat(running=0), stopping=True),  # SIGTERM received
+        heartbeat(running=0)._replace(stopping=True),  # SIGTERM received
         heartbeat(running=2),  # full
     ]
     assert PoolTask.from_item(tasks[0].to_item()) == tasks[0]
@@ -250,7 +249,7 @@ def test_free_slots_count_only_fresh_tasks_running_the_batch_image() -> None:
 def pooled(**changes: Any) -> BatchSpec:
     spec = parse_catalog(catalog_with()).get("attendance-import")
     assert spec is not None
-    return replace(spec, **changes)
+    return spec._replace(**changes)
 
 
 FREE = WarmSlots(pool="attendance", free_slots=3, tasks=2, max_run_seconds=90)
@@ -270,7 +269,7 @@ def test_a_free_warm_slot_goes_first_with_the_ecs_chain_behind(batch_class: str)
 @pytest.mark.parametrize(
     ("changes", "warm", "previous", "note"),
     [
-        pytest.param({}, replace(FREE, free_slots=0), None, "no free slot", id="pool full"),
+        pytest.param({}, FREE._replace(free_slots=0), None, "no free slot", id="pool full"),
         pytest.param({}, None, None, "no heartbeat read", id="pool unknown"),
         pytest.param({"expected_run_seconds": 300}, FREE, None, "too long for pool", id="long run"),
         pytest.param({}, FREE, NOT_PICKED_UP, "not warm again", id="after not picked up"),
@@ -287,7 +286,7 @@ def test_no_warm_slot_walks_to_the_ecs_chain_at_once(
 
 
 def test_a_measured_long_run_keeps_a_batch_off_the_pool() -> None:
-    history = {"FARGATE": HistorySummary(strategy="FARGATE", count=20, run_p95=120, start_p50=48)}
+    history = {"FARGATE": HistorySummary(strategy="FARGATE", attempts=20, run_p95=120, start_p50=48)}
     plan = plan_launch(pooled(), warm=FREE, history=history)
     assert plan.strategy != WARM
 

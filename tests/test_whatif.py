@@ -300,14 +300,13 @@ def test_the_adaptive_policy_learns_history_as_the_track_lambda_records_it(
     jobs = [job(600.0 * index, 12, batch="leave-balance-sync", cpu=256, memory=512) for index in range(6)]
     _, runs = run_all(Adaptive(load_catalog(), settings), settings, *jobs)
     assert seen[0] == {}
-    assert seen[3][FARGATE].count == pytest.approx(3, rel=0.01) and seen[3][FARGATE].run_p95 == pytest.approx(
-        12, rel=0.15
-    )
+    third = seen[3][FARGATE]
+    assert third.attempts == pytest.approx(3, rel=0.01) and third.run_p95 == pytest.approx(12, rel=0.15)
     # The switch comes once the (decayed) count reaches min_samples, as in dispatch.
     where = [run.strategy for run in runs]
     switch = where.index(EC2)
     assert where == [FARGATE] * switch + [EC2] * (len(where) - switch)
-    assert seen[switch][FARGATE].count >= settings.engine.min_samples > seen[switch - 1][FARGATE].count
+    assert seen[switch][FARGATE].attempts >= settings.engine.min_samples > seen[switch - 1][FARGATE].attempts
 
 
 def test_an_unknown_default_launch_class_is_refused() -> None:

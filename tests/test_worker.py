@@ -506,8 +506,7 @@ def test_a_message_for_a_cancelled_or_superseded_attempt_runs_nothing(pool: Pool
 
     def second_attempt(job: Job) -> Job:
         at = iso(utc_now())
-        return replace(
-            job,
+        return job._replace(
             attempts=(
                 *job.attempts,
                 Attempt(number=2, strategy="FARGATE", capacity_provider="FARGATE", dispatched_at=at),

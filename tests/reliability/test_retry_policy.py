@@ -3,8 +3,6 @@ back-off bounds."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from batchgate.domain.backoff import MAX_DELAY_SECONDS, retry_delay_seconds
 from batchgate.domain.catalog import CatalogError, load_catalog, parse_catalog
@@ -30,7 +28,7 @@ JOB = "bg-payroll-calculation-0123456789abcdef0123"
 
 def attempt(number: int = 1, **changes: object) -> Attempt:
     base = Attempt(number=number, strategy="FARGATE", capacity_provider="FARGATE", dispatched_at="t")
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return base._replace(**changes)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -81,7 +79,7 @@ def test_the_last_attempt_is_never_retried(tally: Tally) -> None:
 def test_timeouts_are_retried_only_when_the_batch_says_so(tally: Tally) -> None:
     timed_out = attempt(1, note="batchgate: exceeded timeout of 1800 s")
     assert isinstance(decide(timed_out, PAYROLL, job_id=JOB, failure="t", timed_out=True), Fail)
-    lenient = replace(PAYROLL, retry_policy=RetryPolicy(retry_timeouts=True))
+    lenient = PAYROLL._replace(retry_policy=RetryPolicy(retry_timeouts=True))
     assert isinstance(decide(timed_out, lenient, job_id=JOB, failure="t", timed_out=True), Retry)
     tally.add("policy decisions", 2)
 

@@ -146,11 +146,10 @@ def test_a_batch_that_retries_timeouts_gets_its_next_attempt(
 
     running_job(stack, sqs)
     spec = stack.catalog.batches["payroll-calculation"]
-    lenient = replace(
-        stack.catalog,
+    lenient = stack.catalog._replace(
         batches={
             **stack.catalog.batches,
-            spec.name: replace(spec, retry_policy=RetryPolicy(retry_timeouts=True)),
+            spec.name: spec._replace(retry_policy=RetryPolicy(retry_timeouts=True)),
         },
     )
     sweep = replace(sweeper(stack, DescribedEcs(stack.ecs_client), sqs, 27 + 1801), catalog=lenient)
@@ -198,11 +197,10 @@ def test_a_container_that_stopped_within_its_timeout_is_never_timed_out(
 
     task_arn = running_job(stack, sqs)
     spec = stack.catalog.batches["payroll-calculation"]
-    catalog = replace(
-        stack.catalog,
+    catalog = stack.catalog._replace(
         batches={
             **stack.catalog.batches,
-            spec.name: replace(spec, retry_policy=RetryPolicy(retry_timeouts=retry_timeouts)),
+            spec.name: spec._replace(retry_policy=RetryPolicy(retry_timeouts=retry_timeouts)),
         },
     )
     deprovisioning, stopped = container_exit(task_arn, 1792)  # payroll's timeout is 1800 s
@@ -475,7 +473,7 @@ def test_the_sweep_reads_by_key_only_jobs_old_enough_to_need_anything(
     sweep = replace(
         sweeper(stack, DescribedEcs(stack.ecs_client), sqs, 0),
         table=JobTable(stack.settings.table_name, dynamodb),  # type: ignore[arg-type]
-        catalog=replace(stack.catalog, pools=MappingProxyType({})),  # no warm lane: the ECS waits only
+        catalog=stack.catalog._replace(pools=MappingProxyType({})),  # no warm lane: the ECS waits only
     )
     assert sweep.quiet_seconds(JobStatus.RUNNING) == 300  # the event grace; the shortest timeout is 600 s
     # With a warm pool, running jobs are read as soon as a claimed attempt's heartbeat can go stale.

@@ -1,6 +1,7 @@
 """The slot items of batches with a `max_running` (batchgate.domain.batch_slots), kept in the job table
 under the key `slots#<batch>` (never a job id: job ids start with `bg-`). They have no `status` or
-`created_at`, so no index holds them; the table's stream consumers skip them (`is_slots_key`).
+`created_at`, so no index holds them; the table's stream consumers skip them
+(`batchgate.adapters.job_table.is_slots_key`).
 
 Each write replaces the item conditionally on the version it read (GetItem and PutItem: what dispatch
 may already do on the job table), so two dispatchers never both take the last slot.
@@ -13,21 +14,15 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from batchgate.adapters.aws_clients import dynamodb_client
-from batchgate.adapters.job_table import KEY_ATTRIBUTE, from_attributes, to_attributes
+from batchgate.adapters.job_table import KEY_ATTRIBUTE, SLOTS_KEY_PREFIX, from_attributes, to_attributes
 from batchgate.domain.batch_slots import BatchSlots
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-SLOTS_KEY_PREFIX = "slots#"
-
 
 class SlotsChanged(RuntimeError):
     """Another dispatcher wrote the batch's slots since they were read."""
-
-
-def is_slots_key(key: str) -> bool:
-    return key.startswith(SLOTS_KEY_PREFIX)
 
 
 class BatchSlotTable:

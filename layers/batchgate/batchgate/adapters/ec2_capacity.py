@@ -10,8 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from batchgate.adapters.aws_clients import ecs_client
 
@@ -21,8 +20,7 @@ if TYPE_CHECKING:
 DESCRIBE_LIMIT = 100
 
 
-@dataclass(frozen=True)
-class CapacitySnapshot:
+class CapacitySnapshot(NamedTuple):
     """Free (cpu units, memory MiB) of each ACTIVE container instance of one capacity provider."""
 
     provider: str

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
@@ -54,8 +53,7 @@ class PermanentLaunchError(LaunchError):
     """The request itself is wrong (bad parameters, missing task definition, access denied)."""
 
 
-@dataclass(frozen=True)
-class LaunchOutcome:
+class LaunchOutcome(NamedTuple):
     """What RunTask answered: the task it started, or ECS's failures."""
 
     task_arn: str | None
@@ -78,8 +76,7 @@ class LaunchOutcome:
         )
 
 
-@dataclass(frozen=True)
-class LogPointer:
+class LogPointer(NamedTuple):
     """Where a container's output goes: its CloudWatch Logs group and stream."""
 
     group: str

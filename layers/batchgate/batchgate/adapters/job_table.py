@@ -20,9 +20,8 @@ caller gets whole jobs.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -56,6 +55,9 @@ PROJECTIONS: dict[str, tuple[str, ...]] = {
     TENANT_INDEX: ("batch",),
 }
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem
+# The items of batches' slots (batchgate.adapters.batch_slots) share the table under `slots#<batch>`,
+# never a job id: the table's stream consumers skip them.
+SLOTS_KEY_PREFIX = "slots#"
 UNPROCESSED_TRIES = 8  # BatchGetItem calls for one chunk, while DynamoDB leaves keys unprocessed
 
 _serializer = TypeSerializer()
@@ -68,6 +70,10 @@ class ConcurrentUpdateError(RuntimeError):
 
 class UnreadJobsError(RuntimeError):
     """DynamoDB kept leaving keys of a BatchGetItem unprocessed (throttled); try again later."""
+
+
+def is_slots_key(key: str) -> bool:
+    return key.startswith(SLOTS_KEY_PREFIX)
 
 
 def to_attributes(item: dict[str, Any]) -> dict[str, Any]:
@@ -89,8 +95,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class JobWrite:
+class JobWrite(NamedTuple):
     """What one `JobTable.apply` did. `before` is the job the change was last applied to (as stored
     just before the write, when there was one), `after` the job as stored afterwards; when the change
     had nothing to write, both are the job as read."""
@@ -104,8 +109,7 @@ class JobWrite:
         return self.after.revision != self.before.revision
 
 
-@dataclass(frozen=True)
-class JobPage:
+class JobPage(NamedTuple):
     """One page of a listing, and the token of the next one."""
 
     jobs: list[Job]
@@ -127,7 +131,7 @@ class JobTable:
     def create(self, job: Job) -> Job | None:
         """Write a new job and return it as stored; None when a job with this id exists already
         (a redelivered message)."""
-        stored = replace(job, revision=1)
+        stored = job._replace(revision=1)
         try:
             self._client.put_item(
                 TableName=self.table_name,
@@ -150,7 +154,7 @@ class JobTable:
 
     def save(self, job: Job) -> Job:
         """Replace the item if nobody wrote it since `job` was read; raises ConcurrentUpdateError if not."""
-        saved = replace(job, revision=job.revision + 1)
+        saved = job._replace(revision=job.revision + 1)
         try:
             self._client.put_item(
                 TableName=self.table_name,

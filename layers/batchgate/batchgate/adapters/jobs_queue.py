@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING
 
 from batchgate.adapters.aws_clients import OnFirstUse, sqs_client
 from batchgate.domain.backoff import MAX_DELAY_SECONDS
-from batchgate.domain.relaunch import KIND_ATTRIBUTE, RETRY_KIND, WARM_CHECK_KIND, Relaunch
-from batchgate.domain.warm import WorkOffer
+from batchgate.domain.relaunch import KIND_ATTRIBUTE, RETRY_KIND, WARM_CHECK_KIND
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+
+    from batchgate.domain.relaunch import Relaunch
+    from batchgate.domain.warm import WorkOffer
 
 
 class JobsQueue:

@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from batchgate.adapters.aws_clients import OnFirstUse, sqs_client
-from batchgate.domain.warm import WorkOffer
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+
+    from batchgate.domain.warm import WorkOffer
 
 
 class UnknownPoolQueue(LookupError):

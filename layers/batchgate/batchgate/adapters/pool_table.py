@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 
 from batchgate.adapters.aws_clients import dynamodb_client
 from batchgate.adapters.job_table import from_attributes, to_attributes
-from batchgate.domain.pools import PoolTask
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+    from batchgate.domain.pools import PoolTask
 
 
 class PoolTable:
@@ -33,10 +34,15 @@ class PoolTable:
             TableName=self.table_name, Key=_key(pool, task_arn), ConsistentRead=True
         )
         item = response.get("Item")
+        # Track reads a heartbeat only when a pool task stops: the heartbeat's model is loaded then.
+        from batchgate.domain.pools import PoolTask
+
         return PoolTask.from_item(from_attributes(item)) if item else None
 
     def tasks(self, pool: str) -> list[PoolTask]:
         """Every heartbeat item of the pool (a pool has a handful of tasks: one page)."""
+        from batchgate.domain.pools import PoolTask
+
         paginator = self._client.get_paginator("query")
         pages = paginator.paginate(
             TableName=self.table_name,

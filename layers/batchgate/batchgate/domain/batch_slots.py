@@ -17,18 +17,18 @@ messages, and its attempt shows why ("waiting: 5/5 running").
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
 from batchgate.domain.jobs import Job, JobStatus
 
 
-@dataclass(frozen=True)
-class BatchSlots:
+class BatchSlots(NamedTuple):
     """A batch's running slots (max_running), as last read: who holds them, at which version."""
 
     batch: str
     # Job id -> the attempt number holding its slot.
-    holders: Mapping[str, int] = field(default_factory=dict)
+    holders: Mapping[str, int] = MappingProxyType({})
     # 0: no item yet.
     version: int = 0
 

@@ -12,12 +12,10 @@ import json
 import os
 import re
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
 from datetime import datetime
-from importlib import resources
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from batchgate.domain.jobs import BATCH_NAME_PATTERN
 from batchgate.domain.retry_policy import DEFAULT_POLICY, RetryPolicy, RetryPolicyError, parse_retry_policy
@@ -31,6 +29,9 @@ from batchgate.domain.schedules import (
 )
 
 CATALOG_PATH_VARIABLE = "BATCHGATE_CATALOG"
+# The package's own files (catalog.json, schemas/) lie beside its modules, on disk in a layer or a
+# checkout: read as files, without importlib.resources' readers (modules a cold start would load).
+PACKAGE_FILES = Path(__file__).parent.parent
 CATALOG_VERSION = 1
 STRATEGIES = frozenset({"EC2", "FARGATE", "FARGATE_SPOT"})
 MAX_ATTEMPTS_LIMIT = 10
@@ -136,8 +137,7 @@ class CatalogError(ValueError):
     """The catalog file is invalid; the message names the batch (or launch class) and the field."""
 
 
-@dataclass(frozen=True)
-class ArgumentRules:
+class ArgumentRules(NamedTuple):
     """How many arguments a batch takes and what each one may look like."""
 
     min_count: int
@@ -173,8 +173,7 @@ class ArgumentRules:
         return f"{self.min_count} to {self.max_count} arguments"
 
 
-@dataclass(frozen=True)
-class LaunchClass:
+class LaunchClass(NamedTuple):
     """Where a class of batches runs: strategies in order of preference, and which preference a
     message may ask for. "EC2" is the deployment's EC2 capacity provider, skipped when there is none."""
 
@@ -184,8 +183,7 @@ class LaunchClass:
     objective: str = DEFAULT_OBJECTIVE
 
 
-@dataclass(frozen=True)
-class BatchSpec:
+class BatchSpec(NamedTuple):
     """One batch of the catalog: everything about its task except the message's arguments."""
 
     name: str
@@ -238,8 +236,7 @@ class BatchSpec:
         return f"environment {noun} {names} not allowed (allowed: {allowed})"
 
 
-@dataclass(frozen=True)
-class PoolWindow:
+class PoolWindow(NamedTuple):
     """A business-hours window: from `start` to `end` (cron, in the pool's time zone) the pool keeps at
     least `tasks` tasks and may scale to its maximum; outside every window it keeps `min_tasks` at most."""
 
@@ -248,8 +245,7 @@ class PoolWindow:
     tasks: int
 
 
-@dataclass(frozen=True)
-class PoolSpec:
+class PoolSpec(NamedTuple):
     """A warm pool: an ECS service of `max_tasks` tasks at most running the image of `task_definition`
     with batchgate's worker as the entry point, `slots` jobs at a time per task."""
 
@@ -276,8 +272,7 @@ class PoolSpec:
         return task_definition_family(self.task_definition)
 
 
-@dataclass(frozen=True)
-class Catalog:
+class Catalog(NamedTuple):
     """The batches that may run, their launch classes, pools and schedules."""
 
     batches: Mapping[str, BatchSpec]
@@ -306,7 +301,7 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     chosen = path if path is not None else os.environ.get(CATALOG_PATH_VARIABLE) or None
     if chosen is None:
         origin = "packaged catalog.json"
-        text = resources.files("batchgate").joinpath("catalog.json").read_text(encoding="utf-8")
+        text = (PACKAGE_FILES / "catalog.json").read_text(encoding="utf-8")
     else:
         origin = f"catalog {chosen}"
         try:
@@ -422,9 +417,7 @@ def _schedule_tenant(section: _Section) -> str | None:
 
 
 def _tenant_pattern() -> re.Pattern[str]:
-    text = (
-        resources.files("batchgate").joinpath("schemas", "submit-message-v1.json").read_text(encoding="utf-8")
-    )
+    text = (PACKAGE_FILES / "schemas" / "submit-message-v1.json").read_text(encoding="utf-8")
     return re.compile(json.loads(text)["properties"]["tenant"]["pattern"])
 
 
@@ -618,7 +611,7 @@ def _with_pool(spec: BatchSpec, section: _Section, pools: Mapping[str, PoolSpec]
         )
     elif "preload" in section.raw:
         raise section.error("field 'preload' needs run_mode 'preload'")
-    return replace(spec, pool=pool_name, run_mode=run_mode, preload=preload)
+    return spec._replace(pool=pool_name, run_mode=run_mode, preload=preload)
 
 
 def _command(section: _Section) -> tuple[str, ...]:

@@ -9,8 +9,6 @@ message, and a job that is not REJECTED is the job: both stay duplicates.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from batchgate.domain.jobs import Job, JobStatus, Rejection
 from batchgate.domain.masking import masked_message
 
@@ -42,8 +40,7 @@ def corrected(job: Job, submitted: Job) -> Job | None:
         # Stored masked by dispatch; an item stored before it masked may not be.
         raw_message=masked_message(job.raw_message) if job.raw_message is not None else None,
     )
-    return replace(
-        submitted,
+    return submitted._replace(
         job_id=job.job_id,
         # Kept, so that a later attempt never reuses an earlier one's number or RunTask token (a
         # rejected job has none today: rejection happens before any launch).

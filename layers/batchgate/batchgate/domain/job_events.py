@@ -8,8 +8,7 @@ values, its raw message or its arguments (they may hold what only the batch shou
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from batchgate.domain.jobs import Job, parse_iso
@@ -26,8 +25,7 @@ ENTRY_TIME_BYTES = 14
 _CONSOLE_DOMAINS = (("cn-", "console.amazonaws.cn"), ("us-gov-", "console.amazonaws-us-gov.com"))
 
 
-@dataclass(frozen=True)
-class JobStateChange:
+class JobStateChange(NamedTuple):
     """One status change of one job: the detail of its EventBridge event and the event's time."""
 
     event_id: str

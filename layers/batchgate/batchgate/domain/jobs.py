@@ -1,17 +1,20 @@
 """The job: one submitted batch command, its attempts and where it is now.
 
 Pure data and pure transitions; the table adapter persists it and the dispatch and track code decide
-which transition to apply.
+which transition to apply. The records are NamedTuples, immutable (`_replace` makes a changed copy):
+every function imports this module, and a NamedTuple class costs its cold start no generated methods
+(docs/contracts-internal.md, Cold start).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 JOB_ID_PREFIX = "bg-"
 # Batch names are short so that "<job id>-<attempt>" fits RunTask's 64-character clientToken.
@@ -108,15 +111,14 @@ def iso_of_epoch_millis(value: str | None) -> str | None:
         return None
 
 
-@dataclass(frozen=True)
-class LaunchPlan:
+class LaunchPlan(NamedTuple):
     """Where a job's task runs and why: the output of `plan_launch`."""
 
     strategy: str
     capacity_provider: str
     reason: str
     fallbacks: tuple[str, ...] = ()
-    inputs: dict[str, Any] = field(default_factory=dict)
+    inputs: Mapping[str, Any] = MappingProxyType({})
     # Task size sent as RunTask overrides (0: the catalog's, for plans stored before sizes were kept).
     cpu: int = 0
     memory: int = 0
@@ -132,7 +134,7 @@ class LaunchPlan:
             "capacity_provider": self.capacity_provider,
             "reason": self.reason,
             "fallbacks": list(self.fallbacks),
-            "inputs": self.inputs,
+            "inputs": dict(self.inputs),
         }
         if self.cpu or self.memory:
             item.update(cpu=self.cpu, memory=self.memory)
@@ -151,8 +153,13 @@ class LaunchPlan:
         )
 
 
-@dataclass(frozen=True)
-class Attempt:
+# Stop codes of attempts that never ran the batch (a warm offer no worker claimed,
+# batchgate.domain.warm.NOT_PICKED_UP): they do not use up the batch's max_attempts
+# (batchgate.domain.retry_policy), and the history does not measure them.
+NEVER_RAN_STOP_CODES = frozenset({"WarmNotPickedUp"})
+
+
+class Attempt(NamedTuple):
     """One RunTask of a job: its task, where it ran, its timeline and how it ended."""
 
     number: int
@@ -162,7 +169,7 @@ class Attempt:
     task_arn: str | None = None
     last_status: str | None = None
     event_version: int = 0
-    timeline: dict[str, str] = field(default_factory=dict)
+    timeline: Mapping[str, str] = MappingProxyType({})
     exit_code: int | None = None
     stop_code: str | None = None
     stopped_reason: str | None = None
@@ -250,8 +257,7 @@ class Attempt:
         )
 
 
-@dataclass(frozen=True)
-class Rejection:
+class Rejection(NamedTuple):
     """A message of the job that was rejected, kept when a valid message with the same idempotency key
     made the job anew (batchgate.domain.corrections): when it came, why it was refused, and what ops
     may see of it (environment values masked)."""
@@ -283,8 +289,7 @@ class Rejection:
         )
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(NamedTuple):
     """One item of the job table.
 
     `revision` is the optimistic-concurrency token: every write is conditional on it, so dispatch and
@@ -299,7 +304,7 @@ class Job:
     expires_at: int
     message_id: str
     arguments: tuple[str, ...] = ()
-    environment: dict[str, str] = field(default_factory=dict)
+    environment: Mapping[str, str] = MappingProxyType({})
     idempotency_key: str | None = None
     priority: int = 0
     deadline: str | None = None
@@ -335,7 +340,7 @@ class Job:
 
     def with_attempt(self, attempt: Attempt) -> Job:
         attempts = tuple(attempt if a.number == attempt.number else a for a in self.attempts)
-        return replace(self, attempts=attempts)
+        return self._replace(attempts=attempts)
 
     def moved_to(
         self, status: JobStatus, at: str, reason: str | None = None, *, attempt: int | None = None
@@ -348,8 +353,8 @@ class Job:
         number = self.attempt_number if attempt is None else attempt
         if self.status.is_terminal or (number, status.rank) < (self.attempt_number, self.status.rank):
             return self
-        return replace(
-            self, status=status, updated_at=at, reason=stored_text(reason) if reason else self.reason
+        return self._replace(
+            status=status, updated_at=at, reason=stored_text(reason) if reason else self.reason
         )
 
     def to_item(self) -> dict[str, Any]:

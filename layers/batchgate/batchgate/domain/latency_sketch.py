@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from batchgate.domain.jobs import Attempt, parse_iso
 from batchgate.domain.strategy_settings import WARM
@@ -49,11 +49,10 @@ def bucket_value(index: int) -> float:
     return float(MIN_SECONDS * GROWTH ** (index + 0.5))
 
 
-@dataclass(frozen=True)
-class LatencySketch:
+class LatencySketch(NamedTuple):
     """Decayed weights per log-spaced bucket."""
 
-    buckets: Mapping[int, float] = field(default_factory=dict)
+    buckets: Mapping[int, float] = MappingProxyType({})
 
     @property
     def weight(self) -> float:
@@ -101,8 +100,7 @@ class LatencySketch:
         return cls({int(index): float(weight) for index, weight in item.items()})
 
 
-@dataclass(frozen=True)
-class AttemptObservation:
+class AttemptObservation(NamedTuple):
     """One finished attempt, as the track Lambda saw it stop. Durations are None when the task did not
     reach that phase (a task that failed to start has no run time)."""
 
@@ -123,12 +121,12 @@ class AttemptObservation:
         }
 
 
-@dataclass(frozen=True)
-class HistorySummary:
+class HistorySummary(NamedTuple):
     """What `plan_launch` reads about one (batch, strategy): decayed counts and percentiles in seconds."""
 
     strategy: str
-    count: float = 0.0
+    # Decayed count of attempts (StrategyHistory.attempts).
+    attempts: float = 0.0
     success_rate: float | None = None
     interruption_rate: float | None = None
     start_p50: float | None = None
@@ -144,7 +142,7 @@ class HistorySummary:
         and read back as it was: the form kept in a plan's inputs."""
         return {
             "strategy": self.strategy,
-            "count": round(self.count),
+            "count": round(self.attempts),
             "observed": self.observed,
             "success_pct": _rounded(self.success_rate, 100),
             "interruption_pct": _rounded(self.interruption_rate, 100),
@@ -166,7 +164,7 @@ class HistorySummary:
 
         return cls(
             strategy=str(item["strategy"]),
-            count=float(item.get("count", 0)),
+            attempts=float(item.get("count", 0)),
             success_rate=number("success_pct", 100),
             interruption_rate=number("interruption_pct", 100),
             start_p50=number("start_p50"),
@@ -183,8 +181,7 @@ def _rounded(value: float | None, scale: float = 1.0) -> int | None:
     return None if value is None else round(value * scale)
 
 
-@dataclass(frozen=True)
-class StrategyHistory:
+class StrategyHistory(NamedTuple):
     """The history item of one (batch, strategy). `decayed_at` is when the weights were last decayed
     (epoch seconds); `observed` counts every attempt ever recorded, undecayed."""
 
@@ -195,7 +192,7 @@ class StrategyHistory:
     successes: float = 0.0
     interruptions: float = 0.0
     observed: int = 0
-    sketches: Mapping[str, LatencySketch] = field(default_factory=dict)
+    sketches: Mapping[str, LatencySketch] = MappingProxyType({})
 
     def sketch(self, name: str) -> LatencySketch:
         return self.sketches.get(name) or LatencySketch()
@@ -249,7 +246,7 @@ class StrategyHistory:
         start, run = self.sketch("start"), self.sketch("run")
         return HistorySummary(
             strategy=self.strategy,
-            count=self.attempts,
+            attempts=self.attempts,
             success_rate=self.successes / self.attempts if self.attempts > 0 else None,
             interruption_rate=self.interruptions / self.attempts if self.attempts > 0 else None,
             start_p50=start.quantile(0.50),

@@ -13,7 +13,6 @@ failures); the try that did is the attempt's own strategy, capacity provider and
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from batchgate.adapters.ecs import LaunchOutcome
@@ -73,8 +72,7 @@ def advance_try(
     why = (
         f"{failure} ({attempt.strategy})" if failure else f"RunTask failures on {attempt.strategy}: {summary}"
     )
-    moved = replace(
-        attempt,
+    moved = attempt._replace(
         strategy=following,
         capacity_provider=capacity_provider_for(following, ec2_capacity_provider),
         launch_try=from_try + 1,
@@ -93,8 +91,7 @@ def note_try_failure(job: Job, number: int, from_try: int, outcome: LaunchOutcom
         return None
     entry = try_entry(job.job_id, attempt, outcome.failures, error)
     return job.with_attempt(
-        replace(
-            attempt,
+        attempt._replace(
             error=stored_text(error),
             launch_failures=outcome.failures,
             tries=_with_try(attempt, entry),

@@ -6,6 +6,7 @@ sender puts there anyway.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -13,12 +14,17 @@ from typing import Any
 
 ENVIRONMENT_MASK = "***"
 ENVIRONMENT_FIELD = "environment"
-# `environment` as a JSON text may spell it, each letter as itself or as a \u00XX escape: what tells
-# whether a body could hold environment values at all, parseable or not.
-_ENVIRONMENT_KEY = re.compile(
-    "".join(f"(?:{letter}|\\\\u00{ord(letter):02x})" for letter in ENVIRONMENT_FIELD), re.IGNORECASE
-)
 CUT_MARK = "… (cut before its environment: values are not kept)"
+
+
+@functools.cache
+def _environment_key() -> re.Pattern[str]:
+    """`environment` as a JSON text may spell it, each letter as itself or as a \\u00XX escape: what tells
+    whether a body could hold environment values at all, parseable or not. Compiled on the first
+    refused message, not at import: most cold starts never refuse one."""
+    return re.compile(
+        "".join(f"(?:{letter}|\\\\u00{ord(letter):02x})" for letter in ENVIRONMENT_FIELD), re.IGNORECASE
+    )
 
 
 def masked_environment(environment: Mapping[str, Any]) -> dict[str, str]:
@@ -33,7 +39,7 @@ def masked_message(body: str) -> str:
     re-serialised with every `environment` object's values masked (anything else there masked whole;
     the key in any case) when it parses as JSON; otherwise (not JSON, or cut short) the text before
     its first `environment`, which is where values could start."""
-    found = _ENVIRONMENT_KEY.search(body)
+    found = _environment_key().search(body)
     if found is None:
         return body
     try:

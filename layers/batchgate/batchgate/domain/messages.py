@@ -13,11 +13,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any, Final, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from batchgate.domain.catalog import BatchSpec, Catalog, json_type_name
+from batchgate.domain.catalog import PACKAGE_FILES, BatchSpec, Catalog, json_type_name
 from batchgate.domain.masking import ENVIRONMENT_FIELD
 from batchgate.domain.schedules import (
     ArgumentTemplateError,
@@ -42,7 +41,7 @@ _SHOWN_VALUE_LIMIT = 80
 
 
 def _load_schema() -> dict[str, Any]:
-    text = resources.files("batchgate").joinpath("schemas", SCHEMA_FILE).read_text(encoding="utf-8")
+    text = (PACKAGE_FILES / "schemas" / SCHEMA_FILE).read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 

@@ -11,9 +11,8 @@ free slot for its batch, and the offer still expires if no worker claims it (bat
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from batchgate.domain.catalog import PoolSpec
 from batchgate.domain.jobs import parse_iso
@@ -24,8 +23,7 @@ STALE_AFTER_SECONDS = 15.0
 HEARTBEAT_RETENTION_SECONDS = 3600
 
 
-@dataclass(frozen=True)
-class SlotJob:
+class SlotJob(NamedTuple):
     """A job running in one slot of a pool task."""
 
     job_id: str
@@ -51,8 +49,7 @@ class SlotJob:
         )
 
 
-@dataclass(frozen=True)
-class PoolTask:
+class PoolTask(NamedTuple):
     """One pool task's heartbeat item."""
 
     pool: str
@@ -116,8 +113,7 @@ class PoolTask:
         )
 
 
-@dataclass(frozen=True)
-class WarmSlots:
+class WarmSlots(NamedTuple):
     """What plan_launch reads of a pool for one batch: its free slots in fresh tasks that run the
     batch's image, and the longest run it takes."""
 

@@ -10,7 +10,7 @@ for either architecture.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MINIMUM_BILLED_SECONDS = 60
 SPOT_DISCOUNT = 0.70
@@ -20,8 +20,7 @@ X86_64 = "X86_64"
 ARM64 = "ARM64"
 
 
-@dataclass(frozen=True)
-class Price:
+class Price(NamedTuple):
     """USD per vCPU-hour and per GB-hour (Linux, x86)."""
 
     vcpu_hour: float
@@ -44,8 +43,7 @@ ARM_ON_DEMAND_PRICES: dict[str, Price] = {
 DEFAULT_PRICE_REGION = "us-east-1"
 
 
-@dataclass(frozen=True)
-class TaskSize:
+class TaskSize(NamedTuple):
     """A batch's task size as the catalog declares it: cpu units (1024 = 1 vCPU) and memory in MiB."""
 
     cpu: int

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeGuard
+from typing import Any, NamedTuple, TypeGuard
 
 from batchgate.domain.backoff import retry_delay_seconds
 from batchgate.domain.jobs import Job, JobStatus, is_job_id, iso, parse_iso
@@ -42,8 +41,7 @@ class InvalidRelaunchMessage(ValueError):
     """A message marked batchgate-kind=retry that is not one batchgate wrote."""
 
 
-@dataclass(frozen=True)
-class Relaunch:
+class Relaunch(NamedTuple):
     """A message that resumes one attempt of one job (a retry, or a put-back launch)."""
 
     job_id: str
@@ -155,7 +153,7 @@ def with_retry_due(job: Job, at: str, delay_seconds: int) -> Job:
     attempt = job.attempt
     if attempt is None:
         return job
-    return job.with_attempt(replace(attempt, relaunch_due_at=due_after(at, delay_seconds)))
+    return job.with_attempt(attempt._replace(relaunch_due_at=due_after(at, delay_seconds)))
 
 
 def record_deferral(
@@ -177,7 +175,7 @@ def record_deferral(
         or attempt.deferrals != seen_deferrals
     ):
         return None
-    deferred = replace(
-        attempt, deferrals=seen_deferrals + 1, relaunch_due_at=due_after(at, delay_seconds), note=note
+    deferred = attempt._replace(
+        deferrals=seen_deferrals + 1, relaunch_due_at=due_after(at, delay_seconds), note=note
     )
     return job.with_attempt(deferred).moved_to(JobStatus.DISPATCHING, at)

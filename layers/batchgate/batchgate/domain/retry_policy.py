@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from batchgate.domain.backoff import MAX_DELAY_SECONDS, retry_delay_seconds
-from batchgate.domain.jobs import Attempt
+from batchgate.domain.jobs import NEVER_RAN_STOP_CODES, Attempt
 
 if TYPE_CHECKING:
     from batchgate.domain.catalog import BatchSpec
@@ -43,8 +42,7 @@ class RetryPolicyError(ValueError):
     """A retry policy in the catalog is invalid; the message names the field."""
 
 
-@dataclass(frozen=True)
-class RetryRule:
+class RetryRule(NamedTuple):
     """RETRY or FAIL when every condition given matches: the exit code is one of `exit_codes`, the
     stop code one of `stop_codes`, and `reason` (a case-insensitive glob, e.g. "*OutOfMemory*") matches
     the task's stopped reason, the container's reason or the launch error."""
@@ -76,8 +74,7 @@ class RetryRule:
         return f"{self.action} when " + " and ".join(conditions) if conditions else f"{self.action} always"
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """A batch's retry rules, checked in order, and its back-off."""
 
     rules: tuple[RetryRule, ...] = ()
@@ -106,17 +103,14 @@ DEFAULT_RULES: tuple[RetryRule, ...] = (
     RetryRule(RETRY, reason="*Timeout waiting for network interface*"),
 )
 DEFAULT_POLICY = RetryPolicy()
-# Attempts that never ran the batch (a warm offer no worker claimed, batchgate.domain.warm.NOT_PICKED_UP):
-# they do not use up the batch's max_attempts.
-NEVER_RAN_STOP_CODES = frozenset({"WarmNotPickedUp"})
 
 
 def attempts_never_run(attempts: Iterable[Attempt]) -> int:
+    """Attempts that never ran the batch (NEVER_RAN_STOP_CODES): they do not use up its max_attempts."""
     return sum(1 for attempt in attempts if attempt.stop_code in NEVER_RAN_STOP_CODES)
 
 
-@dataclass(frozen=True)
-class Retry:
+class Retry(NamedTuple):
     """Another attempt, `number`, sent to the jobs queue `delay_seconds` from now."""
 
     delay_seconds: int
@@ -124,8 +118,7 @@ class Retry:
     reason: str
 
 
-@dataclass(frozen=True)
-class Fail:
+class Fail(NamedTuple):
     """The decision that an attempt's failure ends the job."""
 
     reason: str
@@ -167,8 +160,7 @@ def decide(
     )
 
 
-@dataclass(frozen=True)
-class RuleMatch:
+class RuleMatch(NamedTuple):
     """The rule that decided an attempt's fate, and whose it is: "stopped on purpose" (batchgate's own,
     before any other), "batch" (the catalog's retry.rules) or "default"."""
 

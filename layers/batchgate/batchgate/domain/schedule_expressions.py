@@ -18,8 +18,8 @@ from __future__ import annotations
 import calendar
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -34,8 +34,7 @@ class ScheduleExpressionError(ValueError):
     """The expression is not one EventBridge Scheduler runs, or not one whose slots can be known."""
 
 
-@dataclass(frozen=True)
-class _Field:
+class _Field(NamedTuple):
     """The values one cron field allows (None: any)."""
 
     values: frozenset[int] | None
@@ -44,8 +43,7 @@ class _Field:
         return self.values is None or value in self.values
 
 
-@dataclass(frozen=True)
-class _DayRule:
+class _DayRule(NamedTuple):
     """The day-of-month or day-of-week field, which may use L, W and #."""
 
     plain: frozenset[int] | None = None  # None: any day ("*"); empty with a special form
@@ -94,8 +92,7 @@ def _weekday_near(year: int, month: int, day_number: int) -> date:
     return day
 
 
-@dataclass(frozen=True)
-class ScheduleExpression:
+class ScheduleExpression(NamedTuple):
     """A recurring expression and what deploys it: `deployed` is the text given to Scheduler (a rate
     that divides a day is deployed as its cron equivalent, so that its slots are known)."""
 

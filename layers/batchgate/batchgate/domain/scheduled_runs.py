@@ -9,9 +9,8 @@ notification rule's pattern takes the missed ones; the event never carries the j
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from batchgate.domain.job_events import JOB_EVENT_SOURCE
 from batchgate.domain.jobs import Job, iso, parse_iso
@@ -24,8 +23,7 @@ LATE = "LATE"
 SCHEDULED_RUN_EVENT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class SlotReport:
+class SlotReport(NamedTuple):
     """A missed or late slot: what the sweep reports once."""
 
     kind: str  # MISSED or LATE

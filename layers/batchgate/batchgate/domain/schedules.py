@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from batchgate.domain.jobs import job_id_for
@@ -44,8 +43,7 @@ class ArgumentTemplateError(ValueError):
     """An argument's placeholder is not one this module resolves."""
 
 
-@dataclass(frozen=True)
-class ScheduleSpec:
+class ScheduleSpec(NamedTuple):
     """One schedule of the catalog."""
 
     name: str
@@ -162,8 +160,7 @@ def _resolve(template: str, position: int, slot: datetime, zone: ZoneInfo) -> st
     return resolved
 
 
-@dataclass(frozen=True)
-class ScheduledSlot:
+class ScheduledSlot(NamedTuple):
     """The `schedule` field of a submit message: which schedule, which slot, read in which zone."""
 
     name: str
@@ -180,11 +177,3 @@ class ScheduledSlot:
     @property
     def key(self) -> str:
         return slot_key(self.name, scheduled_time_text(self.scheduled_time))
-
-
-# Scheduler's retry policy for every slot: delivery is retried this long, then the slot's message goes to
-# the schedules' dead-letter queue (alarmed).
-DELIVERY_RETRY_SECONDS = 600
-DELIVERY_RETRY_ATTEMPTS = 20
-# A slot without a job this long after its time is a missed run: longer than Scheduler's own retries.
-MISSED_AFTER_SECONDS = DELIVERY_RETRY_SECONDS + 300

@@ -31,8 +31,7 @@ without AWS. The policy is in docs/strategy.md; in short:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from batchgate.domain.catalog import BatchSpec
 from batchgate.domain.jobs import LaunchPlan
@@ -59,8 +58,7 @@ ON_DEMAND = FARGATE
 SHORT_NAMES = {EC2: "EC2", FARGATE: "Fargate", FARGATE_SPOT: "Spot", WARM: "warm"}
 
 
-@dataclass(frozen=True)
-class _Figures:
+class _Figures(NamedTuple):
     """The numbers a decision rests on, each with where it came from."""
 
     run_p95: float
@@ -187,12 +185,12 @@ def _figures(
     settings: StrategySettings,
 ) -> _Figures:
     trusted = {
-        strategy: summary for strategy, summary in history.items() if summary.count >= settings.min_samples
+        strategy: summary for strategy, summary in history.items() if summary.attempts >= settings.min_samples
     }
     # Run time hardly depends on where the task runs: the most-sampled strategy's p95 stands for all.
     with_runs = [summary for summary in trusted.values() if summary.run_p95 is not None]
     if with_runs:
-        best = max(with_runs, key=lambda summary: summary.count)
+        best = max(with_runs, key=lambda summary: summary.attempts)
         run_p95, run_source = float(best.run_p95 or 0.0), f"measured on {best.strategy}"
     elif spec.expected_run_seconds is not None:
         run_p95, run_source = float(spec.expected_run_seconds), "catalog expected_run_seconds"

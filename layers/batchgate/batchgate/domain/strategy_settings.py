@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from batchgate.domain.pricing import (
     DEFAULT_PRICE_REGION,
@@ -37,9 +36,9 @@ COST = "cost"
 OBJECTIVES = frozenset({LATENCY, BALANCED, COST})
 
 
-@dataclass(frozen=True)
-class StrategySettings:
-    """The launch strategy engine's thresholds, limits and prices."""
+class StrategySettings(NamedTuple):
+    """The launch strategy engine's thresholds, limits and prices. A NamedTuple: immutable, and its class
+    costs a cold start no generated methods (docs/contracts-internal.md, Cold start)."""
 
     # A batch whose p95 run time is above this never runs on EC2: long batches must not hold instances.
     ec2_max_run_seconds: float = 900.0
@@ -93,18 +92,18 @@ class StrategySettings:
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> StrategySettings:
         env = os.environ if environ is None else environ
         changes: dict[str, Any] = {}
-        for spec in fields(cls):
-            raw = env.get(ENV_PREFIX + spec.name.upper())
+        for name in cls._fields:
+            raw = env.get(ENV_PREFIX + name.upper())
             if raw is None or raw == "":
                 continue
-            kind = type(getattr(DEFAULT_STRATEGY_SETTINGS, spec.name))
+            kind = type(getattr(DEFAULT_STRATEGY_SETTINGS, name))
             try:
-                changes[spec.name] = kind(raw)
+                changes[name] = kind(raw)
             except ValueError as error:
-                raise ValueError(f"{ENV_PREFIX}{spec.name.upper()}={raw!r}: {error}") from error
+                raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {error}") from error
         if "region" not in changes and env.get("AWS_REGION"):
             changes["region"] = env["AWS_REGION"]
-        return replace(DEFAULT_STRATEGY_SETTINGS, **changes)
+        return DEFAULT_STRATEGY_SETTINGS._replace(**changes)
 
     def default_start_seconds(self, strategy: str) -> float:
         return {

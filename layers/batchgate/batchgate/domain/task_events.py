@@ -8,9 +8,8 @@ last applied version, and never moving a status back, gives the same job whateve
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from datetime import UTC
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from batchgate.adapters.ecs import LogPointer
 from batchgate.domain.jobs import Attempt, Job, JobStatus, is_job_id, iso, parse_iso, stored_text
@@ -49,8 +48,7 @@ class InvalidTaskEvent(ValueError):
     """Not an ECS task state change we can read."""
 
 
-@dataclass(frozen=True)
-class ContainerState:
+class ContainerState(NamedTuple):
     """A container of a task, as a task state change event reports it."""
 
     name: str
@@ -59,8 +57,7 @@ class ContainerState:
     reason: str | None
 
 
-@dataclass(frozen=True)
-class TaskStateChange:
+class TaskStateChange(NamedTuple):
     """An ECS Task State Change event, read and checked."""
 
     task_arn: str
@@ -301,8 +298,7 @@ def apply_task_event(
     if attempt.task_arn is not None and attempt.task_arn != change.task_arn:
         return None  # another task claims this attempt: never let it overwrite the recorded one
     container = change.container(container_name)
-    updated = replace(
-        attempt,
+    updated = attempt._replace(
         task_arn=change.task_arn,
         last_status=change.last_status,
         event_version=change.version,
@@ -310,19 +306,18 @@ def apply_task_event(
         note=None,
     )
     if log_pointer is not None and updated.log_group is None:
-        updated = replace(updated, log_group=log_pointer.group, log_stream=log_pointer.stream)
+        updated = updated._replace(log_group=log_pointer.group, log_stream=log_pointer.stream)
     status = LAST_STATUS_TO_JOB.get(change.last_status)
     reason: str | None = None
     if change.is_stopped:
         status, reason = stopped_status(change, container)
-        updated = replace(
-            updated,
+        updated = updated._replace(
             exit_code=container.exit_code if container else None,
             container_reason=container.reason if container else None,
             stop_code=change.stop_code,
             stopped_reason=change.stopped_reason,
         )
-    job = replace(job.with_attempt(updated), updated_at=latest_moment(change) or job.updated_at)
+    job = job.with_attempt(updated)._replace(updated_at=latest_moment(change) or job.updated_at)
     current = job.attempt
     if status is None or current is None or current.number != attempt.number:
         return job  # an older attempt's late event: recorded on that attempt only

@@ -7,7 +7,6 @@ write `time_out_attempt` through `JobTable.apply`.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from batchgate.domain.jobs import Job, JobStatus
@@ -50,7 +49,7 @@ def time_out_attempt(job: Job, number: int, reason: str, at: str, spec: BatchSpe
         return None
     decision = decide(latest, spec, job_id=job.job_id, failure=reason, timed_out=True)
     status = JobStatus.RETRYING if isinstance(decision, Retry) else JobStatus.TIMED_OUT
-    timed_out = job.with_attempt(replace(latest, note=reason))
+    timed_out = job.with_attempt(latest._replace(note=reason))
     if isinstance(decision, Retry):
         timed_out = with_retry_due(timed_out, at, decision.delay_seconds)
     return timed_out.moved_to(status, at, decision.reason)

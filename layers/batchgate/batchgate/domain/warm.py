@@ -15,18 +15,21 @@ A WARM attempt is offered, then claimed or expired, exactly once:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from batchgate.adapters.ecs import LogPointer
 from batchgate.domain.jobs import Attempt, Job, JobStatus, parse_iso
 from batchgate.domain.pools import HEARTBEAT_SECONDS, PoolTask
 from batchgate.domain.relaunch import read_attempt_message
-from batchgate.domain.task_events import ContainerState, TaskStateChange, apply_task_event
 
 if TYPE_CHECKING:
     from batchgate.domain.catalog import BatchSpec
+    from batchgate.domain.task_events import TaskStateChange
+
+# Task events (batchgate.domain.task_events) are imported by the functions that apply them: the worker's
+# claim and reports, a lost pool task. Dispatch, which only offers and expires warm attempts, does not
+# load them at its cold start.
 
 WARM = "WARM"
 # Stop codes of WARM attempts that ended before the batch ran to its own end. plan_launch plans the
@@ -44,8 +47,7 @@ class InvalidWorkOffer(ValueError):
     """A pool work message that batchgate did not write."""
 
 
-@dataclass(frozen=True)
-class WorkOffer:
+class WorkOffer(NamedTuple):
     """The pool work queue's message, and the dispatch check message's body: which attempt of which
     job. The worker reads everything else from the job item."""
 
@@ -61,8 +63,7 @@ class WorkOffer:
         return cls(job_id=job_id, attempt=attempt)
 
 
-@dataclass(frozen=True)
-class WorkerClaim:
+class WorkerClaim(NamedTuple):
     """Who claims an attempt: the pool task, its slot and image, where the attempt's output goes."""
 
     task_arn: str
@@ -83,7 +84,7 @@ def offer_warm(job: Job, number: int, at: str) -> Job | None:
     attempt = job.attempt_by_number(number)
     if attempt is None or attempt.strategy != WARM or attempt.last_status is not None:
         return None
-    offered = job.with_attempt(replace(attempt, timeline={**attempt.timeline, OFFERED: at}))
+    offered = job.with_attempt(attempt._replace(timeline={**attempt.timeline, OFFERED: at}))
     return offered.moved_to(JobStatus.DISPATCHED, at)
 
 
@@ -96,7 +97,9 @@ def claim_warm(job: Job, number: int, claim: WorkerClaim) -> Job | None:
         return None
     if attempt.strategy != WARM or attempt.task_arn is not None or attempt.last_status is not None:
         return None
-    claimed = job.with_attempt(replace(attempt, slot=claim.slot, image_digest=claim.image_digest))
+    from batchgate.domain.task_events import apply_task_event
+
+    claimed = job.with_attempt(attempt._replace(slot=claim.slot, image_digest=claim.image_digest))
     change = warm_change(
         claim.task_arn,
         job.job_id,
@@ -118,8 +121,7 @@ def expire_warm_offer(job: Job, number: int, at: str, reason: str) -> Job | None
         return None
     if attempt.strategy != WARM or attempt.task_arn is not None or attempt.last_status is not None:
         return None
-    expired = replace(
-        attempt,
+    expired = attempt._replace(
         last_status="STOPPED",
         event_version=CLAIM_VERSION,
         stop_code=NOT_PICKED_UP,
@@ -142,6 +144,8 @@ def pool_task_lost(
         return None
     if attempt.last_status in ("STOPPED", "DELETED"):
         return None
+    from batchgate.domain.task_events import apply_task_event
+
     change = warm_change(
         task_arn,
         job.job_id,
@@ -190,6 +194,8 @@ def warm_change(
 ) -> TaskStateChange:
     """A worker's report on attempt N as the task state change `apply_task_event` reads: its pool task
     is the task, the attempt is named by number (never found by task ARN: one pool task runs many)."""
+    from batchgate.domain.task_events import ContainerState, TaskStateChange
+
     containers = (
         (ContainerState(name=container or "", last_status=last_status, exit_code=exit_code, reason=None),)
         if exit_code is not None

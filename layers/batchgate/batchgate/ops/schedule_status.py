@@ -17,8 +17,9 @@ from batchgate.adapters.jobs_queue import JobsQueue
 from batchgate.domain.catalog import Catalog
 from batchgate.domain.jobs import Job, iso
 from batchgate.domain.messages import parse_submit_message
+from batchgate.domain.schedule_delivery import MISSED_AFTER_SECONDS
 from batchgate.domain.scheduled_runs import started_at
-from batchgate.domain.schedules import MISSED_AFTER_SECONDS, ScheduleSpec, scheduled_time_text
+from batchgate.domain.schedules import ScheduleSpec, scheduled_time_text
 
 # A slot without a job: not yet delivered (Scheduler retries for a while), or missed.
 DUE = "DUE"

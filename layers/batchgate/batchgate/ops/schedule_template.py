@@ -19,7 +19,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from batchgate.domain.catalog import Catalog
-from batchgate.domain.schedules import DELIVERY_RETRY_ATTEMPTS, DELIVERY_RETRY_SECONDS, ScheduleSpec
+from batchgate.domain.schedule_delivery import DELIVERY_RETRY_ATTEMPTS, DELIVERY_RETRY_SECONDS
+from batchgate.domain.schedules import ScheduleSpec
 from batchgate.ops.pool_template import (
     Section,
     generate,

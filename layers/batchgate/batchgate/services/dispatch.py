@@ -15,7 +15,7 @@ attempt once, whatever the number of offers). When the check finds the attempt u
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,6 @@ from batchgate.adapters.write_conflicts import tries_after_conflicts
 from batchgate.domain.batch_slots import waiting_note
 from batchgate.domain.catalog import BatchSpec, Catalog, load_catalog
 from batchgate.domain.corrections import corrected, is_message_of, replaces_rejection
-from batchgate.domain.described_tasks import task_attempt
 from batchgate.domain.jobs import (
     Attempt,
     Job,
@@ -64,7 +63,6 @@ from batchgate.domain.warm import (
     expire_warm_offer,
     offer_warm,
 )
-from batchgate.services.cancel import stop_cancelled_task
 from batchgate.services.launch_deferral import LaunchDeferral
 from batchgate.services.launch_governor import LaunchGovernor
 from batchgate.services.settings import Settings
@@ -128,7 +126,9 @@ def is_throttling(reason: str) -> bool:
     return any(marker in reason for marker in THROTTLING_MARKERS)
 
 
-@dataclass(frozen=True)
+# Wiring, made once per container: neither frozen, compared nor printed, so that making the class
+# generates one method (__init__), not six (docs/contracts-internal.md, Cold start).
+@dataclass(eq=False, repr=False)
 class Dispatcher:
     """Turns the jobs queue's messages into jobs and their launches."""
 
@@ -610,6 +610,9 @@ class Dispatcher:
             if kept is not None and kept != task_arn:
                 return self._stop_second_task(job, attempt, task_arn, kept)
             if recorded is not None and recorded.status is JobStatus.CANCELLED:
+                # Cancelled while it launched: rare, so its module is not loaded at init.
+                from batchgate.services.cancel import stop_cancelled_task
+
                 stop_cancelled_task(self.ecs, recorded, task_arn)
             logger.info("task started", extra={"task_arn": task_arn, "strategy": attempt.strategy})
             count("JobsDispatched")
@@ -642,6 +645,9 @@ class Dispatcher:
         return DispatchResult.DUPLICATE
 
     def _started_task(self, job: Job, attempt: Attempt) -> str | None:
+        # Only a resumed launch looks for its task: rare, so its module is not loaded at init.
+        from batchgate.domain.described_tasks import task_attempt
+
         try:
             tasks = self.ecs.tasks_started_by(job.job_id)
         except (ClientError, BotoCoreError) as error:
@@ -708,8 +714,7 @@ class Dispatcher:
             if existing is not None and not is_message_of(existing, message_id):
                 # The key belongs to another message's job: record this one under its own message id,
                 # so that it stays visible without touching that job.
-                job = replace(
-                    job,
+                job = job._replace(
                     job_id=job_id_for(batch, message_id),
                     reason=stored_text(
                         f"{rejected.reason} (idempotency key already used by job {existing.job_id})"
@@ -760,7 +765,7 @@ def begin_attempt(job: Job, plan: LaunchPlan, at: str, number: int | None = None
     )
     # Ordering is per attempt: the new attempt starts again at DISPATCHING.
     moved = job.moved_to(JobStatus.DISPATCHING, at, attempt=attempt.number)
-    return replace(moved, plan=plan, attempts=(*job.attempts, attempt))
+    return moved._replace(plan=plan, attempts=(*job.attempts, attempt))
 
 
 def record_task(job: Job, number: int, task_arn: str, outcome: LaunchOutcome, at: str) -> Job | None:
@@ -768,7 +773,7 @@ def record_task(job: Job, number: int, task_arn: str, outcome: LaunchOutcome, at
     if attempt is None or attempt.task_arn not in (None, task_arn):
         return None  # never replaces the task another delivery recorded (dispatch stops this one)
     # A note (waiting for a slot, a lost launch) described a state that is over.
-    updated = replace(attempt, task_arn=task_arn, launch_failures=outcome.failures, error=None, note=None)
+    updated = attempt._replace(task_arn=task_arn, launch_failures=outcome.failures, error=None, note=None)
     # Task events may have moved the job past DISPATCHED already; moved_to never goes back.
     return job.with_attempt(updated).moved_to(JobStatus.DISPATCHED, at)
 
@@ -778,7 +783,7 @@ def note_attempt_error(job: Job, number: int, error: str, outcome: LaunchOutcome
     if attempt is None or attempt.task_arn is not None:
         return None
     failures = outcome.failures if outcome else attempt.launch_failures
-    return job.with_attempt(replace(attempt, error=stored_text(error), launch_failures=failures))
+    return job.with_attempt(attempt._replace(error=stored_text(error), launch_failures=failures))
 
 
 def fail_attempt(
@@ -788,7 +793,7 @@ def fail_attempt(
     if attempt is None or attempt.task_arn is not None:
         return None
     failures = outcome.failures if outcome else attempt.launch_failures
-    failed = job.with_attempt(replace(attempt, error=stored_text(reason), launch_failures=failures))
+    failed = job.with_attempt(attempt._replace(error=stored_text(reason), launch_failures=failures))
     return failed.moved_to(JobStatus.FAILED, at, reason)
 
 

@@ -21,17 +21,14 @@ strategy was folded since) counts again.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from batchgate.adapters.aws_clients import dynamodb_client
-from batchgate.adapters.batch_slots import is_slots_key
 from batchgate.adapters.history_table import HistoryTable
-from batchgate.adapters.job_table import KEY_ATTRIBUTE, from_attributes
+from batchgate.adapters.job_table import KEY_ATTRIBUTE, from_attributes, is_slots_key
 from batchgate.adapters.telemetry import count, logger
-from batchgate.domain.jobs import Attempt, Job
+from batchgate.domain.jobs import NEVER_RAN_STOP_CODES, Attempt, Job
 from batchgate.domain.latency_sketch import AttemptObservation, observation_of
-from batchgate.domain.retry_policy import NEVER_RAN_STOP_CODES
 from batchgate.services.settings import Settings
 
 FINISHED_STATUSES = ("STOPPED", "DELETED")
@@ -57,8 +54,7 @@ def stopped_attempts(before: Job | None, after: Job | None) -> list[Attempt]:
     return [a for a in after.attempts if a.last_status in FINISHED_STATUSES and a.number not in was_stopped]
 
 
-@dataclass(frozen=True)
-class JobChange:
+class JobChange(NamedTuple):
     """One record of the job table's stream: the job before and after one write."""
 
     sequence_number: str

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from batchgate.adapters.event_bus import PUT_EVENTS_BYTES, PUT_EVENTS_ENTRIES, EventBus
@@ -46,13 +46,13 @@ class PendingChange:
     unreadable: str | None = None
 
 
-@dataclass
 class PublishOutcome:
     """What one batch of records became: the sequence numbers of the records to report failed."""
 
-    failed: dict[str, str] = field(default_factory=dict)  # sequence number -> why
-    published: int = 0
-    unchanged: int = 0
+    def __init__(self) -> None:
+        self.failed: dict[str, str] = {}  # sequence number -> why
+        self.published = 0
+        self.unchanged = 0
 
     def check(self, record: Mapping[str, Any]) -> None:
         """Raises EventNotPublished for a record of `failed` (the record handler of the batch)."""

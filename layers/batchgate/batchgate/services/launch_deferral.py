@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -37,8 +37,7 @@ from batchgate.domain.relaunch import Relaunch, record_deferral
 from batchgate.domain.strategy_settings import StrategySettings
 
 
-@dataclass(frozen=True)
-class Deferral:
+class Deferral(NamedTuple):
     """A launch put back on the queue: its delay, and whether this delivery sent it."""
 
     delay_seconds: int

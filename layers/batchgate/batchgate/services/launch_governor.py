@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from batchgate.domain.strategy_settings import EC2, FARGATE_SPOT, StrategySettings
 
@@ -60,8 +60,7 @@ class TokenBucket:
         self._tokens -= count
 
 
-@dataclass(frozen=True)
-class Admission:
+class Admission(NamedTuple):
     """The governor's answer to a call: go, after waiting, or come back later."""
 
     admitted: bool

@@ -11,11 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Deadline:
+class Deadline(NamedTuple):
     """When a run stops starting work, on `monotonic`'s clock."""
 
     at: float
@@ -29,8 +28,7 @@ class Deadline:
         return self.monotonic() >= self.at
 
 
-@dataclass(frozen=True)
-class Done[ItemT, ResultT]:
+class Done[ItemT, ResultT](NamedTuple):
     """The units that ran, with their results, in the items' order, and the items never started."""
 
     ran: list[tuple[ItemT, ResultT]]

@@ -17,15 +17,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from batchgate.adapters.job_table import JobTable
 from batchgate.adapters.schedule_table import ScheduleReports
 from batchgate.adapters.telemetry import count, logger
 from batchgate.domain.catalog import Catalog
 from batchgate.domain.jobs import iso, parse_iso, utc_now
+from batchgate.domain.schedule_delivery import MISSED_AFTER_SECONDS
 from batchgate.domain.scheduled_runs import MISSED, SlotReport, slot_report
-from batchgate.domain.schedules import MISSED_AFTER_SECONDS, ScheduleSpec
+from batchgate.domain.schedules import ScheduleSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -34,8 +35,7 @@ if TYPE_CHECKING:
     from batchgate.services.settings import Settings
 
 
-@dataclass(frozen=True)
-class ScheduleWatchSettings:
+class ScheduleWatchSettings(NamedTuple):
     """How far back the sweep looks at schedules' slots, and when a slot is missed."""
 
     # A slot with no job this long after its time is missed (Scheduler retries its delivery before).
@@ -46,18 +46,23 @@ class ScheduleWatchSettings:
     max_slots: int = 60
 
 
-@dataclass
+DEFAULT_SCHEDULE_WATCH_SETTINGS = ScheduleWatchSettings()
+
+
 class ScheduleWatchReport:
     """What one check of the schedules found."""
 
-    schedules: int = 0
-    slots: int = 0
-    missed: int = 0
-    late: int = 0
-    errors: int = 0
+    def __init__(self) -> None:
+        self.schedules = 0
+        self.slots = 0
+        self.missed = 0
+        self.late = 0
+        self.errors = 0
 
 
-@dataclass(frozen=True)
+# Wiring, made once per container: neither frozen, compared nor printed, so that making the class
+# generates one method (__init__), not six (docs/contracts-internal.md, Cold start).
+@dataclass(eq=False, repr=False)
 class ScheduleWatch:
     """Finds the schedules' missed runs and late starts, each reported once."""
 
@@ -65,7 +70,7 @@ class ScheduleWatch:
     table: JobTable
     reports: ScheduleReports
     bus: EventBus | None = None
-    settings: ScheduleWatchSettings = ScheduleWatchSettings()
+    settings: ScheduleWatchSettings = DEFAULT_SCHEDULE_WATCH_SETTINGS
     clock: Callable[[], datetime] = utc_now
 
     @classmethod

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
-from batchgate.domain.schedules import MISSED_AFTER_SECONDS
+from batchgate.domain.schedule_delivery import MISSED_AFTER_SECONDS
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The deployment's settings, from the function's environment."""
+class Settings(NamedTuple):
+    """The deployment's settings, from the function's environment. A NamedTuple: immutable, and its
+    class costs a cold start no generated methods (docs/contracts-internal.md, Cold start)."""
 
     table_name: str
     cluster: str
@@ -30,7 +31,7 @@ class Settings:
     jobs_queue_url: str | None = None
     # The warm lane (docs/warm-lane.md): the pools' heartbeat table and each pool's work queue.
     pool_table_name: str | None = None
-    pool_queue_urls: Mapping[str, str] = field(default_factory=dict)
+    pool_queue_urls: Mapping[str, str] = MappingProxyType({})
     # "<stack name>-pool-": a task whose group is "service:" + this + a pool's name is a pool task.
     pool_service_prefix: str | None = None
     # Where job state change events go (docs/events.md): the account's default bus unless named.

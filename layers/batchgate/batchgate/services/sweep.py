@@ -51,10 +51,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -102,8 +102,7 @@ class Comparison(Enum):
     STALE = "stale"  # its state has not moved for a while: an event may have been missed
 
 
-@dataclass(frozen=True)
-class SweepSettings:
+class SweepSettings(NamedTuple):
     """When the sweep takes a job for lost, stuck or past its time, and how long a run lasts."""
 
     # SUBMITTED or DISPATCHING without a task this long: the launch was lost (longer than the jobs
@@ -138,23 +137,26 @@ class SweepSettings:
     concurrency: int = 16
 
 
-@dataclass
+DEFAULT_SWEEP_SETTINGS = SweepSettings()
+
+
 class SweepReport:
     """What one sweep run did, counted."""
 
-    examined: int = 0
-    timed_out: int = 0
-    reconciled: int = 0
-    relaunched: int = 0
-    stuck: int = 0
-    errors: int = 0
-    # Statuses holding more jobs than the sweep reads per status.
-    capped: int = 0
-    # Jobs not reached before the run's deadline: left for the next run.
-    deferred: int = 0
-    notes: list[str] = field(default_factory=list)
-    # Metrics counted while handling jobs, published once the run is done (from one thread).
-    counted: Counter[str] = field(default_factory=Counter)
+    def __init__(self) -> None:
+        self.examined = 0
+        self.timed_out = 0
+        self.reconciled = 0
+        self.relaunched = 0
+        self.stuck = 0
+        self.errors = 0
+        # Statuses holding more jobs than the sweep reads per status.
+        self.capped = 0
+        # Jobs not reached before the run's deadline: left for the next run.
+        self.deferred = 0
+        self.notes: list[str] = []
+        # Metrics counted while handling jobs, published once the run is done (from one thread).
+        self.counted: Counter[str] = Counter()
 
     def count(self, metric: str) -> None:
         self.counted[metric] += 1
@@ -185,17 +187,19 @@ class SweepReport:
         }
 
 
-@dataclass
 class Described:
     """What one pass's DescribeTasks calls said: the tasks ECS knows, by ARN; the ARNs asked about
     (a call made before the deadline); those whose call failed."""
 
-    tasks: dict[str, Mapping[str, Any]] = field(default_factory=dict)
-    asked: set[str] = field(default_factory=set)
-    failed: set[str] = field(default_factory=set)
+    def __init__(self) -> None:
+        self.tasks: dict[str, Mapping[str, Any]] = {}
+        self.asked: set[str] = set()
+        self.failed: set[str] = set()
 
 
-@dataclass(frozen=True)
+# Wiring, made once per container: neither frozen, compared nor printed, so that making the class
+# generates one method (__init__), not six (docs/contracts-internal.md, Cold start).
+@dataclass(eq=False, repr=False)
 class Sweeper:
     """Enforces timeouts and recovers what events and messages missed."""
 
@@ -203,7 +207,7 @@ class Sweeper:
     table: JobTable
     ecs: EcsTasks
     jobs_queue: JobsQueue | None
-    settings: SweepSettings = SweepSettings()
+    settings: SweepSettings = DEFAULT_SWEEP_SETTINGS
     clock: Callable[[], datetime] = utc_now
     # The pools' heartbeats (POOL_TABLE_NAME); without them claimed WARM attempts are only timed out.
     pools: PoolTable | None = None
@@ -214,7 +218,7 @@ class Sweeper:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Sweeper:
-        threads = SweepSettings().concurrency
+        threads = DEFAULT_SWEEP_SETTINGS.concurrency
         # One DynamoDB client for all its tables (jobs, the pools' heartbeats, schedules): a second
         # one costs milliseconds of every cold start.
         dynamodb = dynamodb_client(threads)
@@ -695,7 +699,7 @@ class Sweeper:
         def change(current: Job) -> Job | None:
             if current.revision != job.revision:
                 return None  # an event arrived meanwhile
-            noted = current.with_attempt(replace(attempt, note=reason))
+            noted = current.with_attempt(attempt._replace(note=reason))
             return noted.moved_to(JobStatus.FAILED, iso(now), reason)
 
         write = self.table.apply(job.job_id, change, read=job)
@@ -716,7 +720,7 @@ class Sweeper:
             latest = current.attempt
             if latest is None or latest.number != number or latest.note == note or current.status.is_terminal:
                 return None
-            return current.with_attempt(replace(latest, note=note))
+            return current.with_attempt(latest._replace(note=note))
 
         self.table.mutate(job.job_id, change, read=job)
 

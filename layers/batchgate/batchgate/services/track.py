@@ -11,7 +11,7 @@ other events change nothing: the worker reports its attempts itself."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -27,7 +27,6 @@ from batchgate.domain.catalog import BatchSpec, Catalog, load_catalog
 from batchgate.domain.jobs import Job, JobStatus, iso, parse_iso, utc_now
 from batchgate.domain.relaunch import next_attempt_relaunch
 from batchgate.domain.task_events import TaskStateChange, apply_task_event
-from batchgate.domain.warm import pool_task_lost
 from batchgate.services.settings import Settings
 
 
@@ -42,7 +41,9 @@ class JobNotFound(LookupError):
     track dead-letter queue instead of vanishing."""
 
 
-@dataclass(frozen=True)
+# Wiring, made once per container: neither frozen, compared nor printed, so that making the class
+# generates one method (__init__), not six (docs/contracts-internal.md, Cold start).
+@dataclass(eq=False, repr=False)
 class Tracker:
     """Applies ECS task state change events to the jobs they belong to."""
 
@@ -147,6 +148,9 @@ class Tracker:
         before = self.table.get(job_id)
         if before is None:
             return 0
+        # A warm pool's task stopped under a job: rare, so the warm lane's rules are not loaded at init.
+        from batchgate.domain.warm import pool_task_lost
+
         spec = self.catalog.get(before.batch)
         task_arn = change.task_arn
         write = self.table.apply(
@@ -156,7 +160,7 @@ class Tracker:
         )
         if write is None:
             return 0
-        attempt_change = replace(change, started_by=job_id, attempt=number)
+        attempt_change = change._replace(started_by=job_id, attempt=number)
         if spec is not None:
             self._send_retry(
                 write.after, attempt_change, spec, first=write.before.status is not JobStatus.RETRYING

@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from datetime import datetime
 
 from batchgate.adapters.pool_table import PoolTable
@@ -23,13 +22,13 @@ from batchgate.domain.pools import PoolTask, WarmSlots, warm_slots
 DEFAULT_CACHE_SECONDS = 1.0
 
 
-@dataclass
 class _PoolRead:
     """A pool's heartbeats as last read, and the offers sent since."""
 
-    read_at: float
-    tasks: list[PoolTask]
-    offers_since: int = 0
+    def __init__(self, read_at: float, tasks: list[PoolTask]) -> None:
+        self.read_at = read_at
+        self.tasks = tasks
+        self.offers_since = 0
 
 
 class WarmAdvice:
@@ -55,7 +54,7 @@ class WarmAdvice:
                 read = _PoolRead(read_at=self._monotonic(), tasks=self.table.tasks(pool.name))
                 self._reads[pool.name] = read
             advertised = warm_slots(pool, read.tasks, batch, now)
-            return replace(advertised, free_slots=max(0, advertised.free_slots - read.offers_since))
+            return advertised._replace(free_slots=max(0, advertised.free_slots - read.offers_since))
 
     def offered(self, pool: str) -> None:
         """This container sent an offer to `pool`: one slot fewer until the next read."""

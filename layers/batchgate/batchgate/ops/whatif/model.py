@@ -150,7 +150,7 @@ class WhatIfSettings:
         """These settings with `name=value` overrides, a name of this class or of the engine's
         StrategySettings. ValueError names an unknown setting or a bad value."""
         own = {spec.name for spec in fields(self) if spec.name != "engine"}
-        engine_names = {spec.name for spec in fields(self.engine)}
+        engine_names = set(self.engine._fields)
         mine: dict[str, Any] = {}
         theirs: dict[str, Any] = {}
         for name, raw in overrides.items():
@@ -160,7 +160,7 @@ class WhatIfSettings:
                 theirs[name] = _typed(name, raw, getattr(self.engine, name))
             else:
                 raise ValueError(f"unknown setting {name!r} (known: {', '.join(sorted(own | engine_names))})")
-        updated = replace(self, **mine, engine=replace(self.engine, **theirs))
+        updated = replace(self, **mine, engine=self.engine._replace(**theirs))
         updated.check()
         return updated
 

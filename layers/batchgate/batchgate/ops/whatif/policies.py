@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from batchgate.adapters.ec2_capacity import CapacitySnapshot
 from batchgate.domain import strategy as launch_strategy
@@ -220,7 +220,7 @@ class Adaptive(Policy):
                     launch_class=self._default_class,
                 )
             else:
-                spec = replace(listed, cpu=job.cpu, memory=job.memory)
+                spec = listed._replace(cpu=job.cpu, memory=job.memory)
             self._specs[key] = spec
         return spec
 
@@ -288,7 +288,7 @@ class AdaptiveWarm(Adaptive):
         if pool is None or spec.pool == pool:
             return spec
         # What if the batch's catalog entry named the pool: the run mode of the warm_run_mode setting.
-        return replace(spec, pool=pool, run_mode=self.run_mode_of(job.batch))
+        return spec._replace(pool=pool, run_mode=self.run_mode_of(job.batch))
 
     def chain(self, request: LaunchRequest, settings: WhatIfSettings) -> tuple[str, ...]:
         spec = self.spec_for(request.job)
