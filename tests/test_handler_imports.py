@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import sys
@@ -81,7 +82,9 @@ class ColdStarts:
 
     def printed(self, function: str, statement: str, **variables: str) -> str:
         """What `statement` prints beside the function's handler, in a fresh interpreter's state."""
-        return self._probe.run(statement, ROOT / "functions" / function, handler_environment(function, variables))
+        return self._probe.run(
+            statement, ROOT / "functions" / function, handler_environment(function, variables)
+        )
 
 
 def handler_environment(function: str, variables: Mapping[str, str]) -> dict[str, str]:
@@ -146,19 +149,23 @@ def test_dispatch_loads_the_capacity_and_warm_adapters_only_when_configured(cold
     assert [name for name in WHEN_CONFIGURED if name not in configured] == []
 
 
+# What reads and checks the catalog's schedules (docs/catalog.md): only the sweep among the functions.
+SCHEDULES = ("batchgate.domain.schedules", "batchgate.domain.schedule_expressions", "zoneinfo")
 # What a function never needs at its cold start (the warm lane configured), by function: the history
 # function reads no catalog (its schedules and their time zones, retry policies) and takes no batch's
-# slots; dispatch cancels a task, looks for the task of a resumed launch and applies no task event, and
-# track applies a pool task's stop (with its heartbeat), on rare paths that import what they need. No
-# function reads its package's files through importlib.resources' readers.
+# slots; dispatch and track read no schedule; dispatch cancels a task, looks for the task of a resumed
+# launch and applies no task event, and track applies a pool task's stop (with its heartbeat), on rare
+# paths that import what they need. No function reads its package's files through importlib.resources'
+# readers.
 NOT_AT_INIT = {
     "dispatch": (
         "batchgate.services.cancel",
         "batchgate.domain.described_tasks",
         "batchgate.domain.task_events",
         "importlib.resources.readers",
+        *SCHEDULES,
     ),
-    "track": ("batchgate.domain.warm", "batchgate.domain.pools", "importlib.resources.readers"),
+    "track": ("batchgate.domain.warm", "batchgate.domain.pools", "importlib.resources.readers", *SCHEDULES),
     "history": (
         "batchgate.domain.catalog",
         "batchgate.domain.schedules",
@@ -200,6 +207,22 @@ def test_a_dispatch_cold_start_compiles_no_pattern_for_refused_messages(cold_sta
         "print(masking._environment_key.cache_info().currsize)"
     )
     assert cold_starts.printed("dispatch", statement).strip() == "0"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_a_handler_imports_boto3_before_powertools_and_batchgate(function: str) -> None:
+    # Imported from inside batchgate's own imports, a few frames deeper, botocore's import maps and
+    # unmaps a frame stack chunk hundreds of times (docs/contracts-internal.md, Cold start).
+    tree = ast.parse((ROOT / "functions" / function / "app.py").read_text(encoding="utf-8"))
+    imported = [
+        node.names[0].name if isinstance(node, ast.Import) else node.module or ""
+        for node in tree.body
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+    ]
+    libraries = [
+        name for name in imported if name.split(".")[0] in ("boto3", "aws_lambda_powertools", "batchgate")
+    ]
+    assert libraries[0] == "boto3"
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)

@@ -206,6 +206,30 @@ def test_a_bad_schedule_is_refused_when_the_catalog_loads(fields: dict[str, Any]
     assert reason in str(raised.value)
 
 
+def test_dispatch_and_track_read_the_catalog_without_its_schedules() -> None:
+    # A bad schedule fails the loads that read schedules (the sweep's, the CLI's, the template
+    # generators'), not dispatch's or track's: a slot's message carries its schedule, time and zone.
+    document = with_schedule(timezone="Asia/Tokio", arguments=["{scheduled_time:%Y-%m}"])
+    with pytest.raises(CatalogError, match="'Asia/Tokio' is not an IANA time zone"):
+        parse_catalog(document)
+
+    catalog = parse_catalog(document, schedules=False)
+    whole = parse_catalog(packaged())
+
+    assert dict(catalog.schedules) == {}
+    assert catalog.batches == whole.batches and catalog.launch_classes == whole.launch_classes
+    # The pools' scaling windows (their time zone) are schedules too; the rest of each pool is read.
+    assert {name: (pool.timezone, pool.windows) for name, pool in catalog.pools.items()} == {
+        name: ("UTC", ()) for name in whole.pools
+    }
+    assert [pool._replace(timezone="UTC", windows=()) for pool in whole.pools.values()] == list(
+        catalog.pools.values()
+    )
+    assert [pool.windows for pool in whole.pools.values()] != [()] * len(whole.pools)
+    message = parse_submit_message(slot_body(), catalog)
+    assert message.arguments == ("2026-11",) and message.schedule is not None
+
+
 def test_a_schedule_name_must_fit_schedulers_and_the_keys() -> None:
     document = with_schedule(arguments=["x"])
     document["schedules"] = {"Nightly Run": document["schedules"]["nightly"]}

@@ -5,8 +5,6 @@
 for a few seconds, shared by the dispatch threads, so that a burst of jobs makes one set of calls.
 """
 
-from __future__ import annotations
-
 import threading
 import time
 from collections.abc import Callable
@@ -52,7 +50,7 @@ class Ec2Capacity:
         self,
         cluster: str,
         provider: str,
-        client: ECSClient | None = None,
+        client: "ECSClient | None" = None,
         *,
         ttl_seconds: float = 10.0,
         clock: Callable[[], float] = time.monotonic,

@@ -5,8 +5,6 @@ a retry of the same attempt can never start a second task; that is why every ret
 the attempt back with the same token.
 """
 
-from __future__ import annotations
-
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -89,7 +87,7 @@ class EcsTasks:
     container's lifetime (a task definition revision never changes)."""
 
     def __init__(
-        self, cluster: str, client: ECSClient | None = None, *, pace: Callable[[], object] | None = None
+        self, cluster: str, client: "ECSClient | None" = None, *, pace: Callable[[], object] | None = None
     ) -> None:
         self.cluster = cluster
         self._client: ECSClient = client or ecs_client()

@@ -17,8 +17,6 @@ reads the index's keys, then the jobs themselves by key (BatchGetItem, strongly 
 caller gets whole jobs.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -120,7 +118,7 @@ class JobTable:
     def __init__(
         self,
         table_name: str,
-        client: DynamoDBClient | None = None,
+        client: "DynamoDBClient | None" = None,
         *,
         pause: Callable[[int], None] = pause_after_conflict,
     ) -> None:

@@ -14,8 +14,6 @@ A job over the limit waits: its launch is put back on the queue as a relaunch wi
 messages, and its attempt shows why ("waiting: 5/5 running").
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import NamedTuple
@@ -32,7 +30,7 @@ class BatchSlots(NamedTuple):
     # 0: no item yet.
     version: int = 0
 
-    def taken_by(self, job_id: str, attempt: int, limit: int) -> BatchSlots | None:
+    def taken_by(self, job_id: str, attempt: int, limit: int) -> "BatchSlots | None":
         """The slots once attempt `attempt` of `job_id` holds one: the same when it does already, None
         when all `limit` are held by others."""
         if self.holders.get(job_id) == attempt:
@@ -41,7 +39,7 @@ class BatchSlots(NamedTuple):
             return None
         return BatchSlots(self.batch, {**self.holders, job_id: attempt}, self.version)
 
-    def freed(self, jobs: Mapping[str, Job | None]) -> BatchSlots:
+    def freed(self, jobs: Mapping[str, Job | None]) -> "BatchSlots":
         """The slots without the holders whose job (as read, None: gone) no longer runs that attempt."""
         kept = {
             job_id: attempt

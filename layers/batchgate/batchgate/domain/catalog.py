@@ -2,11 +2,9 @@
 
 Only a batch named in the catalog can be launched, with the catalog's task definition, container,
 command and resources; a submit message only adds arguments and allowed environment variables. The
-whole file is checked when it is loaded (a Lambda cold start), so a bad catalog fails loudly at
-deployment instead of one job at a time.
+file is checked when it is loaded (a Lambda cold start), so a bad catalog fails loudly at deployment
+instead of one job at a time; its schedules are checked by the functions that read them (`parse_catalog`).
 """
-
-from __future__ import annotations
 
 import json
 import os
@@ -15,18 +13,14 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from batchgate.domain.jobs import BATCH_NAME_PATTERN
 from batchgate.domain.retry_policy import DEFAULT_POLICY, RetryPolicy, RetryPolicyError, parse_retry_policy
-from batchgate.domain.schedule_expressions import ScheduleExpressionError, parse_schedule_expression
-from batchgate.domain.schedules import (
-    SCHEDULE_NAME_PATTERN,
-    ArgumentTemplateError,
-    ScheduleSpec,
-    argument_template_problem,
-    resolve_arguments,
-)
+
+if TYPE_CHECKING:
+    # Loaded only by a catalog read with its schedules (the sweep, the ops tools).
+    from batchgate.domain.schedules import ScheduleSpec
 
 CATALOG_PATH_VARIABLE = "BATCHGATE_CATALOG"
 # The package's own files (catalog.json, schemas/) lie beside its modules, on disk in a layer or a
@@ -279,7 +273,7 @@ class Catalog(NamedTuple):
     launch_classes: Mapping[str, LaunchClass]
     pools: Mapping[str, PoolSpec] = MappingProxyType({})
     # Declared next to their batch: EventBridge Scheduler schedules (docs/schedules.md).
-    schedules: Mapping[str, ScheduleSpec] = MappingProxyType({})
+    schedules: "Mapping[str, ScheduleSpec]" = MappingProxyType({})
 
     def pool_of(self, spec: BatchSpec) -> PoolSpec | None:
         return self.pools.get(spec.pool) if spec.pool else None
@@ -296,8 +290,9 @@ class Catalog(NamedTuple):
         return tuple(sorted(self.batches))
 
 
-def load_catalog(path: str | Path | None = None) -> Catalog:
-    """Read and check a catalog file: `path`, else $BATCHGATE_CATALOG, else the packaged catalog.json."""
+def load_catalog(path: str | Path | None = None, *, schedules: bool = True) -> Catalog:
+    """Read and check a catalog file: `path`, else $BATCHGATE_CATALOG, else the packaged catalog.json.
+    `schedules=False` leaves its schedules unread (see `parse_catalog`)."""
     chosen = path if path is not None else os.environ.get(CATALOG_PATH_VARIABLE) or None
     if chosen is None:
         origin = "packaged catalog.json"
@@ -312,11 +307,18 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         document = json.loads(text)
     except ValueError as error:
         raise CatalogError(f"{origin}: not valid JSON: {error}") from error
-    return parse_catalog(document, origin)
+    return parse_catalog(document, origin, schedules=schedules)
 
 
-def parse_catalog(document: Any, origin: str = "catalog") -> Catalog:
-    """Build a Catalog from the parsed JSON document, raising CatalogError on the first problem."""
+def parse_catalog(document: Any, origin: str = "catalog", *, schedules: bool = True) -> Catalog:
+    """Build a Catalog from the parsed JSON document, raising CatalogError on the first problem.
+
+    `schedules=False` reads everything but the schedules, the batches' (`Catalog.schedules` is then
+    empty) and the pools' (their scaling windows and time zone: none, UTC). Dispatch and track never
+    read them (a slot's message carries its schedule, time and zone, and a pool's windows are its
+    scaling actions'), and checking them loads the cron parser and the time zone database at every cold
+    start. The sweep reads them (a bad schedule fails its cold start), as do the CLI and the template
+    generators."""
     top = _Section(document, origin)
     top.require(_TOP_LEVEL_FIELDS, optional=_OPTIONAL_TOP_LEVEL_FIELDS)
     version = top.raw["version"]
@@ -330,30 +332,42 @@ def parse_catalog(document: Any, origin: str = "catalog") -> Catalog:
     if not batch_sections:
         raise top.error("field 'batches' lists no batch")
     pools = (
-        {name: _pool(name, section) for name, section in top.section("pools").named_sections("pool")}
+        {
+            name: _pool(name, section, schedule=schedules)
+            for name, section in top.section("pools").named_sections("pool")
+        }
         if "pools" in top.raw
         else {}
     )
     batches = {name: _batch(name, section, launch_classes, pools) for name, section in batch_sections}
-    schedules = (
+    declared = (
         {
             name: _schedule(name, section, batches)
             for name, section in top.section("schedules").named_sections("schedule")
         }
-        if "schedules" in top.raw
+        if schedules and "schedules" in top.raw
         else {}
     )
     return Catalog(
         batches=MappingProxyType(batches),
         launch_classes=MappingProxyType(launch_classes),
         pools=MappingProxyType(pools),
-        schedules=MappingProxyType(schedules),
+        schedules=MappingProxyType(declared),
     )
 
 
-def _schedule(name: str, section: _Section, batches: Mapping[str, BatchSpec]) -> ScheduleSpec:
+def _schedule(name: str, section: "_Section", batches: Mapping[str, BatchSpec]) -> "ScheduleSpec":
     """A schedule, refused with the reason when Scheduler would refuse it, when its slots could not be
     known, or when a slot's message could never run its batch."""
+    from batchgate.domain.schedule_expressions import ScheduleExpressionError, parse_schedule_expression
+    from batchgate.domain.schedules import (
+        SCHEDULE_NAME_PATTERN,
+        ArgumentTemplateError,
+        ScheduleSpec,
+        argument_template_problem,
+        resolve_arguments,
+    )
+
     if not SCHEDULE_NAME_PATTERN.fullmatch(name):
         raise section.error(
             f"name must match {SCHEDULE_NAME_PATTERN.pattern} (it names the Scheduler schedule and every "
@@ -408,7 +422,7 @@ def _schedule(name: str, section: _Section, batches: Mapping[str, BatchSpec]) ->
     return schedule
 
 
-def _schedule_tenant(section: _Section) -> str | None:
+def _schedule_tenant(section: "_Section") -> str | None:
     """The tenant the schedule's jobs run for, checked with the submit message schema's own pattern."""
     if "tenant" not in section.raw:
         return None
@@ -426,7 +440,7 @@ def task_definition_family(task_definition: str) -> str:
     return task_definition.split(":", 1)[0]
 
 
-def _fargate_size(section: _Section) -> tuple[int, int]:
+def _fargate_size(section: "_Section") -> tuple[int, int]:
     """The section's `cpu` and `memory`, a valid Fargate task size (every batch and pool must fit
     Fargate: a plan falls back to it)."""
     cpu = section.integer("cpu", minimum=1)
@@ -436,7 +450,7 @@ def _fargate_size(section: _Section) -> tuple[int, int]:
     return cpu, memory
 
 
-def _pool(name: str, section: _Section) -> PoolSpec:
+def _pool(name: str, section: "_Section", schedule: bool = True) -> PoolSpec:
     if not POOL_NAME_PATTERN.fullmatch(name):
         raise section.error(f"name must match {POOL_NAME_PATTERN.pattern}")
     section.require(_POOL_FIELDS, optional=_OPTIONAL_POOL_FIELDS)
@@ -449,7 +463,7 @@ def _pool(name: str, section: _Section) -> PoolSpec:
         raise section.error(f"field 'architecture': {architecture!r} is not one of ARM64, X86_64")
     min_tasks = section.integer("min_tasks", minimum=0)
     max_tasks = section.integer("max_tasks", minimum=max(min_tasks, 1), maximum=100)
-    timezone, windows = _pool_schedule(section, max_tasks)
+    timezone, windows = _pool_schedule(section, max_tasks) if schedule else ("UTC", ())
     ratio = section.raw.get("target_busy_ratio", 0.7)
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.1 <= ratio <= 1.0:
         raise section.error(
@@ -480,7 +494,7 @@ def _pool(name: str, section: _Section) -> PoolSpec:
     )
 
 
-def _pool_schedule(section: _Section, max_tasks: int) -> tuple[str, tuple[PoolWindow, ...]]:
+def _pool_schedule(section: "_Section", max_tasks: int) -> tuple[str, tuple[PoolWindow, ...]]:
     if "schedule" not in section.raw:
         return "UTC", ()
     schedule = section.section("schedule")
@@ -518,7 +532,7 @@ def _is_known_timezone(name: str) -> bool:
     return True
 
 
-def _launch_class(name: str, section: _Section) -> LaunchClass:
+def _launch_class(name: str, section: "_Section") -> LaunchClass:
     if not LAUNCH_CLASS_NAME_PATTERN.fullmatch(name):
         raise section.error(f"name must match {LAUNCH_CLASS_NAME_PATTERN.pattern}")
     section.require(_LAUNCH_CLASS_FIELDS, optional=_OPTIONAL_LAUNCH_CLASS_FIELDS)
@@ -535,7 +549,7 @@ def _launch_class(name: str, section: _Section) -> LaunchClass:
 
 
 def _batch(
-    name: str, section: _Section, launch_classes: Mapping[str, LaunchClass], pools: Mapping[str, PoolSpec]
+    name: str, section: "_Section", launch_classes: Mapping[str, LaunchClass], pools: Mapping[str, PoolSpec]
 ) -> BatchSpec:
     if not BATCH_NAME_PATTERN.fullmatch(name):
         raise section.error(f"name must match {BATCH_NAME_PATTERN.pattern} (it is part of every job id)")
@@ -576,7 +590,7 @@ def _batch(
     return _with_pool(spec, section, pools)
 
 
-def _with_pool(spec: BatchSpec, section: _Section, pools: Mapping[str, PoolSpec]) -> BatchSpec:
+def _with_pool(spec: BatchSpec, section: "_Section", pools: Mapping[str, PoolSpec]) -> BatchSpec:
     """The batch's warm pool and run mode, checked against the pool: same image, known modules."""
     if "pool" not in section.raw:
         for field in ("run_mode", "preload"):
@@ -614,7 +628,7 @@ def _with_pool(spec: BatchSpec, section: _Section, pools: Mapping[str, PoolSpec]
     return spec._replace(pool=pool_name, run_mode=run_mode, preload=preload)
 
 
-def _command(section: _Section) -> tuple[str, ...]:
+def _command(section: "_Section") -> tuple[str, ...]:
     """The batch's command; one that starts a shell on a script (`sh -c ...`) only when the batch is
     marked `"shell": true`, since the shell would interpret what the arguments say."""
     command = section.strings("command", allow_empty=False)
@@ -648,7 +662,7 @@ def shell_script_command(command: Sequence[str]) -> bool:
     return False
 
 
-def _retry_policy(section: _Section) -> RetryPolicy:
+def _retry_policy(section: "_Section") -> RetryPolicy:
     if "retry" not in section.raw:
         return DEFAULT_POLICY
     try:
@@ -657,7 +671,7 @@ def _retry_policy(section: _Section) -> RetryPolicy:
         raise section.error(str(error)) from error
 
 
-def _argument_rules(section: _Section) -> ArgumentRules:
+def _argument_rules(section: "_Section") -> ArgumentRules:
     section.require(_ARGUMENT_FIELDS, optional=_OPTIONAL_ARGUMENT_FIELDS)
     min_count = section.integer("min_count", minimum=0)
     max_count = section.integer("max_count", minimum=0)
@@ -683,7 +697,7 @@ def _argument_rules(section: _Section) -> ArgumentRules:
     )
 
 
-def _environment_names(section: _Section) -> frozenset[str]:
+def _environment_names(section: "_Section") -> frozenset[str]:
     if "environment" not in section.raw:
         return frozenset()  # the safe default: no variable can be set by a message
     names = section.strings("environment", allow_empty=True, pattern=ENVIRONMENT_NAME_PATTERN)
@@ -730,11 +744,11 @@ class _Section:
         if missing:
             raise self.error(f"missing field {', '.join(self.field(name) for name in missing)}")
 
-    def section(self, name: str) -> _Section:
+    def section(self, name: str) -> "_Section":
         """A nested object: errors keep this section's place and name the field by its path."""
         return _Section(self.raw[name], self.where, f"{self.prefix}{name}.")
 
-    def named_sections(self, kind: str) -> list[tuple[str, _Section]]:
+    def named_sections(self, kind: str) -> "list[tuple[str, _Section]]":
         """The entries of a name -> object map (batches, launch classes), each its own place."""
         origin = self.where
         return [(name, _Section(raw, f"{origin}: {kind} {name!r}")) for name, raw in self.raw.items()]

@@ -5,8 +5,6 @@ status as it was is no event. The event carries the job's state for consumers, n
 values, its raw message or its arguments (they may hold what only the batch should see).
 """
 
-from __future__ import annotations
-
 import json
 from typing import Any, NamedTuple
 from urllib.parse import quote

@@ -6,8 +6,6 @@ every function imports this module, and a NamedTuple class costs its cold start 
 (docs/contracts-internal.md, Cold start).
 """
 
-from __future__ import annotations
-
 import hashlib
 import re
 from collections.abc import Mapping
@@ -141,7 +139,7 @@ class LaunchPlan(NamedTuple):
         return item
 
     @classmethod
-    def from_item(cls, item: dict[str, Any]) -> LaunchPlan:
+    def from_item(cls, item: dict[str, Any]) -> "LaunchPlan":
         return cls(
             strategy=item["strategy"],
             capacity_provider=item["capacity_provider"],
@@ -228,7 +226,7 @@ class Attempt(NamedTuple):
         return item
 
     @classmethod
-    def from_item(cls, item: dict[str, Any]) -> Attempt:
+    def from_item(cls, item: dict[str, Any]) -> "Attempt":
         exit_code = item.get("exit_code")
         return cls(
             number=int(item["number"]),
@@ -279,7 +277,7 @@ class Rejection(NamedTuple):
         return {key: value for key, value in item.items() if value is not None}
 
     @classmethod
-    def from_item(cls, item: dict[str, Any]) -> Rejection:
+    def from_item(cls, item: dict[str, Any]) -> "Rejection":
         return cls(
             message_id=item["message_id"],
             received_at=item["received_at"],
@@ -338,13 +336,13 @@ class Job(NamedTuple):
     def attempt_by_number(self, number: int) -> Attempt | None:
         return next((attempt for attempt in self.attempts if attempt.number == number), None)
 
-    def with_attempt(self, attempt: Attempt) -> Job:
+    def with_attempt(self, attempt: Attempt) -> "Job":
         attempts = tuple(attempt if a.number == attempt.number else a for a in self.attempts)
         return self._replace(attempts=attempts)
 
     def moved_to(
         self, status: JobStatus, at: str, reason: str | None = None, *, attempt: int | None = None
-    ) -> Job:
+    ) -> "Job":
         """The job in `status`. Ordering is per attempt: (attempt number, rank) never moves back, so a
         new attempt (`attempt` above the current one) may start again at DISPATCHING, while within an
         attempt a status never moves back. A terminal status is final (a task stopping after its job
@@ -406,7 +404,7 @@ class Job(NamedTuple):
         return item
 
     @classmethod
-    def from_item(cls, item: dict[str, Any]) -> Job:
+    def from_item(cls, item: dict[str, Any]) -> "Job":
         plan = item.get("plan")
         return cls(
             job_id=item["job_id"],

@@ -13,8 +13,6 @@ submit message's send for a job's first attempt, see `start_seconds_of`) and its
 stopped). `HistorySummary` is what `plan_launch` reads.
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -58,13 +56,13 @@ class LatencySketch(NamedTuple):
     def weight(self) -> float:
         return sum(self.buckets.values())
 
-    def add(self, seconds: float, weight: float = 1.0) -> LatencySketch:
+    def add(self, seconds: float, weight: float = 1.0) -> "LatencySketch":
         index = bucket_of(max(seconds, 0.0))
         updated = dict(self.buckets)
         updated[index] = round(updated.get(index, 0.0) + weight, WEIGHT_DIGITS)
         return LatencySketch(updated)
 
-    def decayed(self, factor: float) -> LatencySketch:
+    def decayed(self, factor: float) -> "LatencySketch":
         if factor >= 1.0:
             return self
         kept = {
@@ -94,7 +92,7 @@ class LatencySketch(NamedTuple):
         return {str(index): weight for index, weight in sorted(self.buckets.items())}
 
     @classmethod
-    def from_item(cls, item: Mapping[str, Any] | None) -> LatencySketch:
+    def from_item(cls, item: Mapping[str, Any] | None) -> "LatencySketch":
         if not item:
             return cls({})
         return cls({int(index): float(weight) for index, weight in item.items()})
@@ -155,7 +153,7 @@ class HistorySummary(NamedTuple):
         }
 
     @classmethod
-    def from_dict(cls, item: Mapping[str, Any]) -> HistorySummary:
+    def from_dict(cls, item: Mapping[str, Any]) -> "HistorySummary":
         """The summary as `to_dict` stored it (for replaying a stored plan)."""
 
         def number(name: str, scale: float = 1.0) -> float | None:
@@ -197,7 +195,7 @@ class StrategyHistory(NamedTuple):
     def sketch(self, name: str) -> LatencySketch:
         return self.sketches.get(name) or LatencySketch()
 
-    def decayed_to(self, now: float, half_life: float = DEFAULT_HALF_LIFE_SECONDS) -> StrategyHistory:
+    def decayed_to(self, now: float, half_life: float = DEFAULT_HALF_LIFE_SECONDS) -> "StrategyHistory":
         elapsed = now - self.decayed_at
         if elapsed <= 0 or self.decayed_at == 0.0:
             return StrategyHistory(
@@ -224,7 +222,7 @@ class StrategyHistory(NamedTuple):
 
     def observe(
         self, observation: AttemptObservation, now: float, half_life: float = DEFAULT_HALF_LIFE_SECONDS
-    ) -> StrategyHistory:
+    ) -> "StrategyHistory":
         """This history with one more finished attempt, everything older decayed to `now`."""
         current = self.decayed_to(now, half_life)
         sketches = dict(current.sketches)
@@ -271,7 +269,7 @@ class StrategyHistory(NamedTuple):
         }
 
     @classmethod
-    def from_item(cls, item: Mapping[str, Any]) -> StrategyHistory:
+    def from_item(cls, item: Mapping[str, Any]) -> "StrategyHistory":
         raw = item.get("sketches") or {}
         return cls(
             batch=str(item["batch"]),

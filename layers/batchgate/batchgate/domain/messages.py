@@ -13,17 +13,14 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, NoReturn
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from batchgate.domain.catalog import PACKAGE_FILES, BatchSpec, Catalog, json_type_name
 from batchgate.domain.masking import ENVIRONMENT_FIELD
-from batchgate.domain.schedules import (
-    ArgumentTemplateError,
-    ScheduledSlot,
-    parse_scheduled_time,
-    resolve_arguments,
-)
+
+if TYPE_CHECKING:
+    # Loaded with the first slot's message: a dispatch cold start reads no schedule (or time zone).
+    from batchgate.domain.schedules import ScheduledSlot
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS: Final = (SCHEMA_VERSION,)
@@ -378,12 +375,9 @@ def _environment_name_reason(document: Mapping[str, Any]) -> str:
 def _message_from(document: Mapping[str, Any]) -> SubmitMessage:
     deadline_text = document.get("deadline")
     arguments = tuple(document.get("arguments", ()))
-    schedule = _scheduled_slot(document["schedule"]) if "schedule" in document else None
-    if schedule is not None:
-        try:
-            arguments = resolve_arguments(arguments, schedule.scheduled_time, ZoneInfo(schedule.timezone))
-        except ArgumentTemplateError as error:
-            raise _Invalid(f"field 'arguments': {error}") from None
+    schedule = None
+    if "schedule" in document:
+        schedule, arguments = _scheduled_slot(document["schedule"], arguments)
     return SubmitMessage(
         batch=document["batch"],
         arguments=arguments,
@@ -399,8 +393,20 @@ def _message_from(document: Mapping[str, Any]) -> SubmitMessage:
     )
 
 
-def _scheduled_slot(document: Mapping[str, Any]) -> ScheduledSlot:
-    """The message's slot: a real time, read in a known zone."""
+def _scheduled_slot(
+    document: Mapping[str, Any], arguments: tuple[str, ...]
+) -> tuple[ScheduledSlot, tuple[str, ...]]:
+    """The message's slot (a real time, read in a known zone) and its arguments with the slot's
+    placeholders resolved."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from batchgate.domain.schedules import (
+        ArgumentTemplateError,
+        ScheduledSlot,
+        parse_scheduled_time,
+        resolve_arguments,
+    )
+
     text = document["scheduled_time"]
     try:
         moment = parse_scheduled_time(text)
@@ -410,10 +416,14 @@ def _scheduled_slot(document: Mapping[str, Any]) -> ScheduledSlot:
         ) from None
     timezone = document.get("timezone", "UTC")
     try:
-        ZoneInfo(timezone)
+        zone = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise _Invalid(f"field 'schedule.timezone': {_shown(timezone)} is not an IANA time zone") from None
-    return ScheduledSlot(name=document["name"], scheduled_time=moment, timezone=timezone)
+    try:
+        resolved = resolve_arguments(arguments, moment, zone)
+    except ArgumentTemplateError as error:
+        raise _Invalid(f"field 'arguments': {error}") from None
+    return ScheduledSlot(name=document["name"], scheduled_time=moment, timezone=timezone), resolved
 
 
 def _parse_deadline(text: str) -> datetime:

@@ -8,8 +8,6 @@ that stopped answering. Heartbeats are advice: dispatch offers a job only when a
 free slot for its batch, and the offer still expires if no worker claims it (batchgate.domain.warm).
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -40,7 +38,7 @@ class SlotJob(NamedTuple):
         }
 
     @classmethod
-    def from_item(cls, item: Mapping[str, Any]) -> SlotJob:
+    def from_item(cls, item: Mapping[str, Any]) -> "SlotJob":
         return cls(
             job_id=str(item["job_id"]),
             attempt=int(item["attempt"]),
@@ -97,7 +95,7 @@ class PoolTask(NamedTuple):
         return item
 
     @classmethod
-    def from_item(cls, item: Mapping[str, Any]) -> PoolTask:
+    def from_item(cls, item: Mapping[str, Any]) -> "PoolTask":
         return cls(
             pool=str(item["pool"]),
             task_arn=str(item["task_arn"]),

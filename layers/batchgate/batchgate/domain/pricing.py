@@ -7,8 +7,6 @@ vary over time; they are approximated here as 70% below on-demand ("up to 70%" i
 for either architecture.
 """
 
-from __future__ import annotations
-
 import math
 from typing import NamedTuple
 

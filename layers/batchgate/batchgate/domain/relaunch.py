@@ -14,8 +14,6 @@ is ignored (logged, metric `RelaunchesEarly`), and the genuine one arrives when 
 deferrals, which makes the back-off grow, lives on the attempt too (`deferrals`), never in the message.
 """
 
-from __future__ import annotations
-
 import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -57,7 +55,7 @@ class Relaunch(NamedTuple):
         return json.dumps(document, separators=(",", ":"))
 
     @classmethod
-    def parse(cls, body: str) -> Relaunch:
+    def parse(cls, body: str) -> "Relaunch":
         if len(body.encode("utf-8", "replace")) > MAX_BODY_BYTES:
             raise InvalidRelaunchMessage("relaunch message too large")
         document, job_id, attempt = read_attempt_message(body, "relaunch message", InvalidRelaunchMessage)

@@ -12,8 +12,6 @@ Pure: `decide` depends only on the attempt, the batch and the job id, so applyin
 order gives the same decision (the back-off "jitter" is derived from the job id and attempt number).
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
@@ -129,7 +127,7 @@ Decision = Retry | Fail
 
 def decide(
     attempt: Attempt,
-    spec: BatchSpec,
+    spec: "BatchSpec",
     *,
     job_id: str,
     failure: str,

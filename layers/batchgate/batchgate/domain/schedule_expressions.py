@@ -13,8 +13,6 @@ expression anchored at midnight in the schedule's time zone, and is deployed as 
 refused with the reason.
 """
 
-from __future__ import annotations
-
 import calendar
 import re
 from collections.abc import Iterator

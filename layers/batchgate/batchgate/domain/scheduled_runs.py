@@ -6,8 +6,6 @@ an event of its own detail-type on the job events' bus, with `status` MISSED or 
 notification rule's pattern takes the missed ones; the event never carries the job's arguments.
 """
 
-from __future__ import annotations
-
 import json
 from datetime import datetime
 from typing import Any, NamedTuple

@@ -15,8 +15,6 @@ argument never depends on the locale, and is then checked against the batch's ar
 other.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta

@@ -28,8 +28,6 @@ without AWS. The policy is in docs/strategy.md; in short:
   stays behind it: an offer no worker claims goes to the next strategy at once.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -76,7 +74,7 @@ def plan_launch(
     ec2_capacity_provider: str | None = None,
     priority: int = 0,
     history: Mapping[str, HistorySummary] | None = None,
-    capacity: CapacitySnapshot | None = None,
+    capacity: "CapacitySnapshot | None" = None,
     previous_stop_code: str | None = None,
     settings: StrategySettings = DEFAULT_STRATEGY_SETTINGS,
     warm: WarmSlots | None = None,
@@ -181,7 +179,7 @@ def _figures(
     spec: BatchSpec,
     objective: str,
     history: Mapping[str, HistorySummary],
-    capacity: CapacitySnapshot | None,
+    capacity: "CapacitySnapshot | None",
     settings: StrategySettings,
 ) -> _Figures:
     trusted = {
@@ -361,7 +359,7 @@ def _inputs(
     priority: int,
     previous_stop_code: str | None,
     history: Mapping[str, HistorySummary],
-    capacity: CapacitySnapshot | None,
+    capacity: "CapacitySnapshot | None",
     figures: _Figures,
     warm: WarmSlots | None = None,
 ) -> dict[str, object]:

@@ -6,8 +6,6 @@ Fargate prices come from `batchgate.domain.pricing` (one price table for the eng
 and whatif).
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -89,7 +87,7 @@ class StrategySettings(NamedTuple):
     max_running_wait_seconds: float = 60.0
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> StrategySettings:
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> "StrategySettings":
         env = os.environ if environ is None else environ
         changes: dict[str, Any] = {}
         for name in cls._fields:

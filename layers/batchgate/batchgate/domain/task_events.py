@@ -5,8 +5,6 @@ change of the task, and the task's timestamps so far; so applying only events ne
 last applied version, and never moving a status back, gives the same job whatever the order.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -96,7 +94,7 @@ class TaskStateChange(NamedTuple):
         return by_name or next((c for c in self.containers if c.exit_code is not None), None)
 
     @classmethod
-    def from_event(cls, event: Mapping[str, Any]) -> TaskStateChange:
+    def from_event(cls, event: Mapping[str, Any]) -> "TaskStateChange":
         """Read an EventBridge event; unknown fields are ignored, missing essentials are an error, and so
         is a known field of the wrong type or a time that is not ISO 8601: refused here, before anything
         is written, instead of stored and failing a later reader (the history feed reads the timeline)."""
@@ -118,7 +116,7 @@ class TaskStateChange(NamedTuple):
             raise InvalidTaskEvent(f"task event has a malformed field: {error}") from error
 
     @classmethod
-    def _read(cls, event: Mapping[str, Any], detail: Mapping[str, Any]) -> TaskStateChange:
+    def _read(cls, event: Mapping[str, Any], detail: Mapping[str, Any]) -> "TaskStateChange":
         task_arn = _required_string(detail, "taskArn")
         last_status = _required_string(detail, "lastStatus")
         version = _integer(detail, "version")
@@ -283,7 +281,7 @@ def apply_task_event(
     change: TaskStateChange,
     container_name: str | None,
     log_pointer: LogPointer | None = None,
-    spec: BatchSpec | None = None,
+    spec: "BatchSpec | None" = None,
 ) -> Job | None:
     """The job after this event, or None when the event changes nothing (duplicate, stale, or for an
     attempt the job does not know).

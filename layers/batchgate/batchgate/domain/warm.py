@@ -12,8 +12,6 @@ A WARM attempt is offered, then claimed or expired, exactly once:
   what the job becomes (ordering by version, statuses only forward, the retry policy).
 """
 
-from __future__ import annotations
-
 import json
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
@@ -58,7 +56,7 @@ class WorkOffer(NamedTuple):
         return json.dumps({"job_id": self.job_id, "attempt": self.attempt}, separators=(",", ":"))
 
     @classmethod
-    def parse(cls, body: str) -> WorkOffer:
+    def parse(cls, body: str) -> "WorkOffer":
         _, job_id, attempt = read_attempt_message(body, "work message", InvalidWorkOffer)
         return cls(job_id=job_id, attempt=attempt)
 
@@ -132,7 +130,7 @@ def expire_warm_offer(job: Job, number: int, at: str, reason: str) -> Job | None
 
 
 def pool_task_lost(
-    job: Job, number: int, task_arn: str, *, reason: str, at: str, spec: BatchSpec | None
+    job: Job, number: int, task_arn: str, *, reason: str, at: str, spec: "BatchSpec | None"
 ) -> Job | None:
     """Attempt N ran on pool task `task_arn`, which stopped (its STOPPED event) or stopped answering
     (its heartbeat stale, missing or no longer listing the job): the attempt ends `WarmTaskStopped`
@@ -191,7 +189,7 @@ def warm_change(
     exit_code: int | None = None,
     stop_code: str | None = None,
     stopped_reason: str | None = None,
-) -> TaskStateChange:
+) -> "TaskStateChange":
     """A worker's report on attempt N as the task state change `apply_task_event` reads: its pool task
     is the task, the attempt is named by number (never found by task ARN: one pool task runs many)."""
     from batchgate.domain.task_events import ContainerState, TaskStateChange

@@ -178,7 +178,7 @@ class Dispatcher:
 
             warm_advice = WarmAdvice(PoolTable(table, dynamodb))
         return cls(
-            catalog=load_catalog(settings.catalog_path),
+            catalog=load_catalog(settings.catalog_path, schedules=False),
             table=JobTable(settings.table_name, dynamodb),
             ecs=EcsTasks(settings.cluster, ecs, pace=governor.pace),
             settings=settings,

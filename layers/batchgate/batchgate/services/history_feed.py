@@ -18,8 +18,6 @@ the crashed invocation that is no longer its pair's last fold (another attempt o
 strategy was folded since) counts again.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -62,7 +60,7 @@ class JobChange(NamedTuple):
     after: Job | None
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> JobChange:
+    def from_record(cls, record: Mapping[str, Any]) -> "JobChange":
         """From a record as Lambda delivers it (`dynamodb.OldImage`/`NewImage` in attribute values)."""
         stream = record.get("dynamodb") or {}
         sequence_number = str(stream.get("SequenceNumber") or "")
@@ -102,7 +100,7 @@ class HistoryFeed:
         self.history = history
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> HistoryFeed:
+    def from_settings(cls, settings: Settings) -> "HistoryFeed":
         if not settings.history_table_name:
             raise RuntimeError("missing environment variable: HISTORY_TABLE_NAME")
         return cls(HistoryTable(settings.history_table_name, dynamodb_client()))
@@ -131,7 +129,7 @@ class HistoryFeed:
             )
         return observations
 
-    def in_order(self) -> StreamOrderFold:
+    def in_order(self) -> "StreamOrderFold":
         """A record handler for one invocation's batch (a fresh one per invocation)."""
         return StreamOrderFold(self)
 

@@ -19,8 +19,6 @@ any back-off, so it comes back after the due time); a crash in between leaves th
 the due time is well past.
 """
 
-from __future__ import annotations
-
 import random
 from collections.abc import Callable
 from datetime import datetime

@@ -15,8 +15,6 @@ a limit, as those callers can wait, and a launch the governor puts back makes no
 Pure apart from the clock and sleep it is given.
 """
 
-from __future__ import annotations
-
 import threading
 import time
 from collections.abc import Callable
@@ -102,7 +100,7 @@ class LaunchGovernor:
         containers: int,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-    ) -> LaunchGovernor:
+    ) -> "LaunchGovernor":
         """This container's share of the account's limits, `containers` being the queue's maximum
         concurrency (the most dispatch containers running at once)."""
         share = 1.0 / max(containers, 1)

@@ -6,8 +6,6 @@ and handed back, so that the caller counts it.
 boto3 clients are thread-safe (resources and sessions are not): the units share the caller's clients.
 """
 
-from __future__ import annotations
-
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
@@ -21,7 +19,7 @@ class Deadline(NamedTuple):
     monotonic: Callable[[], float] = time.monotonic
 
     @classmethod
-    def within(cls, seconds: float, monotonic: Callable[[], float] = time.monotonic) -> Deadline:
+    def within(cls, seconds: float, monotonic: Callable[[], float] = time.monotonic) -> "Deadline":
         return cls(monotonic() + seconds, monotonic)
 
     def passed(self) -> bool:

@@ -12,8 +12,6 @@ Slots from before the first sweep that saw the schedule are not checked: the sch
 yet (the schedule table remembers that moment).
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -69,14 +67,14 @@ class ScheduleWatch:
     catalog: Catalog
     table: JobTable
     reports: ScheduleReports
-    bus: EventBus | None = None
+    bus: "EventBus | None" = None
     settings: ScheduleWatchSettings = DEFAULT_SCHEDULE_WATCH_SETTINGS
     clock: Callable[[], datetime] = utc_now
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, catalog: Catalog, table: JobTable, dynamodb: DynamoDBClient | None = None
-    ) -> ScheduleWatch | None:
+        cls, settings: "Settings", catalog: Catalog, table: JobTable, dynamodb: "DynamoDBClient | None" = None
+    ) -> "ScheduleWatch | None":
         """None when there is nothing to watch or nowhere to remember reports. `dynamodb`: the client
         the job table uses (one client per cold start); the bus makes its client on its first event."""
         if not catalog.schedules or not settings.schedule_table_name:

@@ -1,7 +1,5 @@
 """Deployment settings, read once per container from the environment the template sets."""
 
-from __future__ import annotations
-
 import os
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -42,7 +40,7 @@ class Settings(NamedTuple):
     schedule_missed_after_seconds: int = MISSED_AFTER_SECONDS
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if environ is None else environ
         missing = [name for name in ("JOB_TABLE_NAME", "ECS_CLUSTER") if not env.get(name)]
         if missing:

@@ -45,8 +45,6 @@ calls (DescribeTasks, StopTask) go through its share of the launch-rate governor
 (batchgate.services.launch_governor), with dispatch's.
 """
 
-from __future__ import annotations
-
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -161,7 +159,7 @@ class SweepReport:
     def count(self, metric: str) -> None:
         self.counted[metric] += 1
 
-    def add(self, other: SweepReport) -> None:
+    def add(self, other: "SweepReport") -> None:
         """Another report's counts (one job's, handled on its own thread) added to this one."""
         self.examined += other.examined
         self.timed_out += other.timed_out
@@ -217,7 +215,7 @@ class Sweeper:
     schedule_watch: ScheduleWatch | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Sweeper:
+    def from_settings(cls, settings: Settings) -> "Sweeper":
         threads = DEFAULT_SWEEP_SETTINGS.concurrency
         # One DynamoDB client for all its tables (jobs, the pools' heartbeats, schedules): a second
         # one costs milliseconds of every cold start.

@@ -62,7 +62,7 @@ class Tracker:
         # One DynamoDB client for both tables: a second one costs milliseconds of every cold start.
         dynamodb = dynamodb_client()
         return cls(
-            catalog=load_catalog(settings.catalog_path),
+            catalog=load_catalog(settings.catalog_path, schedules=False),
             table=JobTable(settings.table_name, dynamodb),
             ecs=EcsTasks(settings.cluster),
             jobs_queue=JobsQueue(settings.jobs_queue_url) if settings.jobs_queue_url else None,
