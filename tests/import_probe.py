@@ -71,6 +71,9 @@ for line in sys.stdin:
 """
 # Interpreter start-up variables a child applies itself; the interpreter's start reads any other.
 APPLIED_BY_THE_CHILD = frozenset({"PYTHONPATH", "PYTHONDONTWRITEBYTECODE"})
+# Not start-up variables: read by a module when it is imported (zoneinfo's search path), in the child's
+# environment (were boto3's import to read one, a statement that changes it would be refused, as above).
+READ_AT_IMPORT = frozenset({"PYTHONTZPATH"})
 
 
 class ProbeFailed(Exception):
@@ -95,7 +98,9 @@ class ImportProbe:
         """What `statement` prints in a child in `cwd` with exactly `environment`, as `python -c
         statement` would there; ProbeFailed when it fails."""
         start_up = sorted(
-            name for name in environment if name.startswith("PYTHON") and name not in APPLIED_BY_THE_CHILD
+            name
+            for name in environment
+            if name.startswith("PYTHON") and name not in APPLIED_BY_THE_CHILD | READ_AT_IMPORT
         )
         if start_up:
             raise ValueError(f"read by an interpreter's start, not by a forked child: {', '.join(start_up)}")

@@ -12,6 +12,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import boto3  # noqa: F401  (first, at the top of the frame stack: docs/contracts-internal.md, Cold start)
 from aws_lambda_powertools.utilities.batch import (
     AsyncBatchProcessor,
     EventType,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import boto3  # noqa: F401  (first, at the top of the frame stack: docs/contracts-internal.md, Cold start)
 from batchgate.adapters.telemetry import logger, metrics, tracer
 from batchgate.services.settings import Settings
 from batchgate.services.track import Tracker
