@@ -46,7 +46,10 @@ from moto import mock_aws
 from bench._figures import Figure, at_most, figures_table, median, paired_ratio, spread
 from bench._in_process import DISPATCH, HISTORY, REGION, ROOT, SWEEP, TRACK, build_stack
 
-RUNS = 15
+# Rounds. On a shared 2-core machine one round's handler-less-floor difference spreads over tens of
+# milliseconds either way (a neighbour's load slows whichever import it meets): with 15 rounds the
+# median of a 20 ms difference moved by about 5 ms from one run to the next.
+RUNS = 31
 BARE_RUNS = 3
 # The date of every file Lambda extracts from a zip made by `sam build` (entries carry no time).
 ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z
