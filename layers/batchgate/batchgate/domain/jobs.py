@@ -151,10 +151,12 @@ class LaunchPlan(NamedTuple):
         )
 
 
-# Stop codes of attempts that never ran the batch (a warm offer no worker claimed,
-# batchgate.domain.warm.NOT_PICKED_UP): they do not use up the batch's max_attempts
+# The stop code of a warm offer no worker claimed (batchgate.domain.warm), defined here with the job model
+# so that the modules that only ask whether an attempt ran need not load the warm lane's.
+WARM_NOT_PICKED_UP = "WarmNotPickedUp"
+# Stop codes of attempts that never ran the batch: they do not use up the batch's max_attempts
 # (batchgate.domain.retry_policy), and the history does not measure them.
-NEVER_RAN_STOP_CODES = frozenset({"WarmNotPickedUp"})
+NEVER_RAN_STOP_CODES = frozenset({WARM_NOT_PICKED_UP})
 
 
 class Attempt(NamedTuple):

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from batchgate.adapters.ecs import LogPointer
-from batchgate.domain.jobs import Attempt, Job, JobStatus, parse_iso
+from batchgate.domain.jobs import WARM_NOT_PICKED_UP, Attempt, Job, JobStatus, parse_iso
 from batchgate.domain.pools import HEARTBEAT_SECONDS, PoolTask
 from batchgate.domain.relaunch import read_attempt_message
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 WARM = "WARM"
 # Stop codes of WARM attempts that ended before the batch ran to its own end. plan_launch plans the
 # next attempt on ECS after either; the retry policy retries a stopped pool task (infrastructure).
-NOT_PICKED_UP = "WarmNotPickedUp"
+NOT_PICKED_UP = WARM_NOT_PICKED_UP
 POOL_TASK_STOPPED = "WarmTaskStopped"
 WARM_STOP_CODES = frozenset({NOT_PICKED_UP, POOL_TASK_STOPPED})
 # Timeline phase of the offer (dispatch sent the job to the pool's queue).
