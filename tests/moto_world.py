@@ -10,7 +10,7 @@ Clients share one boto3 session (`boto3.DEFAULT_SESSION` while a test is mocked)
 model once per process instead of once per test.
 
 The mock intercepts botocore's requests only. moto's own start also routes the `requests` library's calls
-to AWS addresses into moto, registering some 25,000 URL patterns each time (about 9 ms per test); no code
+to AWS addresses into moto, registering some 25,000 URL patterns each time (about 10 ms per test); no code
 here sends an AWS request through `requests`, and without the patterns one would fail, not pass unmocked.
 """
 
